@@ -1,0 +1,351 @@
+//! [`FileBlockProvider`]: a space directory on the local filesystem.
+//!
+//! The layout is the reference implementation's, so a reference space opens
+//! as is:
+//!
+//! ```text
+//! <dir>/<wal-uuid>        one file per WAL, named by the hyphenated UUID
+//! <dir>/space_root        the root, JSON, replaced by tmp + fsync + rename + dir fsync
+//! <dir>/space_root.lock   OS lock taken around root updates
+//! <dir>/space.config      optional configuration (INI in the reference)
+//! ```
+//!
+//! Blocking file calls run on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::error::{Error, Result};
+use crate::types::{RootRecord, WalId};
+
+const ROOT_FILE: &str = "space_root";
+const ROOT_TMP: &str = "space_root.tmp";
+const LOCK_FILE: &str = "space_root.lock";
+const CONFIG_FILE: &str = "space.config";
+
+/// A space directory on the local filesystem.
+#[derive(Debug)]
+pub struct FileBlockProvider {
+    dir: PathBuf,
+    read_only: bool,
+    files: RwLock<HashMap<WalId, Arc<File>>>,
+    lock_file: Option<Arc<File>>,
+    /// Sequence of the root last read or written (`Some(None)`: no root).
+    known_root: Mutex<Option<Option<u64>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Display for FileBlockProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBlockProvider({})", self.dir.display())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::io("running a blocking file task", std::io::Error::other(e)))?
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+impl FileBlockProvider {
+    /// Opens (creating if needed) a writable space directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating space directory {}", dir.display()), e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        Ok(FileBlockProvider {
+            dir,
+            read_only: false,
+            files: RwLock::default(),
+            lock_file: Some(Arc::new(lock_file)),
+            known_root: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens an existing space directory without creating or writing anything.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                format!("opening space directory {}", dir.display()),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            ));
+        }
+        Ok(FileBlockProvider {
+            dir,
+            read_only: true,
+            files: RwLock::default(),
+            lock_file: None,
+            known_root: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The space directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn wal_path(&self, wal: WalId) -> PathBuf {
+        self.dir.join(wal.to_string())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
+    fn handle(&self, wal: WalId) -> Result<Arc<File>> {
+        if let Some(f) = self.files.read().get(&wal) {
+            return Ok(f.clone());
+        }
+        let path = self.wal_path(wal);
+        let file = match File::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::WalNotFound { wal });
+            }
+            Err(e) => return Err(Error::io(format!("opening WAL {}", path.display()), e)),
+        };
+        Ok(self.files.write().entry(wal).or_insert(file).clone())
+    }
+}
+
+#[async_trait]
+impl BlockProvider for FileBlockProvider {
+    async fn create_wal(&self) -> Result<WalId> {
+        self.check_writable()?;
+        let id = WalId::new_random();
+        let path = self.wal_path(id);
+        let dir = self.dir.clone();
+        let file = blocking(move || {
+            let f = OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(format!("creating WAL {}", path.display()), e))?;
+            // Make the new name durable now, so a later fdatasync suffices.
+            sync_dir(&dir)?;
+            Ok(f)
+        })
+        .await?;
+        self.files.write().insert(id, Arc::new(file));
+        Ok(id)
+    }
+
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+        self.check_writable()?;
+        let file = self.handle(wal)?;
+        blocking(move || {
+            file.write_all_at(&data, offset).map_err(|e| {
+                Error::io(format!("writing {} bytes to WAL {wal} at {offset}", data.len()), e)
+            })
+        })
+        .await
+    }
+
+    async fn sync(&self, wal: WalId, _upto: u64) -> Result<()> {
+        self.check_writable()?;
+        let file = self.handle(wal)?;
+        blocking(move || {
+            file.sync_data()
+                .map_err(|e| Error::io(format!("syncing WAL {wal}"), e))
+        })
+        .await
+    }
+
+    fn next_offset_after_barrier(&self, end: u64) -> u64 {
+        end
+    }
+
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        self.check_open()?;
+        let file = self.handle(wal)?;
+        blocking(move || {
+            let ctx = |e| Error::io(format!("reading WAL {wal} at {offset}"), e);
+            let size = file.metadata().map_err(ctx)?.len();
+            if offset >= size {
+                return Err(Error::OffsetOutOfRange {
+                    wal,
+                    offset,
+                    len: size,
+                });
+            }
+            let n = len.min(size - offset) as usize;
+            let mut buf = vec![0u8; n];
+            let mut got = 0;
+            while got < n {
+                match file.read_at(&mut buf[got..], offset + got as u64) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ctx(e)),
+                }
+            }
+            buf.truncate(got);
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
+        self.check_open()?;
+        let dir = self.dir.clone();
+        blocking(move || {
+            let ctx = |e| Error::io(format!("listing {}", dir.display()), e);
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(ctx)? {
+                let entry = entry.map_err(ctx)?;
+                let name = entry.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.parse::<WalId>().ok()) else {
+                    continue;
+                };
+                let meta = entry.metadata().map_err(ctx)?;
+                if meta.is_file() {
+                    out.push(WalInfo {
+                        id,
+                        len: meta.len(),
+                    });
+                }
+            }
+            out.sort_by_key(|w| w.id);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        self.files.write().remove(&wal);
+        Ok(())
+    }
+
+    async fn read_root(&self) -> Result<Option<RootRecord>> {
+        self.check_open()?;
+        let path = self.dir.join(ROOT_FILE);
+        let root = blocking(move || match std::fs::read(&path) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Ok(b) => RootRecord::from_json(&b)
+                .map(Some)
+                .map_err(|source| Error::CorruptRoot {
+                    location: path.display().to_string(),
+                    source,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        })
+        .await?;
+        *self.known_root.lock() = Some(root.as_ref().map(|r| r.sequence));
+        Ok(root)
+    }
+
+    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
+        self.check_writable()?;
+        let known = *self.known_root.lock();
+        let found = match known {
+            Some(k) => k,
+            None => self.read_root().await?.map(|r| r.sequence),
+        };
+        if found != expected {
+            return Err(Error::RootConflict { expected, found });
+        }
+        let dir = self.dir.clone();
+        let json = root.to_json();
+        blocking(move || {
+            let tmp = dir.join(ROOT_TMP);
+            let ctx = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+            let f = File::create(&tmp).map_err(|e| ctx("creating", e))?;
+            f.write_all_at(&json, 0).map_err(|e| ctx("writing", e))?;
+            f.sync_all().map_err(|e| ctx("syncing", e))?;
+            std::fs::rename(&tmp, dir.join(ROOT_FILE)).map_err(|e| ctx("renaming", e))?;
+            sync_dir(&dir)
+        })
+        .await?;
+        *self.known_root.lock() = Some(Some(root.sequence));
+        Ok(())
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_writable()?;
+        let Some(file) = self.lock_file.clone() else {
+            return Err(Error::ReadOnly);
+        };
+        struct Unlock(Arc<File>);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                let _ = self.0.unlock();
+            }
+        }
+        let path = self.dir.join(LOCK_FILE);
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let f = file.clone();
+                blocking(move || {
+                    f.lock()
+                        .map_err(|e| Error::io(format!("locking {}", path.display()), e))
+                })
+                .await?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+        }
+        // Another process may have written the root while we waited.
+        *self.known_root.lock() = None;
+        Ok(RootLock::new(Unlock(file)))
+    }
+
+    async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        let path = self.dir.join(CONFIG_FILE);
+        blocking(move || match std::fs::read(&path) {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.files.write().clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! An in-memory [`BlockProvider`], always compiled.
+//!
+//! It tracks which bytes were made durable by `sync`, so tests can call
+//! [`MemoryBlockProvider::simulate_crash`] and check that nothing
+//! acknowledged is lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::error::{Error, Result};
+use crate::types::{RootRecord, WalId};
+
+#[derive(Debug, Default)]
+struct MemWal {
+    data: Vec<u8>,
+    synced: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    wals: HashMap<WalId, MemWal>,
+    root: Option<RootRecord>,
+    config: Option<Bytes>,
+}
+
+/// A provider keeping WALs and the root in memory.
+///
+/// Clones share the space (like two processes opening one directory) but not
+/// the open/closed state: closing one clone leaves the others usable.
+#[derive(Debug, Default)]
+pub struct MemoryBlockProvider {
+    state: Arc<RwLock<State>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    closed: AtomicBool,
+}
+
+impl Clone for MemoryBlockProvider {
+    fn clone(&self) -> Self {
+        MemoryBlockProvider {
+            state: self.state.clone(),
+            lock: self.lock.clone(),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl MemoryBlockProvider {
+    /// An empty space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the space's configuration data.
+    pub fn set_config(&self, config: Bytes) {
+        self.state.write().config = Some(config);
+    }
+
+    /// A new provider over the same bytes, as a restarted process would see
+    /// them after a crash: every WAL cut back to what was synced.
+    pub fn simulate_crash(&self) -> MemoryBlockProvider {
+        let st = self.state.read();
+        let wals = st
+            .wals
+            .iter()
+            .map(|(id, w)| {
+                let keep = w.data[..w.synced as usize].to_vec();
+                let synced = keep.len() as u64;
+                (*id, MemWal { data: keep, synced })
+            })
+            .collect();
+        MemoryBlockProvider {
+            state: Arc::new(RwLock::new(State {
+                wals,
+                root: st.root.clone(),
+                config: st.config.clone(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlockProvider for MemoryBlockProvider {
+    async fn create_wal(&self) -> Result<WalId> {
+        self.check_open()?;
+        let id = WalId::new_random();
+        self.state.write().wals.insert(id, MemWal::default());
+        Ok(id)
+    }
+
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        let mut st = self.state.write();
+        let w = st.wals.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
+        let end = offset as usize + data.len();
+        if w.data.len() < end {
+            w.data.resize(end, 0);
+        }
+        w.data[offset as usize..end].copy_from_slice(&data);
+        Ok(())
+    }
+
+    async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
+        self.check_open()?;
+        let mut st = self.state.write();
+        let w = st.wals.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
+        w.synced = w.synced.max(upto.min(w.data.len() as u64));
+        Ok(())
+    }
+
+    fn next_offset_after_barrier(&self, end: u64) -> u64 {
+        end
+    }
+
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        self.check_open()?;
+        let st = self.state.read();
+        let w = st.wals.get(&wal).ok_or(Error::WalNotFound { wal })?;
+        let total = w.data.len() as u64;
+        if offset >= total {
+            return Err(Error::OffsetOutOfRange {
+                wal,
+                offset,
+                len: total,
+            });
+        }
+        let end = total.min(offset.saturating_add(len));
+        Ok(Bytes::copy_from_slice(&w.data[offset as usize..end as usize]))
+    }
+
+    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
+        self.check_open()?;
+        let mut v: Vec<WalInfo> = self
+            .state
+            .read()
+            .wals
+            .iter()
+            .map(|(id, w)| WalInfo {
+                id: *id,
+                len: w.data.len() as u64,
+            })
+            .collect();
+        v.sort_by_key(|w| w.id);
+        Ok(v)
+    }
+
+    async fn close_wal(&self, _wal: WalId) -> Result<()> {
+        Ok(())
+    }
+
+    async fn read_root(&self) -> Result<Option<RootRecord>> {
+        self.check_open()?;
+        Ok(self.state.read().root.clone())
+    }
+
+    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
+        self.check_open()?;
+        let mut st = self.state.write();
+        let found = st.root.as_ref().map(|r| r.sequence);
+        if found != expected {
+            return Err(Error::RootConflict { expected, found });
+        }
+        st.root = Some(root.clone());
+        Ok(())
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_open()?;
+        Ok(RootLock::new(self.lock.clone().lock_owned().await))
+    }
+
+    async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        Ok(self.state.read().config.clone())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}

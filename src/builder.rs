@@ -1,0 +1,232 @@
+//! [`StorageBuilder`]: composes a [`Storage`] from settings and components.
+//!
+//! Settings ([`StorageConfig`]) are plain serde data; components (provider,
+//! page cache, vote strategy, network manager) are `Arc<dyn Trait>`s. The
+//! variants are compositions: standalone = a provider + single-node vote;
+//! later variants swap the provider or add a network and a majority vote,
+//! through the same `build`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::block_provider::BlockProvider;
+use crate::error::{Error, Result};
+use crate::network::NetworkManager;
+use crate::page_cache::{MemoryPageCache, PageCache};
+use crate::storage::Storage;
+use crate::vote::{SingleNodeVote, VoteStrategy};
+
+/// Settings of a storage. Defaults follow the reference implementation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Bytes buffered in memory before a WAL write (default 1 MiB).
+    pub buffer_size: usize,
+    /// Page size of reads through the page cache (default 1 MiB).
+    pub page_size: u64,
+    /// Largest record payload accepted (default 2 GiB).
+    pub blob_max_size: u64,
+    /// A WAL rolls over to a new one past this size (default 1 GiB).
+    pub max_wal_size: u64,
+    /// Byte budget of the default in-memory page cache (default 256 MiB).
+    pub page_cache_size: u64,
+    /// This node's id, written into published roots (default `"local"`).
+    pub node_id: String,
+    /// Open without writing anything (default false).
+    pub read_only: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            buffer_size: 1 << 20,
+            page_size: 1 << 20,
+            blob_max_size: 2 << 30,
+            max_wal_size: 1 << 30,
+            page_cache_size: 256 << 20,
+            node_id: "local".into(),
+            read_only: false,
+        }
+    }
+}
+
+impl StorageConfig {
+    fn validate(&self) -> Result<()> {
+        if self.buffer_size == 0 {
+            return Err(Error::invalid("buffer_size", "must be at least 1 byte"));
+        }
+        if self.page_size < 64 {
+            return Err(Error::invalid("page_size", "must be at least 64 bytes"));
+        }
+        if self.blob_max_size == 0 {
+            return Err(Error::invalid("blob_max_size", "must be at least 1 byte"));
+        }
+        if self.max_wal_size <= crate::record::WAL_HEADER_LEN {
+            return Err(Error::invalid(
+                "max_wal_size",
+                format!("must exceed the {}-byte WAL header", crate::record::WAL_HEADER_LEN),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Storage`].
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use protobase::StorageBuilder;
+///
+/// let storage = StorageBuilder::in_memory().buffer_size(64 << 10).build().await?;
+/// let ptr = storage.push_bytes(b"hello").await?;
+/// assert_eq!(&storage.get_bytes(ptr).await?[..], b"hello");
+/// storage.close().await?;
+/// # Ok::<_, protobase::Error>(()) });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct StorageBuilder {
+    config: StorageConfig,
+    path: Option<PathBuf>,
+    provider: Option<Arc<dyn BlockProvider>>,
+    page_cache: Option<Arc<dyn PageCache>>,
+    vote: Option<Arc<dyn VoteStrategy>>,
+    network: Option<Arc<dyn NetworkManager>>,
+}
+
+impl StorageBuilder {
+    /// A builder with default settings and no provider yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Standalone file storage in the space directory `dir` (feature `fs`).
+    #[cfg(feature = "fs")]
+    pub fn standalone(dir: impl Into<PathBuf>) -> Self {
+        StorageBuilder {
+            path: Some(dir.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Standalone storage on a fresh [`MemoryBlockProvider`](crate::backends::memory::MemoryBlockProvider).
+    pub fn in_memory() -> Self {
+        Self::new().with_block_provider(Arc::new(crate::backends::memory::MemoryBlockProvider::new()))
+    }
+
+    /// Replaces all settings.
+    pub fn with_config(mut self, config: StorageConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses `provider` for WALs and the root.
+    pub fn with_block_provider(mut self, provider: Arc<dyn BlockProvider>) -> Self {
+        self.provider = Some(provider);
+        self.path = None;
+        self
+    }
+
+    /// Uses `cache` instead of the default in-memory page cache.
+    pub fn with_page_cache(mut self, cache: Arc<dyn PageCache>) -> Self {
+        self.page_cache = Some(cache);
+        self
+    }
+
+    /// Uses `vote` instead of [`SingleNodeVote`].
+    pub fn with_vote_strategy(mut self, vote: Arc<dyn VoteStrategy>) -> Self {
+        self.vote = Some(vote);
+        self
+    }
+
+    /// Attaches a network manager (cluster variants).
+    pub fn with_network_manager(mut self, network: Arc<dyn NetworkManager>) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// In-memory buffer size before a WAL write.
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.config.buffer_size = bytes;
+        self
+    }
+
+    /// Page size of cached reads.
+    pub fn page_size(mut self, bytes: u64) -> Self {
+        self.config.page_size = bytes;
+        self
+    }
+
+    /// Largest record payload accepted.
+    pub fn blob_max_size(mut self, bytes: u64) -> Self {
+        self.config.blob_max_size = bytes;
+        self
+    }
+
+    /// WAL size at which a new WAL is started.
+    pub fn max_wal_size(mut self, bytes: u64) -> Self {
+        self.config.max_wal_size = bytes;
+        self
+    }
+
+    /// Byte budget of the default page cache (0 disables caching).
+    pub fn page_cache_size(mut self, bytes: u64) -> Self {
+        self.config.page_cache_size = bytes;
+        self
+    }
+
+    /// Node id written into published roots.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.config.node_id = id.into();
+        self
+    }
+
+    /// Opens without creating or writing anything.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.config.read_only = read_only;
+        self
+    }
+
+    /// Validates the settings, opens the provider and reads the current root.
+    pub async fn build(self) -> Result<Storage> {
+        self.config.validate()?;
+        let provider: Arc<dyn BlockProvider> = match (self.provider, self.path) {
+            (Some(p), _) => p,
+            #[cfg(feature = "fs")]
+            (None, Some(dir)) => {
+                use crate::backends::fs::FileBlockProvider;
+                let read_only = self.config.read_only;
+                let p = tokio::task::spawn_blocking(move || {
+                    if read_only {
+                        FileBlockProvider::open_read_only(dir)
+                    } else {
+                        FileBlockProvider::open(dir)
+                    }
+                })
+                .await
+                .map_err(|e| Error::io("opening the space", std::io::Error::other(e)))??;
+                Arc::new(p)
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "builder",
+                    "no block provider: call standalone(dir), in_memory() or with_block_provider()",
+                ));
+            }
+        };
+        let cache = self.page_cache.unwrap_or_else(|| {
+            Arc::new(MemoryPageCache::new(
+                self.config.page_cache_size,
+                self.config.page_size,
+            ))
+        });
+        let vote = self
+            .vote
+            .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
+        Storage::assemble(self.config, provider, cache, vote, self.network).await
+    }
+}

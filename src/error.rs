@@ -1,0 +1,245 @@
+//! Error types of the storage boundary.
+//!
+//! [`Error`] is what every public operation returns. It carries the context a
+//! caller needs to act (which WAL, which offset, which file) and answers
+//! [`Error::kind`] with a short, stable [`ErrorKind`] so callers can branch
+//! without matching every variant. Record decoding has its own small enum,
+//! [`FormatError`], wrapped by [`Error::Corrupt`] together with the position.
+
+use std::path::PathBuf;
+
+use crate::types::WalId;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with bytes that were read back (from disk, a peer or a store).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The stored checksum does not match the bytes.
+    #[error("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    BadCrc {
+        /// Checksum found after the payload.
+        stored: u32,
+        /// Checksum of the bytes actually read.
+        computed: u32,
+    },
+    /// The record ends after the available bytes (a torn tail or a short read).
+    #[error("truncated record: needs {needed} bytes, only {available} available")]
+    Truncated {
+        /// Bytes the record header announces (header and trailer included).
+        needed: u64,
+        /// Bytes that exist from the record start.
+        available: u64,
+    },
+    /// The format byte is not 0 (raw), 1 (JSON) or 2 (MessagePack).
+    #[error("unknown format byte {0}")]
+    UnknownFormat(u8),
+    /// The length prefix is larger than any record may be.
+    #[error("length prefix {length} exceeds the limit of {limit} bytes")]
+    LengthTooLarge {
+        /// Length found in the prefix.
+        length: u64,
+        /// Largest length accepted.
+        limit: u64,
+    },
+    /// A zero length prefix: no valid record is empty (zero-filled tail).
+    #[error("zero-length record (zero-filled or torn tail)")]
+    ZeroLength,
+    /// The offset falls inside the native WAL header.
+    #[error("offset points inside the WAL header")]
+    InsideHeader,
+    /// A native WAL header with an unsupported version.
+    #[error("unsupported WAL version {0}")]
+    UnsupportedVersion(u16),
+    /// The root record's checksum or fields are invalid.
+    #[error("invalid root record: {0}")]
+    BadRoot(String),
+}
+
+/// A short classification of an [`Error`], stable across versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller passed something invalid (empty data, too large, bad pointer).
+    Invalid,
+    /// The thing asked for does not exist here (a peer or store may have it).
+    NotFound,
+    /// Stored bytes failed validation.
+    Data,
+    /// Another writer won a race (root compare-and-swap, space lock).
+    Conflict,
+    /// The storage is closed or read-only.
+    Closed,
+    /// An I/O or remote failure; retrying may help.
+    Unavailable,
+}
+
+/// The error of every public storage operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Data to push was empty.
+    #[error("cannot push empty data")]
+    EmptyData,
+    /// Data to push exceeds `blob_max_size`.
+    #[error("blob of {size} bytes exceeds blob_max_size of {max} bytes")]
+    BlobTooLarge {
+        /// Size of the rejected blob.
+        size: u64,
+        /// Configured limit.
+        max: u64,
+    },
+    /// An invalid argument or configuration value.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which argument or setting.
+        what: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The storage (or provider) was closed.
+    #[error("storage is closed")]
+    Closed,
+    /// The storage was opened read-only.
+    #[error("storage is read-only")]
+    ReadOnly,
+    /// No WAL with this id exists here.
+    #[error("WAL {wal} not found")]
+    WalNotFound {
+        /// The missing WAL.
+        wal: WalId,
+    },
+    /// The offset is at or beyond the end of the WAL.
+    #[error("offset {offset} is past the end of WAL {wal} ({len} bytes)")]
+    OffsetOutOfRange {
+        /// WAL read.
+        wal: WalId,
+        /// Offset asked for.
+        offset: u64,
+        /// Bytes the WAL holds.
+        len: u64,
+    },
+    /// A record failed validation.
+    #[error("corrupt record in WAL {wal} at offset {offset}: {source}")]
+    Corrupt {
+        /// WAL read.
+        wal: WalId,
+        /// Record offset.
+        offset: u64,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// The root file or object is unreadable.
+    #[error("corrupt root at {location}: {source}")]
+    CorruptRoot {
+        /// Where the root was read.
+        location: String,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// A record could not be decoded into (or encoded from) the requested type.
+    #[error("cannot {action} atom{}: {message}", at.map(|(w, o)| format!(" at {w}:{o}")).unwrap_or_default())]
+    Encoding {
+        /// "encode" or "decode".
+        action: &'static str,
+        /// Pointer of the record, when decoding.
+        at: Option<(WalId, u64)>,
+        /// The codec's message.
+        message: String,
+    },
+    /// The record's format byte is not the one the caller asked to decode.
+    #[error("record at {wal}:{offset} has format {found:?}, not {expected}")]
+    WrongFormat {
+        /// WAL read.
+        wal: WalId,
+        /// Record offset.
+        offset: u64,
+        /// Format of the stored record.
+        found: crate::types::Format,
+        /// What the caller asked for.
+        expected: &'static str,
+    },
+    /// The root compare-and-swap lost: another writer published first.
+    #[error("root conflict: expected sequence {expected:?}, found {found:?}")]
+    RootConflict {
+        /// Sequence the writer built on.
+        expected: Option<u64>,
+        /// Sequence found in the store.
+        found: Option<u64>,
+    },
+    /// Another process holds the space lock.
+    #[error("space {path} is locked by another process")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The exclusive grant for root updates could not be obtained or was lost.
+    #[error("exclusive grant not obtained: {0}")]
+    NotGranted(String),
+    /// An I/O failure, with what was being done.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What was being done (with paths).
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A peer could not be reached or misbehaved.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    /// A backend-specific failure (object store, network…).
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which backend or transport.
+        backend: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Invalid`].
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    /// The short classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::EmptyData
+            | Error::BlobTooLarge { .. }
+            | Error::Invalid { .. }
+            | Error::OffsetOutOfRange { .. }
+            | Error::WrongFormat { .. }
+            | Error::Encoding { .. } => ErrorKind::Invalid,
+            Error::WalNotFound { .. } => ErrorKind::NotFound,
+            Error::Corrupt { .. } | Error::CorruptRoot { .. } => ErrorKind::Data,
+            Error::RootConflict { .. } | Error::Locked { .. } | Error::NotGranted(_) => {
+                ErrorKind::Conflict
+            }
+            Error::Closed | Error::ReadOnly => ErrorKind::Closed,
+            Error::Io { .. } | Error::Backend { .. } | Error::Network(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    /// True when the data may exist elsewhere (a peer, the object store).
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+}

@@ -1,0 +1,69 @@
+//! # protobase
+//!
+//! An embedded, pluggable storage layer for an object database: applications
+//! push immutable *atoms* (raw bytes, JSON or MessagePack values) into an
+//! append-only write-ahead log and get back an [`AtomPointer`]; one *root*
+//! pointer names the latest committed state, and publishing it is the only
+//! mutable operation.
+//!
+//! One [`Storage`] type serves every variant; a [`StorageBuilder`] composes
+//! it from four traits:
+//!
+//! | trait | role | implementations here |
+//! |---|---|---|
+//! | [`BlockProvider`] | where WAL bytes and the root live | [`backends::fs::FileBlockProvider`] (`fs`), [`backends::memory::MemoryBlockProvider`] |
+//! | [`PageCache`] | pages of WALs kept near the reader | [`MemoryPageCache`] |
+//! | [`VoteStrategy`] | who may update the root | [`SingleNodeVote`] |
+//! | [`NetworkManager`] | a node's link to its peers | (cluster variants) |
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use protobase::{AtomFormat, Storage};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let storage = Storage::open(dir.path()).await?;
+//! let ptr = storage.push_atom(&serde_json::json!({"hello": "world"}), AtomFormat::Json).await?;
+//! let root = storage.set_root(ptr).await?; // durable when it returns
+//! assert_eq!(storage.read_current_root().await?, Some(root));
+//! storage.close().await?;
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! Features: `fs` (default), `tcp` (default), `mock` (mockall mocks of the
+//! four traits, in [`mock`]), `cli` (the `protobase` binary); `quic`, `cloud`,
+//! `s3`, `gcs`, `azure`, `aws-sdk` are declared for the variants to come.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod block_provider;
+pub mod builder;
+pub mod error;
+pub mod network;
+pub mod page_cache;
+pub mod protocol;
+pub mod record;
+mod reader;
+pub mod root_commit;
+pub mod scan;
+pub mod storage;
+pub mod types;
+pub mod vote;
+mod wal_writer;
+
+#[path = "../backends/mod.rs"]
+pub mod backends;
+#[path = "../transports/mod.rs"]
+pub mod transports;
+
+#[cfg(feature = "mock")]
+pub mod mock;
+
+pub use block_provider::{BlockProvider, RootLock, WalInfo};
+pub use builder::{StorageBuilder, StorageConfig};
+pub use error::{Error, ErrorKind, FormatError, Result};
+pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
+pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
+pub use root_commit::RootUpdate;
+pub use storage::{AtomFormat, Storage};
+pub use types::{AtomPointer, Format, RootRecord, WalId};
+pub use vote::{Grant, SingleNodeVote, VoteRequest, VoteResponse, VoteStrategy};

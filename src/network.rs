@@ -1,0 +1,103 @@
+//! [`NetworkManager`]: a node's link to its peers.
+//!
+//! Transports (TCP, QUIC, in-process) implement it; the cluster protocol uses
+//! it through `Arc<dyn NetworkManager>`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::protocol::Message;
+
+/// Name of a node (its `server_id`).
+pub type PeerId = String;
+
+/// A peer and what the transport knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer.
+    pub id: PeerId,
+    /// Its address (`host:port` or transport-specific).
+    pub address: String,
+    /// Whether it answered recently.
+    pub alive: bool,
+}
+
+/// Errors at the network boundary, naming the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// No answer within the timeout.
+    #[error("peer {peer} did not answer within {timeout:?}")]
+    Timeout {
+        /// The peer.
+        peer: PeerId,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The peer cannot be reached.
+    #[error("peer {peer} unreachable: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The peer sent something invalid (bad frame, version, authentication).
+    #[error("protocol error with {peer}: {reason}")]
+    Protocol {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer is not in the configured set.
+    #[error("unknown peer {0}")]
+    UnknownPeer(PeerId),
+    /// The manager was stopped.
+    #[error("network manager stopped")]
+    Stopped,
+}
+
+/// Answers incoming messages.
+#[async_trait]
+pub trait MessageHandler: Send + Sync {
+    /// Handles `message` from `from`; the returned message is the response.
+    async fn handle(&self, from: PeerId, message: Message) -> Option<Message>;
+}
+
+/// A node's link to its peers.
+///
+/// # Contract
+///
+/// `request` returns the peer's response or a [`NetworkError`] within about
+/// `timeout`; `broadcast` sends to every peer (not self) and reports each
+/// peer's result; after `stop`, calls fail with [`NetworkError::Stopped`]
+/// and the handler is no longer invoked.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait NetworkManager: Send + Sync + fmt::Debug {
+    /// This node's id.
+    fn local_id(&self) -> PeerId;
+    /// Starts listening, dispatching incoming messages to `handler`.
+    async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError>;
+    /// Sends `message` to `peer` and waits for its response.
+    async fn request(
+        &self,
+        peer: &PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, NetworkError>;
+    /// Sends `message` to every peer, returning each peer's outcome.
+    async fn broadcast(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Vec<(PeerId, Result<Message, NetworkError>)>;
+    /// The configured peers (self excluded) and their liveness.
+    fn peers(&self) -> Vec<PeerInfo>;
+    /// Stops listening and closes connections.
+    async fn stop(&self) -> Result<(), NetworkError>;
+}

@@ -1,0 +1,142 @@
+//! Sequential validation of whole WALs (`inspect`, `verify`, recovery checks).
+//!
+//! A scan walks a WAL record by record from its first record. A record whose
+//! checksum fails in the middle of the WAL is *corruption*; an incomplete or
+//! invalid record at the end (a write cut short by a crash) is a *torn tail*
+//! — expected after a crash, never reachable from a published root.
+
+use crate::block_provider::BlockProvider;
+use crate::error::{Error, FormatError, Result};
+use crate::record::{self, WalKind};
+use crate::types::WalId;
+
+/// Bytes read per provider call while scanning.
+const SCAN_CHUNK: u64 = 4 << 20;
+
+/// A record that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanProblem {
+    /// Offset of the record.
+    pub offset: u64,
+    /// What is wrong.
+    pub error: FormatError,
+}
+
+/// What a scan of one WAL found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalReport {
+    /// The WAL.
+    pub wal: WalId,
+    /// Its layout (`None`: empty).
+    pub kind: Option<WalKind>,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Valid records.
+    pub records: u64,
+    /// Payload bytes of valid records.
+    pub payload_bytes: u64,
+    /// Offsets of valid records, in order.
+    pub offsets: Vec<u64>,
+    /// Invalid records followed by valid ones.
+    pub corrupt: Vec<ScanProblem>,
+    /// The invalid end of the WAL, if any.
+    pub torn_tail: Option<ScanProblem>,
+}
+
+impl WalReport {
+    /// True when no record is corrupt (a torn tail is allowed unless `strict`).
+    pub fn is_clean(&self, strict: bool) -> bool {
+        self.corrupt.is_empty() && (!strict || self.torn_tail.is_none())
+    }
+}
+
+/// Scans `wal`, calling `progress` with the bytes scanned so far.
+pub async fn scan_wal(
+    provider: &dyn BlockProvider,
+    wal: WalId,
+    limit: u64,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<WalReport> {
+    let len = provider
+        .list_wals()
+        .await?
+        .into_iter()
+        .find(|w| w.id == wal)
+        .ok_or(Error::WalNotFound { wal })?
+        .len;
+    let mut report = WalReport {
+        wal,
+        kind: None,
+        len,
+        records: 0,
+        payload_bytes: 0,
+        offsets: Vec::new(),
+        corrupt: Vec::new(),
+        torn_tail: None,
+    };
+    if len == 0 {
+        return Ok(report);
+    }
+    let head = provider.read(wal, 0, record::WAL_HEADER_LEN.min(len)).await?;
+    let kind = match record::detect_kind(&head) {
+        Ok(k) => k.unwrap_or(WalKind::Reference),
+        Err(error) => {
+            report.torn_tail = Some(ScanProblem { offset: 0, error });
+            return Ok(report);
+        }
+    };
+    report.kind = Some(kind);
+    let mut pos = kind.first_record();
+    // window holds bytes [win_start, win_start + window.len())
+    let mut win_start = pos;
+    let mut window = bytes::Bytes::new();
+    while pos < len {
+        let need_prefix = (record::RECORD_PREFIX_LEN).min(len - pos);
+        if pos + need_prefix > win_start + window.len() as u64 {
+            window = provider.read(wal, pos, SCAN_CHUNK.max(need_prefix)).await?;
+            win_start = pos;
+        }
+        let at = (pos - win_start) as usize;
+        let total = match record::record_total_len(kind, &window[at..], limit) {
+            Ok(t) => t,
+            Err(error) => {
+                report.torn_tail = Some(ScanProblem { offset: pos, error });
+                break;
+            }
+        };
+        if pos + total > len {
+            report.torn_tail = Some(ScanProblem {
+                offset: pos,
+                error: FormatError::Truncated {
+                    needed: total,
+                    available: len - pos,
+                },
+            });
+            break;
+        }
+        if pos + total > win_start + window.len() as u64 {
+            window = provider.read(wal, pos, SCAN_CHUNK.max(total)).await?;
+            win_start = pos;
+        }
+        let at = (pos - win_start) as usize;
+        let rec = window.slice(at..at + total as usize);
+        match record::decode_record(kind, &rec, limit) {
+            Ok((_, payload, _)) => {
+                report.records += 1;
+                report.payload_bytes += payload.len() as u64;
+                report.offsets.push(pos);
+            }
+            Err(error) => {
+                let problem = ScanProblem { offset: pos, error };
+                if pos + total == len {
+                    report.torn_tail = Some(problem);
+                } else {
+                    report.corrupt.push(problem);
+                }
+            }
+        }
+        pos += total;
+        progress(pos);
+    }
+    Ok(report)
+}

@@ -1,0 +1,336 @@
+//! The write side of the WAL engine: buffered appends, rollover, background
+//! writes and group flush.
+//!
+//! Every record pushed is framed into the active WAL's in-memory buffer under
+//! one short lock and gets its pointer at once. A full buffer becomes an
+//! immutable *chunk* that a background task hands to the provider; chunks
+//! stay readable from memory until the provider has them. A durability
+//! request (`sync`) takes the WAL's I/O lock: whoever gets it writes every
+//! pending chunk and issues one `sync` that covers every waiter queued behind
+//! it (group flush).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tracing::{debug, warn};
+
+use crate::block_provider::BlockProvider;
+use crate::error::{Error, Result};
+use crate::record::{self, WAL_HEADER_LEN, WalKind};
+use crate::types::{AtomPointer, Format, WalId};
+
+/// Bytes of unwritten chunks above which pushers wait for the writer.
+const BACKLOG_BUFFERS: usize = 8;
+
+struct OwnWal {
+    /// Next record offset.
+    tail: u64,
+    /// Offset of `buf[0]`.
+    buf_start: u64,
+    buf: BytesMut,
+    /// Sealed chunks not yet stored by the provider, in offset order.
+    chunks: VecDeque<(u64, Bytes)>,
+    /// Everything below is stored by the provider.
+    written: u64,
+    /// Everything below is durable.
+    synced: u64,
+    /// No more pushes (rolled over or closing).
+    sealed: bool,
+    /// Serialises provider writes and syncs of this WAL.
+    io: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl OwnWal {
+    fn seal_buffer(&mut self) {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.chunks.push_back((self.buf_start, chunk));
+            self.buf_start = self.tail;
+        }
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.chunks.iter().map(|(_, c)| c.len()).sum()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    active: Option<WalId>,
+    wals: HashMap<WalId, OwnWal>,
+    closed: bool,
+}
+
+/// Outcome of looking for a record in the writer's memory.
+pub(crate) enum MemoryRead {
+    /// The record's bytes (from its start; may hold more after it).
+    Found(Bytes),
+    /// Not one of ours, or already stored by the provider.
+    NotHere,
+}
+
+pub(crate) struct WalWriter {
+    provider: Arc<dyn BlockProvider>,
+    buffer_size: usize,
+    max_wal_size: u64,
+    state: Mutex<State>,
+    create: tokio::sync::Mutex<()>,
+}
+
+impl WalWriter {
+    pub(crate) fn new(provider: Arc<dyn BlockProvider>, buffer_size: usize, max_wal_size: u64) -> Self {
+        WalWriter {
+            provider,
+            buffer_size,
+            max_wal_size,
+            state: Mutex::default(),
+            create: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Frames `payload` into the active WAL and returns its pointer. The
+    /// record is readable at once; it is durable after a later `sync`.
+    pub(crate) async fn push(self: &Arc<Self>, format: Format, payload: &[u8]) -> Result<AtomPointer> {
+        let rec_len = WalKind::Native.record_len(payload.len() as u64);
+        loop {
+            let mut backlog = None;
+            {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return Err(Error::Closed);
+                }
+                if let Some(id) = st.active {
+                    let w = st.wals.get_mut(&id).ok_or(Error::Closed)?;
+                    let fits = w.tail + rec_len <= self.max_wal_size || w.tail == WAL_HEADER_LEN;
+                    if fits {
+                        let offset = w.tail;
+                        record::encode_record(&mut w.buf, format, payload);
+                        w.tail += rec_len;
+                        let mut spawn_write = false;
+                        if w.buf.len() >= self.buffer_size {
+                            w.seal_buffer();
+                            spawn_write = true;
+                            if w.pending_bytes() > BACKLOG_BUFFERS * self.buffer_size {
+                                backlog = Some(id);
+                            }
+                        }
+                        drop(st);
+                        if let Some(id) = backlog {
+                            // Too much unwritten: write it before acknowledging more.
+                            self.write_pending(id).await?;
+                        } else if spawn_write {
+                            self.spawn_write(id);
+                        }
+                        return Ok(AtomPointer::new(id, offset));
+                    }
+                    // Roll over: seal this WAL; it is flushed in the background.
+                    w.sealed = true;
+                    w.seal_buffer();
+                    st.active = None;
+                    debug!(wal = %id, "WAL reached max size, rolling over");
+                    self.spawn_write(id);
+                }
+            }
+            self.open_wal().await?;
+        }
+    }
+
+    async fn open_wal(&self) -> Result<()> {
+        let _g = self.create.lock().await;
+        if self.state.lock().active.is_some() {
+            return Ok(());
+        }
+        let id = self.provider.create_wal().await?;
+        let mut buf = BytesMut::with_capacity(self.buffer_size + 64);
+        buf.extend_from_slice(&record::encode_header(id));
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        st.wals.insert(
+            id,
+            OwnWal {
+                tail: WAL_HEADER_LEN,
+                buf_start: 0,
+                buf,
+                chunks: VecDeque::new(),
+                written: 0,
+                synced: 0,
+                sealed: false,
+                io: Arc::new(tokio::sync::Mutex::new(())),
+            },
+        );
+        st.active = Some(id);
+        debug!(wal = %id, "opened WAL");
+        Ok(())
+    }
+
+    fn spawn_write(self: &Arc<Self>, id: WalId) {
+        let this = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = this.write_pending(id).await {
+                    // Data stays in memory; the next flush retries and reports.
+                    warn!(wal = %id, error = %e, "background WAL write failed");
+                }
+            });
+        }
+    }
+
+    /// Hands every sealed chunk of `id` to the provider, in order.
+    async fn write_pending(&self, id: WalId) -> Result<()> {
+        let Some(io) = self.state.lock().wals.get(&id).map(|w| w.io.clone()) else {
+            return Ok(());
+        };
+        let _g = io.lock().await;
+        self.write_chunks_locked(id).await
+    }
+
+    async fn write_chunks_locked(&self, id: WalId) -> Result<()> {
+        loop {
+            let next = self
+                .state
+                .lock()
+                .wals
+                .get(&id)
+                .and_then(|w| w.chunks.front().cloned());
+            let Some((offset, chunk)) = next else {
+                return Ok(());
+            };
+            let end = offset + chunk.len() as u64;
+            self.provider.append(id, offset, chunk).await?;
+            let mut st = self.state.lock();
+            if let Some(w) = st.wals.get_mut(&id) {
+                w.chunks.pop_front();
+                w.written = end;
+            }
+        }
+    }
+
+    /// Makes every record of `id` pushed so far durable (group flush).
+    pub(crate) async fn sync(&self, id: WalId) -> Result<()> {
+        let (io, target) = {
+            let st = self.state.lock();
+            match st.wals.get(&id) {
+                Some(w) if w.synced < w.tail => (w.io.clone(), w.tail),
+                _ => return Ok(()),
+            }
+        };
+        let _g = io.lock().await;
+        let end = {
+            let mut st = self.state.lock();
+            let Some(w) = st.wals.get_mut(&id) else {
+                return Ok(());
+            };
+            if w.synced >= target {
+                return Ok(()); // someone else's flush covered us
+            }
+            w.seal_buffer();
+            let end = w.tail;
+            let next = self.provider.next_offset_after_barrier(end);
+            w.tail = next;
+            w.buf_start = next;
+            end
+        };
+        self.write_chunks_locked(id).await?;
+        self.provider.sync(id, end).await?;
+        let retire = {
+            let mut st = self.state.lock();
+            match st.wals.get_mut(&id) {
+                Some(w) => {
+                    w.synced = w.synced.max(end);
+                    let done = w.sealed && w.chunks.is_empty() && w.buf.is_empty();
+                    if done {
+                        st.wals.remove(&id);
+                    }
+                    done
+                }
+                None => false,
+            }
+        };
+        if retire {
+            self.provider.close_wal(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything pushed so far, in every WAL, durable.
+    pub(crate) async fn sync_all(&self) -> Result<()> {
+        let ids: Vec<WalId> = {
+            let st = self.state.lock();
+            st.wals
+                .iter()
+                .filter(|(_, w)| w.synced < w.tail)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in ids {
+            self.sync(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Looks for the record at `ptr` in memory (unwritten data).
+    pub(crate) fn read_memory(&self, ptr: AtomPointer) -> Result<MemoryRead> {
+        let st = self.state.lock();
+        let Some(w) = st.wals.get(&ptr.wal_id) else {
+            return Ok(MemoryRead::NotHere);
+        };
+        let off = ptr.offset;
+        if off < WAL_HEADER_LEN {
+            return Err(Error::Corrupt {
+                wal: ptr.wal_id,
+                offset: off,
+                source: crate::error::FormatError::InsideHeader,
+            });
+        }
+        if off >= w.buf_start && off < w.buf_start + w.buf.len() as u64 {
+            let start = (off - w.buf_start) as usize;
+            return Ok(MemoryRead::Found(Bytes::copy_from_slice(&w.buf[start..])));
+        }
+        for (start, chunk) in &w.chunks {
+            if off >= *start && off < start + chunk.len() as u64 {
+                return Ok(MemoryRead::Found(chunk.slice((off - start) as usize..)));
+            }
+        }
+        if off >= w.tail {
+            return Err(Error::OffsetOutOfRange {
+                wal: ptr.wal_id,
+                offset: off,
+                len: w.tail,
+            });
+        }
+        Ok(MemoryRead::NotHere)
+    }
+
+    /// Whether `id` is a WAL this writer created (native format).
+    pub(crate) fn owns(&self, id: WalId) -> bool {
+        self.state.lock().wals.contains_key(&id)
+    }
+
+    /// Stops accepting pushes, then makes everything durable.
+    pub(crate) async fn close(&self) -> Result<()> {
+        {
+            let mut st = self.state.lock();
+            st.closed = true;
+            st.active = None;
+            for w in st.wals.values_mut() {
+                w.sealed = true;
+            }
+        }
+        self.sync_all().await?;
+        let rest: Vec<WalId> = self.state.lock().wals.drain().map(|(id, _)| id).collect();
+        for id in rest {
+            self.provider.close_wal(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes pushed but not yet durable.
+    pub(crate) fn unsynced_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.wals.values().map(|w| w.tail.saturating_sub(w.synced)).sum()
+    }
+}
