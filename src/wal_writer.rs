@@ -63,6 +63,18 @@ struct State {
     closed: bool,
 }
 
+/// What `try_push` did.
+enum Pushed {
+    /// Buffered.
+    Done(AtomPointer),
+    /// Buffered; the buffer is full and should be written.
+    SpawnWrite(AtomPointer),
+    /// Buffered; too much is unwritten, write before returning.
+    Backlog(AtomPointer),
+    /// No active WAL (the sealed one, if any, should be written).
+    NeedWal(Option<WalId>),
+}
+
 /// Outcome of looking for a record in the writer's memory.
 pub(crate) enum MemoryRead {
     /// The record's bytes (from its start; may hold more after it).
@@ -93,47 +105,59 @@ impl WalWriter {
     /// Frames `payload` into the active WAL and returns its pointer. The
     /// record is readable at once; it is durable after a later `sync`.
     pub(crate) async fn push(self: &Arc<Self>, format: Format, payload: &[u8]) -> Result<AtomPointer> {
-        let rec_len = WalKind::Native.record_len(payload.len() as u64);
         loop {
-            let mut backlog = None;
-            {
-                let mut st = self.state.lock();
-                if st.closed {
-                    return Err(Error::Closed);
+            match self.try_push(format, payload)? {
+                Pushed::Done(ptr) => return Ok(ptr),
+                Pushed::SpawnWrite(ptr) => {
+                    self.spawn_write(ptr.wal_id);
+                    return Ok(ptr);
                 }
-                if let Some(id) = st.active {
-                    let w = st.wals.get_mut(&id).ok_or(Error::Closed)?;
-                    let fits = w.tail + rec_len <= self.max_wal_size || w.tail == WAL_HEADER_LEN;
-                    if fits {
-                        let offset = w.tail;
-                        record::encode_record(&mut w.buf, format, payload);
-                        w.tail += rec_len;
-                        let mut spawn_write = false;
-                        if w.buf.len() >= self.buffer_size {
-                            w.seal_buffer();
-                            spawn_write = true;
-                            if w.pending_bytes() > BACKLOG_BUFFERS * self.buffer_size {
-                                backlog = Some(id);
-                            }
-                        }
-                        drop(st);
-                        if let Some(id) = backlog {
-                            // Too much unwritten: write it before acknowledging more.
-                            self.write_pending(id).await?;
-                        } else if spawn_write {
-                            self.spawn_write(id);
-                        }
-                        return Ok(AtomPointer::new(id, offset));
+                Pushed::Backlog(ptr) => {
+                    // Too much unwritten: write it before acknowledging more.
+                    self.write_pending(ptr.wal_id).await?;
+                    return Ok(ptr);
+                }
+                Pushed::NeedWal(sealed) => {
+                    if let Some(id) = sealed {
+                        self.spawn_write(id);
                     }
-                    // Roll over: seal this WAL; it is flushed in the background.
-                    w.sealed = true;
-                    w.seal_buffer();
-                    st.active = None;
-                    debug!(wal = %id, "WAL reached max size, rolling over");
-                    self.spawn_write(id);
+                    self.open_wal().await?;
                 }
             }
-            self.open_wal().await?;
+        }
+    }
+
+    /// The synchronous part of `push`, under the state lock.
+    fn try_push(&self, format: Format, payload: &[u8]) -> Result<Pushed> {
+        let rec_len = WalKind::Native.record_len(payload.len() as u64);
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let Some(id) = st.active else {
+            return Ok(Pushed::NeedWal(None));
+        };
+        let w = st.wals.get_mut(&id).ok_or(Error::Closed)?;
+        let fits = w.tail + rec_len <= self.max_wal_size || w.tail == WAL_HEADER_LEN;
+        if !fits {
+            // Roll over: seal this WAL; it is written in the background.
+            w.sealed = true;
+            w.seal_buffer();
+            st.active = None;
+            debug!(wal = %id, "WAL reached max size, rolling over");
+            return Ok(Pushed::NeedWal(Some(id)));
+        }
+        let ptr = AtomPointer::new(id, w.tail);
+        record::encode_record(&mut w.buf, format, payload);
+        w.tail += rec_len;
+        if w.buf.len() < self.buffer_size {
+            return Ok(Pushed::Done(ptr));
+        }
+        w.seal_buffer();
+        if w.pending_bytes() > BACKLOG_BUFFERS * self.buffer_size {
+            Ok(Pushed::Backlog(ptr))
+        } else {
+            Ok(Pushed::SpawnWrite(ptr))
         }
     }
 

@@ -1,0 +1,367 @@
+//! `protobase bench`: throughput and latency against raw baselines measured
+//! in the same run.
+//!
+//! Prints a human table, then as the last line one JSON object keyed by
+//! scenario: `{"value", "unit", "baseline", "ratio"}` with
+//! `ratio = value / baseline` (both in the same unit; for rates higher is
+//! better, for latencies lower is better).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protobase::{AtomPointer, Storage, StorageBuilder};
+use serde_json::json;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// One measured scenario.
+struct Row {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    baseline: f64,
+    baseline_desc: &'static str,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        if self.baseline > 0.0 {
+            self.value / self.baseline
+        } else {
+            0.0
+        }
+    }
+}
+
+struct Sizes {
+    small_records: usize,
+    large_blobs: usize,
+    serial_commits: usize,
+    concurrent_tasks: usize,
+    commits_per_task: usize,
+    read_records: usize,
+    reads: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                small_records: 100_000,
+                large_blobs: 16,
+                serial_commits: 50,
+                concurrent_tasks: 64,
+                commits_per_task: 5,
+                read_records: 20_000,
+                reads: 50_000,
+            }
+        } else {
+            Sizes {
+                small_records: 1_000_000,
+                large_blobs: 128,
+                serial_commits: 300,
+                concurrent_tasks: 64,
+                commits_per_task: 40,
+                read_records: 200_000,
+                reads: 500_000,
+            }
+        }
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> BenchResult<T> {
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
+    let d = base.join(name);
+    if d.exists() {
+        std::fs::remove_dir_all(&d)?;
+    }
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCode> {
+    let _tmp;
+    let base = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+        None => {
+            let t = tempfile::tempdir()?;
+            let p = t.path().to_path_buf();
+            _tmp = t;
+            p
+        }
+    };
+    let sizes = Sizes::new(quick);
+    eprintln!("protobase bench ({}) in {}", if quick { "quick" } else { "full" }, base.display());
+    let mut rows = Vec::new();
+    rows.push(push_small(&base, &sizes).await?);
+    rows.push(push_large(&base, &sizes).await?);
+    let serial = commit_serial(&base, &sizes).await?;
+    let serial_value = serial.value;
+    rows.push(serial);
+    rows.push(commit_concurrent(&base, &sizes, serial_value).await?);
+    let (cold, cached) = gets(&base, &sizes).await?;
+    rows.push(cold);
+    rows.push(cached);
+
+    println!(
+        "{:<18} {:>14} {:<10} {:>14}  {:>7}  baseline",
+        "scenario", "value", "unit", "baseline", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:<18} {:>14.1} {:<10} {:>14.1}  {:>7.3}  {}",
+            r.name,
+            r.value,
+            r.unit,
+            r.baseline,
+            r.ratio(),
+            r.baseline_desc
+        );
+    }
+    let mut obj = serde_json::Map::new();
+    for r in &rows {
+        obj.insert(
+            r.name.to_string(),
+            json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()}),
+        );
+    }
+    println!("{}", serde_json::Value::Object(obj));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn push_small(base: &Path, s: &Sizes) -> BenchResult<Row> {
+    let n = s.small_records;
+    let payload = [0xA5u8; 100];
+    let raw_path = fresh(base, "raw_small")?.join("wal");
+    let raw = blocking(move || {
+        let t = Instant::now();
+        let f = File::create(&raw_path)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &f);
+        for _ in 0..n {
+            w.write_all(&payload)?;
+        }
+        w.flush()?;
+        drop(w);
+        f.sync_data()?;
+        Ok(rate(n, t.elapsed()))
+    })
+    .await?;
+    let storage = Storage::open(fresh(base, "push_small")?).await?;
+    let t = Instant::now();
+    for _ in 0..n {
+        storage.push_bytes(&payload).await?;
+    }
+    storage.flush_wal().await?;
+    let value = rate(n, t.elapsed());
+    storage.close().await?;
+    Ok(Row {
+        name: "push_small",
+        value,
+        unit: "records/s",
+        baseline: raw,
+        baseline_desc: "buffered file append of the same 100-byte records + one fdatasync",
+    })
+}
+
+const MIB: usize = 1 << 20;
+
+async fn push_large(base: &Path, s: &Sizes) -> BenchResult<Row> {
+    let n = s.large_blobs;
+    let blob: Arc<Vec<u8>> = Arc::new((0..MIB).map(|i| (i * 31 % 251) as u8).collect());
+    let raw_path = fresh(base, "raw_large")?.join("wal");
+    let b = blob.clone();
+    let raw = blocking(move || {
+        let f = OpenOptions::new().create(true).append(true).open(&raw_path)?;
+        let t = Instant::now();
+        for _ in 0..n {
+            (&f).write_all(&b)?;
+            f.sync_data()?;
+        }
+        Ok((n * MIB) as f64 / 1e6 / t.elapsed().as_secs_f64())
+    })
+    .await?;
+    let storage = Storage::open(fresh(base, "push_large")?).await?;
+    let t = Instant::now();
+    for _ in 0..n {
+        storage.push_bytes(&blob).await?;
+        storage.flush_wal().await?;
+    }
+    let value = (n * MIB) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    storage.close().await?;
+    Ok(Row {
+        name: "push_large",
+        value,
+        unit: "MB/s",
+        baseline: raw,
+        baseline_desc: "append 1 MiB + fdatasync",
+    })
+}
+
+async fn commit_serial(base: &Path, s: &Sizes) -> BenchResult<Row> {
+    let n = s.serial_commits;
+    let raw_dir = fresh(base, "raw_commit")?;
+    let raw = blocking(move || {
+        let wal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(raw_dir.join("wal"))?;
+        let t = Instant::now();
+        for i in 0..n {
+            (&wal).write_all(&[0x5Au8; 100])?;
+            wal.sync_data()?;
+            let tmp = raw_dir.join("root.tmp");
+            let f = File::create(&tmp)?;
+            f.write_all_at(format!("{{\"offset\":{i}}}").as_bytes(), 0)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, raw_dir.join("root"))?;
+            sync_dir(&raw_dir)?;
+        }
+        Ok(rate(n, t.elapsed()))
+    })
+    .await?;
+    let storage = Storage::open(fresh(base, "commit_serial")?).await?;
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = storage.push_bytes(&[0x5Au8; 100]).await?;
+        storage.set_root(p).await?;
+    }
+    let value = rate(n, t.elapsed());
+    storage.close().await?;
+    Ok(Row {
+        name: "commit_serial",
+        value,
+        unit: "commits/s",
+        baseline: raw,
+        baseline_desc: "append + fdatasync + root tmp/fsync/rename/dir-fsync",
+    })
+}
+
+async fn commit_concurrent(base: &Path, s: &Sizes, serial: f64) -> BenchResult<Row> {
+    let storage = Storage::open(fresh(base, "commit_concurrent")?).await?;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..s.concurrent_tasks {
+        let st = storage.clone();
+        let k = s.commits_per_task;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..k {
+                let p = st.push_bytes(&[0x3Cu8; 100]).await?;
+                st.set_root(p).await?;
+            }
+            Ok::<_, protobase::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let value = rate(s.concurrent_tasks * s.commits_per_task, t.elapsed());
+    storage.close().await?;
+    Ok(Row {
+        name: "commit_concurrent",
+        value,
+        unit: "commits/s",
+        baseline: serial,
+        baseline_desc: "commit_serial (this run)",
+    })
+}
+
+/// Builds a space of 100-byte records, then measures random reads without
+/// (`get_cold`) and with (`get_cached`) the page cache.
+async fn gets(base: &Path, s: &Sizes) -> BenchResult<(Row, Row)> {
+    let dir = fresh(base, "gets")?;
+    let storage = Storage::open(&dir).await?;
+    let mut ptrs = Vec::with_capacity(s.read_records);
+    for i in 0..s.read_records {
+        let mut rec = [0u8; 100];
+        rec[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        ptrs.push(storage.push_bytes(&rec).await?);
+    }
+    storage.close().await?;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let order: Vec<AtomPointer> = (0..s.reads)
+        .map(|_| ptrs[rng.usize(..ptrs.len())])
+        .collect();
+
+    // Baseline: pread of the same record bytes through the OS page cache.
+    let files: Arc<Vec<(AtomPointer, PathBuf)>> = Arc::new(
+        order
+            .iter()
+            .map(|p| (*p, dir.join(p.wal_id.to_string())))
+            .collect(),
+    );
+    let f2 = files.clone();
+    let raw = blocking(move || {
+        let mut open: std::collections::HashMap<PathBuf, File> = Default::default();
+        for (_, path) in f2.iter() {
+            if !open.contains_key(path) {
+                open.insert(path.clone(), File::open(path)?);
+            }
+        }
+        let mut buf = [0u8; 113];
+        let t = Instant::now();
+        for (p, path) in f2.iter() {
+            open[path].read_exact_at(&mut buf, p.offset)?;
+        }
+        Ok(rate(f2.len(), t.elapsed()))
+    })
+    .await?;
+
+    let cold = StorageBuilder::standalone(&dir)
+        .page_cache_size(0)
+        .build()
+        .await?;
+    let t = Instant::now();
+    for p in &order {
+        cold.get_bytes(*p).await?;
+    }
+    let cold_rate = rate(order.len(), t.elapsed());
+    cold.close().await?;
+
+    let cached = Storage::open(&dir).await?;
+    for p in &ptrs {
+        cached.get_bytes(*p).await?;
+    }
+    let t = Instant::now();
+    for p in &order {
+        cached.get_bytes(*p).await?;
+    }
+    let cached_rate = rate(order.len(), t.elapsed());
+    cached.close().await?;
+    Ok((
+        Row {
+            name: "get_cold",
+            value: cold_rate,
+            unit: "ops/s",
+            baseline: raw,
+            baseline_desc: "pread of the record bytes (OS page cache)",
+        },
+        Row {
+            name: "get_cached",
+            value: cached_rate,
+            unit: "ops/s",
+            baseline: raw,
+            baseline_desc: "pread of the record bytes (OS page cache)",
+        },
+    ))
+}
