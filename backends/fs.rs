@@ -55,9 +55,7 @@ impl std::fmt::Display for FileBlockProvider {
 /// (`block_in_place`: no hand-off to another thread, which costs tens of
 /// microseconds per call and dominated small reads and commits in
 /// `protobase bench`); elsewhere on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
@@ -184,7 +182,10 @@ impl BlockProvider for FileBlockProvider {
         let file = self.handle(wal)?;
         blocking(move || {
             file.write_all_at(&data, offset).map_err(|e| {
-                Error::io(format!("writing {} bytes to WAL {wal} at {offset}", data.len()), e)
+                Error::io(
+                    format!("writing {} bytes to WAL {wal} at {offset}", data.len()),
+                    e,
+                )
             })
         })
         .await

@@ -138,7 +138,9 @@ impl BlockProvider for MemoryBlockProvider {
             });
         }
         let end = total.min(offset.saturating_add(len));
-        Ok(Bytes::copy_from_slice(&w.data[offset as usize..end as usize]))
+        Ok(Bytes::copy_from_slice(
+            &w.data[offset as usize..end as usize],
+        ))
     }
 
     async fn list_wals(&self) -> Result<Vec<WalInfo>> {

@@ -37,9 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Open (created if missing) and push atoms. Each push returns a
     //    pointer at once; the record is readable immediately.
     let storage = Storage::open(&dir).await?;
-    let blob = storage.push_bytes(b"raw bytes: an image, a page, anything").await?;
+    let blob = storage
+        .push_bytes(b"raw bytes: an image, a page, anything")
+        .await?;
     let settings = storage
-        .push_atom(&serde_json::json!({"theme": "dark", "ñandú": "€"}), AtomFormat::MessagePack)
+        .push_atom(
+            &serde_json::json!({"theme": "dark", "ñandú": "€"}),
+            AtomFormat::MessagePack,
+        )
         .await?;
     let doc = Document {
         title: "hello protobase".into(),
@@ -70,7 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(doc_back, doc);
     let blob_back = storage.get_bytes(doc_back.parts[0]).await?;
     let settings_back: serde_json::Value = storage.get_atom(doc_back.parts[1]).await?;
-    println!("after reopen, root #{} is {:?}", root.sequence, doc_back.title);
+    println!(
+        "after reopen, root #{} is {:?}",
+        root.sequence, doc_back.title
+    );
     println!("  blob: {:?}", String::from_utf8_lossy(&blob_back));
     println!("  settings: {settings_back}");
     println!("  page cache: {:?}", storage.cache_stats());

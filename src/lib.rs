@@ -41,8 +41,8 @@ pub mod error;
 pub mod network;
 pub mod page_cache;
 pub mod protocol;
-pub mod record;
 mod reader;
+pub mod record;
 pub mod root_commit;
 pub mod scan;
 pub mod storage;
@@ -67,3 +67,8 @@ pub use root_commit::RootUpdate;
 pub use storage::{AtomFormat, Storage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteRequest, VoteResponse, VoteStrategy};
+
+/// The README's code, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -64,15 +64,27 @@ impl Reader {
                 .map_err(|e| Self::corrupt(ptr, e))?;
             return Ok((format, payload));
         }
-        let kind = self.kind(ptr.wal_id).await?;
-        if ptr.offset < kind.first_record() {
-            return Err(Self::corrupt(ptr, FormatError::InsideHeader));
-        }
-        if self.cache.capacity() >= self.page_size {
-            self.read_paged(kind, ptr).await
-        } else {
-            self.read_direct(kind, ptr).await
-        }
+        let stored = async {
+            let kind = self.kind(ptr.wal_id).await?;
+            if ptr.offset < kind.first_record() {
+                return Err(Self::corrupt(ptr, FormatError::InsideHeader));
+            }
+            if self.cache.capacity() >= self.page_size {
+                self.read_paged(kind, ptr).await
+            } else {
+                self.read_direct(kind, ptr).await
+            }
+        };
+        // The provider reports the offset it was asked for (a page start,
+        // or 0 while detecting the layout); the caller asked for `ptr`.
+        stored.await.map_err(|e| match e {
+            Error::OffsetOutOfRange { wal, len, .. } => Error::OffsetOutOfRange {
+                wal,
+                offset: ptr.offset,
+                len,
+            },
+            e => e,
+        })
     }
 
     /// The layout of `wal`, read from its first bytes once and remembered.
@@ -148,9 +160,12 @@ impl Reader {
     }
 
     async fn read_direct(&self, kind: WalKind, ptr: AtomPointer) -> Result<(Format, Bytes)> {
-        let head = self.provider.read(ptr.wal_id, ptr.offset, READ_AHEAD).await?;
-        let total = record::record_total_len(kind, &head, self.limit)
-            .map_err(|e| Self::corrupt(ptr, e))?;
+        let head = self
+            .provider
+            .read(ptr.wal_id, ptr.offset, READ_AHEAD)
+            .await?;
+        let total =
+            record::record_total_len(kind, &head, self.limit).map_err(|e| Self::corrupt(ptr, e))?;
         let bytes = if total <= head.len() as u64 {
             head
         } else {

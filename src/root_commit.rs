@@ -87,7 +87,10 @@ impl RootCommitter {
     fn adopt(&self, seen: Option<RootRecord>) {
         let Some(seen) = seen else { return };
         let mut r = self.roots.lock();
-        if r.durable.as_ref().is_none_or(|d| seen.sequence > d.sequence) {
+        if r.durable
+            .as_ref()
+            .is_none_or(|d| seen.sequence > d.sequence)
+        {
             r.durable = Some(seen.clone());
             r.current = Some(seen);
         }
@@ -129,7 +132,9 @@ impl RootCommitter {
         }
         h.count += 1;
         self.holders.fetch_add(1, Ordering::AcqRel);
-        h.grant.clone().ok_or_else(|| Error::NotGranted("grant vanished".into()))
+        h.grant
+            .clone()
+            .ok_or_else(|| Error::NotGranted("grant vanished".into()))
     }
 
     async fn leave(&self) {
@@ -137,10 +142,10 @@ impl RootCommitter {
         h.count = h.count.saturating_sub(1);
         self.holders.fetch_sub(1, Ordering::AcqRel);
         if h.count == 0 {
-            if let Some(g) = h.grant.take() {
-                if let Err(e) = self.vote.release(&g).await {
-                    debug!(error = %e, "releasing grant failed; its lease will expire");
-                }
+            if let Some(g) = h.grant.take()
+                && let Err(e) = self.vote.release(&g).await
+            {
+                debug!(error = %e, "releasing grant failed; its lease will expire");
             }
             h.lock = None;
         }

@@ -3,7 +3,10 @@
 //! A scan walks a WAL record by record from its first record. A record whose
 //! checksum fails in the middle of the WAL is *corruption*; an incomplete or
 //! invalid record at the end (a write cut short by a crash) is a *torn tail*
-//! — expected after a crash, never reachable from a published root.
+//! — expected after a crash, never reachable from a published root. A walk
+//! that stops on an invalid length prefix is a torn tail only when the prefix
+//! runs past the end or everything after it is zeros (what a crash leaves);
+//! otherwise the rest of the WAL is unreadable and counts as corrupt.
 
 use crate::block_provider::BlockProvider;
 use crate::error::{Error, FormatError, Result};
@@ -77,11 +80,19 @@ pub async fn scan_wal(
     if len == 0 {
         return Ok(report);
     }
-    let head = provider.read(wal, 0, record::WAL_HEADER_LEN.min(len)).await?;
+    let head = provider
+        .read(wal, 0, record::WAL_HEADER_LEN.min(len))
+        .await?;
     let kind = match record::detect_kind(&head) {
         Ok(k) => k.unwrap_or(WalKind::Reference),
-        Err(error) => {
+        // A header cut short is a crash's torn tail; a complete header that
+        // fails validation makes every record behind it unreadable.
+        Err(error @ FormatError::Truncated { .. }) => {
             report.torn_tail = Some(ScanProblem { offset: 0, error });
+            return Ok(report);
+        }
+        Err(error) => {
+            report.corrupt.push(ScanProblem { offset: 0, error });
             return Ok(report);
         }
     };
@@ -100,7 +111,19 @@ pub async fn scan_wal(
         let total = match record::record_total_len(kind, &window[at..], limit) {
             Ok(t) => t,
             Err(error) => {
-                report.torn_tail = Some(ScanProblem { offset: pos, error });
+                // The walk cannot go on. A crash leaves zeros (or a short
+                // prefix) at the end; anything else is corruption.
+                let problem = ScanProblem { offset: pos, error };
+                let torn = match &problem.error {
+                    FormatError::Truncated { .. } => true,
+                    FormatError::ZeroLength => all_zero(provider, wal, pos, len).await?,
+                    _ => false,
+                };
+                if torn {
+                    report.torn_tail = Some(problem);
+                } else {
+                    report.corrupt.push(problem);
+                }
                 break;
             }
         };
@@ -139,4 +162,20 @@ pub async fn scan_wal(
         progress(pos);
     }
     Ok(report)
+}
+
+/// Whether `wal` holds only zero bytes in `from..len`.
+async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, len: u64) -> Result<bool> {
+    let mut pos = from;
+    while pos < len {
+        let chunk = provider.read(wal, pos, SCAN_CHUNK.min(len - pos)).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        if chunk.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += chunk.len() as u64;
+    }
+    Ok(true)
 }

@@ -261,6 +261,12 @@ impl Storage {
         self.begin_root_update().await?.publish(pointer).await
     }
 
+    /// The space's configuration data (`space.config`), if present.
+    pub async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        self.inner.provider.read_config().await
+    }
+
     /// Every WAL in the space.
     pub async fn list_wals(&self) -> Result<Vec<WalInfo>> {
         self.check_open()?;
@@ -269,7 +275,11 @@ impl Storage {
 
     /// Scans a whole WAL, validating every record; `progress` gets the
     /// number of bytes scanned so far.
-    pub async fn scan_wal(&self, wal: WalId, progress: impl FnMut(u64) + Send) -> Result<WalReport> {
+    pub async fn scan_wal(
+        &self,
+        wal: WalId,
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<WalReport> {
         self.check_open()?;
         scan::scan_wal(
             &*self.inner.provider,

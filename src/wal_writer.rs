@@ -92,7 +92,11 @@ pub(crate) struct WalWriter {
 }
 
 impl WalWriter {
-    pub(crate) fn new(provider: Arc<dyn BlockProvider>, buffer_size: usize, max_wal_size: u64) -> Self {
+    pub(crate) fn new(
+        provider: Arc<dyn BlockProvider>,
+        buffer_size: usize,
+        max_wal_size: u64,
+    ) -> Self {
         WalWriter {
             provider,
             buffer_size,
@@ -104,7 +108,11 @@ impl WalWriter {
 
     /// Frames `payload` into the active WAL and returns its pointer. The
     /// record is readable at once; it is durable after a later `sync`.
-    pub(crate) async fn push(self: &Arc<Self>, format: Format, payload: &[u8]) -> Result<AtomPointer> {
+    pub(crate) async fn push(
+        self: &Arc<Self>,
+        format: Format,
+        payload: &[u8],
+    ) -> Result<AtomPointer> {
         loop {
             match self.try_push(format, payload)? {
                 Pushed::Done(ptr) => return Ok(ptr),
@@ -265,7 +273,11 @@ impl WalWriter {
             match st.wals.get_mut(&id) {
                 Some(w) => {
                     w.synced = w.synced.max(end);
-                    let done = w.sealed && w.chunks.is_empty() && w.buf.is_empty();
+                    // Records pushed after `end` was taken (before a
+                    // rollover sealed the WAL) are written but not yet
+                    // durable: keep the WAL until a sync covers its tail.
+                    let done =
+                        w.sealed && w.chunks.is_empty() && w.buf.is_empty() && w.synced >= w.tail;
                     if done {
                         st.wals.remove(&id);
                     }
@@ -355,6 +367,9 @@ impl WalWriter {
     /// Bytes pushed but not yet durable.
     pub(crate) fn unsynced_bytes(&self) -> u64 {
         let st = self.state.lock();
-        st.wals.values().map(|w| w.tail.saturating_sub(w.synced)).sum()
+        st.wals
+            .values()
+            .map(|w| w.tail.saturating_sub(w.synced))
+            .sum()
     }
 }

@@ -112,7 +112,11 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
         }
     };
     let sizes = Sizes::new(quick);
-    eprintln!("protobase bench ({}) in {}", if quick { "quick" } else { "full" }, base.display());
+    eprintln!(
+        "protobase bench ({}) in {}",
+        if quick { "quick" } else { "full" },
+        base.display()
+    );
     let mut rows = Vec::new();
     rows.push(push_small(&base, &sizes).await?);
     rows.push(push_large(&base, &sizes).await?);
@@ -192,7 +196,10 @@ async fn push_large(base: &Path, s: &Sizes) -> BenchResult<Row> {
     let raw_path = fresh(base, "raw_large")?.join("wal");
     let b = blob.clone();
     let raw = blocking(move || {
-        let f = OpenOptions::new().create(true).append(true).open(&raw_path)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&raw_path)?;
         let t = Instant::now();
         for _ in 0..n {
             (&f).write_all(&b)?;

@@ -123,11 +123,17 @@ pub(crate) async fn put(dir: &Path, format: PutFormat, root: bool, lines: bool) 
 pub(crate) async fn inspect(dir: &Path) -> CmdResult {
     let storage = open_read_only(dir).await?;
     match storage.read_current_root().await? {
-        Some(r) => println!("root: {} (sequence {}, term {})", r.pointer, r.sequence, r.term),
+        Some(r) => println!(
+            "root: {} (sequence {}, term {})",
+            r.pointer, r.sequence, r.term
+        ),
         None => println!("root: none"),
     }
     let wals = storage.list_wals().await?;
-    println!("{:<38} {:>12} {:>10} {:>9}  notes", "wal", "bytes", "records", "format");
+    println!(
+        "{:<38} {:>12} {:>10} {:>9}  notes",
+        "wal", "bytes", "records", "format"
+    );
     for w in &wals {
         let rep = storage.scan_wal(w.id, |_| {}).await?;
         let kind = match rep.kind {
@@ -175,7 +181,9 @@ pub(crate) async fn verify(dir: &Path, strict: bool) -> CmdResult {
     for w in &wals {
         let base = done;
         let b = bar.clone();
-        let rep = storage.scan_wal(w.id, move |n| b.set_position(base + n)).await?;
+        let rep = storage
+            .scan_wal(w.id, move |n| b.set_position(base + n))
+            .await?;
         done += w.len;
         bar.set_position(done);
         records += rep.records;
@@ -184,7 +192,11 @@ pub(crate) async fn verify(dir: &Path, strict: bool) -> CmdResult {
             problems += 1;
         }
         if let Some(t) = &rep.torn_tail {
-            let label = if strict { "TORN" } else { "torn tail (ignored)" };
+            let label = if strict {
+                "TORN"
+            } else {
+                "torn tail (ignored)"
+            };
             bar.suspend(|| println!("{label} {}:{}: {}", w.id, t.offset, t.error));
             if strict {
                 problems += 1;

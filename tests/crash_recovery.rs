@@ -1,0 +1,299 @@
+//! A writer killed with SIGKILL at random moments leaves a space that
+//! reopens with the last acknowledged root and everything it reaches
+//! (DESIGN.md §4, §8, §9).
+//!
+//! The test re-executes its own binary: `crash_child` is a no-op unless
+//! `PROTOBASE_CRASH_CHILD_DIR` is set, in which case it writes forever and
+//! prints `ACK <sequence> <wal>:<offset>` after each durable root. The parent
+//! kills it at a random point, reopens the space and checks it, then starts
+//! the next child on the same directory: recovery after recovery.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use protobase::{AtomFormat, AtomPointer, Storage, StorageBuilder};
+use serde::{Deserialize, Serialize};
+
+const DIR_ENV: &str = "PROTOBASE_CRASH_CHILD_DIR";
+const SEED_ENV: &str = "PROTOBASE_CRASH_CHILD_SEED";
+const ITERATIONS: usize = 30;
+
+/// The child's settings: small buffers and WALs, so background writes and
+/// rollovers happen all the time.
+fn builder(dir: &Path) -> StorageBuilder {
+    StorageBuilder::standalone(dir)
+        .buffer_size(32 << 10)
+        .max_wal_size(256 << 10)
+}
+
+/// A blob pushed by the child, regenerated from its seed by the checker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Blob {
+    ptr: AtomPointer,
+    len: usize,
+    seed: u64,
+}
+
+/// The atom each root names: the blobs pushed for it and the root before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RootAtom {
+    prev: Option<AtomPointer>,
+    prev_sequence: Option<u64>,
+    blobs: Vec<Blob>,
+}
+
+fn blob_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    fastrand::Rng::with_seed(seed).fill(&mut v);
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Child
+
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(DIR_ENV) else {
+        return;
+    };
+    let seed: u64 = std::env::var(SEED_ENV).unwrap().parse().unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(write_forever(PathBuf::from(dir), seed));
+}
+
+async fn write_forever(dir: PathBuf, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let storage = builder(&dir).build().await.unwrap();
+    let mut prev = storage.read_current_root().await.unwrap();
+    let mut out = std::io::stdout();
+    loop {
+        let mut blobs = Vec::new();
+        for _ in 0..rng.usize(1..=4) {
+            let len = if rng.u8(..10) == 0 {
+                rng.usize((1 << 20) + 1..(2 << 20))
+            } else {
+                rng.usize(1..40_000)
+            };
+            let seed = rng.u64(..);
+            let ptr = storage.push_bytes(&blob_bytes(seed, len)).await.unwrap();
+            blobs.push(Blob { ptr, len, seed });
+        }
+        let atom = RootAtom {
+            prev: prev.as_ref().map(|r| r.pointer),
+            prev_sequence: prev.as_ref().map(|r| r.sequence),
+            blobs,
+        };
+        let ptr = storage.push_atom(&atom, AtomFormat::Json).await.unwrap();
+        let root = storage.set_root(ptr).await.unwrap();
+        writeln!(out, "ACK {} {}", root.sequence, root.pointer).unwrap();
+        out.flush().unwrap();
+        prev = Some(root);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parent
+
+/// Kills the child if the parent fails half-way.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn parse_ack(line: &str) -> Option<(u64, AtomPointer)> {
+    // libtest may have printed `test crash_child ... ` on the same line.
+    let rest = &line[line.find("ACK ")? + 4..];
+    let (seq, ptr) = rest.split_once(' ')?;
+    Some((seq.parse().ok()?, ptr.trim().parse().ok()?))
+}
+
+/// What one check of the space found.
+struct Checked {
+    root_sequence: u64,
+    torn_tails: usize,
+}
+
+/// Reopens the space and checks the root, the whole chain of root atoms
+/// behind it with every blob they list, and every WAL.
+async fn check_space(dir: &Path, last_ack: Option<(u64, AtomPointer)>) -> Checked {
+    let storage: Storage = builder(dir).build().await.unwrap();
+    let root = storage.read_current_root().await.unwrap();
+    let root_sequence = root.as_ref().map_or(0, |r| r.sequence);
+    if let Some((seq, ptr)) = last_ack {
+        let root = root.as_ref().expect("an acknowledged root vanished");
+        assert!(
+            root.sequence >= seq,
+            "root {} older than the acknowledged {seq}",
+            root.sequence
+        );
+        if root.sequence == seq {
+            assert_eq!(root.pointer, ptr, "acknowledged root {seq} changed");
+        }
+    }
+    // Walk the whole history: every root ever published is reachable.
+    let mut next = root.map(|r| (r.pointer, r.sequence));
+    let mut walked = 0;
+    while let Some((ptr, seq)) = next {
+        let atom: RootAtom = storage
+            .get_atom(ptr)
+            .await
+            .unwrap_or_else(|e| panic!("root atom #{seq} at {ptr}: {e}"));
+        for b in &atom.blobs {
+            let got = storage
+                .get_bytes(b.ptr)
+                .await
+                .unwrap_or_else(|e| panic!("blob {} of root #{seq}: {e}", b.ptr));
+            assert!(
+                got == blob_bytes(b.seed, b.len)[..],
+                "blob {} of root #{seq} differs",
+                b.ptr
+            );
+        }
+        assert_eq!(
+            atom.prev_sequence,
+            (seq > 1).then(|| seq - 1),
+            "root #{seq}"
+        );
+        assert_eq!(atom.prev.is_some(), atom.prev_sequence.is_some());
+        next = atom.prev.zip(atom.prev_sequence);
+        walked += 1;
+    }
+    assert_eq!(walked, root_sequence, "history has a gap");
+
+    let mut torn_tails = 0;
+    for w in storage.list_wals().await.unwrap() {
+        let report = storage.scan_wal(w.id, |_| {}).await.unwrap();
+        assert!(report.corrupt.is_empty(), "corrupt records: {report:?}");
+        torn_tails += usize::from(report.torn_tail.is_some());
+    }
+    storage.close().await.unwrap();
+    Checked {
+        root_sequence,
+        torn_tails,
+    }
+}
+
+/// Runs one child until `acks` roots are acknowledged plus `delay`, kills
+/// it, and returns every root it acknowledged.
+fn run_child(dir: &Path, seed: u64, acks: usize, delay: Duration) -> Vec<(u64, AtomPointer)> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(DIR_ENV, dir)
+        .env(SEED_ENV, seed.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(ack) = parse_ack(&line)
+                && tx.send(ack).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut acked = Vec::new();
+    while acked.len() < acks {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(ack) => acked.push(ack),
+            Err(e) => {
+                let _ = child.0.kill();
+                let _ = child.0.wait();
+                panic!(
+                    "child gave {} of {acks} acks ({e:?}); its stderr:\n{}",
+                    acked.len(),
+                    errors.join().unwrap()
+                );
+            }
+        }
+    }
+    std::thread::sleep(delay);
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(!status.success(), "the child exited by itself: {status:?}");
+    // Lines written before the kill are acknowledgements too.
+    reader.join().unwrap();
+    acked.extend(rx.try_iter());
+    let _ = errors.join();
+    acked
+}
+
+#[test]
+fn killed_writer_recovers_every_acknowledged_root() {
+    let seed = std::env::var("PROTOBASE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    // Printed on failure (the harness shows a failing test's output).
+    println!("seed {seed} (PROTOBASE_TEST_SEED={seed} to replay the schedule)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("space");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+
+    let mut last_ack: Option<(u64, AtomPointer)> = None;
+    let mut recovered = 0;
+    let (mut total_acks, mut torn_tails) = (0, 0);
+    for it in 0..ITERATIONS {
+        let acks = rng.usize(0..=5);
+        let delay = Duration::from_millis(rng.u64(0..30));
+        let acked = run_child(&dir, rng.u64(..), acks, delay);
+        assert!(acked.len() >= acks);
+        // The child continued the history where the last check left it.
+        for (i, (seq, _)) in acked.iter().enumerate() {
+            assert_eq!(
+                *seq,
+                recovered + 1 + i as u64,
+                "iteration {it}: acks {acked:?}"
+            );
+        }
+        total_acks += acked.len();
+        if let Some(last) = acked.last() {
+            last_ack = Some(*last);
+        }
+        let checked = rt.block_on(check_space(&dir, last_ack));
+        assert!(
+            checked.root_sequence >= recovered,
+            "iteration {it}: the root went back"
+        );
+        recovered = checked.root_sequence;
+        torn_tails += checked.torn_tails;
+        println!(
+            "iteration {it}: killed after {} acks + {delay:?}, root #{recovered}",
+            acked.len()
+        );
+    }
+    println!(
+        "{ITERATIONS} crashes, {total_acks} acknowledged roots, {torn_tails} torn tails seen, {:?}",
+        started.elapsed()
+    );
+    assert!(
+        total_acks >= ITERATIONS,
+        "too few roots were acknowledged to test anything"
+    );
+    assert!(recovered >= total_acks as u64);
+}
