@@ -66,7 +66,10 @@ impl StorageConfig {
         if self.max_wal_size <= crate::record::WAL_HEADER_LEN {
             return Err(Error::invalid(
                 "max_wal_size",
-                format!("must exceed the {}-byte WAL header", crate::record::WAL_HEADER_LEN),
+                format!(
+                    "must exceed the {}-byte WAL header",
+                    crate::record::WAL_HEADER_LEN
+                ),
             ));
         }
         Ok(())
@@ -115,7 +118,8 @@ impl StorageBuilder {
 
     /// Standalone storage on a fresh [`MemoryBlockProvider`](crate::backends::memory::MemoryBlockProvider).
     pub fn in_memory() -> Self {
-        Self::new().with_block_provider(Arc::new(crate::backends::memory::MemoryBlockProvider::new()))
+        Self::new()
+            .with_block_provider(Arc::new(crate::backends::memory::MemoryBlockProvider::new()))
     }
 
     /// Replaces all settings.

@@ -171,7 +171,10 @@ mod tests {
     fn round_trip() {
         let b = native(b"{\"a\":1}");
         let (f, p, n) = decode_record(WalKind::Native, &b, 1 << 20).unwrap();
-        assert_eq!((f, &p[..], n), (Format::Json, &b"{\"a\":1}"[..], b.len() as u64));
+        assert_eq!(
+            (f, &p[..], n),
+            (Format::Json, &b"{\"a\":1}"[..], b.len() as u64)
+        );
     }
 
     #[test]
@@ -198,7 +201,10 @@ mod tests {
         ));
         assert!(matches!(
             decode_record(WalKind::Native, &b, 3),
-            Err(FormatError::LengthTooLarge { length: 5, limit: 3 })
+            Err(FormatError::LengthTooLarge {
+                length: 5,
+                limit: 3
+            })
         ));
         assert!(matches!(
             decode_record(WalKind::Native, &Bytes::from(vec![0u8; 32]), 1 << 20),

@@ -78,9 +78,9 @@ impl FromStr for AtomPointer {
     type Err = Error;
     /// Parses `<wal-uuid>:<offset>`.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let (wal, off) = s
-            .rsplit_once(':')
-            .ok_or_else(|| Error::invalid("pointer", format!("{s:?} is not <wal-uuid>:<offset>")))?;
+        let (wal, off) = s.rsplit_once(':').ok_or_else(|| {
+            Error::invalid("pointer", format!("{s:?} is not <wal-uuid>:<offset>"))
+        })?;
         let offset = off
             .parse::<u64>()
             .map_err(|e| Error::invalid("pointer", format!("offset {off:?}: {e}")))?;
@@ -119,7 +119,10 @@ impl FromStr for Format {
             "raw" => Ok(Format::Raw),
             "json" => Ok(Format::Json),
             "msgpack" | "messagepack" => Ok(Format::MessagePack),
-            other => Err(Error::invalid("format", format!("{other:?} (raw|json|msgpack)"))),
+            other => Err(Error::invalid(
+                "format",
+                format!("{other:?} (raw|json|msgpack)"),
+            )),
         }
     }
 }
@@ -211,11 +214,20 @@ mod tests {
 
     #[test]
     fn pointer_parses_and_prints() {
-        let p: AtomPointer = "8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470".parse().unwrap();
+        let p: AtomPointer = "8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470"
+            .parse()
+            .unwrap();
         assert_eq!(p.offset, 1292470);
-        assert_eq!(p.to_string(), "8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470");
+        assert_eq!(
+            p.to_string(),
+            "8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470"
+        );
         assert!("nope".parse::<AtomPointer>().is_err());
-        assert!("8ee74877-149a-46a7-a291-f4a7a50ff71d:x".parse::<AtomPointer>().is_err());
+        assert!(
+            "8ee74877-149a-46a7-a291-f4a7a50ff71d:x"
+                .parse::<AtomPointer>()
+                .is_err()
+        );
         assert!("zz:1".parse::<AtomPointer>().is_err());
     }
 
@@ -232,10 +244,17 @@ mod tests {
 
     #[test]
     fn native_root_round_trips_and_detects_tampering() {
-        let r = RootRecord::new(AtomPointer::new(WalId::new_random(), 42), 7, 3, Some("n1".into()));
+        let r = RootRecord::new(
+            AtomPointer::new(WalId::new_random(), 42),
+            7,
+            3,
+            Some("n1".into()),
+        );
         let json = r.to_json();
         assert_eq!(RootRecord::from_json(&json).unwrap(), r);
-        let tampered = String::from_utf8(json).unwrap().replace("\"offset\":42", "\"offset\":43");
+        let tampered = String::from_utf8(json)
+            .unwrap()
+            .replace("\"offset\":42", "\"offset\":43");
         assert!(matches!(
             RootRecord::from_json(tampered.as_bytes()),
             Err(FormatError::BadCrc { .. })
