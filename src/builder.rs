@@ -12,6 +12,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::block_provider::BlockProvider;
+use crate::cluster::catch_up::spawn_catch_up;
+use crate::cluster::{
+    Acceptor, ClusterBlockProvider, ClusterConfig, ClusterHandler, FileTermStore, MajorityVote,
+    MemoryTermStore, TermStore,
+};
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
 use crate::page_cache::{MemoryPageCache, PageCache};
@@ -99,6 +104,8 @@ pub struct StorageBuilder {
     page_cache: Option<Arc<dyn PageCache>>,
     vote: Option<Arc<dyn VoteStrategy>>,
     network: Option<Arc<dyn NetworkManager>>,
+    cluster: Option<ClusterConfig>,
+    term_store: Option<Arc<dyn TermStore>>,
 }
 
 impl StorageBuilder {
@@ -153,6 +160,24 @@ impl StorageBuilder {
         self
     }
 
+    /// Makes this node a member of a cluster (the cluster variants): root
+    /// updates need a majority grant and a majority of acknowledgements,
+    /// and reads of WALs this node lacks go to its peers. The transport is
+    /// the one given to [`with_network_manager`](Self::with_network_manager).
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.config.node_id = config.server_id.clone();
+        self.cluster = Some(config);
+        self
+    }
+
+    /// Where the cluster voter keeps its promised-term ceiling (default: the
+    /// file `cluster_term` in the space directory, or memory for other
+    /// providers).
+    pub fn with_term_store(mut self, store: Arc<dyn TermStore>) -> Self {
+        self.term_store = Some(store);
+        self
+    }
+
     /// In-memory buffer size before a WAL write.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.config.buffer_size = bytes;
@@ -198,6 +223,7 @@ impl StorageBuilder {
     /// Validates the settings, opens the provider and reads the current root.
     pub async fn build(self) -> Result<Storage> {
         self.config.validate()?;
+        let space_dir = self.path.clone();
         let provider: Arc<dyn BlockProvider> = match (self.provider, self.path) {
             (Some(p), _) => p,
             #[cfg(feature = "fs")]
@@ -228,9 +254,47 @@ impl StorageBuilder {
                 self.config.page_size,
             ))
         });
-        let vote = self
-            .vote
-            .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
-        Storage::assemble(self.config, provider, cache, vote, self.network).await
+        let Some(cluster) = self.cluster else {
+            let vote = self
+                .vote
+                .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
+            return Storage::assemble(self.config, provider, cache, vote, self.network).await;
+        };
+        let network = self.network.ok_or_else(|| {
+            Error::invalid(
+                "cluster",
+                "no network manager: call with_network_manager() with a transport",
+            )
+        })?;
+        let store: Arc<dyn TermStore> = match (self.term_store, space_dir) {
+            (Some(s), _) => s,
+            (None, Some(dir)) => Arc::new(FileTermStore::new(dir.join("cluster_term"))),
+            (None, None) => Arc::new(MemoryTermStore::default()),
+        };
+        let acceptor = Acceptor::open(cluster.server_id.clone(), provider.clone(), store).await?;
+        network
+            .start(Arc::new(ClusterHandler::new(acceptor.clone(), provider.clone())))
+            .await?;
+        spawn_catch_up(
+            acceptor.clone(),
+            Arc::downgrade(&network),
+            cluster.peers().map(|p| p.id.clone()).collect(),
+            std::time::Duration::from_millis(cluster.heartbeat_ms),
+            cluster.read_timeout(),
+        );
+        let vote = self.vote.unwrap_or_else(|| {
+            Arc::new(MajorityVote::new(
+                cluster.clone(),
+                acceptor.clone(),
+                network.clone(),
+            ))
+        });
+        let provider = Arc::new(ClusterBlockProvider::new(
+            provider,
+            acceptor,
+            network.clone(),
+            cluster,
+        ));
+        Storage::assemble(self.config, provider, cache, vote, Some(network)).await
     }
 }

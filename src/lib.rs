@@ -37,6 +37,7 @@
 
 pub mod block_provider;
 pub mod builder;
+pub mod cluster;
 pub mod error;
 pub mod network;
 pub mod page_cache;

@@ -256,6 +256,20 @@ impl Storage {
         update.publish(pointer).await
     }
 
+    /// Runs `f` while holding the exclusive grant (the one root updates use),
+    /// without publishing a root. `f` gets the grant's fencing term, which
+    /// anything it writes elsewhere can carry to reject stale holders.
+    pub async fn run_exclusive<F, Fut, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let update = self.begin_root_update().await?;
+        let out = f(update.term()).await;
+        update.abort().await;
+        out
+    }
+
     /// Publishes `pointer` as the new root, whatever the current one is.
     pub async fn set_root(&self, pointer: AtomPointer) -> Result<RootRecord> {
         self.begin_root_update().await?.publish(pointer).await

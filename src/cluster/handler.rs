@@ -1,0 +1,115 @@
+//! [`ClusterHandler`]: answers peers' messages on a cluster node.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::debug;
+
+use crate::block_provider::BlockProvider;
+use crate::cluster::acceptor::{AcceptOutcome, Acceptor, newer};
+use crate::cluster::provider::MAX_REMOTE_READ;
+use crate::error::Error;
+use crate::network::{MessageHandler, PeerId};
+use crate::protocol::Message;
+use crate::types::{AtomPointer, RootRecord, WalId};
+
+/// The message handler of a cluster node: votes, root updates, pages,
+/// heartbeats and releases.
+#[derive(Debug)]
+pub struct ClusterHandler {
+    acceptor: Arc<Acceptor>,
+    local: Arc<dyn BlockProvider>,
+}
+
+impl ClusterHandler {
+    /// A handler answering from `acceptor` and the node's `local` provider
+    /// (never from peers, so requests cannot loop).
+    pub fn new(acceptor: Arc<Acceptor>, local: Arc<dyn BlockProvider>) -> Self {
+        ClusterHandler { acceptor, local }
+    }
+
+    fn heartbeat(&self) -> Message {
+        let latest = self.acceptor.latest();
+        Message::Heartbeat {
+            node: self.acceptor.node_id().to_string(),
+            root_sequence: latest.as_ref().map_or(0, |r| r.sequence),
+            term: latest.as_ref().map_or(0, |r| r.term),
+        }
+    }
+
+    async fn page(&self, wal: WalId, offset: u64, len: u64) -> Message {
+        let data = match self.local.read(wal, offset, len.min(MAX_REMOTE_READ)).await {
+            Ok(d) => Some(d),
+            Err(Error::WalNotFound { .. }) => None,
+            Err(Error::OffsetOutOfRange { .. }) => Some(bytes::Bytes::new()),
+            Err(e) => {
+                return Message::Error {
+                    message: format!("reading {wal} at {offset}: {e}"),
+                };
+            }
+        };
+        Message::PageResponse { wal, offset, data }
+    }
+}
+
+/// A placeholder root used only to compare a heartbeat's position.
+fn position(term: u64, sequence: u64) -> RootRecord {
+    RootRecord {
+        pointer: AtomPointer::new(WalId(uuid::Uuid::nil()), 0),
+        sequence,
+        term,
+        writer: None,
+        checksum: None,
+    }
+}
+
+#[async_trait]
+impl MessageHandler for ClusterHandler {
+    async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
+        Some(match message {
+            Message::VoteRequest(req) => match self.acceptor.vote(&req) {
+                Ok(r) => Message::VoteResponse(r),
+                Err(e) => Message::Error {
+                    message: format!("vote refused: {e}"),
+                },
+            },
+            Message::RootUpdate { term, root } => {
+                let accepted = match self.acceptor.accept(term, &root).await {
+                    Ok(AcceptOutcome::Accepted) => true,
+                    Ok(AcceptOutcome::Rejected { .. }) => false,
+                    Err(e) => {
+                        debug!(%from, error = %e, "root update not stored");
+                        false
+                    }
+                };
+                let latest = self.acceptor.latest();
+                Message::RootAck {
+                    term: self.acceptor.promised(),
+                    sequence: latest.map_or(0, |r| r.sequence),
+                    accepted,
+                }
+            }
+            Message::PageRequest { wal, offset, len } => self.page(wal, offset, len).await,
+            Message::Heartbeat {
+                root_sequence,
+                term,
+                ..
+            } => match self.acceptor.latest() {
+                // Help a peer that is behind catch up.
+                Some(r) if newer(&r, Some(&position(term, root_sequence))) => {
+                    Message::RootUpdate { term: r.term, root: r }
+                }
+                _ => self.heartbeat(),
+            },
+            Message::Release { term, holder } => {
+                if holder == from {
+                    self.acceptor.release(&holder, term);
+                }
+                self.heartbeat()
+            }
+            other => Message::Error {
+                message: format!("unexpected message {other:?}"),
+            },
+        })
+    }
+}

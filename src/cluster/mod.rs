@@ -1,0 +1,26 @@
+//! The cluster layer: majority vote with fencing terms and leases, root
+//! broadcast and catch-up, and remote page reads (DESIGN.md §6).
+//!
+//! A cluster node is a composition, not a copy, of the standalone engine:
+//! its provider is a [`ClusterBlockProvider`] around the local one, its vote
+//! strategy a [`MajorityVote`], and a [`ClusterHandler`] answers its peers
+//! through any [`NetworkManager`](crate::NetworkManager).
+
+pub mod acceptor;
+pub mod catch_up;
+pub mod config;
+mod fanout;
+pub mod handler;
+pub mod majority_vote;
+pub mod provider;
+pub mod term_store;
+
+pub use acceptor::{AcceptOutcome, Acceptor};
+pub use config::{ClusterConfig, PeerAddress};
+pub use handler::ClusterHandler;
+pub use majority_vote::MajorityVote;
+pub use provider::ClusterBlockProvider;
+pub use term_store::{FileTermStore, MemoryTermStore, TermStore};
+
+#[cfg(test)]
+mod tests;
