@@ -64,17 +64,21 @@ fn vote_answer(granted: bool, term: u64, latest: Option<RootRecord>) -> Message 
 #[tokio::test]
 async fn acquire_with_a_majority_adopts_the_newest_root() {
     let mut net = MockNetworkManager::new();
-    net.expect_request().returning(|peer, msg, _| match msg {
-        Message::VoteRequest(VoteRequest { term, .. }) => Ok(match peer.as_str() {
-            "b" => vote_answer(true, term, Some(root(3, 9))),
-            _ => vote_answer(true, term, Some(root(4, 2))),
+    net.expect_request().returning(|peer, msg, t| match msg {
+        Message::VoteRequest(VoteRequest { term, .. }) if peer == "c" => {
+            Ok(vote_answer(true, term, Some(root(4, 2))))
+        }
+        Message::VoteRequest(_) => Err(NetworkError::Timeout {
+            peer: peer.clone(),
+            timeout: t,
         }),
         other => panic!("unexpected {other:?}"),
     });
     let local = MemoryBlockProvider::new();
+    local.write_root(&root(3, 9), None).await.unwrap();
     let vote = MajorityVote::new(config(3), acceptor(&local).await, Arc::new(net));
     let g = vote.acquire().await.unwrap();
-    assert_eq!(g.term, 1);
+    assert_eq!(g.term, 4, "above the local root's term");
     assert_eq!(g.holder, "a");
     assert!(g.expires_at.is_some());
     // (term, sequence) order: term 4 beats term 3 with a higher sequence.
@@ -201,6 +205,7 @@ async fn acceptor_fences_older_terms_and_older_roots() {
         AcceptOutcome::Rejected { .. }
     ));
     // Catch-up learns newer roots whatever was promised.
+    acc.release("c", 6);
     assert!(acc.vote(&req("d", 50)).unwrap().granted);
     assert_eq!(acc.learn(&root(7, 1)).await.unwrap(), AcceptOutcome::Accepted);
     assert_eq!(acc.latest(), Some(root(7, 1)));
