@@ -273,7 +273,10 @@ impl StorageBuilder {
         };
         let acceptor = Acceptor::open(cluster.server_id.clone(), provider.clone(), store).await?;
         network
-            .start(Arc::new(ClusterHandler::new(acceptor.clone(), provider.clone())))
+            .start(Arc::new(ClusterHandler::new(
+                acceptor.clone(),
+                provider.clone(),
+            )))
             .await?;
         spawn_catch_up(
             acceptor.clone(),

@@ -14,7 +14,7 @@
 //! | [`BlockProvider`] | where WAL bytes and the root live | [`backends::fs::FileBlockProvider`] (`fs`), [`backends::memory::MemoryBlockProvider`] |
 //! | [`PageCache`] | pages of WALs kept near the reader | [`MemoryPageCache`] |
 //! | [`VoteStrategy`] | who may update the root | [`SingleNodeVote`] |
-//! | [`NetworkManager`] | a node's link to its peers | (cluster variants) |
+//! | [`NetworkManager`] | a node's link to its peers | [`transports::tcp::TcpNetworkManager`] (`tcp`), [`transports::in_process::InProcessNetwork`] (fault injection) |
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -30,7 +30,8 @@
 //! ```
 //!
 //! Features: `fs` (default), `tcp` (default), `mock` (mockall mocks of the
-//! four traits, in [`mock`]), `cli` (the `protobase` binary); `quic`, `cloud`,
+//! four traits, in [`mock`]), `conformance` (the trait conformance suites,
+//! in `conformance`), `cli` (the `protobase` binary); `quic`, `cloud`,
 //! `s3`, `gcs`, `azure`, `aws-sdk` are declared for the variants to come.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -38,6 +39,8 @@
 pub mod block_provider;
 pub mod builder;
 pub mod cluster;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod error;
 pub mod network;
 pub mod page_cache;
@@ -50,6 +53,7 @@ pub mod storage;
 pub mod types;
 pub mod vote;
 mod wal_writer;
+pub mod wire;
 
 #[path = "../backends/mod.rs"]
 pub mod backends;

@@ -64,7 +64,11 @@ pub enum NetworkError {
 /// Answers incoming messages.
 #[async_trait]
 pub trait MessageHandler: Send + Sync {
-    /// Handles `message` from `from`; the returned message is the response.
+    /// Handles `message` from `from` (the sender's authenticated id); the
+    /// returned message is the response. `None` is answered with
+    /// [`Message::Ack`] by the transport, so the requester is not left
+    /// waiting. Calls run concurrently (one per request) and may be
+    /// cancelled (their future dropped) when the node stops.
     async fn handle(&self, from: PeerId, message: Message) -> Option<Message>;
 }
 
@@ -73,9 +77,24 @@ pub trait MessageHandler: Send + Sync {
 /// # Contract
 ///
 /// `request` returns the peer's response or a [`NetworkError`] within about
-/// `timeout`; `broadcast` sends to every peer (not self) and reports each
-/// peer's result; after `stop`, calls fail with [`NetworkError::Stopped`]
-/// and the handler is no longer invoked.
+/// `timeout`; `broadcast` sends to every peer (not self) concurrently and
+/// reports each peer's result; after `stop`, calls fail with
+/// [`NetworkError::Stopped`] and the handler is no longer invoked.
+///
+/// The transports in [`crate::transports`] also guarantee:
+///
+/// - requests before `start` fail with [`NetworkError::Stopped`];
+/// - `stop` fails in-flight requests promptly, cancels running handler calls
+///   and returns only when none is running; `start` after `stop` starts the
+///   node again (same address); `start` on a running node replaces the
+///   handler;
+/// - a request to self or to an unconfigured id fails with
+///   [`NetworkError::UnknownPeer`]; a message too large for a frame fails with
+///   [`NetworkError::Protocol`] without being sent; a peer that is down gives
+///   [`NetworkError::Unreachable`] (or [`NetworkError::Timeout`]).
+///
+/// `protobase::conformance::network` (feature `conformance`) checks all of
+/// this for any implementation.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait NetworkManager: Send + Sync + fmt::Debug {

@@ -70,6 +70,10 @@ pub enum Message {
         /// Releasing node.
         holder: String,
     },
+    /// Empty acknowledgement: what a transport sends back when the handler
+    /// returns no response, so the requester learns at once that the request
+    /// was handled.
+    Ack,
     /// A request could not be served.
     Error {
         /// Why.

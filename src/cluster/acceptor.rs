@@ -209,7 +209,10 @@ impl Acceptor {
         // The local root may hold something this acceptor has not seen (a
         // root written before a restart): compare with what is stored.
         let stored = self.provider.read_root().await?;
-        if stored.as_ref().is_some_and(|s| s != root && !newer(root, Some(s))) {
+        if stored
+            .as_ref()
+            .is_some_and(|s| s != root && !newer(root, Some(s)))
+        {
             self.note_local(stored.as_ref());
             return Ok(self.rejected());
         }

@@ -60,7 +60,10 @@ pub fn spawn_catch_up(
     tokio::spawn(async move {
         loop {
             let Some(net) = network.upgrade() else { return };
-            if catch_up_once(&acceptor, &net, &peers, timeout).await.is_err() {
+            if catch_up_once(&acceptor, &net, &peers, timeout)
+                .await
+                .is_err()
+            {
                 return;
             }
             drop(net);

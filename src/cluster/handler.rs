@@ -96,9 +96,10 @@ impl MessageHandler for ClusterHandler {
                 ..
             } => match self.acceptor.latest() {
                 // Help a peer that is behind catch up.
-                Some(r) if newer(&r, Some(&position(term, root_sequence))) => {
-                    Message::RootUpdate { term: r.term, root: r }
-                }
+                Some(r) if newer(&r, Some(&position(term, root_sequence))) => Message::RootUpdate {
+                    term: r.term,
+                    root: r,
+                },
                 _ => self.heartbeat(),
             },
             Message::Release { term, holder } => {

@@ -161,7 +161,11 @@ impl VoteStrategy for MajorityVote {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let term = self.known_term.load(Ordering::Acquire).max(self.acceptor.promised()) + 1;
+            let term = self
+                .known_term
+                .load(Ordering::Acquire)
+                .max(self.acceptor.promised())
+                + 1;
             if let Some(grant) = self.try_term(term, false).await? {
                 return Ok(grant);
             }

@@ -130,7 +130,9 @@ impl ClusterBlockProvider {
     }
 
     async fn read_remote(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
-        let first = self.read_piece(wal, offset, len.min(MAX_REMOTE_READ)).await?;
+        let first = self
+            .read_piece(wal, offset, len.min(MAX_REMOTE_READ))
+            .await?;
         if first.len() as u64 >= len || (first.len() as u64) < len.min(MAX_REMOTE_READ) {
             return Ok(first);
         }

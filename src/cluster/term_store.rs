@@ -56,7 +56,9 @@ impl TermStore for FileTermStore {
         let ctx = |e| Error::io(format!("writing {}", self.path.display()), e);
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, ceiling.to_string()).map_err(ctx)?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(ctx)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(ctx)?;
         std::fs::rename(&tmp, &self.path).map_err(ctx)?;
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)

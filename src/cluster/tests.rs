@@ -90,18 +90,19 @@ async fn acquire_fails_without_a_majority_and_releases_what_it_got() {
     let releases = Arc::new(AtomicUsize::new(0));
     let r = releases.clone();
     let mut net = MockNetworkManager::new();
-    net.expect_request().returning(move |peer, msg, t| match msg {
-        Message::VoteRequest(req) if peer == "b" => Ok(vote_answer(true, req.term, None)),
-        Message::VoteRequest(req) => Ok(vote_answer(false, req.term + 5, None)),
-        Message::Release { .. } => {
-            r.fetch_add(1, Ordering::SeqCst);
-            Err(NetworkError::Timeout {
-                peer: peer.clone(),
-                timeout: t,
-            })
-        }
-        other => panic!("unexpected {other:?}"),
-    });
+    net.expect_request()
+        .returning(move |peer, msg, t| match msg {
+            Message::VoteRequest(req) if peer == "b" => Ok(vote_answer(true, req.term, None)),
+            Message::VoteRequest(req) => Ok(vote_answer(false, req.term + 5, None)),
+            Message::Release { .. } => {
+                r.fetch_add(1, Ordering::SeqCst);
+                Err(NetworkError::Timeout {
+                    peer: peer.clone(),
+                    timeout: t,
+                })
+            }
+            other => panic!("unexpected {other:?}"),
+        });
     // 5 nodes: self + b grant, c d e refuse: 2 of 5.
     let local = MemoryBlockProvider::new();
     let acc = acceptor(&local).await;
@@ -109,7 +110,11 @@ async fn acquire_fails_without_a_majority_and_releases_what_it_got() {
     let err = vote.acquire().await.unwrap_err();
     assert!(matches!(err, Error::NotGranted(_)), "{err}");
     // The local promise was released, and later terms jump past refusals.
-    assert!(acc.promised() > 5, "learned higher terms: {}", acc.promised());
+    assert!(
+        acc.promised() > 5,
+        "learned higher terms: {}",
+        acc.promised()
+    );
     // Release messages are sent in the background: wait for at least one.
     for _ in 0..100 {
         if releases.load(Ordering::SeqCst) > 0 {
@@ -124,13 +129,14 @@ async fn acquire_fails_without_a_majority_and_releases_what_it_got() {
 #[tokio::test]
 async fn acquire_tolerates_a_dead_minority() {
     let mut net = MockNetworkManager::new();
-    net.expect_request().returning(|peer, msg, t| match (peer.as_str(), msg) {
-        ("b", Message::VoteRequest(req)) => Ok(vote_answer(true, req.term, None)),
-        _ => Err(NetworkError::Timeout {
-            peer: peer.clone(),
-            timeout: t,
-        }),
-    });
+    net.expect_request()
+        .returning(|peer, msg, t| match (peer.as_str(), msg) {
+            ("b", Message::VoteRequest(req)) => Ok(vote_answer(true, req.term, None)),
+            _ => Err(NetworkError::Timeout {
+                peer: peer.clone(),
+                timeout: t,
+            }),
+        });
     let local = MemoryBlockProvider::new();
     let vote = MajorityVote::new(config(3), acceptor(&local).await, Arc::new(net));
     assert_eq!(vote.acquire().await.unwrap().term, 1);
@@ -186,14 +192,20 @@ async fn acceptor_fences_older_terms_and_older_roots() {
     // The same candidate and term again (a duplicate): yes.
     assert!(acc.vote(&req("b", 5)).unwrap().granted);
     acc.release("b", 5);
-    assert!(!acc.vote(&req("c", 5)).unwrap().granted, "term 5 was promised");
+    assert!(
+        !acc.vote(&req("c", 5)).unwrap().granted,
+        "term 5 was promised"
+    );
     assert!(acc.vote(&req("c", 6)).unwrap().granted);
     // Accept: older term refused, same term stored, older root refused.
     assert!(matches!(
         acc.accept(5, &root(5, 1)).await.unwrap(),
         AcceptOutcome::Rejected { promised: 6, .. }
     ));
-    assert_eq!(acc.accept(6, &root(6, 3)).await.unwrap(), AcceptOutcome::Accepted);
+    assert_eq!(
+        acc.accept(6, &root(6, 3)).await.unwrap(),
+        AcceptOutcome::Accepted
+    );
     assert_eq!(local.read_root().await.unwrap(), Some(root(6, 3)));
     assert!(matches!(
         acc.accept(6, &root(6, 2)).await.unwrap(),
@@ -207,7 +219,10 @@ async fn acceptor_fences_older_terms_and_older_roots() {
     // Catch-up learns newer roots whatever was promised.
     acc.release("c", 6);
     assert!(acc.vote(&req("d", 50)).unwrap().granted);
-    assert_eq!(acc.learn(&root(7, 1)).await.unwrap(), AcceptOutcome::Accepted);
+    assert_eq!(
+        acc.learn(&root(7, 1)).await.unwrap(),
+        AcceptOutcome::Accepted
+    );
     assert_eq!(acc.latest(), Some(root(7, 1)));
 }
 
@@ -230,7 +245,11 @@ async fn a_restarted_voter_never_promises_a_term_it_may_have_promised() {
         assert!(!acc.vote(&req(t)).unwrap().granted, "term {t}");
     }
     let answer = acc.vote(&req(1)).unwrap();
-    assert!(answer.term > 7, "the refusal tells the floor: {}", answer.term);
+    assert!(
+        answer.term > 7,
+        "the refusal tells the floor: {}",
+        answer.term
+    );
     assert!(acc.vote(&req(answer.term + 1)).unwrap().granted);
 }
 
@@ -265,7 +284,11 @@ async fn remote_reads_skip_not_found_and_remember_the_holder() {
     assert_eq!(*asked.lock(), vec!["b".to_string(), "c".to_string()]);
     asked.lock().clear();
     assert_eq!(&p.read(wal, 0, 100).await.unwrap()[..], b"page bytes");
-    assert_eq!(*asked.lock(), vec!["c".to_string()], "the holder is asked first");
+    assert_eq!(
+        *asked.lock(),
+        vec!["c".to_string()],
+        "the holder is asked first"
+    );
 }
 
 #[tokio::test]
@@ -381,7 +404,10 @@ async fn a_cluster_storage_on_a_patched_network_publishes_through_votes_and_acks
     assert_eq!(r1.writer.as_deref(), Some("a"));
     assert!(updates.load(Ordering::SeqCst) >= 2, "roots were broadcast");
     assert_eq!(storage.read_current_root().await.unwrap(), Some(r2));
-    let term = storage.run_exclusive(|t| async move { Ok(t) }).await.unwrap();
+    let term = storage
+        .run_exclusive(|t| async move { Ok(t) })
+        .await
+        .unwrap();
     assert!(term >= 1);
     storage.close().await.unwrap();
 }

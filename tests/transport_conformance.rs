@@ -1,0 +1,639 @@
+//! The transport conformance suite (`protobase::conformance::network`) run
+//! against every transport, plus transport-specific checks: authentication
+//! and hostile input for TCP, fault injection for the in-process transport.
+//!
+//! TCP runs on real sockets on 127.0.0.1 with ports chosen by the OS; the
+//! in-process transport runs on tokio's paused clock, so its timeouts cost no
+//! wall-clock time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use protobase::conformance::network::{self as suite, NetworkHarness, SuiteHandler};
+use protobase::protocol::Message;
+use protobase::transports::InProcessHub;
+use protobase::{MessageHandler, NetworkError, NetworkManager, PeerId};
+
+/// Frame limit of the suite's nodes: small, so near-limit payloads are cheap.
+const SUITE_FRAME_LIMIT: usize = 1024 * 1024;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn heartbeat(sequence: u64) -> Message {
+    Message::Heartbeat {
+        node: "test".into(),
+        root_sequence: sequence,
+        term: sequence,
+    }
+}
+
+/// Runs each suite check as its own test against `$harness`.
+macro_rules! conformance_tests {
+    ($flavor:meta, $harness:expr) => {
+        #[$flavor]
+        async fn request_response() {
+            suite::request_response(&$harness).await;
+        }
+        #[$flavor]
+        async fn broadcast_with_dead_peer() {
+            suite::broadcast_with_dead_peer(&$harness).await;
+        }
+        #[$flavor]
+        async fn timeout_on_silent_peer() {
+            suite::timeout_on_silent_peer(&$harness).await;
+        }
+        #[$flavor]
+        async fn large_payloads() {
+            suite::large_payloads(&$harness).await;
+        }
+        #[$flavor]
+        async fn concurrent_requests() {
+            suite::concurrent_requests(&$harness, 500).await;
+        }
+        #[$flavor]
+        async fn peer_restart() {
+            suite::peer_restart(&$harness).await;
+        }
+        #[$flavor]
+        async fn stop_requester_in_flight() {
+            suite::stop_requester_in_flight(&$harness).await;
+        }
+        #[$flavor]
+        async fn stop_responder_in_flight() {
+            suite::stop_responder_in_flight(&$harness).await;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
+// In-process
+// ---------------------------------------------------------------------------
+
+mod in_process {
+    use super::*;
+
+    /// Fresh hub per call, nodes `n0..`, no faults.
+    pub(crate) struct Harness;
+
+    #[async_trait]
+    impl NetworkHarness for Harness {
+        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+            let hub = InProcessHub::new(7).with_max_frame_bytes(SUITE_FRAME_LIMIT);
+            (0..n)
+                .map(|i| Arc::new(hub.node(format!("n{i}"))) as Arc<dyn NetworkManager>)
+                .collect()
+        }
+        fn max_frame_bytes(&self) -> usize {
+            SUITE_FRAME_LIMIT
+        }
+    }
+
+    mod suite_on_paused_clock {
+        use super::*;
+        conformance_tests!(tokio::test(start_paused = true), Harness);
+    }
+
+    /// The suite again with delays, duplicates and reordering switched on:
+    /// everything it checks must still hold (no drops, which would turn
+    /// answers into timeouts).
+    pub(crate) struct NoisyHarness;
+
+    #[async_trait]
+    impl NetworkHarness for NoisyHarness {
+        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+            let hub = InProcessHub::new(11).with_max_frame_bytes(SUITE_FRAME_LIMIT);
+            hub.set_delay(Duration::from_millis(1), Duration::from_millis(40));
+            (0..n)
+                .map(|i| Arc::new(hub.node(format!("n{i}"))) as Arc<dyn NetworkManager>)
+                .collect()
+        }
+        fn max_frame_bytes(&self) -> usize {
+            SUITE_FRAME_LIMIT
+        }
+    }
+
+    mod suite_with_delays {
+        use super::*;
+        conformance_tests!(tokio::test(start_paused = true), NoisyHarness);
+    }
+
+    async fn started(
+        hub: &InProcessHub,
+        ids: &[&str],
+    ) -> Vec<(Arc<dyn NetworkManager>, Arc<SuiteHandler>)> {
+        let mut out = Vec::new();
+        for id in ids {
+            let node: Arc<dyn NetworkManager> = Arc::new(hub.node(*id));
+            let handler = SuiteHandler::new(*id);
+            node.start(handler.clone()).await.unwrap();
+            out.push((node, handler));
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_rate_one_times_out_every_request() {
+        let hub = InProcessHub::new(1);
+        let nodes = started(&hub, &["n1", "n2", "n3"]).await;
+        hub.set_drop_probability(1.0);
+        for seq in 0..20 {
+            let r = nodes[0]
+                .0
+                .request(&"n2".into(), heartbeat(seq), SECOND)
+                .await;
+            assert_eq!(
+                r,
+                Err(NetworkError::Timeout {
+                    peer: "n2".into(),
+                    timeout: SECOND
+                })
+            );
+        }
+        let all = nodes[0].0.broadcast(heartbeat(99), SECOND).await;
+        assert_eq!(all.len(), 2);
+        assert!(
+            all.iter()
+                .all(|(_, r)| matches!(r, Err(NetworkError::Timeout { .. })))
+        );
+        assert_eq!(nodes[1].1.calls(), 0, "no request may get through");
+        assert_eq!(hub.stats().dropped, 22);
+
+        hub.clear_faults();
+        let r = nodes[0].0.request(&"n2".into(), heartbeat(1), SECOND).await;
+        assert!(matches!(r, Ok(Message::Heartbeat { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_drop_rate_is_seeded_and_lossy() {
+        // Same seed, same outcomes; some requests survive, some do not.
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let hub = InProcessHub::new(2024);
+            let nodes = started(&hub, &["a", "b"]).await;
+            hub.set_drop_probability(0.5);
+            let mut run = Vec::new();
+            for seq in 0..40 {
+                run.push(
+                    nodes[0]
+                        .0
+                        .request(&"b".into(), heartbeat(seq), SECOND)
+                        .await
+                        .is_ok(),
+                );
+            }
+            outcomes.push((run, hub.stats()));
+        }
+        assert_eq!(
+            outcomes[0], outcomes[1],
+            "a seed must replay the same faults"
+        );
+        let ok = outcomes[0].0.iter().filter(|ok| **ok).count();
+        assert!(ok > 0 && ok < 40, "{ok} of 40 succeeded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partition_then_heal() {
+        let hub = InProcessHub::new(3);
+        let nodes = started(&hub, &["n1", "n2", "n3"]).await;
+        hub.partition(&[&["n1", "n2"], &["n3"]]);
+
+        let inside = nodes[0].0.request(&"n2".into(), heartbeat(1), SECOND).await;
+        assert!(
+            matches!(inside, Ok(Message::Heartbeat { .. })),
+            "{inside:?}"
+        );
+        let across = nodes[0].0.request(&"n3".into(), heartbeat(2), SECOND).await;
+        assert!(
+            matches!(across, Err(NetworkError::Timeout { .. })),
+            "{across:?}"
+        );
+        let back = nodes[2].0.request(&"n1".into(), heartbeat(3), SECOND).await;
+        assert!(
+            matches!(back, Err(NetworkError::Timeout { .. })),
+            "{back:?}"
+        );
+        assert_eq!(nodes[2].1.calls(), 0);
+
+        let alive: Vec<(String, bool)> = nodes[0]
+            .0
+            .peers()
+            .into_iter()
+            .map(|p| (p.id, p.alive))
+            .collect();
+        assert_eq!(alive, vec![("n2".into(), true), ("n3".into(), false)]);
+
+        let results = nodes[0].0.broadcast(heartbeat(4), SECOND).await;
+        assert!(matches!(results[0], (ref p, Ok(_)) if p == "n2"));
+        assert!(matches!(results[1], (ref p, Err(NetworkError::Timeout { .. })) if p == "n3"));
+
+        hub.heal();
+        let healed = nodes[0].0.request(&"n3".into(), heartbeat(5), SECOND).await;
+        assert!(
+            matches!(healed, Ok(Message::Heartbeat { .. })),
+            "{healed:?}"
+        );
+        let healed_back = nodes[2].0.request(&"n1".into(), heartbeat(6), SECOND).await;
+        assert!(
+            matches!(healed_back, Ok(Message::Heartbeat { .. })),
+            "{healed_back:?}"
+        );
+    }
+
+    /// Counts deliveries per request sequence number.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        seen: parking_lot::Mutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl MessageHandler for Recorder {
+        async fn handle(&self, _from: PeerId, message: Message) -> Option<Message> {
+            if let Message::Heartbeat { root_sequence, .. } = &message {
+                self.seen.lock().push(*root_sequence);
+            }
+            Some(message)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_reach_the_handler_twice_and_answer_once() {
+        let hub = InProcessHub::new(4);
+        let (a, b) = (hub.node("a"), hub.node("b"));
+        let recorder = Arc::new(Recorder::default());
+        a.start(Arc::new(Recorder::default())).await.unwrap();
+        b.start(recorder.clone()).await.unwrap();
+        hub.set_duplicate_probability(1.0);
+        hub.set_delay(Duration::from_millis(1), Duration::from_millis(20));
+
+        for seq in 0..10 {
+            let r = a.request(&"b".into(), heartbeat(seq), SECOND).await;
+            assert_eq!(r, Ok(heartbeat(seq)), "one answer per request");
+        }
+        // Let the late copies arrive.
+        tokio::time::sleep(SECOND).await;
+        let mut seen = recorder.seen.lock().clone();
+        seen.sort_unstable();
+        let expected: Vec<u64> = (0..10).flat_map(|s| [s, s]).collect();
+        assert_eq!(seen, expected, "each request handled exactly twice");
+        assert_eq!(hub.stats().duplicates, 10);
+        assert_eq!(hub.stats().deliveries, 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn random_delays_reorder_deliveries() {
+        let hub = InProcessHub::new(5);
+        let (a, b) = (hub.node("a"), hub.node("b"));
+        let recorder = Arc::new(Recorder::default());
+        a.start(Arc::new(Recorder::default())).await.unwrap();
+        b.start(recorder.clone()).await.unwrap();
+        hub.set_delay(Duration::ZERO, Duration::from_millis(50));
+        let mut set = tokio::task::JoinSet::new();
+        for seq in 0..50 {
+            let a = a.clone();
+            set.spawn(async move { a.request(&"b".into(), heartbeat(seq), SECOND).await });
+        }
+        while let Some(r) = set.join_next().await {
+            assert!(r.unwrap().is_ok());
+        }
+        let seen = recorder.seen.lock().clone();
+        assert_eq!(seen.len(), 50);
+        assert!(
+            seen.windows(2).any(|w| w[0] > w[1]),
+            "expected some reordering: {seen:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kill_and_restart() {
+        let hub = InProcessHub::new(6);
+        let nodes = started(&hub, &["n1", "n2"]).await;
+        hub.kill("n2");
+        assert!(hub.is_killed("n2"));
+        let r = nodes[0].0.request(&"n2".into(), heartbeat(1), SECOND).await;
+        assert!(matches!(r, Err(NetworkError::Unreachable { .. })), "{r:?}");
+        // A killed node neither sends nor starts.
+        let r = nodes[1].0.request(&"n1".into(), heartbeat(2), SECOND).await;
+        assert_eq!(r, Err(NetworkError::Stopped));
+        let restarted = SuiteHandler::new("n2");
+        assert!(nodes[1].0.start(restarted.clone()).await.is_err());
+        assert_eq!(nodes[0].1.calls(), 0);
+
+        hub.restart("n2");
+        // Reachable only once started again.
+        let r = nodes[0].0.request(&"n2".into(), heartbeat(3), SECOND).await;
+        assert!(matches!(r, Err(NetworkError::Unreachable { .. })), "{r:?}");
+        nodes[1].0.start(restarted.clone()).await.unwrap();
+        let r = nodes[0].0.request(&"n2".into(), heartbeat(4), SECOND).await;
+        assert!(matches!(r, Ok(Message::Heartbeat { .. })), "{r:?}");
+        assert_eq!(restarted.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kill_aborts_running_handler_calls() {
+        let hub = InProcessHub::new(8);
+        let nodes = started(&hub, &["n1", "n2"]).await;
+        let n1 = Arc::clone(&nodes[0].0);
+        let pending = tokio::spawn(async move {
+            n1.request(
+                &"n2".into(),
+                Message::Release {
+                    term: 1,
+                    holder: "n1".into(),
+                },
+                Duration::from_secs(60),
+            )
+            .await
+        });
+        nodes[1].1.wait_for_calls(1).await;
+        hub.kill("n2");
+        let r = pending.await.unwrap();
+        assert!(matches!(r, Err(NetworkError::Unreachable { .. })), "{r:?}");
+        tokio::task::yield_now().await;
+        assert_eq!(nodes[1].1.active(), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TCP
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "tcp")]
+mod tcp {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use protobase::transports::{TcpConfig, TcpNetworkManager};
+
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// `n` managers on 127.0.0.1, listeners pre-bound to OS-chosen ports.
+    fn managers(n: usize, key_of: impl Fn(usize) -> Vec<u8>) -> Vec<Arc<TcpNetworkManager>> {
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                let peers = (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| (format!("n{j}"), addrs[j].to_string()));
+                let config = TcpConfig::new(format!("n{i}"), addrs[i].to_string(), key_of(i))
+                    .with_peers(peers)
+                    .with_read_timeout_ms(2_000)
+                    .with_retry_interval_ms(20)
+                    .with_max_retries(2)
+                    .with_max_frame_bytes(SUITE_FRAME_LIMIT);
+                Arc::new(TcpNetworkManager::with_listener(config, listener).unwrap())
+            })
+            .collect()
+    }
+
+    pub(crate) struct Harness;
+
+    #[async_trait]
+    impl NetworkHarness for Harness {
+        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+            managers(n, |_| KEY.to_vec())
+                .into_iter()
+                .map(|m| m as Arc<dyn NetworkManager>)
+                .collect()
+        }
+        fn max_frame_bytes(&self) -> usize {
+            SUITE_FRAME_LIMIT
+        }
+    }
+
+    mod suite_on_loopback {
+        use super::*;
+        conformance_tests!(
+            tokio::test(flavor = "multi_thread", worker_threads = 2),
+            Harness
+        );
+    }
+
+    /// Reads until the node closes the connection; true if it did (within
+    /// the guard), never panicking on what it reads.
+    async fn closed_by_node(stream: &mut TcpStream) -> bool {
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(suite::HANG_GUARD, drain).await.is_ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_key_is_refused_and_never_reaches_the_handler() {
+        // n2 has another key than n0 and n1.
+        let nodes = managers(3, |i| {
+            if i == 2 {
+                b"not the cluster key".to_vec()
+            } else {
+                KEY.to_vec()
+            }
+        });
+        let handlers: Vec<Arc<SuiteHandler>> =
+            (0..3).map(|i| SuiteHandler::new(format!("n{i}"))).collect();
+        for (node, handler) in nodes.iter().zip(&handlers) {
+            node.start(handler.clone()).await.unwrap();
+        }
+
+        // The outsider calls in: refused, nothing handled.
+        let r = nodes[2]
+            .request(&"n0".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        let all = nodes[2].broadcast(heartbeat(2), 5 * SECOND).await;
+        assert!(
+            all.iter()
+                .all(|(_, r)| matches!(r, Err(NetworkError::Protocol { .. }))),
+            "{all:?}"
+        );
+        // A member calls the outsider: refused as well.
+        let r = nodes[0]
+            .request(&"n2".into(), heartbeat(3), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+
+        assert_eq!(handlers[0].calls(), 0);
+        assert_eq!(handlers[1].calls(), 0);
+        assert_eq!(handlers[2].calls(), 0);
+        assert!(!nodes[0].peers().iter().any(|p| p.id == "n2" && p.alive));
+
+        // Members still talk.
+        let ok = nodes[0]
+            .request(&"n1".into(), heartbeat(4), 5 * SECOND)
+            .await;
+        assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
+        for node in &nodes {
+            node.stop().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_and_oversized_prefixes_are_rejected_and_the_node_keeps_serving() {
+        let nodes = managers(2, |_| KEY.to_vec());
+        let handlers: Vec<Arc<SuiteHandler>> =
+            (0..2).map(|i| SuiteHandler::new(format!("n{i}"))).collect();
+        for (node, handler) in nodes.iter().zip(&handlers) {
+            node.start(handler.clone()).await.unwrap();
+        }
+        let target = nodes[1].local_addr().unwrap();
+
+        // A connection kept open by a legitimate peer across the attacks.
+        let before = nodes[0]
+            .request(&"n1".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(
+            matches!(before, Ok(Message::Heartbeat { .. })),
+            "{before:?}"
+        );
+
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            // An oversized frame length prefix with the right version.
+            {
+                let mut v = u32::MAX.to_le_bytes().to_vec();
+                v.extend_from_slice(&protobase::protocol::PROTOCOL_VERSION.to_le_bytes());
+                v
+            },
+            // The handshake magic with a wrong version and junk.
+            {
+                let mut v = b"PBT1".to_vec();
+                v.extend_from_slice(&u16::MAX.to_le_bytes());
+                v.extend_from_slice(&[0xee; 64]);
+                v
+            },
+        ];
+        let mut rng = fastrand::Rng::with_seed(99);
+        inputs.push((0..4096).map(|_| rng.u8(..)).collect());
+        for input in inputs {
+            let mut raw = TcpStream::connect(target).await.unwrap();
+            // The node may close before reading everything: ignore write errors.
+            let _ = raw.write_all(&input).await;
+            assert!(
+                closed_by_node(&mut raw).await,
+                "node kept a hostile connection open"
+            );
+        }
+
+        // A connection that sends nothing does not block others either.
+        let idle = TcpStream::connect(target).await.unwrap();
+        let during = nodes[0]
+            .request(&"n1".into(), heartbeat(2), 5 * SECOND)
+            .await;
+        assert!(
+            matches!(during, Ok(Message::Heartbeat { .. })),
+            "{during:?}"
+        );
+        drop(idle);
+
+        assert_eq!(
+            handlers[1].calls(),
+            2,
+            "only the legitimate requests were handled"
+        );
+        // A fresh connection from a legitimate peer also works.
+        let fresh = nodes[1]
+            .request(&"n0".into(), heartbeat(3), 5 * SECOND)
+            .await;
+        assert!(matches!(fresh, Ok(Message::Heartbeat { .. })), "{fresh:?}");
+        for node in &nodes {
+            node.stop().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn port_zero_listen_address_is_exposed_after_start() {
+        let config = TcpConfig::new("solo", "127.0.0.1:0", KEY);
+        let node = TcpNetworkManager::new(config).unwrap();
+        assert_eq!(node.local_addr(), None);
+        node.start(SuiteHandler::new("solo")).await.unwrap();
+        let addr = node.local_addr().expect("bound address");
+        assert_ne!(addr.port(), 0);
+        assert!(node.peers().is_empty());
+        assert!(node.broadcast(Message::Ack, SECOND).await.is_empty());
+        node.stop().await.unwrap();
+        // Restarting listens on the same port again.
+        node.start(SuiteHandler::new("solo")).await.unwrap();
+        assert_eq!(node.local_addr(), Some(addr));
+        node.stop().await.unwrap();
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        use protobase::transports::tcp::TcpConfigError;
+        let base = || TcpConfig::new("n0", "127.0.0.1:0", KEY);
+        assert!(matches!(
+            TcpNetworkManager::new(TcpConfig::new("n0", "127.0.0.1:0", Vec::new())),
+            Err(TcpConfigError::EmptyKey)
+        ));
+        assert!(matches!(
+            TcpNetworkManager::new(base().with_peer("n0", "127.0.0.1:1")),
+            Err(TcpConfigError::SelfAsPeer(_))
+        ));
+        assert!(matches!(
+            TcpNetworkManager::new(base().with_peer("n1", "a:1").with_peer("n1", "b:1")),
+            Err(TcpConfigError::DuplicatePeer(_))
+        ));
+        assert!(matches!(
+            TcpNetworkManager::new(base().with_peer("", "a:1")),
+            Err(TcpConfigError::InvalidId(_))
+        ));
+        assert!(matches!(
+            TcpNetworkManager::new(base().with_max_frame_bytes(10)),
+            Err(TcpConfigError::FrameLimit { .. })
+        ));
+        let shown = format!("{:?}", base());
+        assert!(
+            !shown.contains("0123456789abcdef"),
+            "Debug must not print the key: {shown}"
+        );
+    }
+
+    /// Counts calls; used to show the handler never runs for refused peers.
+    #[derive(Debug, Default)]
+    struct Counter(AtomicUsize);
+
+    #[async_trait]
+    impl MessageHandler for Counter {
+        async fn handle(&self, _from: PeerId, message: Message) -> Option<Message> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Some(message)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unconfigured_node_with_the_key_is_refused() {
+        let nodes = managers(2, |_| KEY.to_vec());
+        let counter = Arc::new(Counter::default());
+        nodes[1].start(counter.clone()).await.unwrap();
+        // "intruder" knows the key but is not in n1's peer list.
+        let intruder = TcpNetworkManager::new(
+            TcpConfig::new("intruder", "127.0.0.1:0", KEY)
+                .with_peer("n1", nodes[1].local_addr().unwrap().to_string())
+                .with_retry_interval_ms(20),
+        )
+        .unwrap();
+        intruder.start(Arc::new(Counter::default())).await.unwrap();
+        let r = intruder
+            .request(&"n1".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        intruder.stop().await.unwrap();
+        nodes[1].stop().await.unwrap();
+    }
+}

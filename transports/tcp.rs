@@ -1,0 +1,1391 @@
+//! TCP transport on tokio (feature `tcp`, default).
+//!
+//! [`TcpNetworkManager`] implements [`NetworkManager`] over plain TCP:
+//!
+//! - **Listener.** [`start`](NetworkManager::start) binds
+//!   [`TcpConfig::listen_addr`] (port 0 picks a free port; see
+//!   [`TcpNetworkManager::local_addr`]) or uses a listener handed to
+//!   [`TcpNetworkManager::with_listener`]. Inbound connections are served
+//!   concurrently, and so are the requests on each one: every request gets its
+//!   own handler call, and its response goes back with the request's id.
+//! - **One connection per peer.** Outbound requests to a peer share one
+//!   connection, opened on first use and reopened after it breaks (up to
+//!   [`max_retries`](TcpConfig::max_retries) more attempts
+//!   [`retry_interval_ms`](TcpConfig::retry_interval_ms) apart, never past the
+//!   request's timeout). A writer task sends frames, a reader task matches
+//!   responses to waiting requests by request id, so hundreds of requests can
+//!   be in flight on one connection. Requests are not re-sent when a
+//!   connection breaks: they fail with [`NetworkError::Unreachable`] and the
+//!   caller decides (the messages are not all idempotent).
+//! - **Authentication.** Before any frame, both ends prove knowledge of the
+//!   pre-shared key (see [below](#authentication)). A peer without it never
+//!   gets a frame read, let alone a handler call.
+//! - **Frames** are those of [`crate::wire`], limited to
+//!   [`max_frame_bytes`](TcpConfig::max_frame_bytes) in both directions. A
+//!   malformed, oversized or wrong-version frame closes that connection (logged
+//!   with `tracing`) and nothing else.
+//! - **Stop.** [`stop`](NetworkManager::stop) closes the listener and every
+//!   connection, fails in-flight requests with [`NetworkError::Stopped`],
+//!   cancels running handler calls and returns once none is running: the
+//!   handler is never called after `stop` returns. `start` may be called again
+//!   afterwards; it listens on the same address as before. (So `stop` must
+//!   not be awaited from inside the handler: it would wait for itself.)
+//! - **Backpressure.** One inbound connection has at most 1 024 requests in
+//!   its handler at once; beyond that the node stops reading from it until
+//!   calls finish. At most 1 024 inbound connections are served at once.
+//!
+//! # Authentication
+//!
+//! A mutual challenge–response on the pre-shared key, run on every new
+//! connection within [`read_timeout_ms`](TcpConfig::read_timeout_ms):
+//!
+//! ```text
+//! client → server  hello:  "PBT1" | u16 LE version | client nonce (32) | u8 len | client id
+//! server → client  hello:  "PBT1" | u16 LE version | server nonce (32) | u8 len | server id
+//!                          | HMAC-SHA256(key, "protobase-tcp server" | transcript)
+//! client → server  HMAC-SHA256(key, "protobase-tcp client" | transcript)
+//! server → client  0xA5 (accepted)
+//! transcript = u16 LE version | client nonce | server nonce | u8 len | client id | u8 len | server id
+//! ```
+//!
+//! Nonces are fresh random bytes from the operating system, so a proof cannot
+//! be replayed on another connection; the two directions use different
+//! labels, so one side's proof cannot be reflected as the other's. The client
+//! checks that the server is the peer it dialled; the server accepts only the
+//! ids of its configured peers, and that id is the `from` its handler sees.
+//! MACs are compared in constant time. The handshake messages are small and
+//! fixed in shape, so an unauthenticated peer cannot make a node allocate
+//! more than a few hundred bytes.
+//!
+//! Scope: this authenticates the connection's endpoints; it does not encrypt
+//! or integrity-protect the frames that follow, so it guards against
+//! misconfigured or rogue nodes, not against an active attacker on the path.
+//! Use the QUIC transport (mutual TLS) on networks you do not trust.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hmac::{Hmac, KeyInit, Mac};
+use parking_lot::{Mutex, RwLock};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, field, trace, warn};
+
+use super::common::{TaskSet, broadcast_with, encode_response};
+use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
+use crate::protocol::{Envelope, Message, PROTOCOL_VERSION};
+use crate::wire::{self, DEFAULT_MAX_FRAME_BYTES, WireError};
+
+/// Smallest accepted [`TcpConfig::max_frame_bytes`].
+pub const MIN_FRAME_BYTES: usize = 1024;
+
+/// Frames waiting for a connection's writer task.
+const WRITE_QUEUE: usize = 256;
+/// Requests one inbound connection may have in its handler at once; reading
+/// pauses (backpressure) beyond that.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+/// Inbound connections (authenticated or not) served at once.
+const MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Socket buffer sizes of the reader and writer.
+const IO_BUFFER: usize = 64 * 1024;
+
+/// Configuration of a [`TcpNetworkManager`].
+///
+/// Build it with [`TcpConfig::new`] and the `with_*` setters (or set the
+/// public fields); defaults are the reference ones.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct TcpConfig {
+    /// This node's id (1 to 255 bytes of UTF-8), sent in the handshake.
+    pub server_id: PeerId,
+    /// Address to listen on, `host:port`; port 0 picks a free port.
+    pub listen_addr: String,
+    /// The other nodes: id and `host:port`. Only these may connect.
+    pub peers: Vec<(PeerId, String)>,
+    /// The key every node of the cluster shares (use 32 random bytes).
+    pub pre_shared_key: Vec<u8>,
+    /// Deadline of a connection attempt's TCP connect, and again of its
+    /// authentication handshake (both directions), in ms (default 2 000).
+    /// Request deadlines are the `timeout` argument of each call.
+    pub read_timeout_ms: u64,
+    /// Pause between connection attempts, in ms (default 1 000).
+    pub retry_interval_ms: u64,
+    /// Connection attempts after the first one fails (default 3).
+    pub max_retries: u32,
+    /// Largest frame body sent or accepted (default 32 MiB).
+    pub max_frame_bytes: usize,
+}
+
+impl TcpConfig {
+    /// A configuration with no peers and the default timeouts and limits.
+    pub fn new(
+        server_id: impl Into<PeerId>,
+        listen_addr: impl Into<String>,
+        pre_shared_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        TcpConfig {
+            server_id: server_id.into(),
+            listen_addr: listen_addr.into(),
+            peers: Vec::new(),
+            pre_shared_key: pre_shared_key.into(),
+            read_timeout_ms: 2_000,
+            retry_interval_ms: 1_000,
+            max_retries: 3,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+
+    /// Adds a peer.
+    pub fn with_peer(mut self, id: impl Into<PeerId>, address: impl Into<String>) -> Self {
+        self.peers.push((id.into(), address.into()));
+        self
+    }
+
+    /// Adds peers.
+    pub fn with_peers<I, P, A>(mut self, peers: I) -> Self
+    where
+        I: IntoIterator<Item = (P, A)>,
+        P: Into<PeerId>,
+        A: Into<String>,
+    {
+        self.peers
+            .extend(peers.into_iter().map(|(id, a)| (id.into(), a.into())));
+        self
+    }
+
+    /// Sets [`read_timeout_ms`](Self::read_timeout_ms).
+    pub fn with_read_timeout_ms(mut self, ms: u64) -> Self {
+        self.read_timeout_ms = ms;
+        self
+    }
+
+    /// Sets [`retry_interval_ms`](Self::retry_interval_ms).
+    pub fn with_retry_interval_ms(mut self, ms: u64) -> Self {
+        self.retry_interval_ms = ms;
+        self
+    }
+
+    /// Sets [`max_retries`](Self::max_retries).
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets [`max_frame_bytes`](Self::max_frame_bytes).
+    pub fn with_max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
+    fn validate(&self) -> Result<(), TcpConfigError> {
+        check_id(&self.server_id)?;
+        if self.pre_shared_key.is_empty() {
+            return Err(TcpConfigError::EmptyKey);
+        }
+        let mut seen = HashSet::new();
+        for (id, _) in &self.peers {
+            check_id(id)?;
+            if *id == self.server_id {
+                return Err(TcpConfigError::SelfAsPeer(id.clone()));
+            }
+            if !seen.insert(id) {
+                return Err(TcpConfigError::DuplicatePeer(id.clone()));
+            }
+        }
+        let max = u32::MAX as usize;
+        if self.max_frame_bytes < MIN_FRAME_BYTES || self.max_frame_bytes > max {
+            return Err(TcpConfigError::FrameLimit {
+                value: self.max_frame_bytes,
+                min: MIN_FRAME_BYTES,
+                max,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_id(id: &str) -> Result<(), TcpConfigError> {
+    if id.is_empty() || id.len() > usize::from(u8::MAX) {
+        return Err(TcpConfigError::InvalidId(id.to_owned()));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for TcpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpConfig")
+            .field("server_id", &self.server_id)
+            .field("listen_addr", &self.listen_addr)
+            .field("peers", &self.peers)
+            .field("pre_shared_key", &"<redacted>")
+            .field("read_timeout_ms", &self.read_timeout_ms)
+            .field("retry_interval_ms", &self.retry_interval_ms)
+            .field("max_retries", &self.max_retries)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .finish()
+    }
+}
+
+/// Why a [`TcpConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TcpConfigError {
+    /// A node id is empty or longer than 255 bytes.
+    #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
+    InvalidId(String),
+    /// The pre-shared key is empty.
+    #[error("the pre-shared key is empty")]
+    EmptyKey,
+    /// The peer list names this node.
+    #[error("the peer list contains this node's own id {0:?}")]
+    SelfAsPeer(String),
+    /// The peer list names a node twice.
+    #[error("peer {0:?} is listed twice")]
+    DuplicatePeer(String),
+    /// `max_frame_bytes` is out of range.
+    #[error("max_frame_bytes {value} is outside [{min}, {max}]")]
+    FrameLimit {
+        /// Value given.
+        value: usize,
+        /// Smallest accepted.
+        min: usize,
+        /// Largest accepted (the `u32` length prefix).
+        max: usize,
+    },
+}
+
+/// A [`NetworkManager`] over TCP; see the [module docs](self).
+///
+/// Share it as `Arc<TcpNetworkManager>` (or `Arc<dyn NetworkManager>`).
+/// Dropping it without [`stop`](NetworkManager::stop) aborts its tasks.
+pub struct TcpNetworkManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TcpConfig,
+    /// Peers in configuration order.
+    slots: Vec<Arc<PeerSlot>>,
+    by_id: HashMap<PeerId, Arc<PeerSlot>>,
+    next_request_id: AtomicU64,
+    next_run_id: AtomicU64,
+    run: Mutex<Option<Arc<Run>>>,
+    /// Listener handed to `with_listener`, used by the first `start`.
+    prebound: Mutex<Option<std::net::TcpListener>>,
+    /// Address of the last listener, reused by a later `start`.
+    bound: Mutex<Option<SocketAddr>>,
+}
+
+/// One started life of the manager, from `start` to `stop`.
+struct Run {
+    id: u64,
+    handler: RwLock<Arc<dyn MessageHandler>>,
+    tasks: TaskSet,
+    shutdown: watch::Sender<bool>,
+}
+
+struct PeerSlot {
+    id: PeerId,
+    address: String,
+    alive: AtomicBool,
+    link: tokio::sync::Mutex<Link>,
+}
+
+#[derive(Default)]
+struct Link {
+    current: Option<Arc<Conn>>,
+    /// The last failed connection attempt, shared with requests that waited
+    /// for it.
+    failure: Option<(Instant, NetworkError)>,
+}
+
+type Pending = HashMap<u64, oneshot::Sender<Result<Message, NetworkError>>>;
+
+/// An outbound connection: requests go out through the writer task,
+/// responses are matched by the reader task.
+struct Conn {
+    run_id: u64,
+    peer: PeerId,
+    /// `None` once closed.
+    pending: Mutex<Option<Pending>>,
+    frames: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Conn {
+    fn is_open(&self) -> bool {
+        self.pending.lock().is_some()
+    }
+
+    fn register(
+        &self,
+        request_id: u64,
+    ) -> Option<oneshot::Receiver<Result<Message, NetworkError>>> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().as_mut()?.insert(request_id, tx);
+        Some(rx)
+    }
+
+    fn forget(&self, request_id: u64) {
+        if let Some(pending) = self.pending.lock().as_mut() {
+            pending.remove(&request_id);
+        }
+    }
+
+    /// Hands a response to its request; false when nobody waits for it.
+    fn complete(&self, request_id: u64, message: Message) -> bool {
+        let tx = self
+            .pending
+            .lock()
+            .as_mut()
+            .and_then(|pending| pending.remove(&request_id));
+        match tx {
+            Some(tx) => tx.send(Ok(message)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Vec<u8>>> {
+        self.frames.lock().clone()
+    }
+
+    fn adopt(&self, task: AbortHandle) {
+        if self.is_open() {
+            self.tasks.lock().push(task);
+        } else {
+            task.abort();
+        }
+    }
+
+    /// Closes the connection: waiting requests fail with `Unreachable`, the
+    /// writer and reader tasks end.
+    fn close(&self, reason: &str) {
+        let pending = self.pending.lock().take();
+        self.frames.lock().take();
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+        for (_, tx) in pending.into_iter().flatten() {
+            let _ = tx.send(Err(NetworkError::Unreachable {
+                peer: self.peer.clone(),
+                reason: reason.to_owned(),
+            }));
+        }
+    }
+}
+
+/// Removes a request's entry when its future ends (answered, timed out or
+/// cancelled).
+struct PendingGuard<'a> {
+    conn: &'a Conn,
+    request_id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.conn.forget(self.request_id);
+    }
+}
+
+impl TcpNetworkManager {
+    /// A manager for `config`; nothing happens on the network until
+    /// [`start`](NetworkManager::start).
+    pub fn new(config: TcpConfig) -> Result<Self, TcpConfigError> {
+        config.validate()?;
+        let slots: Vec<Arc<PeerSlot>> = config
+            .peers
+            .iter()
+            .map(|(id, address)| {
+                Arc::new(PeerSlot {
+                    id: id.clone(),
+                    address: address.clone(),
+                    alive: AtomicBool::new(false),
+                    link: tokio::sync::Mutex::new(Link::default()),
+                })
+            })
+            .collect();
+        let by_id = slots
+            .iter()
+            .map(|slot| (slot.id.clone(), Arc::clone(slot)))
+            .collect();
+        Ok(TcpNetworkManager {
+            inner: Arc::new(Inner {
+                config,
+                slots,
+                by_id,
+                next_request_id: AtomicU64::new(1),
+                next_run_id: AtomicU64::new(1),
+                run: Mutex::new(None),
+                prebound: Mutex::new(None),
+                bound: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// A manager that will serve on `listener` (already bound, for instance
+    /// to port 0 so peers' configurations can name its address before it
+    /// starts) instead of binding [`TcpConfig::listen_addr`].
+    pub fn with_listener(
+        config: TcpConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, TcpConfigError> {
+        let manager = Self::new(config)?;
+        *manager.inner.bound.lock() = listener.local_addr().ok();
+        *manager.inner.prebound.lock() = Some(listener);
+        Ok(manager)
+    }
+
+    /// The address the listener is bound to: known after `start` (or at once
+    /// with [`with_listener`](Self::with_listener)), kept after `stop`.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.inner.bound.lock()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TcpConfig {
+        &self.inner.config
+    }
+}
+
+impl fmt::Debug for TcpNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpNetworkManager")
+            .field("server_id", &self.inner.config.server_id)
+            .field("local_addr", &self.local_addr())
+            .field("running", &self.inner.run.lock().is_some())
+            .finish()
+    }
+}
+
+impl fmt::Display for TcpNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.local_addr() {
+            Some(addr) => write!(
+                f,
+                "TcpNetworkManager({}@{addr})",
+                self.inner.config.server_id
+            ),
+            None => write!(f, "TcpNetworkManager({})", self.inner.config.server_id),
+        }
+    }
+}
+
+impl Drop for TcpNetworkManager {
+    fn drop(&mut self) {
+        if let Some(run) = self.inner.run.lock().take() {
+            run.shutdown.send_replace(true);
+            run.tasks.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.read_timeout_ms)
+    }
+
+    fn current_run(&self) -> Option<Arc<Run>> {
+        self.run.lock().clone()
+    }
+
+    async fn listen(&self) -> Result<TcpListener, NetworkError> {
+        let unreachable = |reason: String| NetworkError::Unreachable {
+            peer: self.config.server_id.clone(),
+            reason,
+        };
+        let prebound = self.prebound.lock().take();
+        if let Some(listener) = prebound {
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| unreachable(format!("cannot use the given listener: {e}")))?;
+            return TcpListener::from_std(listener)
+                .map_err(|e| unreachable(format!("cannot use the given listener: {e}")));
+        }
+        let previous = *self.bound.lock();
+        let addr = match previous {
+            Some(addr) => addr,
+            None => tokio::net::lookup_host(self.config.listen_addr.as_str())
+                .await
+                .map_err(|e| {
+                    unreachable(format!("cannot resolve {}: {e}", self.config.listen_addr))
+                })?
+                .next()
+                .ok_or_else(|| {
+                    unreachable(format!("{} resolves to nothing", self.config.listen_addr))
+                })?,
+        };
+        let bind = || -> io::Result<TcpListener> {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        };
+        bind().map_err(|e| unreachable(format!("cannot listen on {addr}: {e}")))
+    }
+
+    /// The open connection to `slot`, opening one if needed.
+    async fn connection(
+        self: &Arc<Self>,
+        run: &Arc<Run>,
+        slot: &Arc<PeerSlot>,
+        deadline: Instant,
+    ) -> Result<Arc<Conn>, NetworkError> {
+        let asked = Instant::now();
+        let mut link = slot.link.lock().await;
+        if let Some(conn) = link.current.take() {
+            if conn.is_open() && conn.run_id == run.id {
+                link.current = Some(Arc::clone(&conn));
+                return Ok(conn);
+            }
+            conn.close("replaced");
+        }
+        if let Some((at, error)) = &link.failure
+            && *at >= asked
+        {
+            // An attempt we queued behind has just failed: share its outcome.
+            return Err(error.clone());
+        }
+        let retry_interval = Duration::from_millis(self.config.retry_interval_ms);
+        let mut attempt = 0;
+        let error = loop {
+            match self.connect(run, slot).await {
+                Ok(conn) => {
+                    link.current = Some(Arc::clone(&conn));
+                    link.failure = None;
+                    slot.alive.store(true, Ordering::Relaxed);
+                    return Ok(conn);
+                }
+                Err(error) => {
+                    let retryable = matches!(error, NetworkError::Unreachable { .. });
+                    if !retryable || attempt >= self.config.max_retries {
+                        break error;
+                    }
+                    let wake = Instant::now() + retry_interval;
+                    if wake >= deadline {
+                        break error;
+                    }
+                    attempt += 1;
+                    debug!(peer = %slot.id, attempt, error = %error, "connect failed; retrying");
+                    tokio::time::sleep_until(wake).await;
+                }
+            }
+        };
+        slot.alive.store(false, Ordering::Relaxed);
+        link.failure = Some((Instant::now(), error.clone()));
+        Err(error)
+    }
+
+    /// One connection attempt: connect, authenticate, start the tasks.
+    async fn connect(
+        self: &Arc<Self>,
+        run: &Arc<Run>,
+        slot: &Arc<PeerSlot>,
+    ) -> Result<Arc<Conn>, NetworkError> {
+        let unreachable = |reason: String| NetworkError::Unreachable {
+            peer: slot.id.clone(),
+            reason,
+        };
+        let limit = self.read_timeout();
+        let mut stream = tokio::time::timeout(limit, TcpStream::connect(slot.address.as_str()))
+            .await
+            .map_err(|_| unreachable(format!("connecting to {} timed out", slot.address)))?
+            .map_err(|e| unreachable(format!("cannot connect to {}: {e}", slot.address)))?;
+        let _ = stream.set_nodelay(true);
+        let handshake = client_handshake(
+            &mut stream,
+            &self.config.server_id,
+            &slot.id,
+            &self.config.pre_shared_key,
+        );
+        match tokio::time::timeout(limit, handshake).await {
+            Err(_) => return Err(unreachable("handshake timed out".into())),
+            Ok(Err(e)) => {
+                warn!(peer = %slot.id, addr = %slot.address, error = %e, "handshake failed");
+                return Err(e.into_network_error(&slot.id));
+            }
+            Ok(Ok(())) => {}
+        }
+        let span = debug_span!(
+            "tcp_conn",
+            node = %self.config.server_id,
+            peer = %slot.id,
+            addr = %slot.address,
+            dir = "out",
+        );
+        debug!(parent: &span, "connected");
+        let (reader, writer) = stream.into_split();
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let conn = Arc::new(Conn {
+            run_id: run.id,
+            peer: slot.id.clone(),
+            pending: Mutex::new(Some(HashMap::new())),
+            frames: Mutex::new(Some(tx)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let writer_conn = Arc::clone(&conn);
+        let writer_task = async move {
+            if let Err(e) = write_loop(writer, rx).await {
+                debug!(error = %e, "write failed; closing");
+                writer_conn.close(&format!("write failed: {e}"));
+            }
+        };
+        let reader_task = read_responses(
+            reader,
+            Arc::clone(&conn),
+            Arc::clone(slot),
+            self.config.max_frame_bytes,
+        );
+        let spawned = (
+            run.tasks.spawn(writer_task.instrument(span.clone())),
+            run.tasks.spawn(reader_task.instrument(span)),
+        );
+        match spawned {
+            (Some(w), Some(r)) => {
+                conn.adopt(w);
+                conn.adopt(r);
+                Ok(conn)
+            }
+            (w, r) => {
+                w.into_iter().chain(r).for_each(|t| t.abort());
+                conn.close("stopped");
+                Err(NetworkError::Stopped)
+            }
+        }
+    }
+
+    /// Sends one request and waits for its response (no timeout here).
+    async fn exchange(
+        self: &Arc<Self>,
+        run: &Arc<Run>,
+        slot: &Arc<PeerSlot>,
+        request_id: u64,
+        frame: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Message, NetworkError> {
+        let conn = self.connection(run, slot, deadline).await?;
+        let closed = || NetworkError::Unreachable {
+            peer: slot.id.clone(),
+            reason: "connection closed".into(),
+        };
+        let rx = conn.register(request_id).ok_or_else(closed)?;
+        let _guard = PendingGuard {
+            conn: &conn,
+            request_id,
+        };
+        let sender = conn.sender().ok_or_else(closed)?;
+        sender.send(frame).await.map_err(|_| closed())?;
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    async fn request(
+        self: &Arc<Self>,
+        peer: &PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, NetworkError> {
+        let run = self.current_run().ok_or(NetworkError::Stopped)?;
+        let slot = self
+            .by_id
+            .get(peer)
+            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
+        let mut shutdown = run.shutdown.subscribe();
+        if *shutdown.borrow() {
+            return Err(NetworkError::Stopped);
+        }
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION,
+            request_id,
+            message,
+        };
+        let frame = wire::encode_frame(&envelope, self.config.max_frame_bytes).map_err(|e| {
+            NetworkError::Protocol {
+                peer: peer.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let deadline = Instant::now() + timeout;
+        let exchange = self.exchange(&run, slot, request_id, frame, deadline);
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopped| *stopped) => Err(NetworkError::Stopped),
+            outcome = tokio::time::timeout_at(deadline, exchange) => match outcome {
+                Ok(result) => result,
+                Err(_) => {
+                    slot.alive.store(false, Ordering::Relaxed);
+                    Err(NetworkError::Timeout { peer: peer.clone(), timeout })
+                }
+            },
+        }
+    }
+}
+
+/// Writes queued frames, batching those already waiting into one flush.
+async fn write_loop(writer: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+    let mut writer = BufWriter::with_capacity(IO_BUFFER, writer);
+    while let Some(frame) = frames.recv().await {
+        writer.write_all(&frame).await?;
+        while let Ok(frame) = frames.try_recv() {
+            writer.write_all(&frame).await?;
+        }
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
+/// Reader task of an outbound connection.
+async fn read_responses(
+    reader: OwnedReadHalf,
+    conn: Arc<Conn>,
+    slot: Arc<PeerSlot>,
+    max_frame_bytes: usize,
+) {
+    let mut reader = BufReader::with_capacity(IO_BUFFER, reader);
+    let reason = loop {
+        match wire::read_frame(&mut reader, max_frame_bytes).await {
+            Ok(envelope) => {
+                if conn.complete(envelope.request_id, envelope.message) {
+                    slot.alive.store(true, Ordering::Relaxed);
+                } else {
+                    trace!(
+                        request_id = envelope.request_id,
+                        "response nobody waits for (timed out?)"
+                    );
+                }
+            }
+            Err(WireError::Closed) => {
+                debug!("peer closed the connection");
+                break "connection closed by peer".to_owned();
+            }
+            Err(e) if e.is_malformed() => {
+                warn!(error = %e, "malformed frame from peer; closing the connection");
+                break format!("malformed frame: {e}");
+            }
+            Err(e) => {
+                debug!(error = %e, "read failed; closing");
+                break format!("read failed: {e}");
+            }
+        }
+    };
+    slot.alive.store(false, Ordering::Relaxed);
+    conn.close(&reason);
+}
+
+/// Accepts connections until the run ends.
+async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
+    let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let span = debug_span!(
+                    "tcp_conn",
+                    node = %inner.config.server_id,
+                    peer = field::Empty,
+                    %addr,
+                    dir = "in",
+                );
+                let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), stream);
+                let task = async move {
+                    serve.await;
+                    drop(permit);
+                };
+                if run.tasks.spawn(task.instrument(span)).is_none() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one inbound connection: authenticate, then answer its requests.
+async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let config = &inner.config;
+    let handshake = server_handshake(
+        &mut stream,
+        &config.server_id,
+        &config.pre_shared_key,
+        |id| inner.by_id.contains_key(id),
+    );
+    let peer = match tokio::time::timeout(inner.read_timeout(), handshake).await {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(e)) => {
+            warn!(error = %e, "refused an inbound connection");
+            return;
+        }
+        Err(_) => {
+            warn!("refused an inbound connection: handshake timed out");
+            return;
+        }
+    };
+    tracing::Span::current().record("peer", peer.as_str());
+    debug!("authenticated");
+    if let Some(slot) = inner.by_id.get(&peer) {
+        slot.alive.store(true, Ordering::Relaxed);
+    }
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let writer_task = async move {
+        if let Err(e) = write_loop(writer, rx).await {
+            debug!(error = %e, "write failed");
+        }
+    };
+    let Some(writer_handle) = run
+        .tasks
+        .spawn(writer_task.instrument(tracing::Span::current()))
+    else {
+        return;
+    };
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut reader = BufReader::with_capacity(IO_BUFFER, reader);
+    let max_frame_bytes = config.max_frame_bytes;
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
+        match wire::read_frame(&mut reader, max_frame_bytes).await {
+            Ok(envelope) => {
+                let handler = Arc::clone(&*run.handler.read());
+                let tx = tx.clone();
+                let from = peer.clone();
+                let call = async move {
+                    let response = handler
+                        .handle(from, envelope.message)
+                        .await
+                        .unwrap_or(Message::Ack);
+                    let frame = encode_response(envelope.request_id, response, max_frame_bytes);
+                    let _ = tx.send(frame).await;
+                    drop(permit);
+                };
+                if run
+                    .tasks
+                    .spawn(call.instrument(tracing::Span::current()))
+                    .is_none()
+                {
+                    break;
+                }
+            }
+            Err(WireError::Closed) => {
+                debug!("peer closed the connection");
+                break;
+            }
+            Err(e) if e.is_malformed() => {
+                warn!(error = %e, "malformed frame from peer; closing the connection");
+                break;
+            }
+            Err(e) => {
+                debug!(error = %e, "read failed; closing");
+                break;
+            }
+        }
+    }
+    writer_handle.abort();
+}
+
+#[async_trait]
+impl NetworkManager for TcpNetworkManager {
+    fn local_id(&self) -> PeerId {
+        self.inner.config.server_id.clone()
+    }
+
+    /// Binds the listener (the address of a previous run, if any) and serves
+    /// inbound connections with `handler`. On a running manager it replaces
+    /// the handler. Fails with [`NetworkError::Unreachable`] (naming this
+    /// node) when the address cannot be bound.
+    async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
+        if let Some(run) = self.inner.current_run() {
+            *run.handler.write() = handler;
+            return Ok(());
+        }
+        let listener = self.inner.listen().await?;
+        let local_addr = listener.local_addr().ok();
+        let run = Arc::new(Run {
+            id: self.inner.next_run_id.fetch_add(1, Ordering::Relaxed),
+            handler: RwLock::new(handler),
+            tasks: TaskSet::new(),
+            shutdown: watch::channel(false).0,
+        });
+        {
+            let mut current = self.inner.run.lock();
+            if let Some(other) = current.as_ref() {
+                // A concurrent `start` won; use its run.
+                *other.handler.write() = Arc::clone(&*run.handler.read());
+                return Ok(());
+            }
+            *current = Some(Arc::clone(&run));
+            *self.inner.bound.lock() = local_addr;
+        }
+        let span =
+            debug_span!("tcp_listener", node = %self.inner.config.server_id, addr = ?local_addr);
+        debug!(parent: &span, "listening");
+        run.tasks.spawn(
+            accept_loop(Arc::clone(&self.inner), Arc::clone(&run), listener).instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        peer: &PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, NetworkError> {
+        self.inner.request(peer, message, timeout).await
+    }
+
+    async fn broadcast(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Vec<(PeerId, Result<Message, NetworkError>)> {
+        let peers = self
+            .inner
+            .slots
+            .iter()
+            .map(|slot| slot.id.clone())
+            .collect();
+        let inner = Arc::clone(&self.inner);
+        broadcast_with(peers, move |peer| {
+            let inner = Arc::clone(&inner);
+            let message = message.clone();
+            async move { inner.request(&peer, message, timeout).await }
+        })
+        .await
+    }
+
+    /// The configured peers; `alive` while a connection to or from the peer
+    /// is up and the last exchange with it succeeded.
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.inner
+            .slots
+            .iter()
+            .map(|slot| PeerInfo {
+                id: slot.id.clone(),
+                address: slot.address.clone(),
+                alive: slot.alive.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    async fn stop(&self) -> Result<(), NetworkError> {
+        let run = self.inner.run.lock().take();
+        let Some(run) = run else {
+            return Ok(());
+        };
+        run.shutdown.send_replace(true);
+        run.tasks.shutdown().await;
+        for slot in &self.inner.slots {
+            let mut link = slot.link.lock().await;
+            if let Some(conn) = link.current.take() {
+                conn.close("stopped");
+            }
+            link.failure = None;
+            slot.alive.store(false, Ordering::Relaxed);
+        }
+        debug!(node = %self.inner.config.server_id, "stopped");
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handshake
+// ---------------------------------------------------------------------------
+
+const HANDSHAKE_MAGIC: [u8; 4] = *b"PBT1";
+const NONCE_LEN: usize = 32;
+const MAC_LEN: usize = 32;
+const ACCEPTED: u8 = 0xA5;
+const SERVER_LABEL: &[u8] = b"protobase-tcp server";
+const CLIENT_LABEL: &[u8] = b"protobase-tcp client";
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("I/O error during the handshake: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a protobase TCP peer (bad magic)")]
+    BadMagic,
+    #[error("peer speaks protocol version {0}, this node {PROTOCOL_VERSION}")]
+    Version(u16),
+    #[error("invalid node id in the handshake")]
+    BadId,
+    #[error("node {0:?} is not a configured peer")]
+    UnknownPeer(String),
+    #[error("expected peer {expected:?}, found {found:?}")]
+    WrongPeer { expected: String, found: String },
+    #[error("authentication failed: the peer does not know the pre-shared key")]
+    BadMac,
+    #[error("the peer refused the handshake (wrong key or not configured there)")]
+    Refused,
+    #[error("no randomness for a nonce: {0}")]
+    Random(String),
+}
+
+impl HandshakeError {
+    fn into_network_error(self, peer: &str) -> NetworkError {
+        match self {
+            HandshakeError::Io(e) => NetworkError::Unreachable {
+                peer: peer.to_owned(),
+                reason: format!("handshake failed: {e}"),
+            },
+            other => NetworkError::Protocol {
+                peer: peer.to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+fn nonce() -> Result<[u8; NONCE_LEN], HandshakeError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| HandshakeError::Random(e.to_string()))?;
+    Ok(nonce)
+}
+
+fn hello(nonce: &[u8; NONCE_LEN], id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 2 + NONCE_LEN + 1 + id.len());
+    out.extend_from_slice(&HANDSHAKE_MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(nonce);
+    // Ids are validated to 1..=255 bytes.
+    out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+async fn read_hello<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<([u8; NONCE_LEN], String), HandshakeError> {
+    // Magic and version first, so a stranger is turned away at once.
+    let mut head = [0u8; 6];
+    reader.read_exact(&mut head).await?;
+    if head[..4] != HANDSHAKE_MAGIC {
+        return Err(HandshakeError::BadMagic);
+    }
+    let version = u16::from_le_bytes([head[4], head[5]]);
+    if version != PROTOCOL_VERSION {
+        return Err(HandshakeError::Version(version));
+    }
+    let mut rest = [0u8; NONCE_LEN + 1];
+    reader.read_exact(&mut rest).await?;
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&rest[..NONCE_LEN]);
+    let id_len = usize::from(rest[NONCE_LEN]);
+    if id_len == 0 {
+        return Err(HandshakeError::BadId);
+    }
+    let mut id = vec![0u8; id_len];
+    reader.read_exact(&mut id).await?;
+    let id = String::from_utf8(id).map_err(|_| HandshakeError::BadId)?;
+    Ok((nonce, id))
+}
+
+fn keyed(key: &[u8], label: &[u8], transcript: &[u8]) -> Result<Hmac<Sha256>, HandshakeError> {
+    // HMAC accepts keys of any length; the error cannot happen in practice.
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| HandshakeError::BadMac)?;
+    mac.update(label);
+    mac.update(transcript);
+    Ok(mac)
+}
+
+fn transcript(
+    client_nonce: &[u8; NONCE_LEN],
+    server_nonce: &[u8; NONCE_LEN],
+    client_id: &str,
+    server_id: &str,
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(2 + 2 * NONCE_LEN + 2 + client_id.len() + server_id.len());
+    t.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    t.extend_from_slice(client_nonce);
+    t.extend_from_slice(server_nonce);
+    for id in [client_id, server_id] {
+        t.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        t.extend_from_slice(id.as_bytes());
+    }
+    t
+}
+
+fn prove(key: &[u8], label: &[u8], transcript: &[u8]) -> Result<[u8; MAC_LEN], HandshakeError> {
+    let tag = keyed(key, label, transcript)?.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&tag);
+    Ok(out)
+}
+
+/// Checks `proof` in constant time.
+fn verify(key: &[u8], label: &[u8], transcript: &[u8], proof: &[u8]) -> Result<(), HandshakeError> {
+    keyed(key, label, transcript)?
+        .verify_slice(proof)
+        .map_err(|_| HandshakeError::BadMac)
+}
+
+/// Client side: proves this node knows the key and checks that the server,
+/// `expected_peer`, does too.
+async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    local_id: &str,
+    expected_peer: &str,
+    key: &[u8],
+) -> Result<(), HandshakeError> {
+    let client_nonce = nonce()?;
+    stream.write_all(&hello(&client_nonce, local_id)).await?;
+    stream.flush().await?;
+    // A server that hangs up here refuses us (unknown id, other cluster).
+    let refused = |e: HandshakeError| match e {
+        HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            HandshakeError::Refused
+        }
+        other => other,
+    };
+    let (server_nonce, server_id) = read_hello(stream).await.map_err(refused)?;
+    let mut server_proof = [0u8; MAC_LEN];
+    stream
+        .read_exact(&mut server_proof)
+        .await
+        .map_err(|e| refused(e.into()))?;
+    if server_id != expected_peer {
+        return Err(HandshakeError::WrongPeer {
+            expected: expected_peer.to_owned(),
+            found: server_id,
+        });
+    }
+    let transcript = transcript(&client_nonce, &server_nonce, local_id, &server_id);
+    verify(key, SERVER_LABEL, &transcript, &server_proof)?;
+    stream
+        .write_all(&prove(key, CLIENT_LABEL, &transcript)?)
+        .await?;
+    stream.flush().await?;
+    let mut verdict = [0u8; 1];
+    match stream.read_exact(&mut verdict).await {
+        Ok(_) if verdict[0] == ACCEPTED => Ok(()),
+        Ok(_) => Err(HandshakeError::Refused),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(HandshakeError::Refused),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Server side: returns the authenticated client's id. `known` says whether
+/// an id may connect.
+async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    local_id: &str,
+    key: &[u8],
+    known: impl Fn(&str) -> bool,
+) -> Result<PeerId, HandshakeError> {
+    let (client_nonce, client_id) = read_hello(stream).await?;
+    if !known(&client_id) {
+        return Err(HandshakeError::UnknownPeer(client_id));
+    }
+    let server_nonce = nonce()?;
+    let transcript = transcript(&client_nonce, &server_nonce, &client_id, local_id);
+    let mut reply = hello(&server_nonce, local_id);
+    reply.extend_from_slice(&prove(key, SERVER_LABEL, &transcript)?);
+    stream.write_all(&reply).await?;
+    stream.flush().await?;
+    let mut client_proof = [0u8; MAC_LEN];
+    stream.read_exact(&mut client_proof).await?;
+    verify(key, CLIENT_LABEL, &transcript, &client_proof)?;
+    stream.write_all(&[ACCEPTED]).await?;
+    stream.flush().await?;
+    Ok(client_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    const KEY: &[u8] = b"unit-test key, 32 bytes or so...";
+
+    #[derive(Debug, Default)]
+    struct Counter(AtomicUsize);
+
+    #[async_trait]
+    impl MessageHandler for Counter {
+        async fn handle(&self, _from: PeerId, message: Message) -> Option<Message> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Some(message)
+        }
+    }
+
+    /// Node "n1" serving with a counting handler; "n0" may connect.
+    async fn server() -> (TcpNetworkManager, Arc<Counter>, SocketAddr) {
+        let config = TcpConfig::new("n1", "127.0.0.1:0", KEY)
+            .with_peer("n0", "127.0.0.1:9")
+            .with_max_frame_bytes(64 * 1024);
+        let node = TcpNetworkManager::new(config).unwrap();
+        let counter = Arc::new(Counter::default());
+        node.start(counter.clone()).await.unwrap();
+        let addr = node.local_addr().unwrap();
+        (node, counter, addr)
+    }
+
+    async fn authenticated(addr: SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        client_handshake(&mut stream, "n0", "n1", KEY)
+            .await
+            .unwrap();
+        stream
+    }
+
+    /// True when the node closes the stream (within 10 s).
+    async fn closed(stream: &mut TcpStream) -> bool {
+        let drain = async {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_ok()
+    }
+
+    fn heartbeat_frame(request_id: u64) -> Vec<u8> {
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION,
+            request_id,
+            message: Message::Heartbeat {
+                node: "n0".into(),
+                root_sequence: request_id,
+                term: 1,
+            },
+        };
+        wire::encode_frame(&envelope, 1024).unwrap()
+    }
+
+    #[tokio::test]
+    async fn handshake_round_trip_and_frames_flow() {
+        let (node, counter, addr) = server().await;
+        let mut stream = authenticated(addr).await;
+        stream.write_all(&heartbeat_frame(41)).await.unwrap();
+        let response = wire::read_frame(&mut stream, 1024).await.unwrap();
+        assert_eq!(response.request_id, 41);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(
+            node.peers()[0].alive,
+            "an authenticated inbound peer is alive"
+        );
+        node.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_with_a_forged_proof_is_refused_before_any_frame() {
+        let (node, counter, addr) = server().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let client_nonce = nonce().unwrap();
+        stream.write_all(&hello(&client_nonce, "n0")).await.unwrap();
+        // The server's hello and proof arrive; answer with a forged proof and
+        // a request behind it.
+        let (_server_nonce, server_id) = read_hello(&mut stream).await.unwrap();
+        assert_eq!(server_id, "n1");
+        let mut proof = [0u8; MAC_LEN];
+        stream.read_exact(&mut proof).await.unwrap();
+        stream.write_all(&[0x42; MAC_LEN]).await.unwrap();
+        let _ = stream.write_all(&heartbeat_frame(1)).await;
+        assert!(closed(&mut stream).await);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        node.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_client_detects_a_server_without_the_key() {
+        let (node, _counter, addr) = server().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let err = client_handshake(&mut stream, "n0", "n1", b"another key")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandshakeError::BadMac), "{err}");
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let err = client_handshake(&mut stream, "n0", "n9", KEY)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandshakeError::WrongPeer { .. }), "{err}");
+        node.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_id_is_refused() {
+        let (node, counter, addr) = server().await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let err = client_handshake(&mut stream, "stranger", "n1", KEY)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandshakeError::Refused), "{err}");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        node.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_after_authentication_close_only_that_connection() {
+        let (node, counter, addr) = server().await;
+        let mut healthy = authenticated(addr).await;
+
+        let oversized = {
+            let mut v = u32::MAX.to_le_bytes().to_vec();
+            v.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+            v
+        };
+        let wrong_version = {
+            let mut v = heartbeat_frame(2);
+            v[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+            v
+        };
+        let garbage_body = {
+            let mut v = 8u32.to_le_bytes().to_vec();
+            v.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+            v.extend_from_slice(&[0xc1; 8]);
+            v
+        };
+        let truncated = heartbeat_frame(3)[..10].to_vec();
+        for (name, bytes) in [
+            ("oversized", oversized),
+            ("wrong version", wrong_version),
+            ("garbage body", garbage_body),
+            ("truncated", truncated),
+        ] {
+            let mut hostile = authenticated(addr).await;
+            hostile.write_all(&bytes).await.unwrap();
+            if name == "truncated" {
+                // Ends the stream inside the frame.
+                hostile.shutdown().await.unwrap();
+            }
+            assert!(closed(&mut hostile).await, "{name}: connection left open");
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+
+        // The healthy connection, opened before the attacks, still works.
+        healthy.write_all(&heartbeat_frame(7)).await.unwrap();
+        let response = wire::read_frame(&mut healthy, 1024).await.unwrap();
+        assert_eq!(response.request_id, 7);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        node.stop().await.unwrap();
+    }
+}
