@@ -163,7 +163,8 @@ impl StorageBuilder {
     /// Makes this node a member of a cluster (the cluster variants): root
     /// updates need a majority grant and a majority of acknowledgements,
     /// and reads of WALs this node lacks go to its peers. The transport is
-    /// the one given to [`with_network_manager`](Self::with_network_manager).
+    /// the one given to [`with_network_manager`](Self::with_network_manager),
+    /// or TCP on `host:port` with the config's pre-shared key (feature `tcp`).
     pub fn cluster(mut self, config: ClusterConfig) -> Self {
         self.config.node_id = config.server_id.clone();
         self.cluster = Some(config);
@@ -260,12 +261,21 @@ impl StorageBuilder {
                 .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
             return Storage::assemble(self.config, provider, cache, vote, self.network).await;
         };
-        let network = self.network.ok_or_else(|| {
-            Error::invalid(
-                "cluster",
-                "no network manager: call with_network_manager() with a transport",
-            )
-        })?;
+        let network: Arc<dyn NetworkManager> = match self.network {
+            Some(n) => n,
+            #[cfg(feature = "tcp")]
+            None => Arc::new(
+                crate::transports::TcpNetworkManager::new(cluster.tcp_config()?)
+                    .map_err(|e| Error::invalid("TCP config", e.to_string()))?,
+            ),
+            #[cfg(not(feature = "tcp"))]
+            None => {
+                return Err(Error::invalid(
+                    "cluster",
+                    "no network manager: enable feature `tcp` or call with_network_manager()",
+                ));
+            }
+        };
         let store: Arc<dyn TermStore> = match (self.term_store, space_dir) {
             (Some(s), _) => s,
             (None, Some(dir)) => Arc::new(FileTermStore::new(dir.join("cluster_term"))),

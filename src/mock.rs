@@ -6,3 +6,7 @@ pub use crate::block_provider::MockBlockProvider;
 pub use crate::network::MockNetworkManager;
 pub use crate::page_cache::MockPageCache;
 pub use crate::vote::MockVoteStrategy;
+
+/// The in-process transport with fault injection (always compiled; exported
+/// here too for test code that uses the mocks).
+pub use crate::transports::{Faults, InProcessHub, InProcessNetwork};

@@ -104,3 +104,23 @@ impl ClusterConfig {
         Duration::from_millis(self.retry_interval_ms)
     }
 }
+
+#[cfg(feature = "tcp")]
+impl ClusterConfig {
+    /// The TCP transport settings of this node (listens on `host:port`,
+    /// authenticates peers with `psk`).
+    pub fn tcp_config(&self) -> crate::error::Result<crate::transports::TcpConfig> {
+        let psk = self.psk.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
+            crate::error::Error::invalid("psk", "a cluster over TCP needs a pre-shared key")
+        })?;
+        Ok(crate::transports::TcpConfig::new(
+            self.server_id.clone(),
+            format!("{}:{}", self.host, self.port),
+            psk.as_bytes().to_vec(),
+        )
+        .with_peers(self.peers().map(|p| (p.id.clone(), p.address.clone())))
+        .with_read_timeout_ms(self.read_timeout_ms)
+        .with_retry_interval_ms(self.retry_interval_ms)
+        .with_max_retries(self.max_retries))
+    }
+}

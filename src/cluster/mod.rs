@@ -11,6 +11,8 @@ pub mod catch_up;
 pub mod config;
 mod fanout;
 pub mod handler;
+#[cfg(feature = "tcp")]
+pub mod local;
 pub mod majority_vote;
 pub mod provider;
 pub mod term_store;
@@ -18,6 +20,8 @@ pub mod term_store;
 pub use acceptor::{AcceptOutcome, Acceptor};
 pub use config::{ClusterConfig, PeerAddress};
 pub use handler::ClusterHandler;
+#[cfg(feature = "tcp")]
+pub use local::bind_local_tcp_cluster;
 pub use majority_vote::MajorityVote;
 pub use provider::ClusterBlockProvider;
 pub use term_store::{FileTermStore, MemoryTermStore, TermStore};
