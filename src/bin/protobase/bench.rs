@@ -17,15 +17,15 @@ use std::time::{Duration, Instant};
 use protobase::{AtomPointer, Storage, StorageBuilder};
 use serde_json::json;
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// One measured scenario.
-struct Row {
-    name: &'static str,
-    value: f64,
-    unit: &'static str,
-    baseline: f64,
-    baseline_desc: &'static str,
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) value: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) baseline: f64,
+    pub(crate) baseline_desc: &'static str,
 }
 
 impl Row {
@@ -88,7 +88,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
+pub(crate) fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
     let d = base.join(name);
     if d.exists() {
         std::fs::remove_dir_all(&d)?;
@@ -127,6 +127,7 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     let (cold, cached) = gets(&base, &sizes).await?;
     rows.push(cold);
     rows.push(cached);
+    rows.extend(crate::bench_cluster::run(&base, quick).await?);
 
     println!(
         "{:<18} {:>14} {:<10} {:>14}  {:>7}  baseline",
