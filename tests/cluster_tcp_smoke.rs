@@ -28,8 +28,14 @@ async fn three_nodes_publish_and_read_each_others_atoms() {
     let r = storages[0].set_root(p).await.unwrap();
     assert_eq!(r.sequence, 1);
     // b reads a's record through a page request, and sees the root.
-    assert_eq!(&storages[1].get_bytes(p).await.unwrap()[..], b"written on a");
-    assert_eq!(storages[1].read_current_root().await.unwrap(), Some(r.clone()));
+    assert_eq!(
+        &storages[1].get_bytes(p).await.unwrap()[..],
+        b"written on a"
+    );
+    assert_eq!(
+        storages[1].read_current_root().await.unwrap(),
+        Some(r.clone())
+    );
     // c publishes next, building on a's root.
     let q = storages[2].push_bytes(b"written on c").await.unwrap();
     let r2 = storages[2]
@@ -41,7 +47,10 @@ async fn three_nodes_publish_and_read_each_others_atoms() {
         .unwrap();
     assert_eq!(r2.sequence, 2);
     assert!(r2.term > r.term);
-    assert_eq!(&storages[0].get_bytes(q).await.unwrap()[..], b"written on c");
+    assert_eq!(
+        &storages[0].get_bytes(q).await.unwrap()[..],
+        b"written on c"
+    );
     for s in &storages {
         s.close().await.unwrap();
     }

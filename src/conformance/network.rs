@@ -3,7 +3,7 @@
 //! A transport provides a [`NetworkHarness`] that builds `n` nodes knowing
 //! each other, and runs each check (or [`run_all`]) from its tests:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test(start_paused = true)]
 //! async fn in_process_request_response() {
 //!     protobase::conformance::network::request_response(&MyHarness::default()).await;
