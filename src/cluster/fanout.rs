@@ -1,14 +1,16 @@
 //! Sends one message to many peers and returns as soon as enough answered.
 //!
 //! `NetworkManager::broadcast` waits for every peer; a quorum operation must
-//! not wait for a dead one. The requests still in flight when the quorum is
-//! reached keep running in the background, so slow peers still get the
-//! message.
+//! not wait for a dead one. The requests are polled in place (no task per
+//! peer: on loopback a task hand-off costs as much as the round trip), and
+//! those still in flight when the quorum is reached keep running in one
+//! background task, so slow peers still get the message.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use crate::network::{NetworkError, NetworkManager, PeerId};
 use crate::protocol::Message;
@@ -22,24 +24,25 @@ pub(crate) async fn fan_out(
     timeout: Duration,
     mut judge: impl FnMut(&PeerId, Result<Message, NetworkError>) -> bool,
 ) {
-    let mut set = JoinSet::new();
-    for peer in peers {
-        let net = network.clone();
-        let msg = message.clone();
-        let peer = peer.clone();
-        set.spawn(async move {
-            let r = net.request(&peer, msg, timeout).await;
-            (peer, r)
-        });
-    }
-    while let Some(joined) = set.join_next().await {
-        let Ok((peer, result)) = joined else { continue };
+    let mut pending: FuturesUnordered<_> = peers
+        .iter()
+        .map(|peer| {
+            let net = network.clone();
+            let msg = message.clone();
+            let peer = peer.clone();
+            async move {
+                let r = net.request(&peer, msg, timeout).await;
+                (peer, r)
+            }
+        })
+        .collect();
+    while let Some((peer, result)) = pending.next().await {
         if judge(&peer, result) {
             break;
         }
     }
-    if !set.is_empty() {
+    if !pending.is_empty() {
         // Let the stragglers finish (their messages still matter).
-        tokio::spawn(async move { while set.join_next().await.is_some() {} });
+        tokio::spawn(async move { while pending.next().await.is_some() {} });
     }
 }

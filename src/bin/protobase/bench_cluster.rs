@@ -28,56 +28,85 @@ fn p50_us(mut samples: Vec<Duration>) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
-/// Raw request/response over one tokio TCP connection: `req` bytes out,
-/// `resp` bytes back; p50 of `n` exchanges.
-async fn raw_exchange(n: usize, req: usize, resp: usize) -> BenchResult<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await?;
-        s.set_nodelay(true)?;
-        let mut inb = vec![0u8; req];
-        let out = vec![7u8; resp];
-        loop {
-            if s.read_exact(&mut inb).await.is_err() {
-                return Ok::<_, std::io::Error>(());
-            }
-            s.write_all(&out).await?;
-        }
-    });
-    let mut c = tokio::net::TcpStream::connect(addr).await?;
-    c.set_nodelay(true)?;
-    let out = vec![1u8; req];
-    let mut inb = vec![0u8; resp];
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        c.write_all(&out).await?;
-        c.read_exact(&mut inb).await?;
-        if i >= n / 10 {
-            samples.push(t.elapsed());
-        }
-    }
-    drop(c);
-    server.await??;
-    Ok(p50_us(samples))
+/// A raw request/response link over one tokio TCP connection: `req` bytes
+/// out, `resp` bytes back. Its samples are taken alternately with the
+/// scenario's, so both see the same machine state (on this VM an idle
+/// loopback round trip is ~70 µs and a busy one ~8 µs).
+pub(crate) struct RawLink {
+    stream: tokio::net::TcpStream,
+    out: Vec<u8>,
+    inb: Vec<u8>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// p50 of append 100 bytes + fdatasync.
-fn raw_fdatasync(dir: &Path, n: usize) -> BenchResult<f64> {
-    use std::io::Write;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("wal"))?;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        (&f).write_all(&[9u8; 100])?;
-        f.sync_data()?;
-        samples.push(t.elapsed());
+impl RawLink {
+    pub(crate) async fn open(req: usize, resp: usize) -> BenchResult<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await?;
+            s.set_nodelay(true)?;
+            let mut inb = vec![0u8; req];
+            let out = vec![7u8; resp];
+            loop {
+                if s.read_exact(&mut inb).await.is_err() {
+                    return Ok(());
+                }
+                s.write_all(&out).await?;
+            }
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawLink {
+            stream,
+            out: vec![1u8; req],
+            inb: vec![0u8; resp],
+            server,
+        })
     }
-    Ok(p50_us(samples))
+
+    pub(crate) async fn exchange(&mut self) -> BenchResult<Duration> {
+        let t = Instant::now();
+        self.stream.write_all(&self.out).await?;
+        self.stream.read_exact(&mut self.inb).await?;
+        Ok(t.elapsed())
+    }
+
+    async fn close(self) -> BenchResult<()> {
+        drop(self.stream);
+        self.server.await??;
+        Ok(())
+    }
+}
+
+/// Runs `n` (plus a tenth to warm up) alternating samples of the raw link
+/// and of `op`; returns (p50 of op, p50 of raw) in µs.
+async fn paired<F, Fut>(link: &mut RawLink, n: usize, mut op: F) -> BenchResult<(f64, f64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BenchResult<Duration>>,
+{
+    let mut ours = Vec::with_capacity(n);
+    let mut raw = Vec::with_capacity(n);
+    for i in 0..n + n / 10 {
+        let r = link.exchange().await?;
+        let o = op().await?;
+        if i >= n / 10 {
+            raw.push(r);
+            ours.push(o);
+        }
+    }
+    Ok((p50_us(ours), p50_us(raw)))
+}
+
+/// One append of 100 bytes + fdatasync.
+fn raw_fdatasync(f: &std::fs::File) -> BenchResult<Duration> {
+    use std::io::Write;
+    let t = Instant::now();
+    let mut w = f;
+    w.write_all(&[9u8; 100])?;
+    f.sync_data()?;
+    Ok(t.elapsed())
 }
 
 fn bench_config() -> ClusterConfig {
@@ -130,20 +159,13 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     } else {
         (3000, 2000, 300, 1000)
     };
-    let rtt = raw_exchange(rtt_n, 64, 64).await?;
-    let raw_page = raw_exchange(page_n, 64, PAGE).await?;
-    let fsync_dir = fresh(base, "raw_fsync")?;
-    let fsync = tokio::task::spawn_blocking(move || {
-        raw_fdatasync(&fsync_dir, 200).map_err(|e| e.to_string())
-    })
-    .await?
-    .map_err(|e| -> Box<dyn std::error::Error> { e.into() })?;
+    let mut ping = RawLink::open(64, 64).await?;
+    let mut page_link = RawLink::open(64, PAGE).await?;
 
     let nodes = manual_cluster(base).await?;
     // tcp_rtt: a framed request/response through the TCP transport.
     let peer = nodes[1].config.server_id.clone();
-    let mut samples = Vec::with_capacity(rtt_n);
-    for i in 0..rtt_n + rtt_n / 10 {
+    let (tcp_rtt, rtt) = paired(&mut ping, rtt_n, || async {
         let hb = protobase::protocol::Message::Heartbeat {
             node: "n1".into(),
             root_sequence: 0,
@@ -154,25 +176,21 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             .network
             .request(&peer, hb, Duration::from_secs(2))
             .await?;
-        if i >= rtt_n / 10 {
-            samples.push(t.elapsed());
-        }
-    }
-    let tcp_rtt = p50_us(samples);
-    // vote_acquire: uncontended acquire (and release) on n1.
+        Ok(t.elapsed())
+    })
+    .await?;
+
+    // vote_acquire: uncontended acquire on n1 (released between samples).
     let n1 = &nodes[0];
     let vote = MajorityVote::new(n1.config.clone(), n1.acceptor.clone(), n1.network.clone());
-    let mut samples = Vec::with_capacity(vote_n);
-    for i in 0..vote_n + vote_n / 10 {
+    let (vote_acquire, vote_rtt) = paired(&mut ping, vote_n, || async {
         let t = Instant::now();
         let g = vote.acquire().await?;
         let d = t.elapsed();
         vote.release(&g).await?;
-        if i >= vote_n / 10 {
-            samples.push(d);
-        }
-    }
-    let vote_acquire = p50_us(samples);
+        Ok(d)
+    })
+    .await?;
 
     // page_fetch_remote: a 64 KiB page of a WAL only n2 has, read on n1.
     let n2 = &nodes[1];
@@ -188,25 +206,23 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         n1.network.clone(),
         n1.config.clone(),
     );
-    let mut samples = Vec::with_capacity(page_n);
-    for i in 0..page_n + page_n / 10 {
+    let (page_fetch, raw_page) = paired(&mut page_link, page_n, || async {
         let t = Instant::now();
         let got = remote.read(wal, 0, PAGE as u64).await?;
         let d = t.elapsed();
         if got.len() != PAGE {
             return Err(format!("remote page of {} bytes, expected {PAGE}", got.len()).into());
         }
-        if i >= page_n / 10 {
-            samples.push(d);
-        }
-    }
-    let page_fetch = p50_us(samples);
+        Ok(d)
+    })
+    .await?;
     for n in &nodes {
         n.network.stop().await?;
     }
 
     // root_update_cluster: a full publish (acquire, durable local root,
-    // majority of durable acks, release) through Storage on node 1 of 3.
+    // majority of durable acks, release) through Storage on node 1 of 3;
+    // baseline: a raw round trip plus a raw append + fdatasync.
     let mut storages = Vec::new();
     for (config, net) in bind_local_tcp_cluster(&["s1", "s2", "s3"], "bench", &bench_config())? {
         let dir = fresh(base, &format!("cluster_{}", config.server_id))?;
@@ -218,19 +234,29 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
                 .await?,
         );
     }
+    let fsync_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(fresh(base, "raw_fsync")?.join("wal"))?;
     let ptr = storages[0].push_bytes(&[1u8; 100]).await?;
-    let mut samples = Vec::with_capacity(root_n);
+    let mut ours = Vec::with_capacity(root_n);
+    let mut raw = Vec::with_capacity(root_n);
     for i in 0..root_n + root_n / 10 {
+        let r =
+            ping.exchange().await? + tokio::task::block_in_place(|| raw_fdatasync(&fsync_file))?;
         let t = Instant::now();
         storages[0].set_root(ptr).await?;
         if i >= root_n / 10 {
-            samples.push(t.elapsed());
+            ours.push(t.elapsed());
+            raw.push(r);
         }
     }
-    let root_update = p50_us(samples);
+    let (root_update, root_base) = (p50_us(ours), p50_us(raw));
     for s in &storages {
         s.close().await?;
     }
+    ping.close().await?;
+    page_link.close().await?;
 
     Ok(vec![
         Row {
@@ -244,14 +270,14 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             name: "vote_acquire",
             value: vote_acquire,
             unit: "us p50",
-            baseline: rtt,
+            baseline: vote_rtt,
             baseline_desc: "raw TCP round trip (3 nodes, uncontended)",
         },
         Row {
             name: "root_update_cluster",
             value: root_update,
             unit: "us p50",
-            baseline: rtt + fsync,
+            baseline: root_base,
             baseline_desc: "raw TCP round trip + raw append/fdatasync",
         },
         Row {
