@@ -24,7 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nodes: Vec<Storage> = Vec::new();
     for (config, network) in bind_local_tcp_cluster(&["a", "b", "c"], "example-key", &settings)? {
         let dir = tmp.path().join(&config.server_id);
-        println!("node {} listens on {}:{}", config.server_id, config.host, config.port);
+        println!(
+            "node {} listens on {}:{}",
+            config.server_id, config.host, config.port
+        );
         nodes.push(
             StorageBuilder::standalone(dir)
                 .cluster(config)
@@ -39,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .push_atom(&serde_json::json!({"from": "a", "n": 1}), AtomFormat::Json)
         .await?;
     let root = nodes[0].set_root(doc).await?;
-    println!("a published root #{} (term {}) -> {}", root.sequence, root.term, root.pointer);
+    println!(
+        "a published root #{} (term {}) -> {}",
+        root.sequence, root.term, root.pointer
+    );
 
     // Node b has no copy of a's WAL: the read goes to a page request.
     let seen: serde_json::Value = nodes[1].get_atom(root.pointer).await?;

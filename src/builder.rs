@@ -81,6 +81,33 @@ impl StorageConfig {
     }
 }
 
+/// A function wrapping the vote strategy a builder ends up with; see
+/// [`StorageBuilder::with_vote_wrapper`].
+pub type VoteWrapper = Arc<dyn Fn(Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct WrapVote(Option<VoteWrapper>);
+
+impl WrapVote {
+    fn apply(&self, vote: Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> {
+        match &self.0 {
+            Some(wrap) => wrap(vote),
+            None => vote,
+        }
+    }
+}
+
+impl std::fmt::Debug for WrapVote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.is_some() {
+            "Some(<fn>)"
+        } else {
+            "None"
+        };
+        f.write_str(shown)
+    }
+}
+
 /// Builds a [`Storage`].
 ///
 /// ```
@@ -106,6 +133,7 @@ pub struct StorageBuilder {
     network: Option<Arc<dyn NetworkManager>>,
     cluster: Option<ClusterConfig>,
     term_store: Option<Arc<dyn TermStore>>,
+    vote_wrapper: WrapVote,
 }
 
 impl StorageBuilder {
@@ -151,6 +179,23 @@ impl StorageBuilder {
     /// Uses `vote` instead of [`SingleNodeVote`].
     pub fn with_vote_strategy(mut self, vote: Arc<dyn VoteStrategy>) -> Self {
         self.vote = Some(vote);
+        self
+    }
+
+    /// Wraps the vote strategy the storage will use — the one given to
+    /// [`with_vote_strategy`](Self::with_vote_strategy), or the default
+    /// ([`SingleNodeVote`], or in a cluster the [`MajorityVote`] built on the
+    /// node's own acceptor and network) — in `wrap`'s result.
+    ///
+    /// Unlike `with_vote_strategy`, this keeps the cluster's majority vote
+    /// wired to the same acceptor as the node's message handler and provider,
+    /// so a decorator (metrics, tracing, a test recording every grant) sees
+    /// the real grants. The wrapper must forward every call.
+    pub fn with_vote_wrapper(
+        mut self,
+        wrap: impl Fn(Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> + Send + Sync + 'static,
+    ) -> Self {
+        self.vote_wrapper = WrapVote(Some(Arc::new(wrap)));
         self
     }
 
@@ -259,6 +304,7 @@ impl StorageBuilder {
             let vote = self
                 .vote
                 .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
+            let vote = self.vote_wrapper.apply(vote);
             return Storage::assemble(self.config, provider, cache, vote, self.network).await;
         };
         let network: Arc<dyn NetworkManager> = match self.network {
@@ -302,6 +348,7 @@ impl StorageBuilder {
                 network.clone(),
             ))
         });
+        let vote = self.vote_wrapper.apply(vote);
         let provider = Arc::new(ClusterBlockProvider::new(
             provider,
             acceptor,

@@ -47,6 +47,25 @@ fn seq(r: &Option<RootRecord>) -> Option<u64> {
     r.as_ref().map(|r| r.sequence)
 }
 
+/// Whether root `a` is newer than root `b`.
+///
+/// Roots published under a fencing term (a cluster grant: term 1 and up) are
+/// ordered by `(term, sequence)`, as the cluster's acceptors order them: a
+/// root of a later grant supersedes one of an earlier grant even at the same
+/// or a higher sequence — such a root was stored somewhere but never
+/// acknowledged by a majority, and building on it would drop the
+/// acknowledged one. Term 0 (single-node strategies, reference spaces)
+/// carries no fencing information: such roots are ordered by sequence, so
+/// standalone processes keep following each other on a space whose last
+/// root came from a cluster.
+fn supersedes(a: &RootRecord, b: &RootRecord) -> bool {
+    if a.term == 0 || b.term == 0 {
+        a.sequence > b.sequence
+    } else {
+        (a.term, a.sequence) > (b.term, b.sequence)
+    }
+}
+
 pub(crate) struct RootCommitter {
     provider: Arc<dyn BlockProvider>,
     vote: Arc<dyn VoteStrategy>,
@@ -87,10 +106,7 @@ impl RootCommitter {
     fn adopt(&self, seen: Option<RootRecord>) {
         let Some(seen) = seen else { return };
         let mut r = self.roots.lock();
-        if r.durable
-            .as_ref()
-            .is_none_or(|d| seen.sequence > d.sequence)
-        {
+        if r.durable.as_ref().is_none_or(|d| supersedes(&seen, d)) {
             r.durable = Some(seen.clone());
             r.current = Some(seen);
         }

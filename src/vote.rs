@@ -23,7 +23,10 @@ pub struct Grant {
     pub term: u64,
     /// Node holding the grant.
     pub holder: String,
-    /// When the lease ends unless renewed (`None`: until released).
+    /// When the lease ends unless renewed (`None`: until released). The
+    /// cluster's majority vote reads tokio's clock
+    /// (`tokio::time::Instant::now().into_std()`), so a paused test clock
+    /// moves it like every other timer.
     pub expires_at: Option<Instant>,
     /// Newest root reported by the voters; the holder builds on it.
     pub latest_root: Option<RootRecord>,

@@ -119,7 +119,7 @@ impl Acceptor {
     /// or equal term was promised to someone else, or another node's lease
     /// is still running.
     pub fn vote(&self, req: &VoteRequest) -> Result<VoteResponse> {
-        let now = Instant::now();
+        let now = crate::cluster::now();
         let mut st = self.state.lock();
         let same_holder = st
             .lease
@@ -136,7 +136,7 @@ impl Acceptor {
                 self.store.store(ceiling)?;
                 st.ceiling = ceiling;
             }
-            st.promised = req.term;
+            st.promised = st.promised.max(req.term);
             st.lease = Some(Lease {
                 holder: req.candidate.clone(),
                 term: req.term,

@@ -73,7 +73,7 @@ impl MajorityVote {
             term,
             lease_ms: self.config.lease_ms,
         };
-        let sent = Instant::now();
+        let sent = crate::cluster::now();
         let local = self.acceptor.vote(&req)?;
         let quorum = self.config.quorum();
         let mut granted_by: Vec<PeerId> = Vec::new();
@@ -155,7 +155,7 @@ impl MajorityVote {
 #[async_trait]
 impl VoteStrategy for MajorityVote {
     async fn acquire(&self) -> Result<Grant> {
-        let deadline = Instant::now() + self.config.vote_timeout();
+        let deadline = crate::cluster::now() + self.config.vote_timeout();
         let mut backoff = Duration::from_millis(2);
         let cap = self.config.retry_interval().max(Duration::from_millis(10));
         let mut attempts = 0u32;
@@ -169,7 +169,7 @@ impl VoteStrategy for MajorityVote {
             if let Some(grant) = self.try_term(term, false).await? {
                 return Ok(grant);
             }
-            let now = Instant::now();
+            let now = crate::cluster::now();
             if now >= deadline {
                 return Err(Error::NotGranted(format!(
                     "no majority of {} nodes within {} ms ({attempts} attempts)",
@@ -196,7 +196,7 @@ impl VoteStrategy for MajorityVote {
             _ => None,
         };
         let expires = grant.expires_at.max(renewed);
-        if expires.is_some_and(|e| Instant::now() >= e) {
+        if expires.is_some_and(|e| crate::cluster::now() >= e) {
             // Renew with the same term: voters extend the holder's lease.
             match self.try_term(grant.term, true).await? {
                 Some(g) => *self.renewed.lock() = g.expires_at.map(|e| (grant.term, e)),

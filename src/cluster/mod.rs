@@ -26,5 +26,15 @@ pub use majority_vote::MajorityVote;
 pub use provider::ClusterBlockProvider;
 pub use term_store::{FileTermStore, MemoryTermStore, TermStore};
 
+/// The current time on tokio's clock, as a `std` instant.
+///
+/// Leases and vote deadlines use it (never `std::time::Instant::now()`), so
+/// they follow a paused or advanced test clock
+/// (`#[tokio::test(start_paused = true)]`) like every timer of the protocol;
+/// on a normal runtime it is the system's monotonic clock.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 #[cfg(test)]
 mod tests;
