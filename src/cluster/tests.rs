@@ -411,3 +411,28 @@ async fn a_cluster_storage_on_a_patched_network_publishes_through_votes_and_acks
     assert!(term >= 1);
     storage.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_one_node_cluster_is_its_own_majority() {
+    let mut net = MockNetworkManager::new();
+    net.expect_start().returning(|_| Ok(()));
+    net.expect_stop().returning(|| Ok(()));
+    // No peers: nothing may be sent.
+    net.expect_request().never();
+    net.expect_broadcast().returning(|_, _| Vec::new());
+    let mut cfg = config(1);
+    cfg.heartbeat_ms = 0;
+    assert_eq!((cfg.cluster_size(), cfg.quorum()), (1, 1));
+    let storage = StorageBuilder::in_memory()
+        .cluster(cfg)
+        .with_network_manager(Arc::new(net))
+        .build()
+        .await
+        .unwrap();
+    let p = storage.push_bytes(b"alone").await.unwrap();
+    let r = storage.set_root(p).await.unwrap();
+    assert_eq!((r.sequence, r.term), (1, 1));
+    let r = storage.set_root(p).await.unwrap();
+    assert_eq!((r.sequence, r.term), (2, 2));
+    storage.close().await.unwrap();
+}
