@@ -14,7 +14,6 @@ use crate::protocol::Message;
 pub async fn catch_up_once(
     acceptor: &Acceptor,
     network: &Arc<dyn NetworkManager>,
-    peers: &[PeerId],
     timeout: Duration,
 ) -> Result<(), NetworkError> {
     let latest = acceptor.latest();
@@ -35,7 +34,6 @@ pub async fn catch_up_once(
             _ => {}
         }
     }
-    let _ = peers;
     if let Some(root) = best
         && newer(&root, acceptor.latest().as_ref())
         && let Err(e) = acceptor.learn(&root).await
@@ -46,7 +44,7 @@ pub async fn catch_up_once(
 }
 
 /// Runs [`catch_up_once`] now and every `interval` until the network stops
-/// or is dropped.
+/// or is dropped; does nothing without `peers` or with a zero interval.
 pub fn spawn_catch_up(
     acceptor: Arc<Acceptor>,
     network: Weak<dyn NetworkManager>,
@@ -60,10 +58,7 @@ pub fn spawn_catch_up(
     tokio::spawn(async move {
         loop {
             let Some(net) = network.upgrade() else { return };
-            if catch_up_once(&acceptor, &net, &peers, timeout)
-                .await
-                .is_err()
-            {
+            if catch_up_once(&acceptor, &net, timeout).await.is_err() {
                 return;
             }
             drop(net);
