@@ -2,7 +2,10 @@
 //!
 //! - [`memory`]: everything in memory, always compiled (tests, examples).
 //! - [`fs`] (feature `fs`, default): the reference space-directory layout.
+//! - [`cloud`] (feature `cloud`): fixed-size WAL objects in an `object_store`.
 
+#[cfg(feature = "cloud")]
+pub mod cloud;
 #[cfg(feature = "fs")]
 pub mod fs;
 pub mod memory;

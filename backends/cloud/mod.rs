@@ -1,0 +1,856 @@
+//! [`CloudBlockProvider`] (feature `cloud`): WALs and roots in an object store.
+//!
+//! Layout under a key prefix (DESIGN.md §5):
+//!
+//! ```text
+//! <prefix>/wal/<wal-uuid>/<slot>   WAL bytes [slot * object_size, ...), one object per slot
+//! <prefix>/root/<20-digit number>  versioned root objects, created with PutMode::Create
+//! <prefix>/space_root              readable copy of the newest root (reference JSON shape)
+//! <prefix>/space.config            optional configuration
+//! ```
+//!
+//! # Slots, sealing and gaps
+//!
+//! A WAL is cut into fixed-size slots (`object_size`, default 5 MiB); slot
+//! `n` holds offsets `[n * object_size, (n + 1) * object_size)`. Appends go to
+//! a local staging file per WAL (sparse, at the WAL's own offsets) and are
+//! made durable there with `fdatasync`. A slot is *sealed* when it is full or
+//! when a durability barrier (`sync`) ends inside it; a slot sealed early is
+//! uploaded as a shorter object and the writer continues at the next slot
+//! boundary ([`BlockProvider::next_offset_after_barrier`]). The bytes between
+//! the end of a short object and the next slot boundary are a *gap*: reads
+//! return zeros there, exactly as the sparse staging file does, so a WAL reads
+//! the same from staging and from the store.
+//!
+//! A background task uploads sealed slots in order (per WAL), every
+//! `upload_interval_ms` or at once when a `Durability::Cloud` commit waits,
+//! retrying every failure with exponential backoff and jitter; it never drops
+//! a slot. A WAL's staging file is deleted once the WAL is closed and all its
+//! slots are in the store. Staging files left by a crash are found when the
+//! provider is built and uploaded again (whole slots; the store copy becomes
+//! the staging copy), so `Durability::Local` loses nothing that was synced.
+//!
+//! # Roots
+//!
+//! Every store has put-if-absent (`PutMode::Create`), so the root
+//! compare-and-swap is a chain of immutable version objects: the root that
+//! replaces sequence `s` is created at `root/<s + 1>` (`root/0` for the first
+//! root). That key is the new root's sequence whenever sequences are
+//! consecutive; after a group commit skipped sequences it is still the
+//! *successor slot of its predecessor*, so exactly one writer can claim it
+//! and the history stays linear. A lost create is [`Error::RootConflict`].
+//! After a won create, `space_root` is overwritten with the same JSON as a
+//! readable copy (best effort: the version object is the truth).
+//!
+//! [`read_root`](BlockProvider::read_root) reads `space_root` as a hint (it
+//! always holds some root of the chain, perhaps an older one) and follows the
+//! chain forward: from a root with sequence `s` it GETs `root/<s + 1>` until
+//! one is missing. That is two GETs in the common case, independent of the
+//! number of roots ever written.
+
+mod uploader;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parking_lot::Mutex;
+
+use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::error::{Error, Result};
+use crate::types::{RootRecord, WalId};
+
+pub use uploader::UploadBacklog;
+
+/// Default slot (object) size: 5 MiB.
+pub const DEFAULT_OBJECT_SIZE: u64 = 5 << 20;
+/// Default interval of the background uploader: 5 000 ms.
+pub const DEFAULT_UPLOAD_INTERVAL_MS: u64 = 5_000;
+const MIN_OBJECT_SIZE: u64 = 64;
+
+/// What a commit (`sync`) waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The local staging fsync; uploads follow in the background.
+    #[default]
+    Local,
+    /// Every slot up to the barrier is in the object store.
+    Cloud,
+}
+
+/// Builds a [`CloudBlockProvider`].
+#[derive(Debug, Clone)]
+pub struct CloudBlockProviderBuilder {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    staging_dir: PathBuf,
+    object_size: u64,
+    upload_interval_ms: u64,
+    durability: Durability,
+}
+
+impl CloudBlockProviderBuilder {
+    /// A builder over `store`, staging WAL bytes in `staging_dir`.
+    pub fn new(store: Arc<dyn ObjectStore>, staging_dir: impl Into<PathBuf>) -> Self {
+        CloudBlockProviderBuilder {
+            store,
+            prefix: String::new(),
+            staging_dir: staging_dir.into(),
+            object_size: DEFAULT_OBJECT_SIZE,
+            upload_interval_ms: DEFAULT_UPLOAD_INTERVAL_MS,
+            durability: Durability::Local,
+        }
+    }
+
+    /// Key prefix of the space in the store (default: none).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_matches('/').to_string();
+        self
+    }
+
+    /// Slot size in bytes (default 5 MiB, at least 64).
+    pub fn object_size(mut self, bytes: u64) -> Self {
+        self.object_size = bytes;
+        self
+    }
+
+    /// Interval of the background uploader (default 5 000 ms).
+    pub fn upload_interval_ms(mut self, ms: u64) -> Self {
+        self.upload_interval_ms = ms;
+        self
+    }
+
+    /// What a commit waits for (default [`Durability::Local`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Creates the staging directory, queues the uploads of staging files a
+    /// previous process left behind and starts the uploader (needs a tokio
+    /// runtime).
+    pub async fn build(self) -> Result<CloudBlockProvider> {
+        if self.object_size < MIN_OBJECT_SIZE {
+            return Err(Error::invalid(
+                "object_size",
+                format!("must be at least {MIN_OBJECT_SIZE} bytes"),
+            ));
+        }
+        if self.upload_interval_ms == 0 {
+            return Err(Error::invalid("upload_interval_ms", "must be at least 1"));
+        }
+        let dir = self.staging_dir.clone();
+        let os = self.object_size;
+        let recovered = blocking(move || recover_staging(&dir, os)).await?;
+        let inner = Arc::new(Inner {
+            store: self.store,
+            prefix: self.prefix,
+            staging_dir: self.staging_dir,
+            object_size: self.object_size,
+            durability: self.durability,
+            interval: Duration::from_millis(self.upload_interval_ms),
+            staged: Mutex::new(recovered),
+            remote: Mutex::new(HashMap::new()),
+            known_root: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            progress: tokio::sync::watch::channel(0u64).0,
+            stopping: AtomicBool::new(false),
+        });
+        let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
+        Ok(CloudBlockProvider {
+            inner,
+            task: Mutex::new(Some(task)),
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Scans a staging directory for WALs a previous process left (every slot is
+/// queued again: the process may have died before uploading them).
+fn recover_staging(dir: &FsPath, object_size: u64) -> Result<HashMap<WalId, StagedWal>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
+    let ctx = |e| Error::io(format!("listing {}", dir.display()), e);
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(ctx)? {
+        let entry = entry.map_err(ctx)?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<WalId>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
+            .len();
+        let mut w = StagedWal::new(Arc::new(file), path);
+        w.len = len;
+        w.closed = true;
+        w.seal_upto(len, object_size);
+        out.insert(id, w);
+    }
+    Ok(out)
+}
+
+/// A WAL with a local staging file.
+#[derive(Debug)]
+pub(crate) struct StagedWal {
+    file: Arc<File>,
+    path: PathBuf,
+    /// Logical end: highest byte appended + 1.
+    len: u64,
+    /// Every slot below this index is sealed.
+    next_seal: u64,
+    /// Sealed slots not uploaded yet: slot -> object length.
+    pending: BTreeMap<u64, u64>,
+    /// `close_wal` was called (or the WAL was recovered): no more appends.
+    closed: bool,
+}
+
+impl StagedWal {
+    fn new(file: Arc<File>, path: PathBuf) -> Self {
+        StagedWal {
+            file,
+            path,
+            len: 0,
+            next_seal: 0,
+            pending: BTreeMap::new(),
+            closed: false,
+        }
+    }
+
+    /// Seals every full slot.
+    fn seal_full(&mut self, os: u64) {
+        while (self.next_seal + 1) * os <= self.len {
+            self.pending.insert(self.next_seal, os);
+            self.next_seal += 1;
+        }
+    }
+
+    /// Seals full slots and the slot holding byte `upto - 1` (early, if it
+    /// is not full).
+    fn seal_upto(&mut self, upto: u64, os: u64) {
+        self.seal_full(os);
+        let start = self.next_seal * os;
+        if upto > start {
+            let end = self.len.min(start + os);
+            if end > start {
+                self.pending.insert(self.next_seal, end - start);
+            }
+            self.next_seal += 1;
+        }
+    }
+
+    /// Every slot below this index is in the store.
+    fn uploaded_upto(&self) -> u64 {
+        self.pending
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_seal)
+    }
+}
+
+/// What the remote side of a WAL looks like: slot -> object size.
+type RemoteLayout = BTreeMap<u64, u64>;
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    prefix: String,
+    staging_dir: PathBuf,
+    pub(crate) object_size: u64,
+    durability: Durability,
+    pub(crate) interval: Duration,
+    pub(crate) staged: Mutex<HashMap<WalId, StagedWal>>,
+    /// Layouts of WALs read from the store (objects are immutable, so a
+    /// layout only grows; refreshed when a read goes past it).
+    remote: Mutex<HashMap<WalId, RemoteLayout>>,
+    /// Sequence of the newest root this provider saw (`Some(None)`: none).
+    known_root: Mutex<Option<Option<u64>>>,
+    pub(crate) wake: tokio::sync::Notify,
+    /// Bumped after every successful upload.
+    pub(crate) progress: tokio::sync::watch::Sender<u64>,
+    pub(crate) stopping: AtomicBool,
+}
+
+impl Inner {
+    fn key(&self, rest: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(rest)
+        } else {
+            Path::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    pub(crate) fn slot_key(&self, wal: WalId, slot: u64) -> Path {
+        self.key(&format!("wal/{wal}/{slot}"))
+    }
+
+    fn root_key(&self, n: u64) -> Path {
+        self.key(&format!("root/{n:020}"))
+    }
+
+    /// Lists `wal/<wal>/` (or all of `wal/`) into layouts.
+    async fn list_remote(&self, wal: Option<WalId>) -> Result<HashMap<WalId, RemoteLayout>> {
+        let prefix = match wal {
+            Some(w) => self.key(&format!("wal/{w}")),
+            None => self.key("wal"),
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| backend("listing", &prefix, e))?;
+        let mut out: HashMap<WalId, RemoteLayout> = HashMap::new();
+        let strip = format!("{prefix}/");
+        for m in metas {
+            let loc = m.location.as_ref();
+            let Some(rest) = loc.strip_prefix(&strip) else {
+                continue;
+            };
+            let (id, slot) = match wal {
+                Some(w) => (Some(w), rest),
+                None => match rest.split_once('/') {
+                    Some((id, slot)) => (id.parse::<WalId>().ok(), slot),
+                    None => (None, ""),
+                },
+            };
+            let (Some(id), Ok(slot)) = (id, slot.parse::<u64>()) else {
+                continue;
+            };
+            out.entry(id).or_default().insert(slot, m.size);
+        }
+        let mut cache = self.remote.lock();
+        for (id, layout) in &out {
+            cache.insert(*id, layout.clone());
+        }
+        Ok(out)
+    }
+
+    fn layout_len(&self, layout: &RemoteLayout) -> u64 {
+        layout
+            .iter()
+            .next_back()
+            .map_or(0, |(slot, size)| slot * self.object_size + size)
+    }
+
+    /// Reads from the store: one ranged GET per slot touched.
+    async fn read_remote(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        let cached = self.remote.lock().get(&wal).cloned();
+        let layout = match cached {
+            Some(l) if offset < self.layout_len(&l) => l,
+            _ => self
+                .list_remote(Some(wal))
+                .await?
+                .remove(&wal)
+                .ok_or(Error::WalNotFound { wal })?,
+        };
+        let total = self.layout_len(&layout);
+        if offset >= total {
+            return Err(Error::OffsetOutOfRange {
+                wal,
+                offset,
+                len: total,
+            });
+        }
+        let end = total.min(offset.saturating_add(len));
+        let os = self.object_size;
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let slot = pos / os;
+            let slot_start = slot * os;
+            let upto = end.min(slot_start + os);
+            let (a, b) = (pos - slot_start, upto - slot_start);
+            let size = layout.get(&slot).copied().unwrap_or(0);
+            if a < size {
+                let key = self.slot_key(wal, slot);
+                let got = self
+                    .store
+                    .get_range(&key, a..b.min(size))
+                    .await
+                    .map_err(|e| backend("reading", &key, e))?;
+                if got.len() as u64 != b.min(size) - a {
+                    return Err(Error::Backend {
+                        backend: "object_store".into(),
+                        message: format!(
+                            "short read of {key}: {} bytes instead of {}",
+                            got.len(),
+                            b.min(size) - a
+                        ),
+                    });
+                }
+                out.extend_from_slice(&got);
+            }
+            // Past the object's end: a gap left by an early seal (zeros).
+            out.resize((upto - offset) as usize, 0);
+            pos = upto;
+        }
+        Ok(out.freeze())
+    }
+
+    /// GETs and parses one root object (`None`: absent).
+    async fn get_root(&self, key: &Path) -> Result<Option<RootRecord>> {
+        let bytes = match self.store.get(key).await {
+            Ok(r) => r.bytes().await.map_err(|e| backend("reading", key, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(backend("reading", key, e)),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        RootRecord::from_json(&bytes)
+            .map(Some)
+            .map_err(|source| Error::CorruptRoot {
+                location: key.to_string(),
+                source,
+            })
+    }
+
+    /// The newest root: `space_root` as a hint, then the chain forward.
+    async fn newest_root(&self) -> Result<Option<RootRecord>> {
+        let mut best = self.get_root(&self.key("space_root")).await?;
+        loop {
+            let next = best.as_ref().map_or(0, |r| r.sequence.saturating_add(1));
+            match self.get_root(&self.root_key(next)).await? {
+                Some(r) if best.as_ref().is_none_or(|b| r.sequence > b.sequence) => {
+                    best = Some(r);
+                }
+                Some(r) => {
+                    return Err(Error::CorruptRoot {
+                        location: self.root_key(next).to_string(),
+                        source: crate::error::FormatError::BadRoot(format!(
+                            "sequence {} does not follow {:?}",
+                            r.sequence,
+                            best.map(|b| b.sequence)
+                        )),
+                    });
+                }
+                None => break,
+            }
+        }
+        *self.known_root.lock() = Some(best.as_ref().map(|r| r.sequence));
+        Ok(best)
+    }
+
+    /// Bytes and slots waiting for upload.
+    pub(crate) fn backlog(&self) -> UploadBacklog {
+        let st = self.staged.lock();
+        let mut b = UploadBacklog::default();
+        for w in st.values() {
+            b.slots += w.pending.len() as u64;
+            b.bytes += w.pending.values().sum::<u64>();
+        }
+        b
+    }
+}
+
+/// Maps an object store error to [`Error::Backend`] naming the key.
+pub(crate) fn backend(what: &str, key: &Path, e: object_store::Error) -> Error {
+    Error::Backend {
+        backend: "object_store".into(),
+        message: format!("{what} {key}: {e}"),
+    }
+}
+
+/// Runs blocking file I/O (in place on a multi-thread runtime, like the fs
+/// provider).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::io("running a blocking file task", std::io::Error::other(e)))?,
+    }
+}
+
+pub(crate) fn pread(file: &File, offset: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Holes past the file's physical end read as zeros.
+    Ok(buf)
+}
+
+/// WALs in fixed-size objects of an [`ObjectStore`], staged locally; see the
+/// [module docs](self).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use object_store::memory::InMemory;
+/// use protobase::StorageBuilder;
+/// use protobase::backends::cloud::{CloudBlockProviderBuilder, Durability};
+///
+/// let staging = std::env::temp_dir().join(format!("pb-doc-{}", std::process::id()));
+/// let provider = CloudBlockProviderBuilder::new(Arc::new(InMemory::new()), &staging)
+///     .prefix("space1")
+///     .durability(Durability::Cloud)
+///     .build()
+///     .await?;
+/// let storage = StorageBuilder::new()
+///     .with_block_provider(Arc::new(provider))
+///     .build()
+///     .await?;
+/// let ptr = storage.push_bytes(b"hello").await?;
+/// storage.set_root(ptr).await?;
+/// assert_eq!(&storage.get_bytes(ptr).await?[..], b"hello");
+/// storage.close().await?;
+/// # let _ = std::fs::remove_dir_all(&staging);
+/// # Ok::<_, protobase::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct CloudBlockProvider {
+    inner: Arc<Inner>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl CloudBlockProvider {
+    /// A builder over `store` staging in `staging_dir`.
+    pub fn builder(
+        store: Arc<dyn ObjectStore>,
+        staging_dir: impl Into<PathBuf>,
+    ) -> CloudBlockProviderBuilder {
+        CloudBlockProviderBuilder::new(store, staging_dir)
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    /// Slot size in bytes.
+    pub fn object_size(&self) -> u64 {
+        self.inner.object_size
+    }
+
+    /// Sealed slots not yet in the store.
+    pub fn upload_backlog(&self) -> UploadBacklog {
+        self.inner.backlog()
+    }
+
+    /// Waits until every sealed slot is in the store.
+    pub async fn flush_uploads(&self) -> Result<()> {
+        let mut rx = self.inner.progress.subscribe();
+        loop {
+            if self.inner.backlog().slots == 0 {
+                return Ok(());
+            }
+            self.inner.wake.notify_one();
+            if rx.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn staged_file(&self, wal: WalId) -> Option<(Arc<File>, u64)> {
+        self.inner
+            .staged
+            .lock()
+            .get(&wal)
+            .map(|w| (w.file.clone(), w.len))
+    }
+
+    /// Waits until every slot below the one holding `upto - 1` is uploaded.
+    async fn wait_uploaded(&self, wal: WalId, upto: u64) -> Result<()> {
+        if upto == 0 {
+            return Ok(());
+        }
+        let need = (upto - 1) / self.inner.object_size + 1;
+        let mut rx = self.inner.progress.subscribe();
+        loop {
+            let done = self
+                .inner
+                .staged
+                .lock()
+                .get(&wal)
+                .is_none_or(|w| w.uploaded_upto() >= need);
+            if done {
+                return Ok(());
+            }
+            self.inner.wake.notify_one();
+            if rx.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BlockProvider for CloudBlockProvider {
+    async fn create_wal(&self) -> Result<WalId> {
+        self.check_open()?;
+        let id = WalId::new_random();
+        let path = self.inner.staging_dir.join(id.to_string());
+        let dir = self.inner.staging_dir.clone();
+        let p = path.clone();
+        let file = blocking(move || {
+            let f = OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(|e| Error::io(format!("creating staging file {}", p.display()), e))?;
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+            Ok(f)
+        })
+        .await?;
+        self.inner
+            .staged
+            .lock()
+            .insert(id, StagedWal::new(Arc::new(file), path));
+        Ok(id)
+    }
+
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        let os = self.inner.object_size;
+        let file = {
+            let st = self.inner.staged.lock();
+            let w = st.get(&wal).ok_or(Error::WalNotFound { wal })?;
+            if w.closed {
+                return Err(Error::invalid("append", format!("WAL {wal} is closed")));
+            }
+            if offset < w.next_seal * os {
+                return Err(Error::invalid(
+                    "append",
+                    format!("offset {offset} of WAL {wal} is in a sealed slot"),
+                ));
+            }
+            w.file.clone()
+        };
+        let end = offset + data.len() as u64;
+        blocking(move || {
+            file.write_all_at(&data, offset).map_err(|e| {
+                Error::io(
+                    format!(
+                        "writing {} bytes to staging WAL {wal} at {offset}",
+                        data.len()
+                    ),
+                    e,
+                )
+            })
+        })
+        .await?;
+        let mut st = self.inner.staged.lock();
+        if let Some(w) = st.get_mut(&wal) {
+            w.len = w.len.max(end);
+            w.seal_full(os);
+        }
+        Ok(())
+    }
+
+    async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
+        self.check_open()?;
+        let Some((file, _)) = self.staged_file(wal) else {
+            // Closed and fully uploaded (retired): nothing left to make durable.
+            return Ok(());
+        };
+        blocking(move || {
+            file.sync_data()
+                .map_err(|e| Error::io(format!("syncing staging WAL {wal}"), e))
+        })
+        .await?;
+        if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
+            w.seal_upto(upto, self.inner.object_size);
+        }
+        if self.inner.durability == Durability::Cloud {
+            self.wait_uploaded(wal, upto).await?;
+        }
+        Ok(())
+    }
+
+    fn next_offset_after_barrier(&self, end: u64) -> u64 {
+        let os = self.inner.object_size;
+        end.div_ceil(os).saturating_mul(os)
+    }
+
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        self.check_open()?;
+        if let Some((file, total)) = self.staged_file(wal) {
+            if offset >= total {
+                return Err(Error::OffsetOutOfRange {
+                    wal,
+                    offset,
+                    len: total,
+                });
+            }
+            let n = (total.min(offset.saturating_add(len)) - offset) as usize;
+            return blocking(move || {
+                pread(&file, offset, n)
+                    .map(Bytes::from)
+                    .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
+            })
+            .await;
+        }
+        self.inner.read_remote(wal, offset, len).await
+    }
+
+    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
+        self.check_open()?;
+        let remote = self.inner.list_remote(None).await?;
+        let mut lens: HashMap<WalId, u64> = remote
+            .iter()
+            .map(|(id, l)| (*id, self.inner.layout_len(l)))
+            .collect();
+        for (id, w) in self.inner.staged.lock().iter() {
+            let e = lens.entry(*id).or_insert(0);
+            *e = (*e).max(w.len);
+        }
+        let mut v: Vec<WalInfo> = lens
+            .into_iter()
+            .map(|(id, len)| WalInfo { id, len })
+            .collect();
+        v.sort_by_key(|w| w.id);
+        Ok(v)
+    }
+
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        let os = self.inner.object_size;
+        if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
+            w.closed = true;
+            let len = w.len;
+            w.seal_upto(len, os);
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn read_root(&self) -> Result<Option<RootRecord>> {
+        self.check_open()?;
+        self.inner.newest_root().await
+    }
+
+    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
+        self.check_open()?;
+        if expected.is_some_and(|e| root.sequence <= e) {
+            return Err(Error::invalid(
+                "root",
+                format!(
+                    "sequence {} must exceed the expected {expected:?}",
+                    root.sequence
+                ),
+            ));
+        }
+        let known = *self.inner.known_root.lock();
+        let found = match known {
+            Some(k) if k == expected => k,
+            _ => self.inner.newest_root().await?.map(|r| r.sequence),
+        };
+        if found != expected {
+            return Err(Error::RootConflict { expected, found });
+        }
+        let key = self
+            .inner
+            .root_key(expected.map_or(0, |e| e.saturating_add(1)));
+        let json = Bytes::from(root.to_json());
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .store
+            .put_opts(&key, PutPayload::from(json.clone()), opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                *self.inner.known_root.lock() = None;
+                let found = self
+                    .inner
+                    .newest_root()
+                    .await
+                    .ok()
+                    .and_then(|r| r.map(|r| r.sequence));
+                return Err(Error::RootConflict { expected, found });
+            }
+            Err(e) => return Err(backend("creating root", &key, e)),
+        }
+        *self.inner.known_root.lock() = Some(Some(root.sequence));
+        let copy = self.inner.key("space_root");
+        if let Err(e) = self.inner.store.put(&copy, PutPayload::from(json)).await {
+            // The version object is the truth; readers follow the chain.
+            tracing::warn!(
+                "root {} committed, readable copy not updated: {e}",
+                root.sequence
+            );
+        }
+        Ok(())
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_open()?;
+        Ok(RootLock::none())
+    }
+
+    async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        let key = self.inner.key("space.config");
+        match self.inner.store.get(&key).await {
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(|e| backend("reading", &key, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("reading", &key, e)),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let ids: Vec<WalId> = self.inner.staged.lock().keys().copied().collect();
+        for id in ids {
+            self.close_wal(id).await?;
+        }
+        self.flush_uploads().await?;
+        self.closed.store(true, Ordering::Release);
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let task = self.task.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,464 @@
+//! Conformance-style checks of the cloud provider (feature `cloud`), each
+//! written once and run on `InMemory` and on `LocalFileSystem` (temp dir).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use protobase::backends::cloud::{CloudBlockProvider, CloudBlockProviderBuilder, Durability};
+use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
+use tempfile::TempDir;
+
+const OS: u64 = 4096;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Memory,
+    Local,
+}
+
+/// A store plus the temp dirs that must outlive it.
+struct Env {
+    store: Arc<dyn ObjectStore>,
+    _dir: Option<TempDir>,
+}
+
+fn env(kind: Kind) -> Env {
+    match kind {
+        Kind::Memory => Env {
+            store: Arc::new(InMemory::new()),
+            _dir: None,
+        },
+        Kind::Local => {
+            let dir = TempDir::new().unwrap();
+            let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+            Env {
+                store: Arc::new(store),
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+fn builder(store: Arc<dyn ObjectStore>, staging: &TempDir) -> CloudBlockProviderBuilder {
+    CloudBlockProviderBuilder::new(store, staging.path())
+        .prefix("space")
+        .object_size(OS)
+        .upload_interval_ms(20)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::Memory).await })*
+        }
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::Local).await })*
+        }
+    };
+}
+
+on_both!(
+    slots_round_trip,
+    barrier_gaps_read_as_zeros,
+    storage_reopens_from_store_only,
+    cloud_durability_visible_to_fresh_provider,
+    root_race_has_one_winner,
+    failing_puts_are_retried,
+);
+
+/// Checks every read class against `data` (the WAL from offset 0).
+async fn check_reads(p: &dyn BlockProvider, wal: WalId, data: &[u8]) {
+    let n = data.len() as u64;
+    let mut offsets = vec![0, 1, OS / 2, OS - 1, OS, OS + 1, 2 * OS - 1, n - 1];
+    offsets.retain(|o| *o < n);
+    for off in offsets {
+        for len in [1, 7, OS, 3 * OS + 5] {
+            let got = p.read(wal, off, len).await.unwrap();
+            let end = n.min(off + len) as usize;
+            assert_eq!(&got[..], &data[off as usize..end], "read {off}+{len}");
+        }
+    }
+    assert!(matches!(
+        p.read(wal, n, 1).await,
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}
+
+/// Write across slot boundaries (and one record larger than a slot); read
+/// back from staging, then from the store only.
+async fn slots_round_trip(kind: Kind) {
+    let e = env(kind);
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let a = pattern(3000, 1);
+    let b = pattern((3 * OS + 123) as usize, 2); // larger than a slot
+    let c = pattern(500, 3);
+    let mut data = Vec::new();
+    for chunk in [&a, &b, &c] {
+        p.append(wal, data.len() as u64, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+        data.extend_from_slice(chunk);
+    }
+    check_reads(&p, wal, &data).await;
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close_wal(wal).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    assert_eq!(p.upload_backlog().slots, 0);
+    // Staging file is gone once uploaded; reads come from the store.
+    assert!(std::fs::read_dir(staging.path()).unwrap().next().is_none());
+    check_reads(&p, wal, &data).await;
+    p.close().await.unwrap();
+
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    let wals = q.list_wals().await.unwrap();
+    assert_eq!(wals.len(), 1);
+    assert_eq!(wals[0].id, wal);
+    assert_eq!(wals[0].len, data.len() as u64);
+    check_reads(&q, wal, &data).await;
+    assert!(matches!(
+        q.read(WalId::new_random(), 0, 1).await,
+        Err(Error::WalNotFound { .. })
+    ));
+    q.close().await.unwrap();
+}
+
+/// A barrier inside a slot seals it early; the writer continues at the next
+/// slot boundary and the gap reads as zeros, from staging and from the store.
+async fn barrier_gaps_read_as_zeros(kind: Kind) {
+    let e = env(kind);
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    assert_eq!(p.next_offset_after_barrier(0), 0);
+    assert_eq!(p.next_offset_after_barrier(OS), OS);
+    assert_eq!(p.next_offset_after_barrier(OS + 1), 2 * OS);
+    let wal = p.create_wal().await.unwrap();
+    let a = pattern(100, 5);
+    p.append(wal, 0, Bytes::copy_from_slice(&a)).await.unwrap();
+    p.sync(wal, 100).await.unwrap();
+    let next = p.next_offset_after_barrier(100);
+    assert_eq!(next, OS);
+    // Writing into the sealed slot is refused, not silently lost.
+    assert!(p.append(wal, 100, Bytes::from_static(b"x")).await.is_err());
+    let b = pattern(200, 6);
+    p.append(wal, next, Bytes::copy_from_slice(&b))
+        .await
+        .unwrap();
+    let mut data = a.clone();
+    data.resize(OS as usize, 0);
+    data.extend_from_slice(&b);
+    check_reads(&p, wal, &data).await;
+    p.close().await.unwrap();
+    let key = Path::from(format!("space/wal/{wal}/0"));
+    assert_eq!(e.store.head(&key).await.unwrap().size, 100);
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    check_reads(&q, wal, &data).await;
+    q.close().await.unwrap();
+}
+
+/// Storage-level round trip: push, set_root, close, reopen on a fresh
+/// staging dir: everything comes from the store.
+async fn storage_reopens_from_store_only(kind: Kind) {
+    let e = env(kind);
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    let s = StorageBuilder::new()
+        .with_block_provider(Arc::new(p))
+        .build()
+        .await
+        .unwrap();
+    let mut ptrs = Vec::new();
+    for i in 0..40u32 {
+        let data = pattern(300 + (i as usize * 97) % 5000, i as u8);
+        ptrs.push((s.push_bytes(&data).await.unwrap(), data));
+        if i % 10 == 9 {
+            s.set_root(ptrs.last().unwrap().0).await.unwrap();
+        }
+    }
+    let big = pattern(3 * OS as usize + 17, 99);
+    ptrs.push((s.push_bytes(&big).await.unwrap(), big));
+    let root = s.set_root(ptrs.last().unwrap().0).await.unwrap();
+    s.close().await.unwrap();
+
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    let s2 = StorageBuilder::new()
+        .with_block_provider(Arc::new(q))
+        .build()
+        .await
+        .unwrap();
+    let r = s2.read_current_root().await.unwrap().unwrap();
+    assert_eq!(r.pointer, root.pointer);
+    assert_eq!(r.sequence, root.sequence);
+    for (ptr, data) in &ptrs {
+        assert_eq!(&s2.get_bytes(*ptr).await.unwrap()[..], &data[..]);
+    }
+    // The readable copy has the reference JSON shape.
+    let copy = e
+        .store
+        .get(&Path::from("space/space_root"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&copy).unwrap();
+    assert!(v.get("transaction_id").is_some() && v.get("offset").is_some());
+    s2.close().await.unwrap();
+}
+
+/// In `Cloud` mode a commit is in the store when it returns: a second
+/// provider reading only the store sees the root and its data (the first
+/// one is never closed).
+async fn cloud_durability_visible_to_fresh_provider(kind: Kind) {
+    let e = env(kind);
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging)
+        .upload_interval_ms(60_000) // commits must not wait for the timer
+        .durability(Durability::Cloud)
+        .build()
+        .await
+        .unwrap();
+    let s = StorageBuilder::new()
+        .with_block_provider(Arc::new(p))
+        .build()
+        .await
+        .unwrap();
+    let data = pattern(2 * OS as usize + 10, 7);
+    let ptr = s.push_bytes(&data).await.unwrap();
+    let small = s.push_bytes(b"tail").await.unwrap();
+    let root = s.set_root(small).await.unwrap();
+
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    assert_eq!(q.read_root().await.unwrap().unwrap(), root);
+    let s2 = StorageBuilder::new()
+        .with_block_provider(Arc::new(q))
+        .read_only(true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(&s2.get_bytes(ptr).await.unwrap()[..], &data[..]);
+    assert_eq!(&s2.get_bytes(small).await.unwrap()[..], b"tail");
+    s2.close().await.unwrap();
+    s.close().await.unwrap();
+}
+
+fn root(seq: u64) -> RootRecord {
+    RootRecord::new(AtomPointer::new(WalId::new_random(), seq), seq, 0, None)
+}
+
+/// Two writers race `write_root` on one store: exactly one wins each
+/// sequence; the loser gets `RootConflict` and can retry from the new root.
+async fn root_race_has_one_winner(kind: Kind) {
+    let e = env(kind);
+    let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let a = Arc::new(builder(e.store.clone(), &sa).build().await.unwrap());
+    let b = Arc::new(builder(e.store.clone(), &sb).build().await.unwrap());
+    assert_eq!(a.read_root().await.unwrap(), None);
+    let mut history = Vec::new();
+    let mut expected = None;
+    for round in 0..10u64 {
+        let (ra, rb) = (root(round + 1), root(round + 1));
+        let (x, y) = tokio::join!(a.write_root(&ra, expected), b.write_root(&rb, expected));
+        let winner = match (x, y) {
+            (Ok(()), Err(Error::RootConflict { .. })) => ra,
+            (Err(Error::RootConflict { .. }), Ok(())) => rb,
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert_eq!(a.read_root().await.unwrap().as_ref(), Some(&winner));
+        assert_eq!(b.read_root().await.unwrap().as_ref(), Some(&winner));
+        expected = Some(winner.sequence);
+        history.push(winner);
+    }
+    // A stale writer loses; a group commit may skip sequences.
+    assert!(matches!(
+        a.write_root(&root(5), Some(4)).await,
+        Err(Error::RootConflict {
+            found: Some(10),
+            ..
+        })
+    ));
+    a.write_root(&root(13), Some(10)).await.unwrap();
+    assert!(matches!(
+        b.write_root(&root(11), Some(10)).await,
+        Err(Error::RootConflict {
+            found: Some(13),
+            ..
+        })
+    ));
+    // A fresh provider finds the newest root even if the readable copy lags.
+    e.store
+        .put(
+            &Path::from("space/space_root"),
+            PutPayload::from(history[2].to_json()),
+        )
+        .await
+        .unwrap();
+    let sc = TempDir::new().unwrap();
+    let c = builder(e.store.clone(), &sc).build().await.unwrap();
+    assert_eq!(c.read_root().await.unwrap().unwrap().sequence, 13);
+    c.close().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// A store whose first `fail` puts (and, optionally, ranged gets) fail.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn ObjectStore>,
+    fail_puts: AtomicU64,
+    puts: AtomicU64,
+}
+
+impl std::fmt::Display for Flaky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Flaky({})", self.inner)
+    }
+}
+
+fn injected() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "flaky",
+        source: "injected 503 Slow Down".into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Flaky {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        let left = self.fail_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_puts.store(left - 1, Ordering::SeqCst);
+            return Err(injected());
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Uploads that fail are retried with backoff; nothing acknowledged is lost
+/// and the backlog drains.
+async fn failing_puts_are_retried(kind: Kind) {
+    let e = env(kind);
+    let flaky = Arc::new(Flaky {
+        inner: e.store.clone(),
+        fail_puts: AtomicU64::new(0),
+        puts: AtomicU64::new(0),
+    });
+    let staging = TempDir::new().unwrap();
+    let p: CloudBlockProvider = builder(flaky.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(5 * OS as usize + 77, 9);
+    flaky.fail_puts.store(6, Ordering::SeqCst);
+    for (i, chunk) in data.chunks(1000).enumerate() {
+        p.append(wal, i as u64 * 1000, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    p.sync(wal, data.len() as u64).await.unwrap();
+    assert!(p.upload_backlog().slots > 0 || flaky.fail_puts.load(Ordering::SeqCst) < 6);
+    p.close().await.unwrap();
+    assert_eq!(flaky.fail_puts.load(Ordering::SeqCst), 0);
+    assert!(flaky.puts.load(Ordering::SeqCst) >= 6 + 6);
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    check_reads(&q, wal, &data).await;
+    q.close().await.unwrap();
+}
+
+/// Staging files left by a process that died before uploading are uploaded
+/// when a provider is built on the same staging dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_staging_is_uploaded_on_reopen() {
+    let e = env(Kind::Memory);
+    let flaky = Arc::new(Flaky {
+        inner: e.store.clone(),
+        fail_puts: AtomicU64::new(u64::MAX),
+        puts: AtomicU64::new(0),
+    });
+    let staging = TempDir::new().unwrap();
+    let p = builder(flaky.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(2 * OS as usize + 5, 4);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    drop(p); // "crash": nothing could be uploaded
+    let q = builder(e.store.clone(), &staging).build().await.unwrap();
+    q.flush_uploads().await.unwrap();
+    q.close().await.unwrap();
+    let staging2 = TempDir::new().unwrap();
+    let r = builder(e.store.clone(), &staging2).build().await.unwrap();
+    check_reads(&r, wal, &data).await;
+    r.close().await.unwrap();
+}
