@@ -6,7 +6,10 @@
 //! — expected after a crash, never reachable from a published root. A walk
 //! that stops on an invalid length prefix is a torn tail only when the prefix
 //! runs past the end or everything after it is zeros (what a crash leaves);
-//! otherwise the rest of the WAL is unreadable and counts as corrupt.
+//! otherwise the rest of the WAL is unreadable and counts as corrupt. Zeros
+//! that end exactly where the provider resumes writing after a durability
+//! barrier ([`BlockProvider::next_offset_after_barrier`]) are a gap, and the
+//! walk continues behind them.
 
 use crate::block_provider::BlockProvider;
 use crate::error::{Error, FormatError, Result};
@@ -110,6 +113,29 @@ pub async fn scan_wal(
         let at = (pos - win_start) as usize;
         let total = match record::record_total_len(kind, &window[at..], limit) {
             Ok(t) => t,
+            Err(FormatError::ZeroLength) if kind == WalKind::Native => {
+                // A durability barrier may have sealed the writer's storage
+                // unit early (slot-based object stores): the writer then went
+                // on at `next_offset_after_barrier`, leaving zeros between.
+                let next = provider.next_offset_after_barrier(pos);
+                if next > pos && next < len && all_zero(provider, wal, pos, next).await? {
+                    pos = next;
+                    window = bytes::Bytes::new();
+                    win_start = pos;
+                    continue;
+                }
+                let torn = all_zero(provider, wal, pos, len).await?;
+                let problem = ScanProblem {
+                    offset: pos,
+                    error: FormatError::ZeroLength,
+                };
+                if torn {
+                    report.torn_tail = Some(problem);
+                } else {
+                    report.corrupt.push(problem);
+                }
+                break;
+            }
             Err(error) => {
                 // The walk cannot go on. A crash leaves zeros (or a short
                 // prefix) at the end; anything else is corruption.
@@ -164,11 +190,11 @@ pub async fn scan_wal(
     Ok(report)
 }
 
-/// Whether `wal` holds only zero bytes in `from..len`.
-async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, len: u64) -> Result<bool> {
+/// Whether `wal` holds only zero bytes in `from..to`.
+async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, to: u64) -> Result<bool> {
     let mut pos = from;
-    while pos < len {
-        let chunk = provider.read(wal, pos, SCAN_CHUNK.min(len - pos)).await?;
+    while pos < to {
+        let chunk = provider.read(wal, pos, SCAN_CHUNK.min(to - pos)).await?;
         if chunk.is_empty() {
             break;
         }
@@ -178,4 +204,69 @@ async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, len: u64)
         pos += chunk.len() as u64;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_provider::{MockBlockProvider, WalInfo};
+    use crate::types::Format;
+    use bytes::Bytes;
+
+    /// A provider whose barrier jumps to the next 256-byte boundary, over
+    /// the given WAL bytes.
+    fn slotted(wal: WalId, data: Vec<u8>) -> MockBlockProvider {
+        let len = data.len() as u64;
+        let data = Bytes::from(data);
+        let mut p = MockBlockProvider::new();
+        p.expect_list_wals()
+            .returning(move || Ok(vec![WalInfo { id: wal, len }]));
+        p.expect_next_offset_after_barrier()
+            .returning(|end| end.div_ceil(256) * 256);
+        p.expect_read().returning(move |_, offset, n| {
+            let end = (offset + n).min(len) as usize;
+            Ok(data.slice(offset as usize..end))
+        });
+        p
+    }
+
+    fn wal_with_gap(tail: &[u8]) -> (WalId, Vec<u8>) {
+        let wal = WalId::new_random();
+        let mut v = record::encode_header(wal).to_vec();
+        record::encode_record(&mut v, Format::Raw, b"before the barrier");
+        v.resize(256, 0); // sealed early: zeros up to the slot boundary
+        record::encode_record(&mut v, Format::Raw, b"after the barrier");
+        v.extend_from_slice(tail);
+        (wal, v)
+    }
+
+    #[tokio::test]
+    async fn barrier_gaps_are_skipped() {
+        let (wal, data) = wal_with_gap(&[]);
+        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(rep.offsets, vec![32, 256]);
+        assert!(rep.is_clean(true), "{rep:?}");
+    }
+
+    #[tokio::test]
+    async fn zeros_that_do_not_end_at_a_barrier_are_still_problems() {
+        // Zeros at the end: a torn tail.
+        let (wal, data) = wal_with_gap(&[0u8; 40]);
+        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(rep.records, 2);
+        assert!(rep.is_clean(false) && !rep.is_clean(true), "{rep:?}");
+        // Zeros followed by data that is not at a barrier: corruption.
+        let (wal, mut data) = wal_with_gap(&[]);
+        data.extend_from_slice(&[0u8; 8]);
+        data.extend_from_slice(b"garbage!");
+        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(rep.records, 2);
+        assert_eq!(rep.corrupt.len(), 1, "{rep:?}");
+    }
 }
