@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use super::file_io::{blocking, read_full_at, sync_dir};
 use crate::block_provider::{BlockProvider, RootLock, WalInfo};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
@@ -51,26 +52,6 @@ impl std::fmt::Display for FileBlockProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "FileBlockProvider({})", self.dir.display())
     }
-}
-
-/// Runs blocking file I/O. On a multi-thread runtime it runs in place
-/// (`block_in_place`: no hand-off to another thread, which costs tens of
-/// microseconds per call and dominated small reads and commits in
-/// `protobase bench`); elsewhere on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::io("running a blocking file task", std::io::Error::other(e)))?,
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 impl FileBlockProvider {
@@ -222,15 +203,7 @@ impl BlockProvider for FileBlockProvider {
                 len.min(size.saturating_sub(offset))
             } as usize;
             let mut buf = vec![0u8; n];
-            let mut got = 0;
-            while got < n {
-                match file.read_at(&mut buf[got..], offset + got as u64) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(ctx(e)),
-                }
-            }
+            let got = read_full_at(&file, &mut buf, offset).map_err(ctx)?;
             if got == 0 && n > 0 {
                 let size = file.metadata().map_err(ctx)?.len();
                 return Err(Error::OffsetOutOfRange {
