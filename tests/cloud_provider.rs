@@ -83,6 +83,9 @@ on_both!(
     cloud_durability_visible_to_fresh_provider,
     root_race_has_one_winner,
     failing_puts_are_retried,
+    cache_cold_then_warm,
+    cache_eviction_under_small_budget,
+    cache_corruption_detected_and_refetched,
 );
 
 /// Checks every read class against `data` (the WAL from offset 0).
@@ -126,7 +129,12 @@ async fn slots_round_trip(kind: Kind) {
     p.flush_uploads().await.unwrap();
     assert_eq!(p.upload_backlog().slots, 0);
     // Staging file is gone once uploaded; reads come from the store.
-    assert!(std::fs::read_dir(staging.path()).unwrap().next().is_none());
+    // (Only the default cache directory is left in the staging dir.)
+    let left: Vec<String> = std::fs::read_dir(staging.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["cloud_cache".to_string()]);
     check_reads(&p, wal, &data).await;
     p.close().await.unwrap();
 
@@ -331,6 +339,29 @@ struct Flaky {
     inner: Arc<dyn ObjectStore>,
     fail_puts: AtomicU64,
     puts: AtomicU64,
+    /// GETs (not HEADs) of WAL slot objects.
+    wal_gets: AtomicU64,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn ObjectStore>) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner,
+            fail_puts: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            wal_gets: AtomicU64::new(0),
+        })
+    }
+
+    fn count_get(&self, location: &Path) {
+        if location.as_ref().contains("/wal/") {
+            self.wal_gets.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn take_gets(&self) -> u64 {
+        self.wal_gets.swap(0, Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Display for Flaky {
@@ -374,6 +405,9 @@ impl ObjectStore for Flaky {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        if !options.head {
+            self.count_get(location);
+        }
         self.inner.get_opts(location, options).await
     }
     async fn get_ranges(
@@ -381,6 +415,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
+        self.count_get(location);
         self.inner.get_ranges(location, ranges).await
     }
     fn delete_stream(
@@ -409,11 +444,7 @@ impl ObjectStore for Flaky {
 /// and the backlog drains.
 async fn failing_puts_are_retried(kind: Kind) {
     let e = env(kind);
-    let flaky = Arc::new(Flaky {
-        inner: e.store.clone(),
-        fail_puts: AtomicU64::new(0),
-        puts: AtomicU64::new(0),
-    });
+    let flaky = Flaky::new(e.store.clone());
     let staging = TempDir::new().unwrap();
     let p: CloudBlockProvider = builder(flaky.clone(), &staging).build().await.unwrap();
     let wal = p.create_wal().await.unwrap();
@@ -440,11 +471,8 @@ async fn failing_puts_are_retried(kind: Kind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_staging_is_uploaded_on_reopen() {
     let e = env(Kind::Memory);
-    let flaky = Arc::new(Flaky {
-        inner: e.store.clone(),
-        fail_puts: AtomicU64::new(u64::MAX),
-        puts: AtomicU64::new(0),
-    });
+    let flaky = Flaky::new(e.store.clone());
+    flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
     let staging = TempDir::new().unwrap();
     let p = builder(flaky.clone(), &staging).build().await.unwrap();
     let wal = p.create_wal().await.unwrap();
@@ -461,4 +489,184 @@ async fn leftover_staging_is_uploaded_on_reopen() {
     let r = builder(e.store.clone(), &staging2).build().await.unwrap();
     check_reads(&r, wal, &data).await;
     r.close().await.unwrap();
+}
+
+/// Writes `slots` slots of patterned data (the last one partial) through a
+/// provider on `store` and uploads them; returns the WAL and its bytes.
+async fn write_slots(store: Arc<dyn ObjectStore>, slots: u64) -> (WalId, Vec<u8>) {
+    let staging = TempDir::new().unwrap();
+    let p = builder(store, &staging).no_cache().build().await.unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(((slots - 1) * OS + 333) as usize, 11);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close().await.unwrap();
+    (wal, data)
+}
+
+/// A provider reading `store` through a fresh staging dir and the cache
+/// directory `cache`.
+async fn reader(store: Arc<dyn ObjectStore>, cache: &std::path::Path, budget: u64) -> Reader {
+    let staging = TempDir::new().unwrap();
+    let p = builder(store, &staging)
+        .cache_dir(cache)
+        .cache_size(budget)
+        .build()
+        .await
+        .unwrap();
+    Reader {
+        p,
+        _staging: staging,
+    }
+}
+
+struct Reader {
+    p: CloudBlockProvider,
+    _staging: TempDir,
+}
+
+/// Object files in a cache directory: (name, size).
+fn cache_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".obj"))
+        .map(|e| (e.path(), e.metadata().unwrap().len()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reopen on a fresh cache dir: every slot comes from the store, once (whole
+/// objects are cached). Reopen on the warm dir (new provider): no GETs.
+async fn cache_cold_then_warm(kind: Kind) {
+    let e = env(kind);
+    let (wal, data) = write_slots(e.store.clone(), 5).await;
+    let counting = Flaky::new(e.store.clone());
+    let cache = TempDir::new().unwrap();
+
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 5, "one whole GET per slot");
+    let st = r.p.cache().unwrap().stats();
+    assert_eq!((st.objects, st.bytes), (5, data.len() as u64));
+    r.p.close().await.unwrap();
+    drop(r);
+    assert!(cache.path().join("index.json").exists());
+
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 0, "warm cache: no GETs");
+    assert!(r.p.cache().unwrap().stats().hits > 0);
+    r.p.close().await.unwrap();
+    drop(r);
+
+    // A cache of another size (e.g. a slot re-uploaded longer) is a miss;
+    // with no cache every read is a ranged GET.
+    let staging = TempDir::new().unwrap();
+    let nc = builder(counting.clone(), &staging)
+        .no_cache()
+        .build()
+        .await
+        .unwrap();
+    assert!(nc.cache().is_none());
+    check_reads(&nc, wal, &data).await;
+    assert!(counting.take_gets() > 5);
+    nc.close().await.unwrap();
+
+    // One provider per cache directory: a second one runs without it.
+    let held = reader(counting.clone(), cache.path(), 1 << 20).await;
+    let second = reader(counting.clone(), cache.path(), 1 << 20).await;
+    assert!(held.p.cache().is_some() && second.p.cache().is_none());
+    check_reads(&second.p, wal, &data).await;
+    second.p.close().await.unwrap();
+    held.p.close().await.unwrap();
+}
+
+/// A budget of about three slots: the directory stays within it while
+/// everything still reads correctly; a smaller budget on reopen evicts.
+async fn cache_eviction_under_small_budget(kind: Kind) {
+    let e = env(kind);
+    let (wal, data) = write_slots(e.store.clone(), 8).await;
+    let counting = Flaky::new(e.store.clone());
+    let cache = TempDir::new().unwrap();
+    let budget = 3 * OS + 100;
+    let r = reader(counting.clone(), cache.path(), budget).await;
+    for _ in 0..2 {
+        check_reads(&r.p, wal, &data).await;
+        let total: u64 = cache_files(cache.path()).iter().map(|f| f.1).sum();
+        assert!(total <= budget, "{total} > {budget}");
+        assert_eq!(total, r.p.cache().unwrap().stats().bytes);
+    }
+    let st = r.p.cache().unwrap().stats();
+    assert!(st.evicted > 0 && st.objects <= 3, "{st:?}");
+    assert!(counting.take_gets() > 8);
+    // Every slot, in order, twice: the cache keeps the most recent ones.
+    for slot in 0..8u64 {
+        let off = slot * OS;
+        let got = r.p.read(wal, off, 10).await.unwrap();
+        assert_eq!(&got[..], &data[off as usize..off as usize + 10]);
+    }
+    counting.take_gets();
+    let got = r.p.read(wal, 7 * OS, 10).await.unwrap();
+    assert_eq!(&got[..], &data[7 * OS as usize..7 * OS as usize + 10]);
+    assert_eq!(counting.take_gets(), 0, "most recent slot is cached");
+    r.p.close().await.unwrap();
+    drop(r);
+
+    let r = reader(counting.clone(), cache.path(), OS).await;
+    let total: u64 = cache_files(cache.path()).iter().map(|f| f.1).sum();
+    assert!(total <= OS, "{total} > {OS}");
+    check_reads(&r.p, wal, &data).await;
+    r.p.close().await.unwrap();
+}
+
+/// A cache file with a flipped byte (caught by the CRC on first read) and a
+/// truncated one (caught by the size check at open) are dropped and
+/// refetched with one GET each; the reads are correct.
+async fn cache_corruption_detected_and_refetched(kind: Kind) {
+    let e = env(kind);
+    let (wal, data) = write_slots(e.store.clone(), 4).await;
+    let counting = Flaky::new(e.store.clone());
+    let cache = TempDir::new().unwrap();
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 4);
+    r.p.close().await.unwrap();
+    drop(r);
+
+    let files = cache_files(cache.path());
+    assert_eq!(files.len(), 4);
+    let mut flipped = std::fs::read(&files[0].0).unwrap();
+    flipped[17] ^= 0x40;
+    std::fs::write(&files[0].0, &flipped).unwrap();
+    let truncated = std::fs::read(&files[1].0).unwrap();
+    std::fs::write(&files[1].0, &truncated[..truncated.len() - 1]).unwrap();
+
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 2, "one GET per damaged file");
+    assert_eq!(r.p.cache().unwrap().stats().corrupt, 1);
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 0);
+    r.p.close().await.unwrap();
+    drop(r);
+
+    // Refetched files are cached again and valid after another reopen.
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 0);
+    assert_eq!(r.p.cache().unwrap().stats().corrupt, 0);
+    r.p.close().await.unwrap();
+
+    // An unreadable index empties the cache instead of trusting its files.
+    drop(r);
+    std::fs::write(cache.path().join("index.json"), b"{not json").unwrap();
+    let r = reader(counting.clone(), cache.path(), 1 << 20).await;
+    assert!(cache_files(cache.path()).is_empty());
+    check_reads(&r.p, wal, &data).await;
+    assert_eq!(counting.take_gets(), 4);
+    r.p.close().await.unwrap();
 }

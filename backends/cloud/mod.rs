@@ -30,6 +30,17 @@
 //! provider is built and uploaded again (whole slots; the store copy becomes
 //! the staging copy), so `Durability::Local` loses nothing that was synced.
 //!
+//! # Reads
+//!
+//! A read goes: own staging file (WALs this provider writes and has not
+//! retired) → cache directory ([`SlotCache`], default
+//! `<staging_dir>/cloud_cache`, 500 MiB; see [`cache_dir`]) → object store.
+//! With the cache enabled, a miss GETs the *whole* slot object and caches
+//! it, so later reads of any range of that slot need no GET, also after a
+//! restart on the same cache directory. Without a cache (or for an object
+//! larger than the whole budget) a read is one ranged GET per slot touched.
+//! The memory and page caches above the provider are the `Storage`'s.
+//!
 //! # Roots
 //!
 //! Every store has put-if-absent (`PutMode::Create`), so the root
@@ -48,12 +59,14 @@
 //! one is missing. That is two GETs in the common case, independent of the
 //! number of roots ever written.
 
+mod builder;
+pub mod cache_dir;
 mod uploader;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,10 +78,14 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parking_lot::Mutex;
 
+pub(crate) use super::file_io::blocking;
+use super::file_io::read_full_at;
 use crate::block_provider::{BlockProvider, RootLock, WalInfo};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 
+pub use builder::CloudBlockProviderBuilder;
+pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
 pub use uploader::UploadBacklog;
 
 /// Default slot (object) size: 5 MiB.
@@ -85,128 +102,6 @@ pub enum Durability {
     Local,
     /// Every slot up to the barrier is in the object store.
     Cloud,
-}
-
-/// Builds a [`CloudBlockProvider`].
-#[derive(Debug, Clone)]
-pub struct CloudBlockProviderBuilder {
-    store: Arc<dyn ObjectStore>,
-    prefix: String,
-    staging_dir: PathBuf,
-    object_size: u64,
-    upload_interval_ms: u64,
-    durability: Durability,
-}
-
-impl CloudBlockProviderBuilder {
-    /// A builder over `store`, staging WAL bytes in `staging_dir`.
-    pub fn new(store: Arc<dyn ObjectStore>, staging_dir: impl Into<PathBuf>) -> Self {
-        CloudBlockProviderBuilder {
-            store,
-            prefix: String::new(),
-            staging_dir: staging_dir.into(),
-            object_size: DEFAULT_OBJECT_SIZE,
-            upload_interval_ms: DEFAULT_UPLOAD_INTERVAL_MS,
-            durability: Durability::Local,
-        }
-    }
-
-    /// Key prefix of the space in the store (default: none).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into().trim_matches('/').to_string();
-        self
-    }
-
-    /// Slot size in bytes (default 5 MiB, at least 64).
-    pub fn object_size(mut self, bytes: u64) -> Self {
-        self.object_size = bytes;
-        self
-    }
-
-    /// Interval of the background uploader (default 5 000 ms).
-    pub fn upload_interval_ms(mut self, ms: u64) -> Self {
-        self.upload_interval_ms = ms;
-        self
-    }
-
-    /// What a commit waits for (default [`Durability::Local`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// Creates the staging directory, queues the uploads of staging files a
-    /// previous process left behind and starts the uploader (needs a tokio
-    /// runtime).
-    pub async fn build(self) -> Result<CloudBlockProvider> {
-        if self.object_size < MIN_OBJECT_SIZE {
-            return Err(Error::invalid(
-                "object_size",
-                format!("must be at least {MIN_OBJECT_SIZE} bytes"),
-            ));
-        }
-        if self.upload_interval_ms == 0 {
-            return Err(Error::invalid("upload_interval_ms", "must be at least 1"));
-        }
-        let dir = self.staging_dir.clone();
-        let os = self.object_size;
-        let recovered = blocking(move || recover_staging(&dir, os)).await?;
-        let inner = Arc::new(Inner {
-            store: self.store,
-            prefix: self.prefix,
-            staging_dir: self.staging_dir,
-            object_size: self.object_size,
-            durability: self.durability,
-            interval: Duration::from_millis(self.upload_interval_ms),
-            staged: Mutex::new(recovered),
-            remote: Mutex::new(HashMap::new()),
-            known_root: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
-            progress: tokio::sync::watch::channel(0u64).0,
-            stopping: AtomicBool::new(false),
-        });
-        let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
-        Ok(CloudBlockProvider {
-            inner,
-            task: Mutex::new(Some(task)),
-            closed: AtomicBool::new(false),
-        })
-    }
-}
-
-/// Scans a staging directory for WALs a previous process left (every slot is
-/// queued again: the process may have died before uploading them).
-fn recover_staging(dir: &FsPath, object_size: u64) -> Result<HashMap<WalId, StagedWal>> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
-    let ctx = |e| Error::io(format!("listing {}", dir.display()), e);
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir(dir).map_err(ctx)? {
-        let entry = entry.map_err(ctx)?;
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<WalId>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
-            .len();
-        let mut w = StagedWal::new(Arc::new(file), path);
-        w.len = len;
-        w.closed = true;
-        w.seal_upto(len, object_size);
-        out.insert(id, w);
-    }
-    Ok(out)
 }
 
 /// A WAL with a local staging file.
@@ -289,6 +184,8 @@ pub(crate) struct Inner {
     /// Bumped after every successful upload.
     pub(crate) progress: tokio::sync::watch::Sender<u64>,
     pub(crate) stopping: AtomicBool,
+    /// Downloaded slot objects (`None`: disabled).
+    cache: Option<Arc<SlotCache>>,
 }
 
 impl Inner {
@@ -383,22 +280,7 @@ impl Inner {
             let (a, b) = (pos - slot_start, upto - slot_start);
             let size = layout.get(&slot).copied().unwrap_or(0);
             if a < size {
-                let key = self.slot_key(wal, slot);
-                let got = self
-                    .store
-                    .get_range(&key, a..b.min(size))
-                    .await
-                    .map_err(|e| backend("reading", &key, e))?;
-                if got.len() as u64 != b.min(size) - a {
-                    return Err(Error::Backend {
-                        backend: "object_store".into(),
-                        message: format!(
-                            "short read of {key}: {} bytes instead of {}",
-                            got.len(),
-                            b.min(size) - a
-                        ),
-                    });
-                }
+                let got = self.read_slot(wal, slot, size, a..b.min(size)).await?;
                 out.extend_from_slice(&got);
             }
             // Past the object's end: a gap left by an early seal (zeros).
@@ -406,6 +288,59 @@ impl Inner {
             pos = upto;
         }
         Ok(out.freeze())
+    }
+
+    /// Bytes `range` of the slot object `slot` (of `size` bytes): from the
+    /// cache directory, else from the store. With a cache that can hold the
+    /// object, the whole object is fetched and cached; otherwise one ranged
+    /// GET.
+    async fn read_slot(
+        &self,
+        wal: WalId,
+        slot: u64,
+        size: u64,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        let key = self.slot_key(wal, slot);
+        let short = |got: usize, want: u64| Error::Backend {
+            backend: "object_store".into(),
+            message: format!("short read of {key}: {got} bytes instead of {want}"),
+        };
+        let Some(cache) = self.cache.as_ref().filter(|c| c.fits(size)) else {
+            let want = range.end - range.start;
+            let got = self
+                .store
+                .get_range(&key, range)
+                .await
+                .map_err(|e| backend("reading", &key, e))?;
+            if got.len() as u64 != want {
+                return Err(short(got.len(), want));
+            }
+            return Ok(got);
+        };
+        let name = key.to_string();
+        let (c, k, r) = (cache.clone(), name.clone(), range.clone());
+        if let Some(b) = blocking(move || Ok(c.get(&k, size, r))).await? {
+            return Ok(b);
+        }
+        let whole = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| backend("reading", &key, e))?
+            .bytes()
+            .await
+            .map_err(|e| backend("reading", &key, e))?;
+        if whole.len() as u64 != size {
+            return Err(short(whole.len(), size));
+        }
+        let (c, w) = (cache.clone(), whole.clone());
+        blocking(move || {
+            c.insert(&name, &w);
+            Ok(())
+        })
+        .await?;
+        Ok(whole.slice(range.start as usize..range.end as usize))
     }
 
     /// GETs and parses one root object (`None`: absent).
@@ -472,32 +407,11 @@ pub(crate) fn backend(what: &str, key: &Path, e: object_store::Error) -> Error {
     }
 }
 
-/// Runs blocking file I/O (in place on a multi-thread runtime, like the fs
-/// provider).
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::io("running a blocking file task", std::io::Error::other(e)))?,
-    }
-}
-
+/// Reads `n` bytes at `offset`; bytes past the file's end read as zeros
+/// (sparse staging files).
 pub(crate) fn pread(file: &File, offset: u64, n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; n];
-    let mut got = 0;
-    while got < n {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // Holes past the file's physical end read as zeros.
+    read_full_at(file, &mut buf, offset)?;
     Ok(buf)
 }
 
@@ -552,6 +466,11 @@ impl CloudBlockProvider {
     /// Slot size in bytes.
     pub fn object_size(&self) -> u64 {
         self.inner.object_size
+    }
+
+    /// The cache directory of downloaded slot objects (`None`: disabled).
+    pub fn cache(&self) -> Option<&SlotCache> {
+        self.inner.cache.as_deref()
     }
 
     /// Sealed slots not yet in the store.
@@ -850,6 +769,9 @@ impl BlockProvider for CloudBlockProvider {
         let task = self.task.lock().take();
         if let Some(t) = task {
             let _ = t.await;
+        }
+        if let Some(c) = self.inner.cache.clone() {
+            blocking(move || c.close()).await?;
         }
         Ok(())
     }

@@ -1,0 +1,201 @@
+//! [`CloudBlockProviderBuilder`]: options and start-up of a
+//! [`CloudBlockProvider`] (staging recovery, cache directory, uploader).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use parking_lot::Mutex;
+
+use super::cache_dir::{DEFAULT_CACHE_DIR, DEFAULT_CACHE_SIZE, SlotCache};
+use super::{
+    CloudBlockProvider, DEFAULT_OBJECT_SIZE, DEFAULT_UPLOAD_INTERVAL_MS, Durability, Inner,
+    MIN_OBJECT_SIZE, StagedWal, blocking, uploader,
+};
+use crate::error::{Error, Result};
+use crate::types::WalId;
+
+/// Where downloaded slot objects are cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CacheDir {
+    /// `<staging_dir>/cloud_cache`.
+    Default,
+    At(PathBuf),
+    Disabled,
+}
+
+/// Builds a [`CloudBlockProvider`].
+#[derive(Debug, Clone)]
+pub struct CloudBlockProviderBuilder {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    staging_dir: PathBuf,
+    object_size: u64,
+    upload_interval_ms: u64,
+    durability: Durability,
+    cache_dir: CacheDir,
+    cache_size: u64,
+}
+
+impl CloudBlockProviderBuilder {
+    /// A builder over `store`, staging WAL bytes in `staging_dir`.
+    pub fn new(store: Arc<dyn ObjectStore>, staging_dir: impl Into<PathBuf>) -> Self {
+        CloudBlockProviderBuilder {
+            store,
+            prefix: String::new(),
+            staging_dir: staging_dir.into(),
+            object_size: DEFAULT_OBJECT_SIZE,
+            upload_interval_ms: DEFAULT_UPLOAD_INTERVAL_MS,
+            durability: Durability::Local,
+            cache_dir: CacheDir::Default,
+            cache_size: DEFAULT_CACHE_SIZE,
+        }
+    }
+
+    /// Key prefix of the space in the store (default: none).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_matches('/').to_string();
+        self
+    }
+
+    /// Slot size in bytes (default 5 MiB, at least 64).
+    pub fn object_size(mut self, bytes: u64) -> Self {
+        self.object_size = bytes;
+        self
+    }
+
+    /// Interval of the background uploader (default 5 000 ms).
+    pub fn upload_interval_ms(mut self, ms: u64) -> Self {
+        self.upload_interval_ms = ms;
+        self
+    }
+
+    /// What a commit waits for (default [`Durability::Local`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Directory of the local cache of downloaded slot objects (default:
+    /// `cloud_cache` inside the staging directory, which the staging
+    /// recovery ignores). A cache directory belongs to one store (entries
+    /// are keyed by object key) and to one provider at a time: a provider
+    /// that finds it locked by another runs without a cache (logged;
+    /// [`CloudBlockProvider::cache`] is `None`). Other errors opening it
+    /// fail [`build`](Self::build).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = CacheDir::At(dir.into());
+        self
+    }
+
+    /// Byte budget of the cache directory (default 500 MiB); least recently
+    /// used objects are evicted to stay within it. `0` disables the cache.
+    pub fn cache_size(mut self, bytes: u64) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// No cache directory: every read of an uploaded slot is a ranged GET.
+    pub fn no_cache(mut self) -> Self {
+        self.cache_dir = CacheDir::Disabled;
+        self
+    }
+
+    /// Creates the staging directory, queues the uploads of staging files a
+    /// previous process left behind and starts the uploader (needs a tokio
+    /// runtime).
+    pub async fn build(self) -> Result<CloudBlockProvider> {
+        if self.object_size < MIN_OBJECT_SIZE {
+            return Err(Error::invalid(
+                "object_size",
+                format!("must be at least {MIN_OBJECT_SIZE} bytes"),
+            ));
+        }
+        if self.upload_interval_ms == 0 {
+            return Err(Error::invalid("upload_interval_ms", "must be at least 1"));
+        }
+        let dir = self.staging_dir.clone();
+        let os = self.object_size;
+        let recovered = blocking(move || recover_staging(&dir, os)).await?;
+        let cache_path = match (&self.cache_dir, self.cache_size) {
+            (CacheDir::Disabled, _) | (_, 0) => None,
+            (CacheDir::Default, _) => Some(self.staging_dir.join(DEFAULT_CACHE_DIR)),
+            (CacheDir::At(p), _) => Some(p.clone()),
+        };
+        let budget = self.cache_size;
+        let cache = match cache_path {
+            Some(p) => {
+                let dir = p.clone();
+                let c = blocking(move || SlotCache::open(p, budget)).await?;
+                if c.is_none() {
+                    tracing::warn!(
+                        "cache directory {} is in use by another provider: running without it",
+                        dir.display()
+                    );
+                }
+                c.map(Arc::new)
+            }
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            store: self.store,
+            prefix: self.prefix,
+            staging_dir: self.staging_dir,
+            object_size: self.object_size,
+            durability: self.durability,
+            interval: Duration::from_millis(self.upload_interval_ms),
+            staged: Mutex::new(recovered),
+            remote: Mutex::new(HashMap::new()),
+            known_root: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            progress: tokio::sync::watch::channel(0u64).0,
+            stopping: AtomicBool::new(false),
+            cache,
+        });
+        let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
+        Ok(CloudBlockProvider {
+            inner,
+            task: Mutex::new(Some(task)),
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Scans a staging directory for WALs a previous process left (every slot is
+/// queued again: the process may have died before uploading them).
+fn recover_staging(dir: &FsPath, object_size: u64) -> Result<HashMap<WalId, StagedWal>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
+    let ctx = |e| Error::io(format!("listing {}", dir.display()), e);
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(ctx)? {
+        let entry = entry.map_err(ctx)?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<WalId>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
+            .len();
+        let mut w = StagedWal::new(Arc::new(file), path);
+        w.len = len;
+        w.closed = true;
+        w.seal_upto(len, object_size);
+        out.insert(id, w);
+    }
+    Ok(out)
+}
