@@ -79,7 +79,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use parking_lot::Mutex;
 
 pub(crate) use super::file_io::blocking;
-use super::file_io::read_full_at;
+use super::file_io::{read_full_at, sync_dir};
 use crate::block_provider::{BlockProvider, RootLock, WalInfo};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
@@ -547,9 +547,7 @@ impl BlockProvider for CloudBlockProvider {
                 .write(true)
                 .open(&p)
                 .map_err(|e| Error::io(format!("creating staging file {}", p.display()), e))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+            sync_dir(&dir)?;
             Ok(f)
         })
         .await?;
