@@ -128,7 +128,22 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     rows.push(cold);
     rows.push(cached);
     rows.extend(crate::bench_cluster::run(&base, quick).await?);
+    eprintln!("cloud scenarios on: {}", crate::bench_cloud::store_name());
+    let local_cached = rows
+        .iter()
+        .find(|r| r.name == "get_cached")
+        .map_or(0.0, |r| r.value);
+    for mut row in crate::bench_cloud::run(&base, quick).await? {
+        if row.name == "cloud_get_cached" {
+            row.baseline = local_cached;
+        }
+        rows.push(row);
+    }
 
+    println!(
+        "cloud scenarios ran on: {}",
+        crate::bench_cloud::store_name()
+    );
     println!(
         "{:<18} {:>14} {:<10} {:>14}  {:>7}  baseline",
         "scenario", "value", "unit", "baseline", "ratio"

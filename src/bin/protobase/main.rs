@@ -4,6 +4,7 @@
 //! problems), 2 bad usage, 3 `root` on a space without a root.
 
 mod bench;
+mod bench_cloud;
 mod bench_cluster;
 mod commands;
 

@@ -1,0 +1,201 @@
+//! Cloud scenarios of `protobase bench`, on an in-memory object store.
+//!
+//! (`PROTOBASE_BENCH_S3_ENDPOINT` support arrives with the `s3` feature; the
+//! table says which store was used.) Baseline and scenario samples alternate.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::memory::InMemory;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use protobase::backends::cloud::{CloudBlockProvider, Durability};
+use protobase::{AtomPointer, BlockProvider, Storage, StorageBuilder};
+
+use crate::bench::{BenchResult, Row, fresh};
+
+const MIB: usize = 1 << 20;
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+async fn storage(provider: &Arc<CloudBlockProvider>) -> BenchResult<Storage> {
+    let p: Arc<dyn BlockProvider> = provider.clone();
+    Ok(StorageBuilder::new().with_block_provider(p).build().await?)
+}
+
+/// Which store the cloud scenarios ran against.
+pub(crate) fn store_name() -> &'static str {
+    "in-memory object store"
+}
+
+pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (blobs, commits, records, reads) = if quick {
+        (16, 30, 5_000, 5_000)
+    } else {
+        (64, 200, 20_000, 50_000)
+    };
+
+    // cloud_upload: 1 MiB records through staging and the uploader, MB/s;
+    // baseline: raw PUTs of whole 5 MiB objects, the same bytes.
+    let object = CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_up")?)
+        .prefix("upload")
+        .build()
+        .await?;
+    let object_size = object.object_size() as usize;
+    let provider = Arc::new(object);
+    let up = storage(&provider).await?;
+    let blob = vec![0x5Au8; MIB];
+    let t = Instant::now();
+    for _ in 0..blobs {
+        up.push_bytes(&blob).await?;
+    }
+    up.flush_wal().await?;
+    provider.flush_uploads().await?;
+    let ours = t.elapsed();
+    up.close().await?;
+    let total = blobs * MIB;
+    let raw_obj = PutPayload::from(vec![0x5Au8; object_size]);
+    let t = Instant::now();
+    for i in 0..total.div_ceil(object_size) {
+        store
+            .put(&StorePath::from(format!("raw/{i}")), raw_obj.clone())
+            .await?;
+    }
+    let raw = t.elapsed();
+    let mbps = |d: Duration| total as f64 / 1e6 / d.as_secs_f64().max(1e-9);
+    let upload = Row {
+        name: "cloud_upload",
+        value: mbps(ours),
+        unit: "MB/s",
+        baseline: mbps(raw),
+        baseline_desc: "raw PUT of 5 MiB objects, same bytes",
+    };
+
+    // cloud_commit: durable commit in Cloud mode (slots and root in the
+    // store before it returns), ms p50; baseline: one raw small PUT.
+    let provider = Arc::new(
+        CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_commit")?)
+            .prefix("commit")
+            .durability(Durability::Cloud)
+            .build()
+            .await?,
+    );
+    let st = storage(&provider).await?;
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for i in 0..commits + commits / 10 {
+        let t = Instant::now();
+        store
+            .put(
+                &StorePath::from(format!("raw/small/{i}")),
+                PutPayload::from(vec![1u8; 100]),
+            )
+            .await?;
+        let r = t.elapsed();
+        let t = Instant::now();
+        let p = st.push_bytes(&[2u8; 100]).await?;
+        st.set_root(p).await?;
+        if i >= commits / 10 {
+            ours.push(t.elapsed());
+            raw.push(r);
+        }
+    }
+    st.close().await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let commit = Row {
+        name: "cloud_commit",
+        value: ms(p50(ours)),
+        unit: "ms p50",
+        baseline: ms(p50(raw)),
+        baseline_desc: "one raw PUT of 100 bytes",
+    };
+
+    // Records for the read scenarios, uploaded, then read by a fresh
+    // provider (fresh staging, no cache dir) and through the page cache.
+    let provider = Arc::new(
+        CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_w")?)
+            .prefix("reads")
+            .build()
+            .await?,
+    );
+    let w = storage(&provider).await?;
+    let mut ptrs: Vec<AtomPointer> = Vec::with_capacity(records);
+    for i in 0..records {
+        let mut rec = [0u8; 100];
+        rec[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        ptrs.push(w.push_bytes(&rec).await?);
+    }
+    w.flush_wal().await?;
+    provider.flush_uploads().await?;
+    w.close().await?;
+    let mut rng = fastrand::Rng::with_seed(11);
+    let order: Vec<AtomPointer> = (0..reads).map(|_| ptrs[rng.usize(..ptrs.len())]).collect();
+
+    let cold_provider = Arc::new(
+        CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_r")?)
+            .prefix("reads")
+            .no_cache()
+            .build()
+            .await?,
+    );
+    let cold_p: Arc<dyn BlockProvider> = cold_provider.clone();
+    let cold = StorageBuilder::new()
+        .with_block_provider(cold_p)
+        .page_cache_size(0)
+        .build()
+        .await?;
+    let (mut ours, mut raw) = (Duration::ZERO, Duration::ZERO);
+    for p in &order {
+        let slot = p.offset / object_size as u64;
+        let key = StorePath::from(format!("reads/wal/{}/{slot}", p.wal_id));
+        let start = p.offset % object_size as u64;
+        let t = Instant::now();
+        store.get_range(&key, start..start + 113).await?;
+        raw += t.elapsed();
+        let t = Instant::now();
+        cold.get_bytes(*p).await?;
+        ours += t.elapsed();
+    }
+    cold.close().await?;
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let get_cold = Row {
+        name: "cloud_get_cold",
+        value: rate(order.len(), ours),
+        unit: "ops/s",
+        baseline: rate(order.len(), raw),
+        baseline_desc: "raw ranged GET of the record bytes",
+    };
+
+    let warm_provider = Arc::new(
+        CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_c")?)
+            .prefix("reads")
+            .build()
+            .await?,
+    );
+    let warm = storage(&warm_provider).await?;
+    for p in &ptrs {
+        warm.get_bytes(*p).await?;
+    }
+    let t = Instant::now();
+    for p in &order {
+        warm.get_bytes(*p).await?;
+    }
+    let cached_rate = rate(order.len(), t.elapsed());
+    warm.close().await?;
+    Ok(vec![
+        upload,
+        commit,
+        get_cold,
+        Row {
+            name: "cloud_get_cached",
+            value: cached_rate,
+            unit: "ops/s",
+            baseline: 0.0, // filled in by the caller with this run's get_cached
+            baseline_desc: "local get_cached (this run)",
+        },
+    ])
+}
