@@ -55,6 +55,7 @@ fn blob_bytes(seed: u64, len: usize) -> Vec<u8> {
 // Child
 
 #[test]
+#[ignore = "the child process of killed_writer_recovers_every_acknowledged_root, which runs it"]
 fn crash_child() {
     let Some(dir) = std::env::var_os(DIR_ENV) else {
         return;
@@ -188,7 +189,13 @@ async fn check_space(dir: &Path, last_ack: Option<(u64, AtomPointer)>) -> Checke
 /// it, and returns every root it acknowledged.
 fn run_child(dir: &Path, seed: u64, acks: usize, delay: Duration) -> Vec<(u64, AtomPointer)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_ENV, dir)
         .env(SEED_ENV, seed.to_string())
         .stdin(Stdio::null())
