@@ -1,5 +1,8 @@
 //! Conformance-style checks of the cloud provider (feature `cloud`), each
-//! written once and run on `InMemory` and on `LocalFileSystem` (temp dir).
+//! written once and run on `InMemory`, on `LocalFileSystem` (temp dir) and,
+//! with feature `s3`, on S3 via object_store against a real S3-compatible
+//! server on 127.0.0.1 (moto; see `tests/support/moto.rs`), one fresh bucket
+//! per test.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -19,12 +22,17 @@ use protobase::backends::cloud::{CloudBlockProvider, CloudBlockProviderBuilder, 
 use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
 use tempfile::TempDir;
 
+#[cfg(feature = "s3")]
+mod support;
+
 const OS: u64 = 4096;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Memory,
     Local,
+    #[cfg(feature = "s3")]
+    S3,
 }
 
 /// A store plus the temp dirs that must outlive it.
@@ -33,12 +41,25 @@ struct Env {
     _dir: Option<TempDir>,
 }
 
-fn env(kind: Kind) -> Env {
-    match kind {
+/// The store of one test; `None` only for S3 when `PROTOBASE_SKIP_S3=1`
+/// (a loud `SKIPPED` line is printed then).
+fn env(kind: Kind) -> Option<Env> {
+    Some(match kind {
         Kind::Memory => Env {
             store: Arc::new(InMemory::new()),
             _dir: None,
         },
+        #[cfg(feature = "s3")]
+        Kind::S3 => {
+            let endpoint = support::moto::server()?;
+            let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
+            support::moto::create_bucket(&endpoint, &bucket).unwrap();
+            let store = protobase::backends::cloud::s3_store(&bucket, Some(&endpoint)).unwrap();
+            Env {
+                store: Arc::new(store),
+                _dir: None,
+            }
+        }
         Kind::Local => {
             let dir = TempDir::new().unwrap();
             let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
@@ -47,7 +68,7 @@ fn env(kind: Kind) -> Env {
                 _dir: Some(dir),
             }
         }
-    }
+    })
 }
 
 fn builder(store: Arc<dyn ObjectStore>, staging: &TempDir) -> CloudBlockProviderBuilder {
@@ -63,7 +84,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-macro_rules! on_both {
+/// Runs each named test on every store kind (one module per kind).
+macro_rules! on_all_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,10 +95,15 @@ macro_rules! on_both {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(super::Kind::Local).await })*
         }
+        #[cfg(feature = "s3")]
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::S3).await })*
+        }
     };
 }
 
-on_both!(
+on_all_stores!(
     slots_round_trip,
     barrier_gaps_read_as_zeros,
     storage_reopens_from_store_only,
@@ -109,7 +136,7 @@ async fn check_reads(p: &dyn BlockProvider, wal: WalId, data: &[u8]) {
 /// Write across slot boundaries (and one record larger than a slot); read
 /// back from staging, then from the store only.
 async fn slots_round_trip(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     let wal = p.create_wal().await.unwrap();
@@ -155,7 +182,7 @@ async fn slots_round_trip(kind: Kind) {
 /// A barrier inside a slot seals it early; the writer continues at the next
 /// slot boundary and the gap reads as zeros, from staging and from the store.
 async fn barrier_gaps_read_as_zeros(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     assert_eq!(p.next_offset_after_barrier(0), 0);
@@ -189,7 +216,7 @@ async fn barrier_gaps_read_as_zeros(kind: Kind) {
 /// Storage-level round trip: push, set_root, close, reopen on a fresh
 /// staging dir: everything comes from the store.
 async fn storage_reopens_from_store_only(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     let s = StorageBuilder::new()
@@ -241,7 +268,7 @@ async fn storage_reopens_from_store_only(kind: Kind) {
 /// provider reading only the store sees the root and its data (the first
 /// one is never closed).
 async fn cloud_durability_visible_to_fresh_provider(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging)
         .upload_interval_ms(60_000) // commits must not wait for the timer
@@ -281,7 +308,7 @@ fn root(seq: u64) -> RootRecord {
 /// Two writers race `write_root` on one store: exactly one wins each
 /// sequence; the loser gets `RootConflict` and can retry from the new root.
 async fn root_race_has_one_winner(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let a = Arc::new(builder(e.store.clone(), &sa).build().await.unwrap());
     let b = Arc::new(builder(e.store.clone(), &sb).build().await.unwrap());
@@ -443,7 +470,7 @@ impl ObjectStore for Flaky {
 /// Uploads that fail are retried with backoff; nothing acknowledged is lost
 /// and the backlog drains.
 async fn failing_puts_are_retried(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let flaky = Flaky::new(e.store.clone());
     let staging = TempDir::new().unwrap();
     let p: CloudBlockProvider = builder(flaky.clone(), &staging).build().await.unwrap();
@@ -470,7 +497,7 @@ async fn failing_puts_are_retried(kind: Kind) {
 /// when a provider is built on the same staging dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_staging_is_uploaded_on_reopen() {
-    let e = env(Kind::Memory);
+    let e = env(Kind::Memory).unwrap();
     let flaky = Flaky::new(e.store.clone());
     flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
     let staging = TempDir::new().unwrap();
@@ -542,7 +569,7 @@ fn cache_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
 /// Reopen on a fresh cache dir: every slot comes from the store, once (whole
 /// objects are cached). Reopen on the warm dir (new provider): no GETs.
 async fn cache_cold_then_warm(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let (wal, data) = write_slots(e.store.clone(), 5).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();
@@ -588,7 +615,7 @@ async fn cache_cold_then_warm(kind: Kind) {
 /// A budget of about three slots: the directory stays within it while
 /// everything still reads correctly; a smaller budget on reopen evicts.
 async fn cache_eviction_under_small_budget(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let (wal, data) = write_slots(e.store.clone(), 8).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();
@@ -627,7 +654,7 @@ async fn cache_eviction_under_small_budget(kind: Kind) {
 /// truncated one (caught by the size check at open) are dropped and
 /// refetched with one GET each; the reads are correct.
 async fn cache_corruption_detected_and_refetched(kind: Kind) {
-    let e = env(kind);
+    let Some(e) = env(kind) else { return };
     let (wal, data) = write_slots(e.store.clone(), 4).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();

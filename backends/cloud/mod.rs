@@ -61,6 +61,8 @@
 
 mod builder;
 pub mod cache_dir;
+#[cfg(feature = "s3")]
+mod s3;
 mod uploader;
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +88,8 @@ use crate::types::{RootRecord, WalId};
 
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
+#[cfg(feature = "s3")]
+pub use s3::s3_store;
 pub use uploader::UploadBacklog;
 
 /// Default slot (object) size: 5 MiB.
