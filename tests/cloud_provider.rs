@@ -110,6 +110,7 @@ on_all_stores!(
     cloud_durability_visible_to_fresh_provider,
     root_race_has_one_winner,
     failing_puts_are_retried,
+    failing_gets_surface_and_lose_nothing,
     cache_cold_then_warm,
     cache_eviction_under_small_budget,
     cache_corruption_detected_and_refetched,
@@ -368,6 +369,8 @@ struct Flaky {
     puts: AtomicU64,
     /// GETs (not HEADs) of WAL slot objects.
     wal_gets: AtomicU64,
+    /// GETs of WAL slot objects still to fail.
+    fail_gets: AtomicU64,
 }
 
 impl Flaky {
@@ -377,13 +380,22 @@ impl Flaky {
             fail_puts: AtomicU64::new(0),
             puts: AtomicU64::new(0),
             wal_gets: AtomicU64::new(0),
+            fail_gets: AtomicU64::new(0),
         })
     }
 
-    fn count_get(&self, location: &Path) {
+    /// Counts a GET of a WAL slot; `Err` when it is to fail.
+    fn count_get(&self, location: &Path) -> object_store::Result<()> {
         if location.as_ref().contains("/wal/") {
             self.wal_gets.fetch_add(1, Ordering::SeqCst);
+            let failed = self
+                .fail_gets
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if failed.is_ok() {
+                return Err(injected());
+            }
         }
+        Ok(())
     }
 
     fn take_gets(&self) -> u64 {
@@ -433,7 +445,7 @@ impl ObjectStore for Flaky {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         if !options.head {
-            self.count_get(location);
+            self.count_get(location)?;
         }
         self.inner.get_opts(location, options).await
     }
@@ -442,7 +454,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.count_get(location);
+        self.count_get(location)?;
         self.inner.get_ranges(location, ranges).await
     }
     fn delete_stream(
@@ -489,6 +501,33 @@ async fn failing_puts_are_retried(kind: Kind) {
     assert!(flaky.puts.load(Ordering::SeqCst) >= 6 + 6);
     let staging2 = TempDir::new().unwrap();
     let q = builder(e.store.clone(), &staging2).build().await.unwrap();
+    check_reads(&q, wal, &data).await;
+    q.close().await.unwrap();
+}
+
+/// A store failing reads (5xx) gives typed, retryable errors — never wrong
+/// bytes — and loses nothing: once it recovers, everything reads back.
+async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
+    let Some(e) = env(kind) else { return };
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(3 * OS as usize + 11, 5);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close().await.unwrap();
+
+    let flaky = Flaky::new(e.store.clone());
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(flaky.clone(), &staging2).build().await.unwrap();
+    flaky.fail_gets.store(2, Ordering::SeqCst);
+    for _ in 0..2 {
+        let err = q.read(wal, OS + 3, 100).await.unwrap_err();
+        assert_eq!(err.kind(), protobase::ErrorKind::Unavailable, "{err}");
+    }
+    assert_eq!(flaky.fail_gets.load(Ordering::SeqCst), 0);
     check_reads(&q, wal, &data).await;
     q.close().await.unwrap();
 }
