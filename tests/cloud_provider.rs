@@ -111,6 +111,7 @@ on_all_stores!(
     root_race_has_one_winner,
     failing_puts_are_retried,
     failing_gets_surface_and_lose_nothing,
+    two_storages_racing_on_one_bucket_stay_linear,
     cache_cold_then_warm,
     cache_eviction_under_small_budget,
     cache_corruption_detected_and_refetched,
@@ -530,6 +531,87 @@ async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
     assert_eq!(flaky.fail_gets.load(Ordering::SeqCst), 0);
     check_reads(&q, wal, &data).await;
     q.close().await.unwrap();
+}
+
+/// Two storages (two nodes, each with its own staging dir) commit to one
+/// bucket at the same time, retrying when they lose the root CAS: the
+/// committed roots form one linear history holding every acknowledged one.
+async fn two_storages_racing_on_one_bucket_stay_linear(kind: Kind) {
+    let Some(e) = env(kind) else { return };
+    let mut tasks = Vec::new();
+    let mut dirs = Vec::new();
+    for node in 0..2u8 {
+        let staging = TempDir::new().unwrap();
+        let p = builder(e.store.clone(), &staging)
+            .durability(protobase::backends::cloud::Durability::Cloud)
+            .build()
+            .await
+            .unwrap();
+        dirs.push(staging);
+        let s = StorageBuilder::new()
+            .with_block_provider(Arc::new(p))
+            .node_id(format!("node-{node}"))
+            .build()
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut conflicts) = (Vec::new(), 0u32);
+            while acked.len() < 8 {
+                let r = s
+                    .update_root(|cur| {
+                        let s = s.clone();
+                        async move {
+                            let prev = cur.map(|c| (c.sequence, c.pointer.to_string()));
+                            s.push_atom(&(node, prev), protobase::AtomFormat::Json)
+                                .await
+                        }
+                    })
+                    .await;
+                match r {
+                    Ok(root) => acked.push(root),
+                    Err(protobase::Error::RootConflict { .. }) => conflicts += 1,
+                    Err(other) => panic!("node {node}: {other}"),
+                }
+                assert!(conflicts < 1000, "node {node} never wins");
+            }
+            s.close().await.unwrap();
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    // Walk back from the newest root through the embedded predecessors.
+    let staging = TempDir::new().unwrap();
+    let reader = StorageBuilder::new()
+        .with_block_provider(Arc::new(
+            builder(e.store.clone(), &staging).build().await.unwrap(),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let newest = reader.read_current_root().await.unwrap().unwrap();
+    let mut chain = Vec::new();
+    let mut at = Some((newest.sequence, newest.pointer));
+    while let Some((seq, ptr)) = at {
+        let (_node, prev): (u8, Option<(u64, String)>) = reader.get_atom(ptr).await.unwrap();
+        chain.push((seq, ptr));
+        if let Some((ps, _)) = &prev {
+            assert_eq!(*ps + 1, seq, "sequences are consecutive");
+        }
+        at = prev.map(|(ps, pp)| (ps, pp.parse().unwrap()));
+    }
+    assert_eq!(chain.len() as u64, newest.sequence, "the chain reaches #1");
+    for r in &acked {
+        assert!(
+            chain.contains(&(r.sequence, r.pointer)),
+            "acknowledged root #{} is not in the history",
+            r.sequence
+        );
+    }
+    assert_eq!(acked.len(), 16);
+    reader.close().await.unwrap();
 }
 
 /// Staging files left by a process that died before uploading are uploaded
