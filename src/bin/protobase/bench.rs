@@ -128,7 +128,6 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     rows.push(cold);
     rows.push(cached);
     rows.extend(crate::bench_cluster::run(&base, quick).await?);
-    eprintln!("cloud scenarios on: {}", crate::bench_cloud::store_name());
     let local_cached = rows
         .iter()
         .find(|r| r.name == "get_cached")
