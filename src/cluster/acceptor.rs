@@ -115,6 +115,16 @@ impl Acceptor {
         self.state.lock().accepted.clone()
     }
 
+    /// A heartbeat announcing this node's newest root.
+    pub fn heartbeat(&self) -> crate::protocol::Message {
+        let latest = self.latest();
+        crate::protocol::Message::Heartbeat {
+            node: self.node_id.clone(),
+            root_sequence: latest.as_ref().map_or(0, |r| r.sequence),
+            term: latest.as_ref().map_or(0, |r| r.term),
+        }
+    }
+
     /// Prepare/promise: grants `req.term` to `req.candidate` unless a higher
     /// or equal term was promised to someone else, or another node's lease
     /// is still running.

@@ -16,13 +16,7 @@ pub async fn catch_up_once(
     network: &Arc<dyn NetworkManager>,
     timeout: Duration,
 ) -> Result<(), NetworkError> {
-    let latest = acceptor.latest();
-    let hb = Message::Heartbeat {
-        node: acceptor.node_id().to_string(),
-        root_sequence: latest.as_ref().map_or(0, |r| r.sequence),
-        term: latest.as_ref().map_or(0, |r| r.term),
-    };
-    let answers = network.broadcast(hb, timeout).await;
+    let answers = network.broadcast(acceptor.heartbeat(), timeout).await;
     let mut best = None;
     for (peer, answer) in answers {
         match answer {
@@ -34,8 +28,8 @@ pub async fn catch_up_once(
             _ => {}
         }
     }
+    // `learn` keeps our root when it is not older.
     if let Some(root) = best
-        && newer(&root, acceptor.latest().as_ref())
         && let Err(e) = acceptor.learn(&root).await
     {
         debug!(error = %e, "storing a caught-up root failed");

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use tracing::debug;
 
 use crate::block_provider::BlockProvider;
-use crate::cluster::acceptor::{AcceptOutcome, Acceptor, newer};
+use crate::cluster::acceptor::{AcceptOutcome, Acceptor, root_order};
 use crate::cluster::provider::MAX_REMOTE_READ;
 use crate::error::Error;
 use crate::network::{MessageHandler, PeerId};
 use crate::protocol::Message;
-use crate::types::{AtomPointer, RootRecord, WalId};
+use crate::types::WalId;
 
 /// The message handler of a cluster node: votes, root updates, pages,
 /// heartbeats and releases.
@@ -28,15 +28,6 @@ impl ClusterHandler {
         ClusterHandler { acceptor, local }
     }
 
-    fn heartbeat(&self) -> Message {
-        let latest = self.acceptor.latest();
-        Message::Heartbeat {
-            node: self.acceptor.node_id().to_string(),
-            root_sequence: latest.as_ref().map_or(0, |r| r.sequence),
-            term: latest.as_ref().map_or(0, |r| r.term),
-        }
-    }
-
     async fn page(&self, wal: WalId, offset: u64, len: u64) -> Message {
         let data = match self.local.read(wal, offset, len.min(MAX_REMOTE_READ)).await {
             Ok(d) => Some(d),
@@ -49,17 +40,6 @@ impl ClusterHandler {
             }
         };
         Message::PageResponse { wal, offset, data }
-    }
-}
-
-/// A placeholder root used only to compare a heartbeat's position.
-fn position(term: u64, sequence: u64) -> RootRecord {
-    RootRecord {
-        pointer: AtomPointer::new(WalId(uuid::Uuid::nil()), 0),
-        sequence,
-        term,
-        writer: None,
-        checksum: None,
     }
 }
 
@@ -96,17 +76,17 @@ impl MessageHandler for ClusterHandler {
                 ..
             } => match self.acceptor.latest() {
                 // Help a peer that is behind catch up.
-                Some(r) if newer(&r, Some(&position(term, root_sequence))) => Message::RootUpdate {
+                Some(r) if root_order(&r) > (term, root_sequence) => Message::RootUpdate {
                     term: r.term,
                     root: r,
                 },
-                _ => self.heartbeat(),
+                _ => self.acceptor.heartbeat(),
             },
             Message::Release { term, holder } => {
                 if holder == from {
                     self.acceptor.release(&holder, term);
                 }
-                self.heartbeat()
+                self.acceptor.heartbeat()
             }
             other => Message::Error {
                 message: format!("unexpected message {other:?}"),
