@@ -2,7 +2,8 @@
 //! written once and run on `InMemory`, on `LocalFileSystem` (temp dir) and,
 //! with feature `s3`, on S3 via object_store against a real S3-compatible
 //! server on 127.0.0.1 (moto; see `tests/support/moto.rs`), one fresh bucket
-//! per test.
+//! per test, and with feature `aws-sdk` on the same server through the AWS
+//! SDK client ([`AwsSdkStore`](protobase::backends::cloud::AwsSdkStore)).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use protobase::backends::cloud::{CloudBlockProvider, CloudBlockProviderBuilder, 
 use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
 use tempfile::TempDir;
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "aws-sdk"))]
 mod support;
 
 const OS: u64 = 4096;
@@ -33,6 +34,8 @@ enum Kind {
     Local,
     #[cfg(feature = "s3")]
     S3,
+    #[cfg(feature = "aws-sdk")]
+    AwsSdk,
 }
 
 /// A store plus the temp dirs that must outlive it.
@@ -43,7 +46,7 @@ struct Env {
 
 /// The store of one test; `None` only for S3 when `PROTOBASE_SKIP_S3=1`
 /// (a loud `SKIPPED` line is printed then).
-fn env(kind: Kind) -> Option<Env> {
+async fn env(kind: Kind) -> Option<Env> {
     Some(match kind {
         Kind::Memory => Env {
             store: Arc::new(InMemory::new()),
@@ -55,6 +58,17 @@ fn env(kind: Kind) -> Option<Env> {
             let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
             support::moto::create_bucket(&endpoint, &bucket).unwrap();
             let store = protobase::backends::cloud::s3_store(&bucket, Some(&endpoint)).unwrap();
+            Env {
+                store: Arc::new(store),
+                _dir: None,
+            }
+        }
+        #[cfg(feature = "aws-sdk")]
+        Kind::AwsSdk => {
+            let endpoint = support::moto::server()?;
+            let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
+            support::moto::create_bucket(&endpoint, &bucket).unwrap();
+            let store = protobase::backends::cloud::aws_sdk_store(&bucket, Some(&endpoint)).await;
             Env {
                 store: Arc::new(store),
                 _dir: None,
@@ -100,6 +114,11 @@ macro_rules! on_all_stores {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(super::Kind::S3).await })*
         }
+        #[cfg(feature = "aws-sdk")]
+        mod aws_sdk {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::AwsSdk).await })*
+        }
     };
 }
 
@@ -138,7 +157,7 @@ async fn check_reads(p: &dyn BlockProvider, wal: WalId, data: &[u8]) {
 /// Write across slot boundaries (and one record larger than a slot); read
 /// back from staging, then from the store only.
 async fn slots_round_trip(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     let wal = p.create_wal().await.unwrap();
@@ -184,7 +203,7 @@ async fn slots_round_trip(kind: Kind) {
 /// A barrier inside a slot seals it early; the writer continues at the next
 /// slot boundary and the gap reads as zeros, from staging and from the store.
 async fn barrier_gaps_read_as_zeros(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     assert_eq!(p.next_offset_after_barrier(0), 0);
@@ -218,7 +237,7 @@ async fn barrier_gaps_read_as_zeros(kind: Kind) {
 /// Storage-level round trip: push, set_root, close, reopen on a fresh
 /// staging dir: everything comes from the store.
 async fn storage_reopens_from_store_only(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     let s = StorageBuilder::new()
@@ -270,7 +289,7 @@ async fn storage_reopens_from_store_only(kind: Kind) {
 /// provider reading only the store sees the root and its data (the first
 /// one is never closed).
 async fn cloud_durability_visible_to_fresh_provider(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging)
         .upload_interval_ms(60_000) // commits must not wait for the timer
@@ -310,7 +329,7 @@ fn root(seq: u64) -> RootRecord {
 /// Two writers race `write_root` on one store: exactly one wins each
 /// sequence; the loser gets `RootConflict` and can retry from the new root.
 async fn root_race_has_one_winner(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let a = Arc::new(builder(e.store.clone(), &sa).build().await.unwrap());
     let b = Arc::new(builder(e.store.clone(), &sb).build().await.unwrap());
@@ -483,7 +502,7 @@ impl ObjectStore for Flaky {
 /// Uploads that fail are retried with backoff; nothing acknowledged is lost
 /// and the backlog drains.
 async fn failing_puts_are_retried(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let flaky = Flaky::new(e.store.clone());
     let staging = TempDir::new().unwrap();
     let p: CloudBlockProvider = builder(flaky.clone(), &staging).build().await.unwrap();
@@ -509,7 +528,7 @@ async fn failing_puts_are_retried(kind: Kind) {
 /// A store failing reads (5xx) gives typed, retryable errors — never wrong
 /// bytes — and loses nothing: once it recovers, everything reads back.
 async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
     let wal = p.create_wal().await.unwrap();
@@ -537,7 +556,7 @@ async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
 /// bucket at the same time, retrying when they lose the root CAS: the
 /// committed roots form one linear history holding every acknowledged one.
 async fn two_storages_racing_on_one_bucket_stay_linear(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let mut tasks = Vec::new();
     let mut dirs = Vec::new();
     for node in 0..2u8 {
@@ -618,7 +637,7 @@ async fn two_storages_racing_on_one_bucket_stay_linear(kind: Kind) {
 /// when a provider is built on the same staging dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_staging_is_uploaded_on_reopen() {
-    let e = env(Kind::Memory).unwrap();
+    let e = env(Kind::Memory).await.unwrap();
     let flaky = Flaky::new(e.store.clone());
     flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
     let staging = TempDir::new().unwrap();
@@ -690,7 +709,7 @@ fn cache_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
 /// Reopen on a fresh cache dir: every slot comes from the store, once (whole
 /// objects are cached). Reopen on the warm dir (new provider): no GETs.
 async fn cache_cold_then_warm(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let (wal, data) = write_slots(e.store.clone(), 5).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();
@@ -736,7 +755,7 @@ async fn cache_cold_then_warm(kind: Kind) {
 /// A budget of about three slots: the directory stays within it while
 /// everything still reads correctly; a smaller budget on reopen evicts.
 async fn cache_eviction_under_small_budget(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let (wal, data) = write_slots(e.store.clone(), 8).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();
@@ -775,7 +794,7 @@ async fn cache_eviction_under_small_budget(kind: Kind) {
 /// truncated one (caught by the size check at open) are dropped and
 /// refetched with one GET each; the reads are correct.
 async fn cache_corruption_detected_and_refetched(kind: Kind) {
-    let Some(e) = env(kind) else { return };
+    let Some(e) = env(kind).await else { return };
     let (wal, data) = write_slots(e.store.clone(), 4).await;
     let counting = Flaky::new(e.store.clone());
     let cache = TempDir::new().unwrap();

@@ -59,6 +59,8 @@
 //! one is missing. That is two GETs in the common case, independent of the
 //! number of roots ever written.
 
+#[cfg(feature = "aws-sdk")]
+mod aws_sdk;
 mod builder;
 pub mod cache_dir;
 #[cfg(feature = "s3")]
@@ -86,6 +88,8 @@ use crate::block_provider::{BlockProvider, RootLock, WalInfo};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 
+#[cfg(feature = "aws-sdk")]
+pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
 #[cfg(feature = "s3")]
