@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,7 +20,9 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use protobase::backends::cloud::{CloudBlockProvider, CloudBlockProviderBuilder, Durability};
+use protobase::backends::cloud::{
+    CloudBlockProvider, CloudBlockProviderBuilder, Durability, UploadBacklog,
+};
 use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
 use tempfile::TempDir;
 
@@ -130,6 +133,8 @@ on_all_stores!(
     root_race_has_one_winner,
     failing_puts_are_retried,
     failing_gets_surface_and_lose_nothing,
+    hung_requests_time_out_and_lose_nothing,
+    slow_store_loses_nothing,
     two_storages_racing_on_one_bucket_stay_linear,
     cache_cold_then_warm,
     cache_eviction_under_small_budget,
@@ -391,6 +396,12 @@ struct Flaky {
     wal_gets: AtomicU64,
     /// GETs of WAL slot objects still to fail.
     fail_gets: AtomicU64,
+    /// PUTs of WAL slots still to hang (never answer).
+    hang_puts: AtomicU64,
+    /// GETs of WAL slot objects still to hang.
+    hang_gets: AtomicU64,
+    /// Delay of every PUT and GET, in ms (a slow store).
+    delay_ms: AtomicU64,
 }
 
 impl Flaky {
@@ -401,13 +412,21 @@ impl Flaky {
             puts: AtomicU64::new(0),
             wal_gets: AtomicU64::new(0),
             fail_gets: AtomicU64::new(0),
+            hang_puts: AtomicU64::new(0),
+            hang_gets: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
         })
     }
 
-    /// Counts a GET of a WAL slot; `Err` when it is to fail.
-    fn count_get(&self, location: &Path) -> object_store::Result<()> {
+    /// Counts a GET of a WAL slot; `Err` when it is to fail; never returns
+    /// when it is to hang.
+    async fn count_get(&self, location: &Path) -> object_store::Result<()> {
+        self.delay().await;
         if location.as_ref().contains("/wal/") {
             self.wal_gets.fetch_add(1, Ordering::SeqCst);
+            if take_one(&self.hang_gets) {
+                std::future::pending::<()>().await;
+            }
             let failed = self
                 .fail_gets
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -416,6 +435,13 @@ impl Flaky {
             }
         }
         Ok(())
+    }
+
+    async fn delay(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
 
     fn take_gets(&self) -> u64 {
@@ -427,6 +453,12 @@ impl std::fmt::Display for Flaky {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Flaky({})", self.inner)
     }
+}
+
+/// Decrements `n` if positive; whether it did.
+fn take_one(n: &AtomicU64) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
 }
 
 fn injected() -> object_store::Error {
@@ -445,6 +477,10 @@ impl ObjectStore for Flaky {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.puts.fetch_add(1, Ordering::SeqCst);
+        self.delay().await;
+        if location.as_ref().contains("/wal/") && take_one(&self.hang_puts) {
+            std::future::pending::<()>().await;
+        }
         let left = self.fail_puts.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_puts.store(left - 1, Ordering::SeqCst);
@@ -465,7 +501,7 @@ impl ObjectStore for Flaky {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         if !options.head {
-            self.count_get(location)?;
+            self.count_get(location).await?;
         }
         self.inner.get_opts(location, options).await
     }
@@ -474,7 +510,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.count_get(location)?;
+        self.count_get(location).await?;
         self.inner.get_ranges(location, ranges).await
     }
     fn delete_stream(
@@ -548,6 +584,75 @@ async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
         assert_eq!(err.kind(), protobase::ErrorKind::Unavailable, "{err}");
     }
     assert_eq!(flaky.fail_gets.load(Ordering::SeqCst), 0);
+    check_reads(&q, wal, &data).await;
+    q.close().await.unwrap();
+}
+
+/// Requests that never answer (uploads and reads) fail at the request
+/// timeout: uploads are retried until they land, a read fails as
+/// `Unavailable` and succeeds once the store answers again.
+async fn hung_requests_time_out_and_lose_nothing(kind: Kind) {
+    let Some(e) = env(kind).await else { return };
+    let flaky = Flaky::new(e.store.clone());
+    let staging = TempDir::new().unwrap();
+    let p = builder(flaky.clone(), &staging)
+        .request_timeout(Duration::from_millis(300))
+        .durability(Durability::Cloud)
+        .build()
+        .await
+        .unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(3 * OS as usize + 123, 3);
+    flaky.hang_puts.store(3, Ordering::SeqCst);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    // A Cloud-durable barrier returns only once every slot is stored.
+    p.sync(wal, data.len() as u64).await.unwrap();
+    assert_eq!(flaky.hang_puts.load(Ordering::SeqCst), 0);
+    assert_eq!(p.upload_backlog(), UploadBacklog::default());
+    p.close().await.unwrap();
+
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(flaky.clone(), &staging2)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    flaky.hang_gets.store(1, Ordering::SeqCst);
+    let err = q.read(wal, OS + 1, 10).await.unwrap_err();
+    assert_eq!(err.kind(), protobase::ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    check_reads(&q, wal, &data).await;
+    q.close().await.unwrap();
+}
+
+/// A slow store (every request delayed, like a loaded S3) only slows
+/// things down: with several uploads in flight, everything acknowledged is
+/// stored and reads back.
+async fn slow_store_loses_nothing(kind: Kind) {
+    let Some(e) = env(kind).await else { return };
+    let slow = Flaky::new(e.store.clone());
+    slow.delay_ms.store(30, Ordering::SeqCst);
+    let staging = TempDir::new().unwrap();
+    let p = builder(slow.clone(), &staging)
+        .upload_concurrency(3)
+        .durability(Durability::Cloud)
+        .build()
+        .await
+        .unwrap();
+    let wal = p.create_wal().await.unwrap();
+    let data = pattern(7 * OS as usize + 5, 8);
+    for (i, chunk) in data.chunks(OS as usize / 2).enumerate() {
+        let off = i as u64 * OS / 2;
+        p.append(wal, off, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close().await.unwrap();
+    let staging2 = TempDir::new().unwrap();
+    let q = builder(slow, &staging2).build().await.unwrap();
     check_reads(&q, wal, &data).await;
     q.close().await.unwrap();
 }

@@ -12,9 +12,10 @@ use object_store::ObjectStore;
 use parking_lot::Mutex;
 
 use super::cache_dir::{DEFAULT_CACHE_DIR, DEFAULT_CACHE_SIZE, SlotCache};
+use super::timeout::{DEFAULT_REQUEST_TIMEOUT, TimeoutStore};
 use super::{
-    CloudBlockProvider, DEFAULT_OBJECT_SIZE, DEFAULT_UPLOAD_INTERVAL_MS, Durability, Inner,
-    MIN_OBJECT_SIZE, StagedWal, blocking, uploader,
+    CloudBlockProvider, DEFAULT_OBJECT_SIZE, DEFAULT_UPLOAD_CONCURRENCY,
+    DEFAULT_UPLOAD_INTERVAL_MS, Durability, Inner, MIN_OBJECT_SIZE, StagedWal, blocking, uploader,
 };
 use crate::error::{Error, Result};
 use crate::types::WalId;
@@ -39,6 +40,8 @@ pub struct CloudBlockProviderBuilder {
     durability: Durability,
     cache_dir: CacheDir,
     cache_size: u64,
+    request_timeout: Duration,
+    upload_concurrency: usize,
 }
 
 impl CloudBlockProviderBuilder {
@@ -53,6 +56,8 @@ impl CloudBlockProviderBuilder {
             durability: Durability::Local,
             cache_dir: CacheDir::Default,
             cache_size: DEFAULT_CACHE_SIZE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
         }
     }
 
@@ -105,6 +110,23 @@ impl CloudBlockProviderBuilder {
         self
     }
 
+    /// Deadline of one object-store request, body included (default 30 s).
+    /// A request past it fails as retryable: uploads are retried, a read
+    /// returns [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How many slots the uploader PUTs at once (default 4). Uploads start
+    /// in order (oldest sealed slot first); a commit in
+    /// [`Durability::Cloud`] waits for all slots it reaches, whatever order
+    /// they finish in.
+    pub fn upload_concurrency(mut self, n: usize) -> Self {
+        self.upload_concurrency = n;
+        self
+    }
+
     /// Creates the staging directory, queues the uploads of staging files a
     /// previous process left behind and starts the uploader (needs a tokio
     /// runtime).
@@ -114,6 +136,12 @@ impl CloudBlockProviderBuilder {
                 "object_size",
                 format!("must be at least {MIN_OBJECT_SIZE} bytes"),
             ));
+        }
+        if self.upload_concurrency == 0 {
+            return Err(Error::invalid("upload_concurrency", "must be at least 1"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::invalid("request_timeout", "must be positive"));
         }
         if self.upload_interval_ms == 0 {
             return Err(Error::invalid("upload_interval_ms", "must be at least 1"));
@@ -142,12 +170,13 @@ impl CloudBlockProviderBuilder {
             None => None,
         };
         let inner = Arc::new(Inner {
-            store: self.store,
+            store: Arc::new(TimeoutStore::new(self.store, self.request_timeout)),
             prefix: self.prefix,
             staging_dir: self.staging_dir,
             object_size: self.object_size,
             durability: self.durability,
             interval: Duration::from_millis(self.upload_interval_ms),
+            upload_concurrency: self.upload_concurrency,
             staged: Mutex::new(recovered),
             remote: Mutex::new(HashMap::new()),
             known_root: Mutex::new(None),

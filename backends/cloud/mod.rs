@@ -22,10 +22,11 @@
 //! return zeros there, exactly as the sparse staging file does, so a WAL reads
 //! the same from staging and from the store.
 //!
-//! A background task uploads sealed slots in order (per WAL), every
+//! A background task uploads sealed slots, starting them oldest first and
+//! running up to `upload_concurrency` (default 4) PUTs at once, every
 //! `upload_interval_ms` or at once when a `Durability::Cloud` commit waits,
-//! retrying every failure with exponential backoff and jitter; it never drops
-//! a slot. A WAL's staging file is deleted once the WAL is closed and all its
+//! retrying every failure (5xx, a request past `request_timeout`) with
+//! exponential backoff and jitter; it never drops a slot. A WAL's staging file is deleted once the WAL is closed and all its
 //! slots are in the store. Staging files left by a crash are found when the
 //! provider is built and uploaded again (whole slots; the store copy becomes
 //! the staging copy), so `Durability::Local` loses nothing that was synced.
@@ -65,6 +66,7 @@ mod builder;
 pub mod cache_dir;
 #[cfg(feature = "s3")]
 mod s3;
+mod timeout;
 mod uploader;
 
 use std::collections::{BTreeMap, HashMap};
@@ -94,12 +96,15 @@ pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
 #[cfg(feature = "s3")]
 pub use s3::s3_store;
+pub use timeout::DEFAULT_REQUEST_TIMEOUT;
 pub use uploader::UploadBacklog;
 
 /// Default slot (object) size: 5 MiB.
 pub const DEFAULT_OBJECT_SIZE: u64 = 5 << 20;
 /// Default interval of the background uploader: 5 000 ms.
 pub const DEFAULT_UPLOAD_INTERVAL_MS: u64 = 5_000;
+/// Default number of slots uploaded at once: 4.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 const MIN_OBJECT_SIZE: u64 = 64;
 
 /// What a commit (`sync`) waits for.
@@ -182,6 +187,8 @@ pub(crate) struct Inner {
     pub(crate) object_size: u64,
     durability: Durability,
     pub(crate) interval: Duration,
+    /// Slots uploaded at once.
+    pub(crate) upload_concurrency: usize,
     pub(crate) staged: Mutex<HashMap<WalId, StagedWal>>,
     /// Layouts of WALs read from the store (objects are immutable, so a
     /// layout only grows; refreshed when a read goes past it).

@@ -1,10 +1,13 @@
 //! The background uploader of sealed slots.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::{Inner, blocking, pread};
@@ -41,74 +44,118 @@ pub(crate) async fn run(weak: Weak<Inner>) {
     }
 }
 
-/// The oldest pending slot of some WAL.
-fn next_job(inner: &Inner) -> Option<(WalId, Arc<std::fs::File>, u64, u64)> {
+/// One sealed slot to upload.
+struct Job {
+    wal: WalId,
+    file: Arc<std::fs::File>,
+    slot: u64,
+    len: u64,
+}
+
+/// The oldest pending slot (by WAL, then slot) not already being uploaded.
+fn next_job(inner: &Inner, busy: &HashSet<(WalId, u64)>) -> Option<Job> {
     let st = inner.staged.lock();
     st.iter().find_map(|(id, w)| {
         w.pending
             .iter()
-            .next()
-            .map(|(slot, len)| (*id, w.file.clone(), *slot, *len))
+            .find(|(slot, _)| !busy.contains(&(*id, **slot)))
+            .map(|(slot, len)| Job {
+                wal: *id,
+                file: w.file.clone(),
+                slot: *slot,
+                len: *len,
+            })
     })
 }
 
-/// Uploads until no sealed slot is pending, retrying every failure.
+/// Uploads until no sealed slot is pending, up to `upload_concurrency` at
+/// once, retrying every failure.
 async fn upload_all(inner: &Arc<Inner>) {
-    while let Some((wal, file, slot, len)) = next_job(inner) {
-        let key = inner.slot_key(wal, slot);
-        let offset = slot * inner.object_size;
-        let mut backoff = BACKOFF_START;
-        loop {
-            let f = file.clone();
-            let data = blocking(move || {
-                pread(&f, offset, len as usize)
-                    .map(Bytes::from)
-                    .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
-            })
-            .await;
-            let res = match data {
-                Ok(bytes) => inner
-                    .store
-                    .put(&key, PutPayload::from(bytes))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| super::backend("uploading", &key, e)),
-                Err(e) => Err(e),
+    let mut running = FuturesUnordered::new();
+    let mut busy = HashSet::new();
+    loop {
+        while running.len() < inner.upload_concurrency {
+            let Some(job) = next_job(inner, &busy) else {
+                break;
             };
-            match res {
-                Ok(()) => break,
-                Err(e) => {
-                    // Jitter: 50%..150% of the current backoff.
-                    let jitter = 0.5 + fastrand::f64();
-                    let wait = backoff.mul_f64(jitter);
-                    tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
+            busy.insert((job.wal, job.slot));
+            running.push(upload_slot(inner, job));
         }
-        let retire = {
-            let mut st = inner.staged.lock();
-            match st.get_mut(&wal) {
-                Some(w) => {
-                    w.pending.remove(&slot);
-                    if w.closed && w.pending.is_empty() {
-                        st.remove(&wal).map(|w| w.path)
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            }
+        let Some((wal, slot)) = running.next().await else {
+            return;
         };
-        if let Some(path) = retire {
-            let _ = blocking(move || {
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))
-            })
-            .await
-            .map_err(|e| tracing::warn!("{e}"));
-        }
-        inner.progress.send_modify(|g| *g = g.wrapping_add(1));
+        busy.remove(&(wal, slot));
+        finish(inner, wal, slot).await;
     }
+}
+
+/// PUTs one slot, retrying with backoff and jitter until it is stored.
+async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64) {
+    let Job {
+        wal,
+        file,
+        slot,
+        len,
+    } = job;
+    let key = inner.slot_key(wal, slot);
+    let offset = slot * inner.object_size;
+    let mut backoff = BACKOFF_START;
+    loop {
+        let f = file.clone();
+        let data = blocking(move || {
+            pread(&f, offset, len as usize)
+                .map(Bytes::from)
+                .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
+        })
+        .await;
+        let res = match data {
+            Ok(bytes) => inner
+                .store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| super::backend("uploading", &key, e)),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => return (wal, slot),
+            Err(e) => {
+                // Jitter: 50%..150% of the current backoff.
+                let jitter = 0.5 + fastrand::f64();
+                let wait = backoff.mul_f64(jitter);
+                tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Marks a slot uploaded; after a closed WAL's last slot, deletes its
+/// staging file first, so an empty backlog means nothing is left staged.
+async fn finish(inner: &Inner, wal: WalId, slot: u64) {
+    let retire = {
+        let mut st = inner.staged.lock();
+        match st.get_mut(&wal) {
+            Some(w) if w.closed && w.pending.len() == 1 && w.pending.contains_key(&slot) => {
+                Some(w.path.clone())
+            }
+            Some(w) => {
+                w.pending.remove(&slot);
+                None
+            }
+            None => None,
+        }
+    };
+    if let Some(path) = retire {
+        let _ = blocking(move || {
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))
+        })
+        .await
+        .map_err(|e| tracing::warn!("{e}"));
+        // Reads that still find the entry use its open (unlinked) file.
+        inner.staged.lock().remove(&wal);
+    }
+    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
 }
