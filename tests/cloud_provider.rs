@@ -276,7 +276,8 @@ async fn storage_reopens_from_store_only(kind: Kind) {
     for (ptr, data) in &ptrs {
         assert_eq!(&s2.get_bytes(*ptr).await.unwrap()[..], &data[..]);
     }
-    // The readable copy has the reference JSON shape.
+    // The readable copy (written by the uploader, flushed by close) holds
+    // the newest root, in the reference JSON shape.
     let copy = e
         .store
         .get(&Path::from("space/space_root"))
@@ -287,6 +288,10 @@ async fn storage_reopens_from_store_only(kind: Kind) {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&copy).unwrap();
     assert!(v.get("transaction_id").is_some() && v.get("offset").is_some());
+    assert_eq!(
+        RootRecord::from_json(&copy).unwrap().sequence,
+        root.sequence
+    );
     s2.close().await.unwrap();
 }
 

@@ -180,6 +180,7 @@ impl CloudBlockProviderBuilder {
             staged: Mutex::new(recovered),
             remote: Mutex::new(HashMap::new()),
             known_root: Mutex::new(None),
+            root_copy: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             progress: tokio::sync::watch::channel(0u64).0,
             stopping: AtomicBool::new(false),

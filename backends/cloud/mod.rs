@@ -51,14 +51,17 @@
 //! consecutive; after a group commit skipped sequences it is still the
 //! *successor slot of its predecessor*, so exactly one writer can claim it
 //! and the history stays linear. A lost create is [`Error::RootConflict`].
-//! After a won create, `space_root` is overwritten with the same JSON as a
-//! readable copy (best effort: the version object is the truth).
+//! After a won create, the uploader overwrites `space_root` with the same
+//! JSON as a readable copy, off the commit path (at once, and again until
+//! it lands; [`flush_uploads`](CloudBlockProvider::flush_uploads) and
+//! `close` wait for it). The version object is the truth.
 //!
-//! [`read_root`](BlockProvider::read_root) reads `space_root` as a hint (it
-//! always holds some root of the chain, perhaps an older one) and follows the
-//! chain forward: from a root with sequence `s` it GETs `root/<s + 1>` until
-//! one is missing. That is two GETs in the common case, independent of the
-//! number of roots ever written.
+//! [`read_root`](BlockProvider::read_root) starts from the newest root this
+//! provider has seen (or, the first time, from `space_root`, a hint that
+//! always holds some root of the chain, perhaps an older one) and follows
+//! the chain forward: from a root with sequence `s` it GETs `root/<s + 1>`
+//! until one is missing. That is one GET in the common case (two on the
+//! first read), independent of the number of roots ever written.
 
 #[cfg(feature = "aws-sdk")]
 mod aws_sdk;
@@ -95,7 +98,7 @@ pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
 #[cfg(feature = "s3")]
-pub use s3::s3_store;
+pub use s3::{create_bucket_if_missing, s3_store};
 pub use timeout::DEFAULT_REQUEST_TIMEOUT;
 pub use uploader::UploadBacklog;
 
@@ -193,8 +196,14 @@ pub(crate) struct Inner {
     /// Layouts of WALs read from the store (objects are immutable, so a
     /// layout only grows; refreshed when a read goes past it).
     remote: Mutex<HashMap<WalId, RemoteLayout>>,
-    /// Sequence of the newest root this provider saw (`Some(None)`: none).
-    known_root: Mutex<Option<Option<u64>>>,
+    /// The newest root this provider saw (`Some(None)`: none yet; `None`:
+    /// unknown). A root on the chain, so the newest is found by walking
+    /// forward from it: one GET of its (absent) successor when it is still
+    /// the newest.
+    known_root: Mutex<Option<Option<RootRecord>>>,
+    /// The newest committed root, waiting to be copied to `space_root` by
+    /// the uploader.
+    pub(crate) root_copy: Mutex<Option<Bytes>>,
     pub(crate) wake: tokio::sync::Notify,
     /// Bumped after every successful upload.
     pub(crate) progress: tokio::sync::watch::Sender<u64>,
@@ -204,7 +213,7 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn key(&self, rest: &str) -> Path {
+    pub(crate) fn key(&self, rest: &str) -> Path {
         if self.prefix.is_empty() {
             Path::from(rest)
         } else {
@@ -378,7 +387,11 @@ impl Inner {
 
     /// The newest root: `space_root` as a hint, then the chain forward.
     async fn newest_root(&self) -> Result<Option<RootRecord>> {
-        let mut best = self.get_root(&self.key("space_root")).await?;
+        let known = self.known_root.lock().clone();
+        let mut best = match known {
+            Some(k) => k,
+            None => self.get_root(&self.key("space_root")).await?,
+        };
         loop {
             let next = best.as_ref().map_or(0, |r| r.sequence.saturating_add(1));
             match self.get_root(&self.root_key(next)).await? {
@@ -398,7 +411,7 @@ impl Inner {
                 None => break,
             }
         }
-        *self.known_root.lock() = Some(best.as_ref().map(|r| r.sequence));
+        *self.known_root.lock() = Some(best.clone());
         Ok(best)
     }
 
@@ -497,7 +510,7 @@ impl CloudBlockProvider {
     pub async fn flush_uploads(&self) -> Result<()> {
         let mut rx = self.inner.progress.subscribe();
         loop {
-            if self.inner.backlog().slots == 0 {
+            if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
                 return Ok(());
             }
             self.inner.wake.notify_one();
@@ -703,9 +716,9 @@ impl BlockProvider for CloudBlockProvider {
                 ),
             ));
         }
-        let known = *self.inner.known_root.lock();
+        let known = self.inner.known_root.lock().clone();
         let found = match known {
-            Some(k) if k == expected => k,
+            Some(k) if k.as_ref().map(|r| r.sequence) == expected => expected,
             _ => self.inner.newest_root().await?.map(|r| r.sequence),
         };
         if found != expected {
@@ -738,15 +751,11 @@ impl BlockProvider for CloudBlockProvider {
             }
             Err(e) => return Err(backend("creating root", &key, e)),
         }
-        *self.inner.known_root.lock() = Some(Some(root.sequence));
-        let copy = self.inner.key("space_root");
-        if let Err(e) = self.inner.store.put(&copy, PutPayload::from(json)).await {
-            // The version object is the truth; readers follow the chain.
-            tracing::warn!(
-                "root {} committed, readable copy not updated: {e}",
-                root.sequence
-            );
-        }
+        *self.inner.known_root.lock() = Some(Some(root.clone()));
+        // The version object is the truth (readers follow the chain); the
+        // readable copy follows in the background, off the commit path.
+        *self.inner.root_copy.lock() = Some(json);
+        self.inner.wake.notify_one();
         Ok(())
     }
 

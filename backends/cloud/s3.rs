@@ -1,7 +1,13 @@
 //! S3 and S3-compatible stores (feature `s3`): a small helper over
 //! [`object_store::aws::AmazonS3Builder`].
 
+use std::time::Duration;
+
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::signer::Signer;
+
+use crate::error::{Error, Result};
 
 /// An S3 store for `bucket`, for use with
 /// [`CloudBlockProvider::builder`](super::CloudBlockProvider::builder).
@@ -48,4 +54,39 @@ pub fn s3_store(bucket: &str, endpoint: Option<&str>) -> object_store::Result<Am
         }
     }
     b.build()
+}
+
+/// Creates `bucket` on the server `endpoint` (as in [`s3_store`]) unless
+/// it exists and is ours: for benchmarks and development servers (moto,
+/// MinIO, SeaweedFS). The request is a presigned `PUT /<bucket>` made with
+/// the store's own SigV4 signer, so it authenticates exactly as the store's
+/// requests do.
+pub async fn create_bucket_if_missing(bucket: &str, endpoint: &str) -> Result<()> {
+    let fail = |message: String| Error::Backend {
+        backend: "s3".into(),
+        message: format!("creating bucket {bucket} at {endpoint}: {message}"),
+    };
+    let store = s3_store(bucket, Some(endpoint)).map_err(|e| fail(e.to_string()))?;
+    let url = store
+        .signed_url(
+            reqwest::Method::PUT,
+            &Path::from(""),
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = reqwest::Client::new()
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, 0)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() || (status.as_u16() == 409 && body.contains("BucketAlreadyOwnedByYou")) {
+        Ok(())
+    } else {
+        Err(fail(format!("HTTP {status}: {body}")))
+    }
 }

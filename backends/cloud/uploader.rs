@@ -34,6 +34,7 @@ pub(crate) async fn run(weak: Weak<Inner>) {
             return;
         };
         upload_all(&inner).await;
+        copy_root(&inner).await;
         if inner.stopping.load(Ordering::Acquire) && inner.backlog().slots == 0 {
             return;
         }
@@ -99,36 +100,71 @@ async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64) {
     } = job;
     let key = inner.slot_key(wal, slot);
     let offset = slot * inner.object_size;
-    let mut backoff = BACKOFF_START;
-    loop {
+    let mut backoff = Backoff::new();
+    let bytes = loop {
         let f = file.clone();
-        let data = blocking(move || {
+        let read = blocking(move || {
             pread(&f, offset, len as usize)
                 .map(Bytes::from)
                 .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
         })
         .await;
-        let res = match data {
-            Ok(bytes) => inner
-                .store
-                .put(&key, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| super::backend("uploading", &key, e)),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(()) => return (wal, slot),
+        match read {
+            Ok(b) => break b,
+            Err(e) => backoff.wait(&key, &e).await,
+        }
+    };
+    put_retrying(inner, &key, bytes).await;
+    (wal, slot)
+}
+
+/// PUTs `bytes` at `key` until it succeeds.
+async fn put_retrying(inner: &Inner, key: &object_store::path::Path, bytes: Bytes) {
+    let mut backoff = Backoff::new();
+    loop {
+        match inner.store.put(key, PutPayload::from(bytes.clone())).await {
+            Ok(_) => return,
             Err(e) => {
-                // Jitter: 50%..150% of the current backoff.
-                let jitter = 0.5 + fastrand::f64();
-                let wait = backoff.mul_f64(jitter);
-                tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff
+                    .wait(key, &super::backend("uploading", key, e))
+                    .await
             }
         }
     }
+}
+
+/// Exponential backoff with jitter between retries of one request.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(BACKOFF_START)
+    }
+
+    async fn wait(&mut self, key: &object_store::path::Path, e: &Error) {
+        // Jitter: 50%..150% of the current backoff.
+        let wait = self.0.mul_f64(0.5 + fastrand::f64());
+        tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
+        tokio::time::sleep(wait).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Writes the newest committed root to `space_root`, the readable copy
+/// (the reference's JSON shape), if it changed since the last copy.
+async fn copy_root(inner: &Inner) {
+    let Some(json) = inner.root_copy.lock().clone() else {
+        return;
+    };
+    put_retrying(inner, &inner.key("space_root"), json.clone()).await;
+    {
+        // Done unless a newer root arrived meanwhile (copied next round).
+        let mut pending = inner.root_copy.lock();
+        if pending.as_ref() == Some(&json) {
+            *pending = None;
+        }
+    }
+    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
 }
 
 /// Marks a slot uploaded; after a closed WAL's last slot, deletes its

@@ -132,17 +132,15 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
         .iter()
         .find(|r| r.name == "get_cached")
         .map_or(0.0, |r| r.value);
-    for mut row in crate::bench_cloud::run(&base, quick).await? {
+    let (cloud_rows, cloud_store) = crate::bench_cloud::run(&base, quick).await?;
+    for mut row in cloud_rows {
         if row.name == "cloud_get_cached" {
             row.baseline = local_cached;
         }
         rows.push(row);
     }
 
-    println!(
-        "cloud scenarios ran on: {}",
-        crate::bench_cloud::store_name()
-    );
+    println!("cloud scenarios ran on: {cloud_store}");
     println!(
         "{:<18} {:>14} {:<10} {:>14}  {:>7}  baseline",
         "scenario", "value", "unit", "baseline", "ratio"
@@ -160,10 +158,12 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     }
     let mut obj = serde_json::Map::new();
     for r in &rows {
-        obj.insert(
-            r.name.to_string(),
-            json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()}),
-        );
+        let mut entry =
+            json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()});
+        if r.name.starts_with("cloud_") {
+            entry["store"] = json!(cloud_store);
+        }
+        obj.insert(r.name.to_string(), entry);
     }
     println!("{}", serde_json::Value::Object(obj));
     Ok(ExitCode::SUCCESS)

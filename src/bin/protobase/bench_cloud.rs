@@ -1,7 +1,12 @@
-//! Cloud scenarios of `protobase bench`, on an in-memory object store.
+//! Cloud scenarios of `protobase bench`.
 //!
-//! (`PROTOBASE_BENCH_S3_ENDPOINT` support arrives with the `s3` feature; the
-//! table says which store was used.) Baseline and scenario samples alternate.
+//! They run against the S3-compatible server named by
+//! `PROTOBASE_BENCH_S3_ENDPOINT` (e.g. `http://127.0.0.1:5000`; path-style,
+//! bucket `bench`, created if missing; credentials from the environment or
+//! `test`/`test`), under a fresh `run-<uuid>/` prefix, and otherwise against
+//! an in-memory store. The table and the JSON (`"store"` of each `cloud_*`
+//! entry) say which. Baselines are raw `object_store` requests on the same
+//! store in the same run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,13 +32,34 @@ async fn storage(provider: &Arc<CloudBlockProvider>) -> BenchResult<Storage> {
     Ok(StorageBuilder::new().with_block_provider(p).build().await?)
 }
 
-/// Which store the cloud scenarios ran against.
-pub(crate) fn store_name() -> &'static str {
-    "in-memory object store"
+/// The environment variable naming the S3 endpoint of the cloud scenarios.
+pub(crate) const S3_ENDPOINT_VAR: &str = "PROTOBASE_BENCH_S3_ENDPOINT";
+const S3_BUCKET: &str = "bench";
+
+/// The store of the cloud scenarios, its description and the key prefix of
+/// this run.
+async fn bench_store() -> BenchResult<(Arc<dyn ObjectStore>, String, String)> {
+    match std::env::var(S3_ENDPOINT_VAR) {
+        Ok(ep) if !ep.trim().is_empty() => {
+            let ep = ep.trim().trim_end_matches('/').to_string();
+            protobase::backends::cloud::create_bucket_if_missing(S3_BUCKET, &ep).await?;
+            let store = protobase::backends::cloud::s3_store(S3_BUCKET, Some(&ep))?;
+            let run = format!("run-{}", uuid::Uuid::new_v4().simple());
+            let desc = format!("S3 at {ep} (bucket {S3_BUCKET}, prefix {run}/)");
+            Ok((Arc::new(store), desc, run))
+        }
+        _ => Ok((
+            Arc::new(InMemory::new()),
+            format!("in-memory object store (set {S3_ENDPOINT_VAR} for S3)"),
+            "run".to_string(),
+        )),
+    }
 }
 
-pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+/// Runs the cloud scenarios; returns them and the store they ran on.
+pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<(Vec<Row>, String)> {
+    let (store, store_desc, run) = bench_store().await?;
+    let key = |rest: &str| format!("{run}/{rest}");
     let (blobs, commits, records, reads) = if quick {
         (16, 30, 5_000, 5_000)
     } else {
@@ -43,7 +69,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     // cloud_upload: 1 MiB records through staging and the uploader, MB/s;
     // baseline: raw PUTs of whole 5 MiB objects, the same bytes.
     let object = CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_up")?)
-        .prefix("upload")
+        .prefix(key("upload"))
         .build()
         .await?;
     let object_size = object.object_size() as usize;
@@ -63,7 +89,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     let t = Instant::now();
     for i in 0..total.div_ceil(object_size) {
         store
-            .put(&StorePath::from(format!("raw/{i}")), raw_obj.clone())
+            .put(&StorePath::from(key(&format!("raw/{i}"))), raw_obj.clone())
             .await?;
     }
     let raw = t.elapsed();
@@ -80,7 +106,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     // store before it returns), ms p50; baseline: one raw small PUT.
     let provider = Arc::new(
         CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_commit")?)
-            .prefix("commit")
+            .prefix(key("commit"))
             .durability(Durability::Cloud)
             .build()
             .await?,
@@ -91,7 +117,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         let t = Instant::now();
         store
             .put(
-                &StorePath::from(format!("raw/small/{i}")),
+                &StorePath::from(key(&format!("raw/small/{i}"))),
                 PutPayload::from(vec![1u8; 100]),
             )
             .await?;
@@ -118,7 +144,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     // provider (fresh staging, no cache dir) and through the page cache.
     let provider = Arc::new(
         CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_w")?)
-            .prefix("reads")
+            .prefix(key("reads"))
             .build()
             .await?,
     );
@@ -137,7 +163,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
 
     let cold_provider = Arc::new(
         CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_r")?)
-            .prefix("reads")
+            .prefix(key("reads"))
             .no_cache()
             .build()
             .await?,
@@ -151,7 +177,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     let (mut ours, mut raw) = (Duration::ZERO, Duration::ZERO);
     for p in &order {
         let slot = p.offset / object_size as u64;
-        let key = StorePath::from(format!("reads/wal/{}/{slot}", p.wal_id));
+        let key = StorePath::from(key(&format!("reads/wal/{}/{slot}", p.wal_id)));
         let start = p.offset % object_size as u64;
         let t = Instant::now();
         store.get_range(&key, start..start + 113).await?;
@@ -172,7 +198,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
 
     let warm_provider = Arc::new(
         CloudBlockProvider::builder(store.clone(), fresh(base, "cloud_stage_c")?)
-            .prefix("reads")
+            .prefix(key("reads"))
             .build()
             .await?,
     );
@@ -186,7 +212,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     }
     let cached_rate = rate(order.len(), t.elapsed());
     warm.close().await?;
-    Ok(vec![
+    let rows = vec![
         upload,
         commit,
         get_cold,
@@ -197,5 +223,6 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             baseline: 0.0, // filled in by the caller with this run's get_cached
             baseline_desc: "local get_cached (this run)",
         },
-    ])
+    ];
+    Ok((rows, store_desc))
 }
