@@ -5,16 +5,18 @@
 //! suite runs on it in `tests/cloud_provider.rs`, module `aws_sdk`.)
 
 use object_store::integration;
+use object_store::prefix::PrefixStore;
 use protobase::backends::cloud::{AwsSdkStore, aws_sdk_store};
 
 mod support;
 
-/// A store on a fresh bucket, or `None` when S3 tests are disabled.
-async fn store() -> Option<AwsSdkStore> {
+/// The adapter under a fresh prefix of the tests' bucket (so the store
+/// looks empty), or `None` when S3 tests are disabled.
+async fn store() -> Option<PrefixStore<AwsSdkStore>> {
     let endpoint = support::moto::server()?;
-    let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
-    support::moto::create_bucket(&endpoint, &bucket).unwrap();
-    Some(aws_sdk_store(&bucket, Some(&endpoint)).await)
+    let store = aws_sdk_store(support::moto::TEST_BUCKET, Some(&endpoint)).await;
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    Some(PrefixStore::new(store, prefix))
 }
 
 macro_rules! suite {

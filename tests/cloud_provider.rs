@@ -47,6 +47,19 @@ struct Env {
     _dir: Option<TempDir>,
 }
 
+/// The one bucket of the S3 tests (created with the server, see
+/// `support::moto`); each test works under a fresh prefix of it. (A bucket
+/// per test would exhaust SeaweedFS's volumes: one collection per bucket.)
+#[cfg(any(feature = "s3", feature = "aws-sdk"))]
+const TEST_BUCKET: &str = support::moto::TEST_BUCKET;
+
+/// `store` seen under a fresh `t-<uuid>/` prefix.
+#[cfg(any(feature = "s3", feature = "aws-sdk"))]
+fn own_prefix(store: impl ObjectStore) -> Arc<dyn ObjectStore> {
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+}
+
 /// The store of one test; `None` only for S3 when `PROTOBASE_SKIP_S3=1`
 /// (a loud `SKIPPED` line is printed then).
 async fn env(kind: Kind) -> Option<Env> {
@@ -58,22 +71,19 @@ async fn env(kind: Kind) -> Option<Env> {
         #[cfg(feature = "s3")]
         Kind::S3 => {
             let endpoint = support::moto::server()?;
-            let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
-            support::moto::create_bucket(&endpoint, &bucket).unwrap();
-            let store = protobase::backends::cloud::s3_store(&bucket, Some(&endpoint)).unwrap();
+            let store = protobase::backends::cloud::s3_store(TEST_BUCKET, Some(&endpoint)).unwrap();
             Env {
-                store: Arc::new(store),
+                store: own_prefix(store),
                 _dir: None,
             }
         }
         #[cfg(feature = "aws-sdk")]
         Kind::AwsSdk => {
             let endpoint = support::moto::server()?;
-            let bucket = format!("pb-{}", uuid::Uuid::new_v4().simple());
-            support::moto::create_bucket(&endpoint, &bucket).unwrap();
-            let store = protobase::backends::cloud::aws_sdk_store(&bucket, Some(&endpoint)).await;
+            let store =
+                protobase::backends::cloud::aws_sdk_store(TEST_BUCKET, Some(&endpoint)).await;
             Env {
-                store: Arc::new(store),
+                store: own_prefix(store),
                 _dir: None,
             }
         }

@@ -33,6 +33,9 @@ use sha2::{Digest, Sha256};
 pub const ACCESS_KEY: &str = "test";
 pub const SECRET_KEY: &str = "test";
 pub const REGION: &str = "us-east-1";
+/// A bucket created on the server as soon as it is ready, for tests that
+/// share one bucket (under prefixes of their own).
+pub const TEST_BUCKET: &str = "protobase-tests";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A moto server started by this process; killed on drop.
@@ -190,7 +193,7 @@ fn wait_ready(endpoint: &str, mut child: Option<&mut Child>) -> Result<(), Strin
         {
             return Err(format!("server exited early ({status})"));
         }
-        match create_bucket(endpoint, "protobase-ready") {
+        match create_bucket(endpoint, TEST_BUCKET) {
             Ok(()) => return Ok(()),
             Err(e) => last = e,
         }
