@@ -39,6 +39,7 @@
 pub mod block_provider;
 pub mod builder;
 pub mod cluster;
+pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
@@ -65,6 +66,7 @@ pub mod mock;
 
 pub use block_provider::{BlockProvider, RootLock, WalInfo};
 pub use builder::{StorageBuilder, StorageConfig};
+pub use config::{ConfigError, NodeConfig};
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
