@@ -97,3 +97,88 @@ impl NodeConfig {
             })
     }
 }
+
+/// Answers nothing: the handler of an operator tool's link, which only
+/// sends requests.
+#[derive(Debug)]
+struct NoHandler;
+
+#[async_trait::async_trait]
+impl crate::network::MessageHandler for NoHandler {
+    async fn handle(
+        &self,
+        _from: crate::network::PeerId,
+        _message: crate::protocol::Message,
+    ) -> Option<crate::protocol::Message> {
+        None
+    }
+}
+
+impl NodeConfig {
+    /// A started link from an operator tool (`protobase status`) to the
+    /// cluster member `member`, over this node's transport and credentials.
+    ///
+    /// The transport authenticates members only, so the link presents this
+    /// node's id (or, to reach this node itself, another member's id); it
+    /// listens on `127.0.0.1:0` and never answers requests. Stop it with
+    /// [`NetworkManager::stop`](crate::NetworkManager::stop) when done.
+    pub async fn operator_link(
+        &self,
+        member: &str,
+    ) -> Result<std::sync::Arc<dyn crate::NetworkManager>, ConfigError> {
+        let key_error = |message: String| ConfigError::Key {
+            file: self.source.clone(),
+            key: "cluster.servers".into(),
+            message,
+        };
+        let Some(cluster) = &self.cluster else {
+            return Err(ConfigError::Key {
+                file: self.source.clone(),
+                key: "cluster".into(),
+                message: "missing: operator tools talk to a cluster".into(),
+            });
+        };
+        let target = cluster
+            .servers
+            .iter()
+            .find(|p| p.id == member)
+            .ok_or_else(|| key_error(format!("no member {member:?}")))?;
+        let as_id = if member != cluster.server_id {
+            cluster.server_id.clone()
+        } else {
+            cluster
+                .servers
+                .iter()
+                .find(|p| p.id != member)
+                .map(|p| p.id.clone())
+                .ok_or_else(|| key_error("a one-member cluster cannot be asked".into()))?
+        };
+        let link = crate::cluster::ClusterConfig {
+            server_id: as_id,
+            host: "127.0.0.1".into(),
+            port: 0,
+            servers: vec![target.clone()],
+            ..cluster.clone()
+        };
+        let ctx = BuildContext {
+            source: &self.source,
+            storage: &self.storage,
+            cluster: Some(&link),
+        };
+        let fail = |e: crate::Error| ConfigError::Build {
+            file: self.source.clone(),
+            component: "transport",
+            source: e,
+        };
+        let network = match &self.transport {
+            Some(t) => t.build(&link, &ctx),
+            None => default_transport(&link, &ctx),
+        }
+        .map_err(fail)?;
+        network
+            .start(std::sync::Arc::new(NoHandler))
+            .await
+            .map_err(|e| fail(e.into()))?;
+        Ok(network)
+    }
+}
