@@ -60,12 +60,20 @@ pub struct FsBackend {
     pub dir: PathBuf,
 }
 
-#[cfg(feature = "fs")]
 #[typetag::serde(name = "fs")]
 #[async_trait]
 impl BackendConfig for FsBackend {
+    #[cfg(feature = "fs")]
     async fn builder(&self, _ctx: &BuildContext<'_>) -> Result<StorageBuilder> {
         Ok(StorageBuilder::standalone(&self.dir))
+    }
+
+    #[cfg(not(feature = "fs"))]
+    async fn builder(&self, _ctx: &BuildContext<'_>) -> Result<StorageBuilder> {
+        Err(crate::Error::invalid(
+            "backend",
+            "type = \"fs\" needs protobase built with feature `fs`",
+        ))
     }
 
     fn space_dir(&self) -> Option<&Path> {

@@ -1,5 +1,5 @@
 //! `type = "cloud"` backend (feature `cloud`): a
-//! [`CloudBlockProvider`](crate::backends::cloud::CloudBlockProvider) over an
+//! [`CloudBlockProvider`] over an
 //! object store described by `[backend.store]` (tagged by `type`):
 //!
 //! | `store.type` | fields |

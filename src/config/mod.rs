@@ -38,7 +38,7 @@
 //!
 //! Missing values take the documented defaults ([`StorageConfig`],
 //! [`ClusterConfig`], each section's docs). Environment variables override
-//! keys ([`env`]); a space directory's reference `space.config` (INI,
+//! keys ([`env`](mod@env)); a space directory's reference `space.config` (INI,
 //! [`ini`]) fills the `[cluster]` keys the file does not set. Unknown keys
 //! and bad values are [`ConfigError`]s naming the file and the key.
 

@@ -4,7 +4,7 @@
 //!
 //! | `type` | fields | cache |
 //! |---|---|---|
-//! | `memory` | `size` (bytes) | [`MemoryPageCache`](crate::MemoryPageCache) |
+//! | `memory` | `size` (bytes) | [`MemoryPageCache`] |
 
 use std::fmt::Debug;
 use std::path::Path;
