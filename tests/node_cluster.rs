@@ -258,3 +258,85 @@ async fn three_node_processes_elect_publish_serve_pages_and_survive_a_kill() {
     }
     assert!(served > 0, "no node ever read a peer's atom");
 }
+
+#[test]
+fn a_standalone_node_runs_its_workload_and_stops_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("solo.json");
+    std::fs::write(
+        &config,
+        r#"{"backend": {"type": "fs", "dir": "space"}, "storage": {"node_id": "solo"}}"#,
+    )
+    .unwrap();
+    let log = tmp.path().join("solo.log");
+    let mut node = Nodes(vec![Some(start_node(&config, &log))]);
+    // Poll the log (JSON lines) until a root has been published.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("published root")
+    {
+        assert!(Instant::now() < deadline, "no root published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let child = node.0[0].as_mut().unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_exit(child, Duration::from_secs(30));
+    node.0[0] = None;
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("SIGINT") && text.contains("\"stopped\""),
+        "{text}"
+    );
+    // The published root is durable in the space directory.
+    let root = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .arg("root")
+        .arg(tmp.path().join("space"))
+        .output()
+        .unwrap();
+    assert!(root.status.success());
+    let root: serde_json::Value = serde_json::from_slice(&root.stdout).unwrap();
+    assert_eq!(root["writer"], "solo");
+}
+
+#[test]
+fn node_and_status_refuse_bad_configs_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[backend]\ntype = \"fs\"\ndir = \"s\"\n[cluster]\nprot = 1\n",
+    )
+    .unwrap();
+    for cmd in ["node", "status"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_protobase"))
+            .args([cmd, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("cluster.prot"),
+            "{cmd}: {err}"
+        );
+    }
+    // status on a config without [cluster] says so.
+    let solo = tmp.path().join("solo.toml");
+    std::fs::write(&solo, "[backend]\ntype = \"memory\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["status", "--config"])
+        .arg(&solo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [cluster] section"));
+}

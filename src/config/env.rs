@@ -9,9 +9,12 @@
 //! PROTOBASE_TRANSPORT__KEY_PATH=/etc/pb/node.key    a TLS key path (QUIC transport)
 //! ```
 //!
-//! Path segments are lower-cased. A value replacing a number or a boolean
-//! in the file is parsed as one; anything else is a string. Variables
-//! without `__` (such as `PROTOBASE_SKIP_S3`) are not overrides.
+//! Path segments are lower-cased. An override sets a key of a table the
+//! file has (the key itself may be new); a variable for a section the file
+//! lacks is skipped, so one environment can serve a standalone node and a
+//! cluster node alike. A value replacing a number or a boolean in the file
+//! is parsed as one; anything else is a string. Variables without `__`
+//! (such as `PROTOBASE_SKIP_S3`) are not overrides.
 
 use serde_json::Value;
 
@@ -22,6 +25,7 @@ pub const ENV_PREFIX: &str = "PROTOBASE_";
 
 /// Applies the overrides found in `vars` to `tree`; returns the names of the
 /// variables applied (sorted), for logging (values are never logged).
+/// Variables whose table the file lacks are skipped.
 pub(crate) fn apply(
     tree: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -49,26 +53,32 @@ pub(crate) fn apply(
                 message: "empty path segment".into(),
             });
         }
-        set(tree, &path, value).map_err(|message| ConfigError::Key {
+        let set = set(tree, &path, value).map_err(|message| ConfigError::Key {
             file: source,
             key,
             message,
         })?;
-        applied.push(name);
+        if set {
+            applied.push(name);
+        } else {
+            tracing::debug!(variable = %name, "no such table in the file: override skipped");
+        }
     }
     Ok(applied)
 }
 
-fn set(tree: &mut Value, path: &[String], raw: String) -> Result<(), String> {
+/// Sets `path` to `raw`; `Ok(false)` when a parent table is missing.
+fn set(tree: &mut Value, path: &[String], raw: String) -> Result<bool, String> {
     let mut node = tree;
     let (last, parents) = path.split_last().ok_or("empty path")?;
     for (i, seg) in parents.iter().enumerate() {
         let Value::Object(map) = node else {
             return Err(format!("`{}` is not a table", parents[..i].join(".")));
         };
-        node = map
-            .entry(seg.clone())
-            .or_insert_with(|| Value::Object(Default::default()));
+        match map.get_mut(seg) {
+            Some(next) => node = next,
+            None => return Ok(false),
+        }
     }
     let Value::Object(map) = node else {
         return Err(format!("`{}` is not a table", parents.join(".")));
@@ -84,7 +94,7 @@ fn set(tree: &mut Value, path: &[String], raw: String) -> Result<(), String> {
         _ => Value::String(raw),
     };
     map.insert(last.clone(), value);
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -99,20 +109,25 @@ mod tests {
 
     #[test]
     fn overrides_nested_keys_keeping_types() {
-        let mut tree = serde_json::json!({"cluster": {"port": 1}, "backend": {"type": "fs"}});
+        let mut tree = serde_json::json!({"cluster": {"port": 1}, "transport": {"type": "tcp"}});
         let applied = apply(
             &mut tree,
             vars(&[
                 ("PROTOBASE_CLUSTER__PORT", "9000"),
                 ("PROTOBASE_TRANSPORT__PSK", "s3cret"),
+                ("PROTOBASE_BACKEND__STORE__SECRET_ACCESS_KEY", "x"),
                 ("PROTOBASE_SKIP_S3", "1"),
                 ("HOME", "/root"),
             ]),
         )
         .unwrap();
-        assert_eq!(applied.len(), 2);
+        assert_eq!(
+            applied,
+            ["PROTOBASE_CLUSTER__PORT", "PROTOBASE_TRANSPORT__PSK"]
+        );
         assert_eq!(tree["cluster"]["port"], 9000);
         assert_eq!(tree["transport"]["psk"], "s3cret");
+        assert!(tree.get("backend").is_none(), "no section is created");
         assert!(tree.get("skip_s3").is_none());
     }
 
