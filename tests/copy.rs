@@ -295,3 +295,40 @@ async fn round_trip_through_s3() {
     copy_ok(&s3, back.to_str().unwrap());
     assert_eq!(dump_dir(&back).await, original);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_descriptions_name_either_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, back) = (tmp.path().join("src"), tmp.path().join("back"));
+    make_space(&src).await;
+    let original = dump_dir(&src).await;
+    // A cloud node's description: its store, prefix and slot size (8 KiB,
+    // not the --object-size given) are used.
+    let node = tmp.path().join("cloud-node.toml");
+    std::fs::write(
+        &node,
+        "[backend]\ntype = \"cloud\"\nprefix = \"spaces/x\"\nstaging_dir = \"staging\"\nobject_size = 8192\n\
+         [backend.store]\ntype = \"local\"\ndir = \"bucket\"\n",
+    )
+    .unwrap();
+    let node = node.to_str().unwrap();
+    let s = copy_ok(src.to_str().unwrap(), node);
+    let slots: u64 = original
+        .0
+        .iter()
+        .map(|(_, len, _)| len.div_ceil(8192))
+        .sum();
+    assert_eq!(s["chunks_copied"].as_u64(), Some(slots), "{s}");
+    // The node it describes opens the copied space.
+    let config = protobase::NodeConfig::load(node).unwrap();
+    let storage = config.build().await.unwrap();
+    assert_eq!(dump(&storage).await, original);
+    copy_ok(node, back.to_str().unwrap());
+    assert_eq!(dump_dir(&back).await, original);
+    // A description of another kind of backend is refused.
+    let mem = tmp.path().join("mem.toml");
+    std::fs::write(&mem, "[backend]\ntype = \"memory\"\n").unwrap();
+    let (out, _) = copy(mem.to_str().unwrap(), back.to_str().unwrap(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fs and cloud backends"));
+}

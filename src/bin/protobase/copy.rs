@@ -3,8 +3,9 @@
 //!
 //! - Every source record's CRC32C is checked (a sequential scan of each
 //!   WAL); corrupt records are reported and make the exit code 1.
-//! - WAL bytes move in chunks of `--object-size` (one slot object on an
-//!   object-store side). A chunk already at the destination with the same
+//! - WAL bytes move in chunks of one destination slot object (a directory
+//!   destination: one source slot). Slot sizes come from a node
+//!   description's backend, else `--object-size`. A chunk already at the destination with the same
 //!   length and CRC32C is left alone, so a re-run after an interruption (or
 //!   a `--max-bytes` step) copies only what is missing or different. Every
 //!   chunk written is read back and its CRC32C compared with the source's.
@@ -31,7 +32,7 @@ const INCOMPLETE: u8 = 4;
 /// Options of one copy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CopyOptions {
-    /// Slot size of object-store sides, and chunk size.
+    /// Slot size of object-store sides not described by a config file.
     pub(crate) object_size: u64,
     /// Stop after writing this many bytes (a bounded step).
     pub(crate) max_bytes: Option<u64>,
@@ -137,9 +138,16 @@ pub(crate) async fn run(src: &str, dst: &str, opts: CopyOptions) -> CmdResult {
     {
         return Err("source and destination are the same directory".into());
     }
+    let src_slot = from.slot_size(opts.object_size).unwrap_or(opts.object_size);
+    let dst_slot = to.slot_size(opts.object_size);
+    // A chunk is one destination slot object; into a directory, one source slot.
+    let chunk = dst_slot.unwrap_or(src_slot);
+    if chunk < 64 {
+        return Err("object size must be at least 64 bytes".into());
+    }
     let staging = tempfile::tempdir()?;
     let source = from
-        .storage(opts.object_size, &staging.path().join("source"))
+        .storage(src_slot, &staging.path().join("source"))
         .await?;
     let sink = to.sink()?;
     let wals = source.list_wals().await?;
@@ -149,7 +157,6 @@ pub(crate) async fn run(src: &str, dst: &str, opts: CopyOptions) -> CmdResult {
         ..Summary::default()
     };
     let bar = progress_bar(sum.bytes);
-    let chunk = opts.object_size;
     let mut complete = true;
     let mut corrupt = Vec::new();
     'wals: for w in &wals {
@@ -196,7 +203,7 @@ pub(crate) async fn run(src: &str, dst: &str, opts: CopyOptions) -> CmdResult {
         sum.root_sequence = root.as_ref().map(|r| r.sequence);
         if let Some(root) = root {
             let target = to
-                .provider(opts.object_size, &staging.path().join("destination"), true)
+                .provider(chunk, &staging.path().join("destination"), true)
                 .await?;
             let outcome = async {
                 let _lock = target.lock_root().await?;

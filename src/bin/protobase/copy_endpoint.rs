@@ -5,6 +5,8 @@
 //! ./space, /var/lib/space                 a space directory (reference layout)
 //! file:///srv/bucket/spaces/demo          a local directory used as an object store
 //! s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1   (feature s3)
+//! node.toml, node.json                    the `fs` or `cloud` backend of a node description
+//!                                         (credentials, slot size; env overrides apply)
 //! ```
 //!
 //! A directory side is written file by file, an object-store side slot
@@ -34,6 +36,8 @@ pub(crate) enum Endpoint {
         store: StoreConfig,
         /// Key prefix of the space.
         prefix: String,
+        /// Slot size, when the location says (a node description).
+        object_size: Option<u64>,
     },
 }
 
@@ -41,13 +45,47 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Dir(d) => write!(f, "directory {}", d.display()),
-            Endpoint::Store { store, prefix } => write!(f, "{store:?} prefix {prefix:?}"),
+            Endpoint::Store { store, prefix, .. } => write!(f, "{store:?} prefix {prefix:?}"),
         }
+    }
+}
+
+/// The space a node description's backend names.
+fn from_config(path: &Path) -> Result<Endpoint, String> {
+    let config = protobase::NodeConfig::load(path).map_err(|e| e.to_string())?;
+    let mut backend = serde_json::to_value(&config.backend).map_err(|e| e.to_string())?;
+    let kind = backend
+        .as_object_mut()
+        .and_then(|m| m.remove("type"))
+        .and_then(|t| t.as_str().map(String::from))
+        .unwrap_or_default();
+    match kind.as_str() {
+        "fs" => serde_json::from_value::<protobase::config::FsBackend>(backend)
+            .map(|b| Endpoint::Dir(b.dir))
+            .map_err(|e| format!("{}: backend: {e}", path.display())),
+        "cloud" => serde_json::from_value::<protobase::config::CloudBackend>(backend)
+            .map(|b| Endpoint::Store {
+                store: b.store,
+                prefix: b.prefix,
+                object_size: Some(b.object_size),
+            })
+            .map_err(|e| format!("{}: backend: {e}", path.display())),
+        other => Err(format!(
+            "{}: copy reads and writes fs and cloud backends, not {other:?}",
+            path.display()
+        )),
     }
 }
 
 /// Parses a command-line location.
 pub(crate) fn parse(arg: &str) -> Result<Endpoint, String> {
+    let path = Path::new(arg);
+    let described = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml") || e.eq_ignore_ascii_case("json"));
+    if described && path.is_file() {
+        return from_config(path);
+    }
     if let Some(rest) = arg.strip_prefix("file://") {
         if !rest.starts_with('/') {
             return Err(format!("{arg}: a file:// URL needs an absolute path"));
@@ -55,6 +93,7 @@ pub(crate) fn parse(arg: &str) -> Result<Endpoint, String> {
         return Ok(Endpoint::Store {
             store: StoreConfig::Local { dir: rest.into() },
             prefix: String::new(),
+            object_size: None,
         });
     }
     if let Some(rest) = arg.strip_prefix("s3://") {
@@ -85,6 +124,7 @@ pub(crate) fn parse(arg: &str) -> Result<Endpoint, String> {
                 secret_access_key: None,
             },
             prefix: prefix.trim_matches('/').to_string(),
+            object_size: None,
         });
     }
     if arg.contains("://") {
@@ -96,6 +136,15 @@ pub(crate) fn parse(arg: &str) -> Result<Endpoint, String> {
 }
 
 impl Endpoint {
+    /// The slot size of an object-store side (the description's, else
+    /// `default`); `None` for a directory.
+    pub(crate) fn slot_size(&self, default: u64) -> Option<u64> {
+        match self {
+            Endpoint::Dir(_) => None,
+            Endpoint::Store { object_size, .. } => Some(object_size.unwrap_or(default)),
+        }
+    }
+
     /// A provider over this side (object stores: slots of `object_size`,
     /// staging in `staging`, no cache).
     pub(crate) async fn provider(
@@ -119,7 +168,7 @@ impl Endpoint {
                 .map_err(|e| Error::io("opening the space", std::io::Error::other(e)))??;
                 Arc::new(p)
             }
-            Endpoint::Store { store, prefix } => Arc::new(
+            Endpoint::Store { store, prefix, .. } => Arc::new(
                 CloudBlockProvider::builder(store.open()?, staging)
                     .prefix(prefix.clone())
                     .object_size(object_size)
@@ -153,7 +202,7 @@ impl Endpoint {
                     .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
                 Sink::Dir(d.clone())
             }
-            Endpoint::Store { store, prefix } => Sink::Store {
+            Endpoint::Store { store, prefix, .. } => Sink::Store {
                 store: store.open()?,
                 prefix: prefix.clone(),
             },

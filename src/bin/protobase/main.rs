@@ -137,13 +137,13 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Copy a space: directory, file:///object-store-dir or s3://bucket/prefix?endpoint=URL.
+    /// Copy a space: directory, file:///object-store-dir, s3://bucket/prefix?endpoint=URL or node.toml.
     Copy {
         /// Source location.
         src: String,
         /// Destination location.
         dst: String,
-        /// Slot size of object-store sides (must match the writer's).
+        /// Slot size of object-store sides not given by a node description (must match the writer's).
         #[arg(long, default_value_t = 5 << 20)]
         object_size: u64,
         /// Stop after writing this many bytes (exit 4; re-run to continue).
