@@ -373,3 +373,22 @@ fn reference_space_config_fills_the_cluster_section() {
     assert_eq!(e.key(), Some("cluster.timeout"));
     assert!(e.to_string().contains("space.config"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_cluster_node_keeps_its_promised_term_beside_its_staging_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse_toml(
+        "[backend]\ntype = \"cloud\"\nstaging_dir = \"st\"\n[backend.store]\ntype = \"memory\"\nname = \"terms\"\n\
+         [cluster]\nserver_id = \"solo\"\nservers = [{ id = \"solo\", address = \"solo\" }]\n\
+         [transport]\ntype = \"in_process\"\nhub = \"terms\"\n",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(config.variant(), "cloud-cluster");
+    let storage = config.build().await.unwrap();
+    let ptr = storage.push_bytes(b"x").await.unwrap();
+    let root = storage.set_root(ptr).await.unwrap();
+    assert!(root.term >= 1, "published under a majority grant");
+    storage.close().await.unwrap();
+    assert!(dir.path().join("st/cluster_term").is_file());
+}

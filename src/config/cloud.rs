@@ -30,6 +30,7 @@ use crate::backends::cloud::{
     Durability,
 };
 use crate::builder::StorageBuilder;
+use crate::cluster::FileTermStore;
 use crate::error::{Error, Result};
 
 /// What a commit waits for (see [`Durability`]).
@@ -205,7 +206,8 @@ pub struct CloudBackend {
     #[serde(default)]
     pub prefix: String,
     /// Local staging directory for WAL bytes not yet uploaded (one provider
-    /// per directory; relative to the config file).
+    /// per directory; relative to the config file). A cluster node also
+    /// keeps its promised-term ceiling here (`cluster_term`).
     pub staging_dir: PathBuf,
     /// Slot (object) size in bytes (default 5 MiB).
     #[serde(default = "default_object_size")]
@@ -247,7 +249,13 @@ impl CloudBackend {
 #[async_trait]
 impl BackendConfig for CloudBackend {
     async fn builder(&self, _ctx: &BuildContext<'_>) -> Result<StorageBuilder> {
-        Ok(StorageBuilder::new().with_block_provider(Arc::new(self.provider().await?)))
+        // A cloud-cluster voter's promised term must survive restarts like
+        // an fs node's: keep it beside the staging files (which the staging
+        // recovery ignores: not a WAL id).
+        let terms = FileTermStore::new(self.staging_dir.join("cluster_term"));
+        Ok(StorageBuilder::new()
+            .with_block_provider(Arc::new(self.provider().await?))
+            .with_term_store(Arc::new(terms)))
     }
 
     fn is_object_store(&self) -> bool {
