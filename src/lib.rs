@@ -29,6 +29,10 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! A node can also be described in a TOML or JSON file ([`config`]:
+//! [`NodeConfig::load`], [`StorageBuilder::from_config`]), which the
+//! `protobase node` command runs.
+//!
 //! Features: `fs` (default), `tcp` (default), `mock` (mockall mocks of the
 //! four traits, in [`mock`]), `conformance` (the trait conformance suites,
 //! in `conformance`), `cli` (the `protobase` binary); `quic`, `cloud`,
