@@ -29,6 +29,10 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! A node can also be described in a TOML or JSON file ([`config`]:
+//! [`NodeConfig::load`], [`StorageBuilder::from_config`]), which the
+//! `protobase node` command runs.
+//!
 //! Features: `fs` (default), `tcp` (default), `mock` (mockall mocks of the
 //! four traits, in [`mock`]), `conformance` (the trait conformance suites,
 //! in `conformance`), `cli` (the `protobase` binary); `quic`, `cloud`,
@@ -39,6 +43,7 @@
 pub mod block_provider;
 pub mod builder;
 pub mod cluster;
+pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
@@ -65,6 +70,7 @@ pub mod mock;
 
 pub use block_provider::{BlockProvider, RootLock, WalInfo};
 pub use builder::{StorageBuilder, StorageConfig};
+pub use config::{ConfigError, NodeConfig};
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};

@@ -79,6 +79,23 @@ pub enum Message {
         /// Why.
         message: String,
     },
+    /// An operator tool asks a node for its state (`protobase status`).
+    StatusRequest,
+    /// Answer to [`Message::StatusRequest`].
+    Status(NodeStatus),
+}
+
+/// What a node reports of itself to operator tools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub node: String,
+    /// Highest term the node has promised (or published under).
+    pub term: u64,
+    /// The newest root the node holds.
+    pub root: Option<RootRecord>,
+    /// The answering build's crate version.
+    pub version: String,
 }
 
 /// A message with its framing metadata.

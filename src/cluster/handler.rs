@@ -1,4 +1,5 @@
-//! [`ClusterHandler`]: answers peers' messages on a cluster node.
+//! [`ClusterHandler`]: answers peers' (and operator tools') messages on a
+//! cluster node.
 
 use std::sync::Arc;
 
@@ -10,11 +11,11 @@ use crate::cluster::acceptor::{AcceptOutcome, Acceptor, root_order};
 use crate::cluster::provider::MAX_REMOTE_READ;
 use crate::error::Error;
 use crate::network::{MessageHandler, PeerId};
-use crate::protocol::Message;
+use crate::protocol::{Message, NodeStatus};
 use crate::types::WalId;
 
 /// The message handler of a cluster node: votes, root updates, pages,
-/// heartbeats and releases.
+/// heartbeats, releases and status requests.
 #[derive(Debug)]
 pub struct ClusterHandler {
     acceptor: Arc<Acceptor>,
@@ -88,6 +89,12 @@ impl MessageHandler for ClusterHandler {
                 }
                 self.acceptor.heartbeat()
             }
+            Message::StatusRequest => Message::Status(NodeStatus {
+                node: self.acceptor.node_id().to_string(),
+                term: self.acceptor.promised(),
+                root: self.acceptor.latest(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
             other => Message::Error {
                 message: format!("unexpected message {other:?}"),
             },

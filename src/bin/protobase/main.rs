@@ -1,12 +1,18 @@
-//! `protobase`: inspect, read, write, verify and benchmark spaces.
+//! `protobase`: inspect, read, write, verify, copy and benchmark spaces;
+//! run a node from a config file and ask a cluster for its status.
 //!
 //! Exit codes: 0 success, 1 failure (including a `verify` that found
-//! problems), 2 bad usage, 3 `root` on a space without a root.
+//! problems), 2 bad usage, 3 `root` on a space without a root, 4 a `copy`
+//! stopped by `--max-bytes`.
 
 mod bench;
 mod bench_cloud;
 mod bench_cluster;
 mod commands;
+mod copy;
+mod copy_endpoint;
+mod node;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +25,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Result of a command.
+pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+/// How `node` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What `node --workload` does besides serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Write an atom and publish it as the root, `--rate` times a second.
+    Demo,
 }
 
 /// How `put` encodes its input.
@@ -85,6 +110,46 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Run one node (any variant) from a config file until SIGINT/SIGTERM.
+    Node {
+        /// Node description (.toml or .json).
+        #[arg(long)]
+        config: PathBuf,
+        /// Log format (stderr; RUST_LOG filters, default info).
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+        /// Also write and publish atoms, to watch a cluster live.
+        #[arg(long, value_enum)]
+        workload: Option<Workload>,
+        /// Roots published per second by the workload.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+    },
+    /// Ask every cluster member for liveness, root sequence and term.
+    Status {
+        /// Node description of any member (.toml or .json).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Timeout of each member's answer.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Copy a space: directory, file:///object-store-dir, s3://bucket/prefix?endpoint=URL or node.toml.
+    Copy {
+        /// Source location.
+        src: String,
+        /// Destination location.
+        dst: String,
+        /// Slot size of object-store sides not given by a node description (must match the writer's).
+        #[arg(long, default_value_t = 5 << 20)]
+        object_size: u64,
+        /// Stop after writing this many bytes (exit 4; re-run to continue).
+        #[arg(long)]
+        max_bytes: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +177,32 @@ fn main() -> ExitCode {
             Command::Inspect { dir } => commands::inspect(&dir).await,
             Command::Verify { dir, strict } => commands::verify(&dir, strict).await,
             Command::Bench { quick, dir } => bench::run(quick, dir).await,
+            Command::Node {
+                config,
+                log_format,
+                workload,
+                rate,
+            } => {
+                node::init_logging(log_format);
+                node::run(&config, workload == Some(Workload::Demo), rate).await
+            }
+            Command::Status {
+                config,
+                json,
+                timeout_ms,
+            } => status::run(&config, json, timeout_ms).await,
+            Command::Copy {
+                src,
+                dst,
+                object_size,
+                max_bytes,
+            } => {
+                let opts = copy::CopyOptions {
+                    object_size,
+                    max_bytes,
+                };
+                copy::run(&src, &dst, opts).await
+            }
         }
     });
     match outcome {

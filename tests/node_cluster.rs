@@ -1,0 +1,342 @@
+//! Three `protobase node` processes on 127.0.0.1, started from config
+//! files, elect, publish and serve pages to each other; `protobase status`
+//! watches them; one node is killed with SIGKILL and the other two go on
+//! publishing; SIGTERM stops the survivors cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use protobase::StorageBuilder;
+
+const PSK: &str = "node-cluster-test-key";
+
+/// Children killed on drop, so a failing test leaves no process behind.
+struct Nodes(Vec<Option<Child>>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+fn write_configs(dir: &Path) -> Vec<PathBuf> {
+    let ports = free_ports(3);
+    let servers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{{ id = \"n{}\", address = \"127.0.0.1:{p}\" }}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (0..3)
+        .map(|i| {
+            let path = dir.join(format!("n{}.toml", i + 1));
+            let text = format!(
+                "[backend]\ntype = \"fs\"\ndir = \"space-n{n}\"\n\n[cluster]\nserver_id = \"n{n}\"\n\
+                 host = \"127.0.0.1\"\nport = {port}\nservers = [{servers}]\nheartbeat_ms = 200\n\
+                 lease_ms = 1000\nread_timeout_ms = 500\nretry_interval_ms = 100\nmax_retries = 1\n\n\
+                 [transport]\ntype = \"tcp\"\n",
+                n = i + 1,
+                port = ports[i]
+            );
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn start_node(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["node", "--config"])
+        .arg(config)
+        .args(["--log-format", "json", "--workload", "demo", "--rate", "4"])
+        .env("PROTOBASE_TRANSPORT__PSK", PSK)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn protobase node")
+}
+
+fn status(config: &Path) -> Vec<serde_json::Value> {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["status", "--json", "--timeout-ms", "1000", "--config"])
+        .arg(config)
+        .env("PROTOBASE_TRANSPORT__PSK", PSK)
+        .output()
+        .expect("run protobase status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str::<Vec<serde_json::Value>>(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "status output {text:?}: {e}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Polls `check` on `config`'s status until it holds or `within` passes.
+fn wait_status(
+    config: &Path,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let rows = status(config);
+        if check(&rows) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {rows:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["id"] == id)
+        .expect("a row per member")
+}
+
+fn seq(rows: &[serde_json::Value], id: &str) -> u64 {
+    row(rows, id)["root_sequence"].as_u64().unwrap_or(0)
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "node did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Demo atoms a node wrote whose previous root was written by another node:
+/// reading that atom needed a page request to a peer.
+async fn atoms_read_from_peers(dir: &Path, me: &str) -> (u64, u64) {
+    let storage = StorageBuilder::standalone(dir)
+        .read_only(true)
+        .build()
+        .await
+        .unwrap();
+    let (mut mine, mut from_peers) = (0, 0);
+    for w in storage.list_wals().await.unwrap() {
+        let report = storage.scan_wal(w.id, |_| {}).await.unwrap();
+        assert!(report.corrupt.is_empty(), "{report:?}");
+        for offset in report.offsets {
+            let ptr = protobase::AtomPointer {
+                wal_id: w.id,
+                offset,
+            };
+            let atom: serde_json::Value = storage.get_atom(ptr).await.unwrap();
+            assert_eq!(atom["node"], me);
+            mine += 1;
+            if atom["prev"][0].as_str().is_some_and(|p| p != me) {
+                from_peers += 1;
+            }
+        }
+    }
+    storage.close().await.unwrap();
+    (mine, from_peers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_processes_elect_publish_serve_pages_and_survive_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = write_configs(tmp.path());
+    let logs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("n{i}.log")))
+        .collect();
+    let mut nodes = Nodes(
+        configs
+            .iter()
+            .zip(&logs)
+            .map(|(c, l)| Some(start_node(c, l)))
+            .collect(),
+    );
+
+    // All three answer, and roots go up on every one of them.
+    let first = wait_status(
+        &configs[0],
+        Duration::from_secs(60),
+        "3 live nodes publishing",
+        |rows| {
+            rows.len() == 3
+                && rows.iter().all(|r| r["alive"] == true)
+                && ["n1", "n2", "n3"].iter().all(|id| seq(rows, id) >= 5)
+        },
+    );
+    assert!(
+        row(&first, "n1")["term"].as_u64().unwrap() >= 1,
+        "{first:#?}"
+    );
+
+    // The human table too.
+    let table = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["status", "--config"])
+        .arg(&configs[1])
+        .env("PROTOBASE_TRANSPORT__PSK", PSK)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("root seq") && table.lines().count() == 4,
+        "{table}"
+    );
+
+    // SIGKILL node 3: the other two keep a majority and keep publishing.
+    let mut n3 = nodes.0[2].take().unwrap();
+    n3.kill().unwrap();
+    n3.wait().unwrap();
+    let before = wait_status(&configs[0], Duration::from_secs(10), "n3 down", |rows| {
+        row(rows, "n3")["alive"] == false
+    });
+    let base = seq(&before, "n1").max(seq(&before, "n2"));
+    wait_status(
+        &configs[1],
+        Duration::from_secs(60),
+        "survivors publishing",
+        |rows| {
+            row(rows, "n3")["alive"] == false
+                && seq(rows, "n1") >= base + 8
+                && seq(rows, "n2") >= base + 8
+        },
+    );
+
+    // SIGTERM: both stop cleanly after flushing.
+    for i in 0..2 {
+        let child = nodes.0[i].as_mut().unwrap();
+        let pid = child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = wait_exit(child, Duration::from_secs(30));
+        assert!(status.success(), "n{} exited with {status}", i + 1);
+        nodes.0[i] = None;
+    }
+    for (i, log) in logs.iter().enumerate().take(2) {
+        let text = std::fs::read_to_string(log).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect();
+        let says = |m: &str| lines.iter().any(|l| l["fields"]["message"] == m);
+        assert!(
+            says("ready") && says("published root") && says("stopped"),
+            "n{}: {text}",
+            i + 1
+        );
+    }
+
+    // Every node's own WAL holds its atoms; some of them embed a previous
+    // root's atom written by another node, read through a page request.
+    let mut served = 0;
+    for i in 1..=3 {
+        let me = format!("n{i}");
+        let (mine, from_peers) =
+            atoms_read_from_peers(&tmp.path().join(format!("space-{me}")), &me).await;
+        assert!(mine > 0, "{me} wrote nothing");
+        served += from_peers;
+    }
+    assert!(served > 0, "no node ever read a peer's atom");
+}
+
+#[test]
+fn a_standalone_node_runs_its_workload_and_stops_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("solo.json");
+    std::fs::write(
+        &config,
+        r#"{"backend": {"type": "fs", "dir": "space"}, "storage": {"node_id": "solo"}}"#,
+    )
+    .unwrap();
+    let log = tmp.path().join("solo.log");
+    let mut node = Nodes(vec![Some(start_node(&config, &log))]);
+    // Poll the log (JSON lines) until a root has been published.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("published root")
+    {
+        assert!(Instant::now() < deadline, "no root published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let child = node.0[0].as_mut().unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_exit(child, Duration::from_secs(30));
+    node.0[0] = None;
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("SIGINT") && text.contains("\"stopped\""),
+        "{text}"
+    );
+    // The published root is durable in the space directory.
+    let root = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .arg("root")
+        .arg(tmp.path().join("space"))
+        .output()
+        .unwrap();
+    assert!(root.status.success());
+    let root: serde_json::Value = serde_json::from_slice(&root.stdout).unwrap();
+    assert_eq!(root["writer"], "solo");
+}
+
+#[test]
+fn node_and_status_refuse_bad_configs_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[backend]\ntype = \"fs\"\ndir = \"s\"\n[cluster]\nprot = 1\n",
+    )
+    .unwrap();
+    for cmd in ["node", "status"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_protobase"))
+            .args([cmd, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("cluster.prot"),
+            "{cmd}: {err}"
+        );
+    }
+    // status on a config without [cluster] says so.
+    let solo = tmp.path().join("solo.toml");
+    std::fs::write(&solo, "[backend]\ntype = \"memory\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["status", "--config"])
+        .arg(&solo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [cluster] section"));
+}
