@@ -141,6 +141,7 @@ on_all_stores!(
     storage_reopens_from_store_only,
     cloud_durability_visible_to_fresh_provider,
     root_race_has_one_winner,
+    root_chain_orders_by_term_and_is_idempotent,
     failing_puts_are_retried,
     failing_gets_surface_and_lose_nothing,
     hung_requests_time_out_and_lose_nothing,
@@ -399,6 +400,44 @@ async fn root_race_has_one_winner(kind: Kind) {
     c.close().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// In a cluster sharing a bucket: a root of a newer term may repeat a
+/// sequence (a fenced holder's unacknowledged root is superseded), storing
+/// the same root twice (two acceptors) succeeds, an older root is refused,
+/// and a fresh reader finds the newest even when `space_root` is a
+/// reference-shaped copy without a chain index (it LISTs the chain).
+async fn root_chain_orders_by_term_and_is_idempotent(kind: Kind) {
+    let Some(e) = env(kind).await else { return };
+    let ptr = AtomPointer::new(WalId::new_random(), 40);
+    let at = |seq, term| RootRecord::new(ptr, seq, term, Some("n".into()));
+    let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let a = builder(e.store.clone(), &sa).build().await.unwrap();
+    let b = builder(e.store.clone(), &sb).build().await.unwrap();
+    a.write_root(&at(1, 1), None).await.unwrap();
+    a.write_root(&at(2, 1), Some(1)).await.unwrap();
+    // Term 2 re-issues sequence 2 on top of term 1's sequence 2.
+    b.write_root(&at(2, 2), Some(2)).await.unwrap();
+    // The same root again, by another acceptor: already stored.
+    a.write_root(&at(2, 2), Some(2)).await.unwrap();
+    // Not newer than the current root: refused, nothing written.
+    let err = a.write_root(&at(2, 1), Some(2)).await.unwrap_err();
+    assert_eq!(err.kind(), protobase::ErrorKind::Invalid, "{err}");
+    assert_eq!(b.read_root().await.unwrap(), Some(at(2, 2)));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    e.store
+        .put(
+            &Path::from("space/space_root"),
+            PutPayload::from(at(1, 1).to_json()),
+        )
+        .await
+        .unwrap();
+    let sc = TempDir::new().unwrap();
+    let c = builder(e.store.clone(), &sc).build().await.unwrap();
+    assert_eq!(c.read_root().await.unwrap(), Some(at(2, 2)));
+    c.write_root(&at(3, 2), Some(2)).await.unwrap();
+    c.close().await.unwrap();
 }
 
 /// A store whose first `fail` puts (and, optionally, ranged gets) fail.

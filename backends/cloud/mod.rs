@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <prefix>/wal/<wal-uuid>/<slot>   WAL bytes [slot * object_size, ...), one object per slot
-//! <prefix>/root/<20-digit number>  versioned root objects, created with PutMode::Create
+//! <prefix>/root/<20-digit index>   the chain of roots, created with PutMode::Create
 //! <prefix>/space_root              readable copy of the newest root (reference JSON shape)
 //! <prefix>/space.config            optional configuration
 //! ```
@@ -44,29 +44,15 @@
 //!
 //! # Roots
 //!
-//! Every store has put-if-absent (`PutMode::Create`), so the root
-//! compare-and-swap is a chain of immutable version objects: the root that
-//! replaces sequence `s` is created at `root/<s + 1>` (`root/0` for the first
-//! root). That key is the new root's sequence whenever sequences are
-//! consecutive; after a group commit skipped sequences it is still the
-//! *successor slot of its predecessor*, so exactly one writer can claim it
-//! and the history stays linear. A lost create is [`Error::RootConflict`].
-//! After a won create, the uploader overwrites `space_root` with the same
-//! JSON as a readable copy, off the commit path (at once, and again until
-//! it lands; [`flush_uploads`](CloudBlockProvider::flush_uploads) and
-//! `close` wait for it). The version object is the truth.
-//!
-//! [`read_root`](BlockProvider::read_root) starts from the newest root this
-//! provider has seen (or, the first time, from `space_root`, a hint that
-//! always holds some root of the chain, perhaps an older one) and follows
-//! the chain forward: from a root with sequence `s` it GETs `root/<s + 1>`
-//! until one is missing. That is one GET in the common case (two on the
-//! first read), independent of the number of roots ever written.
+//! A chain of numbered root objects created with put-if-absent, so the
+//! compare-and-swap works on every store; `space_root` is a readable copy
+//! (the protocol is described in `roots.rs`).
 
 #[cfg(feature = "aws-sdk")]
 mod aws_sdk;
 mod builder;
 pub mod cache_dir;
+mod roots;
 #[cfg(feature = "s3")]
 mod s3;
 mod timeout;
@@ -84,7 +70,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 
 pub(crate) use super::file_io::blocking;
@@ -200,7 +186,7 @@ pub(crate) struct Inner {
     /// unknown). A root on the chain, so the newest is found by walking
     /// forward from it: one GET of its (absent) successor when it is still
     /// the newest.
-    known_root: Mutex<Option<Option<RootRecord>>>,
+    known_root: Mutex<Option<Option<roots::Link>>>,
     /// The newest committed root, waiting to be copied to `space_root` by
     /// the uploader.
     pub(crate) root_copy: Mutex<Option<Bytes>>,
@@ -223,10 +209,6 @@ impl Inner {
 
     pub(crate) fn slot_key(&self, wal: WalId, slot: u64) -> Path {
         self.key(&format!("wal/{wal}/{slot}"))
-    }
-
-    fn root_key(&self, n: u64) -> Path {
-        self.key(&format!("root/{n:020}"))
     }
 
     /// Lists `wal/<wal>/` (or all of `wal/`) into layouts.
@@ -365,54 +347,6 @@ impl Inner {
         })
         .await?;
         Ok(whole.slice(range.start as usize..range.end as usize))
-    }
-
-    /// GETs and parses one root object (`None`: absent).
-    async fn get_root(&self, key: &Path) -> Result<Option<RootRecord>> {
-        let bytes = match self.store.get(key).await {
-            Ok(r) => r.bytes().await.map_err(|e| backend("reading", key, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(backend("reading", key, e)),
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        RootRecord::from_json(&bytes)
-            .map(Some)
-            .map_err(|source| Error::CorruptRoot {
-                location: key.to_string(),
-                source,
-            })
-    }
-
-    /// The newest root: `space_root` as a hint, then the chain forward.
-    async fn newest_root(&self) -> Result<Option<RootRecord>> {
-        let known = self.known_root.lock().clone();
-        let mut best = match known {
-            Some(k) => k,
-            None => self.get_root(&self.key("space_root")).await?,
-        };
-        loop {
-            let next = best.as_ref().map_or(0, |r| r.sequence.saturating_add(1));
-            match self.get_root(&self.root_key(next)).await? {
-                Some(r) if best.as_ref().is_none_or(|b| r.sequence > b.sequence) => {
-                    best = Some(r);
-                }
-                Some(r) => {
-                    return Err(Error::CorruptRoot {
-                        location: self.root_key(next).to_string(),
-                        source: crate::error::FormatError::BadRoot(format!(
-                            "sequence {} does not follow {:?}",
-                            r.sequence,
-                            best.map(|b| b.sequence)
-                        )),
-                    });
-                }
-                None => break,
-            }
-        }
-        *self.known_root.lock() = Some(best.clone());
-        Ok(best)
     }
 
     /// Bytes and slots waiting for upload.
@@ -707,56 +641,7 @@ impl BlockProvider for CloudBlockProvider {
 
     async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
         self.check_open()?;
-        if expected.is_some_and(|e| root.sequence <= e) {
-            return Err(Error::invalid(
-                "root",
-                format!(
-                    "sequence {} must exceed the expected {expected:?}",
-                    root.sequence
-                ),
-            ));
-        }
-        let known = self.inner.known_root.lock().clone();
-        let found = match known {
-            Some(k) if k.as_ref().map(|r| r.sequence) == expected => expected,
-            _ => self.inner.newest_root().await?.map(|r| r.sequence),
-        };
-        if found != expected {
-            return Err(Error::RootConflict { expected, found });
-        }
-        let key = self
-            .inner
-            .root_key(expected.map_or(0, |e| e.saturating_add(1)));
-        let json = Bytes::from(root.to_json());
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .inner
-            .store
-            .put_opts(&key, PutPayload::from(json.clone()), opts)
-            .await
-        {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                *self.inner.known_root.lock() = None;
-                let found = self
-                    .inner
-                    .newest_root()
-                    .await
-                    .ok()
-                    .and_then(|r| r.map(|r| r.sequence));
-                return Err(Error::RootConflict { expected, found });
-            }
-            Err(e) => return Err(backend("creating root", &key, e)),
-        }
-        *self.inner.known_root.lock() = Some(Some(root.clone()));
-        // The version object is the truth (readers follow the chain); the
-        // readable copy follows in the background, off the commit path.
-        *self.inner.root_copy.lock() = Some(json);
-        self.inner.wake.notify_one();
-        Ok(())
+        self.inner.write_root(root, expected).await
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

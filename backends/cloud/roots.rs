@@ -1,0 +1,220 @@
+//! The root compare-and-swap on any object store: a chain of immutable,
+//! numbered root objects created with put-if-absent.
+//!
+//! ```text
+//! <prefix>/root/<20-digit index>   the index-th root of the space's history
+//! <prefix>/space_root              a readable copy of a recent root, plus its index
+//! ```
+//!
+//! The root that replaces the one at index `i` is created at `root/<i + 1>`
+//! with `PutMode::Create`, which every store implements (S3 as
+//! `If-None-Match: *`, `LocalFileSystem` with an exclusive create): of two
+//! writers racing from the same predecessor exactly one creates the key, the
+//! other gets [`Error::RootConflict`] and may retry from the new root. Keys
+//! are chain *positions*, not root sequences: in a cluster two roots of
+//! different terms may carry the same sequence, and ordering is by
+//! `(term, sequence)` — each link must be newer than the one before it.
+//!
+//! Writing a root that is already the object at its key succeeds (several
+//! acceptors of one cluster may store the same root in a shared bucket).
+//!
+//! Reading finds the newest root by walking forward from the newest root
+//! this process has seen (one GET of its absent successor), or the first
+//! time from the index in `space_root` (a copy the uploader writes after
+//! each commit, in the reference's JSON shape plus `root_index`), or, when
+//! that is missing or has no index, from the highest key a LIST returns.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::{Inner, backend};
+use crate::cluster::acceptor::root_order;
+use crate::error::{Error, FormatError, Result};
+use crate::types::RootRecord;
+
+/// A root and its position in the chain.
+pub(crate) type Link = (u64, RootRecord);
+
+/// JSON key of the chain position in the `space_root` copy.
+const INDEX_FIELD: &str = "root_index";
+
+impl Inner {
+    fn root_key(&self, index: u64) -> Path {
+        self.key(&format!("root/{index:020}"))
+    }
+
+    /// GETs one object's bytes (`None`: absent or empty).
+    async fn get_bytes(&self, key: &Path) -> Result<Option<Bytes>> {
+        let bytes = match self.store.get(key).await {
+            Ok(r) => r.bytes().await.map_err(|e| backend("reading", key, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(backend("reading", key, e)),
+        };
+        Ok((!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes))
+    }
+
+    fn parse_root(key: &Path, bytes: &[u8]) -> Result<RootRecord> {
+        RootRecord::from_json(bytes).map_err(|source| Error::CorruptRoot {
+            location: key.to_string(),
+            source,
+        })
+    }
+
+    /// The root at chain position `index`.
+    async fn get_link(&self, index: u64) -> Result<Option<RootRecord>> {
+        let key = self.root_key(index);
+        match self.get_bytes(&key).await? {
+            Some(b) => Self::parse_root(&key, &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a walk starts when this process knows no root yet.
+    async fn chain_start(&self) -> Result<Option<Link>> {
+        let copy = self.key("space_root");
+        if let Some(bytes) = self.get_bytes(&copy).await? {
+            let index = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get(INDEX_FIELD).and_then(serde_json::Value::as_u64));
+            if let Some(index) = index {
+                return Ok(Some((index, Self::parse_root(&copy, &bytes)?)));
+            }
+        }
+        // No usable hint: the highest numbered root object.
+        let prefix = self.key("root");
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| backend("listing", &prefix, e))?;
+        let last = metas
+            .iter()
+            .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
+            .max();
+        match last {
+            Some(index) => Ok(self.get_link(index).await?.map(|r| (index, r))),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest root and its chain position.
+    pub(crate) async fn newest_link(&self) -> Result<Option<Link>> {
+        let known = self.known_root.lock().clone();
+        let mut best = match known {
+            Some(k) => k,
+            None => self.chain_start().await?,
+        };
+        loop {
+            let next = best.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+            match self.get_link(next).await? {
+                Some(r)
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, b)| root_order(&r) > root_order(b)) =>
+                {
+                    best = Some((next, r));
+                }
+                Some(r) => {
+                    return Err(Error::CorruptRoot {
+                        location: self.root_key(next).to_string(),
+                        source: FormatError::BadRoot(format!(
+                            "{r:?} does not follow {:?}",
+                            best.map(|(_, b)| b)
+                        )),
+                    });
+                }
+                None => break,
+            }
+        }
+        *self.known_root.lock() = Some(best.clone());
+        Ok(best)
+    }
+
+    /// The newest root.
+    pub(crate) async fn newest_root(&self) -> Result<Option<RootRecord>> {
+        Ok(self.newest_link().await?.map(|(_, r)| r))
+    }
+
+    /// Appends `root` to the chain if the newest root has sequence
+    /// `expected` (`None`: no root yet).
+    pub(crate) async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
+        let known = self.known_root.lock().clone();
+        let newest = match known {
+            Some(k) if k.as_ref().map(|(_, r)| r.sequence) == expected => k,
+            _ => self.newest_link().await?,
+        };
+        let found = newest.as_ref().map(|(_, r)| r.sequence);
+        if found != expected {
+            return Err(Error::RootConflict { expected, found });
+        }
+        if let Some((_, prev)) = &newest
+            && root_order(root) <= root_order(prev)
+        {
+            if root == prev {
+                return Ok(());
+            }
+            return Err(Error::invalid(
+                "root",
+                format!("{root:?} is not newer than the current {prev:?}"),
+            ));
+        }
+        let index = newest.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+        let key = self.root_key(index);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let json = Bytes::from(root.to_json());
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(json), opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                *self.known_root.lock() = None;
+                let won = self.get_link(index).await?;
+                if won.as_ref() != Some(root) {
+                    let found = self.newest_root().await.ok().flatten().map(|r| r.sequence);
+                    return Err(Error::RootConflict { expected, found });
+                }
+                // Another acceptor stored this very root: done.
+            }
+            Err(e) => return Err(backend("creating root", &key, e)),
+        }
+        *self.known_root.lock() = Some(Some((index, root.clone())));
+        // The numbered object is the truth (readers follow the chain); the
+        // readable copy follows in the background, off the commit path.
+        *self.root_copy.lock() = Some(copy_json(index, root));
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// `space_root`: the root's JSON (reference keys first) plus its index.
+fn copy_json(index: u64, root: &RootRecord) -> Bytes {
+    let mut v = serde_json::to_value(root).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(INDEX_FIELD.into(), index.into());
+    }
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_else(|_| root.to_json()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{AtomPointer, WalId};
+
+    #[test]
+    fn copy_keeps_the_reference_shape_and_adds_the_index() {
+        let r = RootRecord::new(AtomPointer::new(WalId::new_random(), 9), 4, 2, None);
+        let json = copy_json(17, &r);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[INDEX_FIELD], 17);
+        assert!(v.get("transaction_id").is_some() && v.get("offset").is_some());
+        assert_eq!(RootRecord::from_json(&json).unwrap(), r);
+    }
+}
