@@ -91,6 +91,15 @@ pub trait BlockProvider: Send + Sync + fmt::Debug {
     /// Reads up to `len` bytes of `wal` starting at `offset`.
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes>;
 
+    /// Reads like [`read`](Self::read), but only from what this node holds
+    /// itself (files, staging, a cache directory): `Ok(None)` when the bytes
+    /// would need a request to a remote medium (an object store). A cluster
+    /// then asks its peers — which may have them cached — before paying for
+    /// that request. The default suits providers whose reads are all local.
+    async fn read_local(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        self.read(wal, offset, len).await.map(Some)
+    }
+
     /// Every WAL the provider holds, with its length.
     async fn list_wals(&self) -> Result<Vec<WalInfo>>;
 

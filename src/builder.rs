@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::block_provider::BlockProvider;
 use crate::cluster::catch_up::spawn_catch_up;
 use crate::cluster::{
-    Acceptor, ClusterBlockProvider, ClusterConfig, ClusterHandler, FileTermStore, MajorityVote,
-    MemoryTermStore, TermStore,
+    Acceptor, CacheAwareHandler, ClusterBlockProvider, ClusterConfig, ClusterHandler,
+    FileTermStore, MajorityVote, MemoryTermStore, TermStore,
 };
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
@@ -134,6 +134,11 @@ pub struct StorageBuilder {
     cluster: Option<ClusterConfig>,
     term_store: Option<Arc<dyn TermStore>>,
     vote_wrapper: WrapVote,
+    /// A cloud provider's staging directory: where a cloud node keeps its
+    /// promised-term file and (in a cluster) its cloud page cache.
+    node_dir: Option<PathBuf>,
+    cloud_page_cache_dir: Option<PathBuf>,
+    cloud_page_cache_size: Option<u64>,
 }
 
 impl StorageBuilder {
@@ -149,6 +154,37 @@ impl StorageBuilder {
             path: Some(dir.into()),
             ..Self::default()
         }
+    }
+
+    /// Cloud file storage on `provider` (feature `cloud`); with
+    /// [`cluster`](Self::cluster), cloud-cluster file storage. The
+    /// provider's staging directory also holds the node's promised-term file
+    /// (`cluster_term`) and, in a cluster, its
+    /// [`CloudPageCache`](crate::backends::cloud::CloudPageCache) (default
+    /// `cloud_page_cache/server_<server_id>` there; see
+    /// [`cloud_page_cache_dir`](Self::cloud_page_cache_dir)), which also
+    /// answers peers' page requests.
+    #[cfg(feature = "cloud")]
+    pub fn cloud(provider: Arc<crate::backends::cloud::CloudBlockProvider>) -> Self {
+        let dir = provider.staging_dir().to_path_buf();
+        let mut b = Self::new().with_block_provider(provider);
+        b.node_dir = Some(dir);
+        b
+    }
+
+    /// Directory of the cloud page cache of a cloud-cluster node, used as
+    /// given (default: `cloud_page_cache/server_<server_id>` in the
+    /// provider's staging directory).
+    pub fn cloud_page_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cloud_page_cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Disk budget of the cloud page cache (default 500 MiB; its memory tier
+    /// is [`page_cache_size`](Self::page_cache_size)).
+    pub fn cloud_page_cache_size(mut self, bytes: u64) -> Self {
+        self.cloud_page_cache_size = Some(bytes);
+        self
     }
 
     /// Standalone storage on a fresh [`MemoryBlockProvider`](crate::backends::memory::MemoryBlockProvider).
@@ -167,6 +203,7 @@ impl StorageBuilder {
     pub fn with_block_provider(mut self, provider: Arc<dyn BlockProvider>) -> Self {
         self.provider = Some(provider);
         self.path = None;
+        self.node_dir = None;
         self
     }
 
@@ -294,12 +331,30 @@ impl StorageBuilder {
                 ));
             }
         };
-        let cache = self.page_cache.unwrap_or_else(|| {
-            Arc::new(MemoryPageCache::new(
+        let cache: Arc<dyn PageCache> = match (self.page_cache, &self.cluster, &self.node_dir) {
+            (Some(c), _, _) => c,
+            #[cfg(feature = "cloud")]
+            (None, Some(cluster), Some(base)) => {
+                use crate::backends::cloud::{CloudPageCache, DEFAULT_CACHE_SIZE};
+                let dir = match self.cloud_page_cache_dir.clone() {
+                    Some(d) => d,
+                    None => CloudPageCache::default_dir(base, &cluster.server_id)?,
+                };
+                Arc::new(
+                    CloudPageCache::open(
+                        dir,
+                        self.cloud_page_cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+                        self.config.page_cache_size,
+                        self.config.page_size,
+                    )
+                    .await?,
+                )
+            }
+            _ => Arc::new(MemoryPageCache::new(
                 self.config.page_cache_size,
                 self.config.page_size,
-            ))
-        });
+            )),
+        };
         let Some(cluster) = self.cluster else {
             let vote = self
                 .vote
@@ -322,16 +377,20 @@ impl StorageBuilder {
                 ));
             }
         };
-        let store: Arc<dyn TermStore> = match (self.term_store, space_dir) {
+        let store: Arc<dyn TermStore> = match (self.term_store, space_dir.or(self.node_dir)) {
             (Some(s), _) => s,
             (None, Some(dir)) => Arc::new(FileTermStore::new(dir.join("cluster_term"))),
             (None, None) => Arc::new(MemoryTermStore::default()),
         };
         let acceptor = Acceptor::open(cluster.server_id.clone(), provider.clone(), store).await?;
+        // Peers' page requests: from this node's page cache when it holds
+        // the bytes, else from its own provider.
+        let handler = ClusterHandler::new(acceptor.clone(), provider.clone());
         network
-            .start(Arc::new(ClusterHandler::new(
-                acceptor.clone(),
-                provider.clone(),
+            .start(Arc::new(CacheAwareHandler::new(
+                cache.clone(),
+                self.config.page_size,
+                Arc::new(handler),
             )))
             .await?;
         spawn_catch_up(

@@ -64,7 +64,6 @@ pub const DEFAULT_CACHE_SIZE: u64 = 500 << 20;
 pub const DEFAULT_CACHE_DIR: &str = "cloud_cache";
 
 const INDEX: &str = "index.json";
-const INDEX_TMP: &str = "index.json.tmp";
 const LOCK: &str = "lock";
 const INDEX_VERSION: u32 = 1;
 
@@ -122,6 +121,8 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct SlotCache {
     dir: PathBuf,
+    /// File name of the index in `dir`.
+    index: &'static str,
     budget: u64,
     state: Mutex<State>,
     stats: Mutex<CacheStats>,
@@ -138,6 +139,16 @@ impl SlotCache {
     /// unindexed files and evicts down to the budget. `Ok(None)`: another
     /// provider (this process or another) holds the directory.
     pub fn open(dir: impl Into<PathBuf>, budget: u64) -> Result<Option<SlotCache>> {
+        Self::open_with_index(dir, budget, INDEX)
+    }
+
+    /// [`open`](Self::open) with the index stored as `index` (a file name)
+    /// instead of `index.json`.
+    pub fn open_with_index(
+        dir: impl Into<PathBuf>,
+        budget: u64,
+        index: &'static str,
+    ) -> Result<Option<SlotCache>> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| io("creating cache directory", &dir, e))?;
         let lock_path = dir.join(LOCK);
@@ -152,7 +163,8 @@ impl SlotCache {
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
         }
-        let index = std::fs::read(dir.join(INDEX))
+        let index_name = index;
+        let index = std::fs::read(dir.join(index_name))
             .ok()
             .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())
             .filter(|i| i.version == INDEX_VERSION);
@@ -172,7 +184,7 @@ impl SlotCache {
             let f = f.map_err(|e| io("listing", &dir, e))?;
             let name = f.file_name();
             let name = name.to_string_lossy();
-            if name == INDEX || name == LOCK || named.contains(name.as_ref()) {
+            if name == index_name || name == LOCK || named.contains(name.as_ref()) {
                 continue;
             }
             if let Err(e) = std::fs::remove_file(f.path()) {
@@ -182,6 +194,7 @@ impl SlotCache {
         let used = entries.values().map(|e| e.size).sum();
         let cache = SlotCache {
             dir,
+            index: index_name,
             budget,
             state: Mutex::new(State {
                 entries,
@@ -301,6 +314,24 @@ impl SlotCache {
                 None
             }
         }
+    }
+
+    /// The whole cached object `key`, whatever its size (see
+    /// [`get`](Self::get)).
+    pub fn get_whole(&self, key: &str) -> Option<Bytes> {
+        let size = self.state.lock().entries.get(key).map(|e| e.size);
+        match size {
+            Some(size) => self.get(key, size, 0..size),
+            None => {
+                self.stats.lock().misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Drops `key` if cached.
+    pub fn remove(&self, key: &str) {
+        self.drop_entry(key, None);
     }
 
     /// Caches the whole object `key` (evicting least recently used entries
@@ -444,9 +475,9 @@ impl SlotCache {
             })
             .map_err(|e| Error::io("encoding cache index", std::io::Error::other(e)))?
         };
-        let tmp = self.dir.join(INDEX_TMP);
+        let tmp = self.dir.join(format!("{}.tmp", self.index));
         std::fs::write(&tmp, &json).map_err(|e| io("writing", &tmp, e))?;
-        std::fs::rename(&tmp, self.dir.join(INDEX)).map_err(|e| io("renaming", &tmp, e))?;
+        std::fs::rename(&tmp, self.dir.join(self.index)).map_err(|e| io("renaming", &tmp, e))?;
         Ok(())
     }
 }

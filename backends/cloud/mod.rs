@@ -52,6 +52,7 @@
 mod aws_sdk;
 mod builder;
 pub mod cache_dir;
+pub mod page_cache;
 mod roots;
 #[cfg(feature = "s3")]
 mod s3;
@@ -83,6 +84,7 @@ use crate::types::{RootRecord, WalId};
 pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
+pub use page_cache::CloudPageCache;
 #[cfg(feature = "s3")]
 pub use s3::{create_bucket_if_missing, s3_store};
 pub use timeout::DEFAULT_REQUEST_TIMEOUT;
@@ -296,6 +298,43 @@ impl Inner {
         Ok(out.freeze())
     }
 
+    /// Reads from the cache directory only, with the layout already known:
+    /// `None` when any slot touched is not cached (or the WAL's layout was
+    /// never listed). No store request.
+    async fn read_cached(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        let (Some(cache), Some(layout)) =
+            (self.cache.clone(), self.remote.lock().get(&wal).cloned())
+        else {
+            return Ok(None);
+        };
+        let total = self.layout_len(&layout);
+        if offset >= total {
+            return Ok(None);
+        }
+        let end = total.min(offset.saturating_add(len));
+        let os = self.object_size;
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let slot = pos / os;
+            let slot_start = slot * os;
+            let upto = end.min(slot_start + os);
+            let (a, b) = (pos - slot_start, upto - slot_start);
+            let size = layout.get(&slot).copied().unwrap_or(0);
+            if a < size {
+                let (c, k) = (cache.clone(), self.slot_key(wal, slot).to_string());
+                let r = a..b.min(size);
+                match blocking(move || Ok(c.get(&k, size, r))).await? {
+                    Some(got) => out.extend_from_slice(&got),
+                    None => return Ok(None),
+                }
+            }
+            out.resize((upto - offset) as usize, 0);
+            pos = upto;
+        }
+        Ok(Some(out.freeze()))
+    }
+
     /// Bytes `range` of the slot object `slot` (of `size` bytes): from the
     /// cache directory, else from the store. With a cache that can hold the
     /// object, the whole object is fetched and cached; otherwise one ranged
@@ -433,6 +472,11 @@ impl CloudBlockProvider {
     /// The cache directory of downloaded slot objects (`None`: disabled).
     pub fn cache(&self) -> Option<&SlotCache> {
         self.inner.cache.as_deref()
+    }
+
+    /// The local staging directory.
+    pub fn staging_dir(&self) -> &std::path::Path {
+        &self.inner.staging_dir
     }
 
     /// Sealed slots not yet in the store.
@@ -602,6 +646,14 @@ impl BlockProvider for CloudBlockProvider {
             .await;
         }
         self.inner.read_remote(wal, offset, len).await
+    }
+
+    async fn read_local(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        if self.staged_file(wal).is_some() {
+            return self.read(wal, offset, len).await.map(Some);
+        }
+        self.inner.read_cached(wal, offset, len).await
     }
 
     async fn list_wals(&self) -> Result<Vec<WalInfo>> {

@@ -7,6 +7,7 @@
 //! through any [`NetworkManager`](crate::NetworkManager).
 
 pub mod acceptor;
+pub mod cache_handler;
 pub mod catch_up;
 pub mod config;
 mod fanout;
@@ -18,6 +19,7 @@ pub mod provider;
 pub mod term_store;
 
 pub use acceptor::{AcceptOutcome, Acceptor};
+pub use cache_handler::CacheAwareHandler;
 pub use config::{ClusterConfig, PeerAddress};
 pub use handler::ClusterHandler;
 #[cfg(feature = "tcp")]

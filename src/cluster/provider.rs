@@ -1,6 +1,8 @@
 //! [`ClusterBlockProvider`]: a node's local provider, plus the cluster.
 //!
-//! - Reads of a WAL this node does not have go to the peers: the WAL's last
+//! - Reads this node cannot serve from its own storage go to the peers
+//!   (when the local provider is backed by an object store, before the
+//!   store, and with the store as the last resort): the WAL's last
 //!   known holder first, then every other peer, with timeouts and retries. A
 //!   peer's "not found" only moves on to the next peer, so it never hides
 //!   another peer's answer. Large reads travel in bounded pieces. Records are
@@ -90,9 +92,9 @@ impl ClusterBlockProvider {
     }
 
     /// Reads `len` bytes at `offset` from whichever peer has them.
-    async fn read_piece(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+    async fn read_piece(&self, wal: WalId, offset: u64, len: u64, retries: u32) -> Result<Bytes> {
         let mut failures = Vec::new();
-        for attempt in 0..=self.config.max_retries {
+        for attempt in 0..=retries {
             failures.clear();
             for peer in self.candidates(wal) {
                 match self.ask(&peer, wal, offset, len).await {
@@ -116,7 +118,7 @@ impl ClusterBlockProvider {
                 return Err(Error::WalNotFound { wal });
             }
             debug!(%wal, offset, attempt, ?failures, "remote read failed, retrying");
-            if attempt < self.config.max_retries {
+            if attempt < retries {
                 tokio::time::sleep(self.config.retry_interval()).await;
             }
         }
@@ -129,9 +131,11 @@ impl ClusterBlockProvider {
         })
     }
 
-    async fn read_remote(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+    /// Reads from peers, in pieces of at most [`MAX_REMOTE_READ`], retrying
+    /// a piece `retries` times when some peer failed.
+    async fn read_remote(&self, wal: WalId, offset: u64, len: u64, retries: u32) -> Result<Bytes> {
         let first = self
-            .read_piece(wal, offset, len.min(MAX_REMOTE_READ))
+            .read_piece(wal, offset, len.min(MAX_REMOTE_READ), retries)
             .await?;
         if first.len() as u64 >= len || (first.len() as u64) < len.min(MAX_REMOTE_READ) {
             return Ok(first);
@@ -140,7 +144,7 @@ impl ClusterBlockProvider {
         while (out.len() as u64) < len {
             let at = offset + out.len() as u64;
             let want = (len - out.len() as u64).min(MAX_REMOTE_READ);
-            let piece = match self.read_piece(wal, at, want).await {
+            let piece = match self.read_piece(wal, at, want, retries).await {
                 Ok(p) => p,
                 Err(Error::OffsetOutOfRange { .. }) => break,
                 Err(e) => return Err(e),
@@ -173,9 +177,24 @@ impl BlockProvider for ClusterBlockProvider {
     }
 
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
-        match self.local.read(wal, offset, len).await {
-            Err(Error::WalNotFound { .. }) => self.read_remote(wal, offset, len).await,
-            other => other,
+        match self.local.read_local(wal, offset, len).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            // Only a remote medium (an object store) has it: peers first —
+            // the WAL's writer has pages not uploaded yet, others may have
+            // them cached — in one pass, then the medium itself.
+            Ok(None) => match self.read_remote(wal, offset, len, 0).await {
+                Ok(bytes) => Ok(bytes),
+                Err(e @ Error::OffsetOutOfRange { .. }) => Err(e),
+                Err(e) => {
+                    debug!(%wal, offset, error = %e, "no peer served the read, using the store");
+                    self.local.read(wal, offset, len).await
+                }
+            },
+            Err(Error::WalNotFound { .. }) => {
+                self.read_remote(wal, offset, len, self.config.max_retries)
+                    .await
+            }
+            Err(e) => Err(e),
         }
     }
 

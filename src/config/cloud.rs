@@ -30,7 +30,6 @@ use crate::backends::cloud::{
     Durability,
 };
 use crate::builder::StorageBuilder;
-use crate::cluster::FileTermStore;
 use crate::error::{Error, Result};
 
 /// What a commit waits for (see [`Durability`]).
@@ -224,6 +223,15 @@ pub struct CloudBackend {
     /// Byte budget of the cache directory (default 500 MiB; 0 disables).
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
+    /// Cloud-cluster only: directory of the node's cloud page cache, which
+    /// also serves peers (default
+    /// `<staging_dir>/cloud_page_cache/server_<server_id>`).
+    #[serde(default)]
+    pub page_cache_dir: Option<PathBuf>,
+    /// Cloud-cluster only: disk budget of the cloud page cache (default
+    /// 500 MiB).
+    #[serde(default = "default_cache_size")]
+    pub page_cache_size: u64,
 }
 
 impl CloudBackend {
@@ -249,13 +257,15 @@ impl CloudBackend {
 #[async_trait]
 impl BackendConfig for CloudBackend {
     async fn builder(&self, _ctx: &BuildContext<'_>) -> Result<StorageBuilder> {
-        // A cloud-cluster voter's promised term must survive restarts like
-        // an fs node's: keep it beside the staging files (which the staging
-        // recovery ignores: not a WAL id).
-        let terms = FileTermStore::new(self.staging_dir.join("cluster_term"));
-        Ok(StorageBuilder::new()
-            .with_block_provider(Arc::new(self.provider().await?))
-            .with_term_store(Arc::new(terms)))
+        // `StorageBuilder::cloud` keeps a cloud-cluster voter's promised
+        // term beside the staging files (`cluster_term`, which the staging
+        // recovery ignores) and puts the cloud page cache there.
+        let mut b = StorageBuilder::cloud(Arc::new(self.provider().await?))
+            .cloud_page_cache_size(self.page_cache_size);
+        if let Some(dir) = &self.page_cache_dir {
+            b = b.cloud_page_cache_dir(dir);
+        }
+        Ok(b)
     }
 
     fn is_object_store(&self) -> bool {
@@ -266,6 +276,9 @@ impl BackendConfig for CloudBackend {
         self.store.resolve_paths(base);
         resolve(base, &mut self.staging_dir);
         if let Some(d) = &mut self.cache_dir {
+            resolve(base, d);
+        }
+        if let Some(d) = &mut self.page_cache_dir {
             resolve(base, d);
         }
     }
