@@ -188,8 +188,12 @@ impl Inner {
         *self.known_root.lock() = Some(Some((index, root.clone())));
         // The numbered object is the truth (readers follow the chain); the
         // readable copy follows in the background, off the commit path.
+        // In `Local` durability it waits for the uploader's next round, like
+        // the slots (uploads keep to `upload_interval_ms`).
         *self.root_copy.lock() = Some(copy_json(index, root));
-        self.wake.notify_one();
+        if self.durability == super::Durability::Cloud {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }

@@ -1,3 +1,5 @@
 //! Helpers shared by integration tests.
 
+pub mod counting_store;
+pub mod history;
 pub mod moto;
