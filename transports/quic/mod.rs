@@ -2,11 +2,15 @@
 //!
 //! [`QuicNetworkManager`] implements [`NetworkManager`] over QUIC:
 //!
-//! - **Endpoint.** [`start`](NetworkManager::start) binds one UDP socket on
-//!   [`QuicConfig::listen_addr`] (port 0 picks a free port; see
+//! - **Endpoint.** The first [`start`](NetworkManager::start) binds one UDP
+//!   socket on [`QuicConfig::listen_addr`] (port 0 picks a free port; see
 //!   [`QuicNetworkManager::local_addr`]) or uses a socket handed to
 //!   [`QuicNetworkManager::with_socket`]. The endpoint both accepts
-//!   connections and dials peers.
+//!   connections and dials peers, and lives as long as the manager: while
+//!   the manager is stopped it refuses every connection attempt at once
+//!   (like a closed TCP port), so peers learn immediately that the node is
+//!   down instead of waiting out a handshake timeout. Dropping the manager
+//!   releases the socket.
 //! - **One connection per peer, one bidirectional stream per request.** The
 //!   requester opens a stream, writes one request frame and finishes its
 //!   side; the responder writes one response frame on the same stream. The
@@ -28,15 +32,17 @@
 //!   [`max_frame_bytes`](QuicConfig::max_frame_bytes) in both directions and
 //!   checked before the body is allocated. A malformed, oversized or
 //!   wrong-version frame closes that connection (logged with `tracing`).
-//! - **Stop** closes the endpoint (peers see the connection closed at once),
-//!   fails in-flight requests with [`NetworkError::Stopped`], cancels running
+//! - **Stop** closes every connection (peers see it closed at once), fails
+//!   in-flight requests with [`NetworkError::Stopped`], cancels running
 //!   handler calls and returns once none is running. `start` again listens on
-//!   the same address. A requester that gives up on a request (timeout)
-//!   stops its stream, and the responder then cancels that handler call.
+//!   the same address. As on TCP, a handler call runs to its end even when
+//!   the requester gave up (timeout): handlers are cancelled only by `stop`.
 //! - **Restart.** A node's stateless-reset key is derived from its private
 //!   key, so after a crash and restart on the same address its peers' stale
 //!   connections are reset at the first packet and reopened, instead of
-//!   waiting for the idle timeout.
+//!   waiting for the idle timeout. (A crashed node's *absence*, on the other
+//!   hand, shows only as handshake timeouts: UDP has no connection refusal,
+//!   and quinn ignores ICMP port-unreachable.)
 //! - **Backpressure.** At most 1 024 concurrent request streams per
 //!   connection (QUIC stream limits) and 1 024 inbound connections.
 
@@ -55,8 +61,9 @@ use parking_lot::{Mutex, RwLock};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, VarInt};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, debug_span, field, trace, warn};
+use tracing::{Instrument, debug, debug_span, field, warn};
 
 pub use self::config::{QuicConfig, QuicConfigError};
 use super::common::{
@@ -97,6 +104,9 @@ struct Inner {
     next_request_id: AtomicU64,
     next_run_id: AtomicU64,
     run: Mutex<Option<Arc<Run>>>,
+    /// The endpoint, from the first `start` until the manager is dropped,
+    /// and the task accepting (or, while stopped, refusing) connections.
+    endpoint: Mutex<Option<(quinn::Endpoint, AbortHandle)>>,
     /// Socket handed to `with_socket`, used by the first `start`.
     prebound: Mutex<Option<std::net::UdpSocket>>,
     /// Address of the last endpoint, reused by a later `start`.
@@ -107,6 +117,8 @@ struct Inner {
 struct Run {
     id: u64,
     endpoint: quinn::Endpoint,
+    /// Inbound connections of this run, closed by `stop`.
+    inbound: Mutex<Vec<quinn::Connection>>,
     handler: RwLock<Arc<dyn MessageHandler>>,
     tasks: TaskSet,
     shutdown: watch::Sender<bool>,
@@ -182,6 +194,7 @@ impl QuicNetworkManager {
                 next_request_id: AtomicU64::new(1),
                 next_run_id: AtomicU64::new(1),
                 run: Mutex::new(None),
+                endpoint: Mutex::new(None),
                 prebound: Mutex::new(None),
                 bound: Mutex::new(None),
             }),
@@ -236,6 +249,43 @@ impl QuicNetworkManager {
     }
 }
 
+impl QuicNetworkManager {
+    /// The manager's endpoint, created (with its accept loop) on first use.
+    async fn endpoint(&self) -> Result<quinn::Endpoint, NetworkError> {
+        if let Some((endpoint, _)) = self.inner.endpoint.lock().as_ref() {
+            return Ok(endpoint.clone());
+        }
+        let socket = self.inner.socket().await?;
+        let reset_key: Arc<dyn quinn::crypto::HmacKey> = self.inner.reset_key.clone();
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::new(reset_key),
+            Some(self.inner.server.clone()),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| {
+            self.inner
+                .bind_error(format!("cannot start the QUIC endpoint: {e}"))
+        })?;
+        let mut slot = self.inner.endpoint.lock();
+        if let Some((existing, _)) = slot.as_ref() {
+            // A concurrent `start` created one first.
+            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"unused");
+            return Ok(existing.clone());
+        }
+        let span = debug_span!(
+            "quic_endpoint",
+            node = %self.inner.config.server_id,
+            addr = ?endpoint.local_addr().ok(),
+        );
+        let acceptor =
+            tokio::spawn(accept_loop(Arc::clone(&self.inner), endpoint.clone()).instrument(span))
+                .abort_handle();
+        *slot = Some((endpoint.clone(), acceptor));
+        Ok(endpoint)
+    }
+}
+
 fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
@@ -284,9 +334,11 @@ impl Drop for QuicNetworkManager {
     fn drop(&mut self) {
         if let Some(run) = self.inner.run.lock().take() {
             run.shutdown.send_replace(true);
-            run.endpoint
-                .close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
             run.tasks.abort();
+        }
+        if let Some((endpoint, acceptor)) = self.inner.endpoint.lock().take() {
+            acceptor.abort();
+            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
         }
     }
 }
@@ -354,8 +406,9 @@ impl Inner {
                     self.bind_error(format!("{} resolves to nothing", self.config.listen_addr))
                 })?,
         };
-        // The previous run's socket is released when its endpoint driver
-        // ends, just after `stop`: give it a moment rather than fail.
+        // A previous manager on this address (a node restarted within the
+        // process) releases its socket when its endpoint driver ends, just
+        // after it is dropped: give it a moment rather than fail.
         let give_up = Instant::now() + self.config.read_timeout();
         loop {
             match std::net::UdpSocket::bind(addr) {
@@ -441,8 +494,6 @@ impl Inner {
             },
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
-        // Dropping `recv` unread (timeout, stop) sends STOP_SENDING: the
-        // responder then cancels the handler call.
         send.write_all(&frame)
             .await
             .map_err(|e| lost(format!("sending the request failed: {e}")))?;
@@ -495,10 +546,16 @@ impl Inner {
     }
 }
 
-/// Accepts connections until the run ends.
-async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>) {
+/// Accepts connections for the current run, and refuses them while the
+/// manager is stopped, until the endpoint closes.
+async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
-    while let Some(incoming) = run.endpoint.accept().await {
+    while let Some(incoming) = endpoint.accept().await {
+        let Some(run) = inner.current_run() else {
+            debug!(addr = %incoming.remote_address(), "stopped; refusing a connection");
+            incoming.refuse();
+            continue;
+        };
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             warn!("too many inbound connections; refusing one");
             incoming.refuse();
@@ -518,7 +575,8 @@ async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>) {
             drop(permit);
         };
         if run.tasks.spawn(task.instrument(span)).is_none() {
-            return;
+            // Stopped meanwhile: the dropped connection attempt is refused.
+            continue;
         }
     }
 }
@@ -558,6 +616,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incomi
     };
     tracing::Span::current().record("peer", peer.as_str());
     debug!("authenticated");
+    run.inbound.lock().push(conn.clone());
     if let Some(slot) = inner.by_id.get(&peer) {
         slot.alive.store(true, Ordering::Relaxed);
     }
@@ -586,6 +645,8 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incomi
             }
         }
     }
+    let id = conn.stable_id();
+    run.inbound.lock().retain(|c| c.stable_id() != id);
 }
 
 /// Answers the request on one stream.
@@ -609,15 +670,10 @@ async fn serve_stream(
             return;
         }
     };
+    // The call runs to its end even if the requester gives up (as on TCP):
+    // handlers are cancelled only when the node stops.
     let handler = Arc::clone(&*run.handler.read());
-    let stopped = send.stopped();
-    let frame = tokio::select! {
-        frame = answer(handler, from, envelope, max_frame_bytes) => frame,
-        _ = stopped => {
-            trace!("the requester gave up; handler call cancelled");
-            return;
-        }
-    };
+    let frame = answer(handler, from, envelope, max_frame_bytes).await;
     if let Err(e) = send.write_all(&frame).await {
         debug!(error = %e, "response not delivered");
         return;
@@ -640,22 +696,12 @@ impl NetworkManager for QuicNetworkManager {
             *run.handler.write() = handler;
             return Ok(());
         }
-        let socket = self.inner.socket().await?;
-        let reset_key: Arc<dyn quinn::crypto::HmacKey> = self.inner.reset_key.clone();
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::new(reset_key),
-            Some(self.inner.server.clone()),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|e| {
-            self.inner
-                .bind_error(format!("cannot start the QUIC endpoint: {e}"))
-        })?;
+        let endpoint = self.endpoint().await?;
         let local_addr = endpoint.local_addr().ok();
         let run = Arc::new(Run {
             id: self.inner.next_run_id.fetch_add(1, Ordering::Relaxed),
             endpoint,
+            inbound: Mutex::new(Vec::new()),
             handler: RwLock::new(handler),
             tasks: TaskSet::new(),
             shutdown: watch::channel(false).0,
@@ -665,18 +711,12 @@ impl NetworkManager for QuicNetworkManager {
             if let Some(other) = current.as_ref() {
                 // A concurrent `start` won; use its run.
                 *other.handler.write() = Arc::clone(&*run.handler.read());
-                run.endpoint
-                    .close(VarInt::from_u32(CLOSE_STOPPED), b"unused");
                 return Ok(());
             }
             *current = Some(Arc::clone(&run));
             *self.inner.bound.lock() = local_addr;
         }
-        let span =
-            debug_span!("quic_endpoint", node = %self.inner.config.server_id, addr = ?local_addr);
-        debug!(parent: &span, "listening");
-        run.tasks
-            .spawn(accept_loop(Arc::clone(&self.inner), Arc::clone(&run)).instrument(span));
+        debug!(node = %self.inner.config.server_id, addr = ?local_addr, "serving");
         Ok(())
     }
 
@@ -729,17 +769,14 @@ impl NetworkManager for QuicNetworkManager {
             return Ok(());
         };
         run.shutdown.send_replace(true);
-        run.endpoint
-            .close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
         run.tasks.shutdown().await;
+        for conn in run.inbound.lock().drain(..) {
+            conn.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
+        }
         for slot in &self.inner.slots {
             slot.link.clear("stopped").await;
             slot.alive.store(false, Ordering::Relaxed);
         }
-        // Let the close reach the peers and the socket be released, so a
-        // restart can bind the same address; bounded, as a peer may be gone.
-        let _ =
-            tokio::time::timeout(self.inner.config.read_timeout(), run.endpoint.wait_idle()).await;
         debug!(node = %self.inner.config.server_id, "stopped");
         Ok(())
     }
