@@ -1,4 +1,5 @@
-//! `protobase`: inspect, read, write, verify and benchmark spaces.
+//! `protobase`: inspect, read, write, verify and benchmark spaces, and create
+//! development certificates for clusters over QUIC.
 //!
 //! Exit codes: 0 success, 1 failure (including a `verify` that found
 //! problems), 2 bad usage, 3 `root` on a space without a root.
@@ -6,6 +7,7 @@
 mod bench;
 mod bench_cloud;
 mod bench_cluster;
+mod certs;
 mod commands;
 
 use std::path::PathBuf;
@@ -76,6 +78,16 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Create a development CA and a certificate per node (QUIC transport's
+    /// mutual TLS); print the files and each node's `tls` settings as JSON.
+    Certs {
+        /// Directory for the PEM files (created if missing).
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Node ids (each certificate's name).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Run the benchmark: a human table, then one JSON line.
     Bench {
         /// Fewer iterations (a smoke run).
@@ -111,6 +123,7 @@ fn main() -> ExitCode {
             } => commands::put(&dir, format, root, lines).await,
             Command::Inspect { dir } => commands::inspect(&dir).await,
             Command::Verify { dir, strict } => commands::verify(&dir, strict).await,
+            Command::Certs { out, ids } => certs::run(&out, &ids),
             Command::Bench { quick, dir } => bench::run(quick, dir).await,
         }
     });
