@@ -1106,3 +1106,73 @@ mod quic {
         untrusted_certificates_cannot_vote_or_publish(3).await;
     }
 }
+
+#[cfg(feature = "quic")]
+mod transport_selection {
+    use protobase::cluster::{PeerAddress, TlsFiles, Transport};
+    use protobase::transports::generate_dev_certs;
+
+    use super::*;
+
+    fn single_node(dir: &std::path::Path) -> ClusterConfig {
+        ClusterConfig {
+            server_id: "solo".into(),
+            port: 0,
+            servers: vec![PeerAddress {
+                id: "solo".into(),
+                address: "127.0.0.1:0".into(),
+            }],
+            psk: Some("key".into()),
+            tls: Some(TlsFiles {
+                cert: dir.join("solo.pem"),
+                key: dir.join("solo.key"),
+                ca: Some(dir.join("ca.pem")),
+                pinned: Vec::new(),
+            }),
+            ..base_config()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_builder_call_chooses_quic_over_the_configured_transport() {
+        let certs = tempfile::tempdir().unwrap();
+        generate_dev_certs(&["solo"])
+            .unwrap()
+            .write_to(certs.path())
+            .unwrap();
+        let space = tempfile::tempdir().unwrap();
+        let config = ClusterConfig {
+            transport: Transport::Tcp,
+            ..single_node(certs.path())
+        };
+        let storage = StorageBuilder::standalone(space.path())
+            .cluster(config)
+            .transport(Transport::Quic)
+            .build()
+            .await
+            .unwrap();
+        let network = format!("{:?}", storage.network().unwrap());
+        assert!(network.starts_with("QuicNetworkManager"), "{network}");
+        // A one-node cluster publishes on its own majority.
+        let ptr = storage.push_bytes(b"over quic").await.unwrap();
+        assert_eq!(storage.set_root(ptr).await.unwrap().sequence, 1);
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quic_without_certificates_is_refused_by_the_builder() {
+        let space = tempfile::tempdir().unwrap();
+        let config = ClusterConfig {
+            transport: Transport::Quic,
+            tls: None,
+            ..single_node(space.path())
+        };
+        let err = StorageBuilder::standalone(space.path())
+            .cluster(config)
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains("tls"), "{err}");
+    }
+}

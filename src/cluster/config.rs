@@ -254,3 +254,79 @@ impl ClusterConfig {
         .with_max_retries(self.max_retries))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_and_tls_deserialise_from_plain_values() {
+        let config: ClusterConfig = serde_json::from_value(serde_json::json!({
+            "server_id": "a",
+            "transport": "quic",
+            "tls": {"cert": "a.pem", "key": "a.key", "ca": "ca.pem"},
+        }))
+        .unwrap();
+        assert_eq!(config.transport, Transport::Quic);
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.pinned.is_empty());
+        let pinned: TlsFiles = serde_json::from_value(serde_json::json!({
+            "cert": "a.pem", "key": "a.key", "pinned": ["b.pem", "c.pem"],
+        }))
+        .unwrap();
+        assert_eq!(pinned.pinned.len(), 2);
+        assert!(
+            serde_json::from_value::<ClusterConfig>(
+                serde_json::json!({"transport": "carrier-pigeon"})
+            )
+            .is_err()
+        );
+        let default: ClusterConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(default.transport, Transport::default());
+    }
+
+    #[cfg(feature = "quic")]
+    #[test]
+    fn quic_settings_are_checked() {
+        let config = ClusterConfig {
+            transport: Transport::Quic,
+            ..ClusterConfig::default()
+        };
+        let err = config.network_manager().unwrap_err().to_string();
+        assert!(err.contains("tls"), "{err}");
+        let both = ClusterConfig {
+            tls: Some(TlsFiles {
+                cert: "a.pem".into(),
+                key: "a.key".into(),
+                ca: Some("ca.pem".into()),
+                pinned: vec!["b.pem".into()],
+            }),
+            ..config.clone()
+        };
+        let err = both.quic_config().unwrap_err().to_string();
+        assert!(err.contains("either"), "{err}");
+        let missing = ClusterConfig {
+            tls: Some(TlsFiles {
+                cert: "/nonexistent/a.pem".into(),
+                key: "/nonexistent/a.key".into(),
+                ca: Some("/nonexistent/ca.pem".into()),
+                pinned: Vec::new(),
+            }),
+            ..config
+        };
+        let err = missing.quic_config().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[cfg(not(feature = "quic"))]
+    #[test]
+    fn quic_without_the_feature_is_refused() {
+        let config = ClusterConfig {
+            transport: Transport::Quic,
+            ..ClusterConfig::default()
+        };
+        let err = config.network_manager().unwrap_err().to_string();
+        assert!(err.contains("feature `quic`"), "{err}");
+    }
+}
