@@ -47,6 +47,7 @@
 //!   connection (QUIC stream limits) and 1 024 inbound connections.
 
 mod config;
+mod server;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,17 +61,16 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, VarInt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, debug_span, field, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
 pub use self::config::{QuicConfig, QuicConfigError};
 use super::common::{
-    LinkConnection, PeerLink, RetryPolicy, TaskSet, answer, bounded_request, broadcast_with,
-    encode_request,
+    LinkConnection, PeerLink, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
 };
-use super::tls::{self, TlsError};
+use super::tls::TlsError;
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
 use crate::protocol::Message;
 use crate::wire::{self, WireError};
@@ -82,7 +82,8 @@ const MAX_INBOUND_CONNECTIONS: usize = 1024;
 /// Application close codes.
 const CLOSE_STOPPED: u32 = 0;
 const CLOSE_REPLACED: u32 = 1;
-const CLOSE_MALFORMED: u32 = 2;
+/// A malformed frame, or a certificate of no configured peer.
+const CLOSE_REFUSED: u32 = 2;
 
 /// A [`NetworkManager`] over QUIC; see the [module docs](self).
 ///
@@ -109,7 +110,7 @@ struct Inner {
     endpoint: Mutex<Option<(quinn::Endpoint, AbortHandle)>>,
     /// Socket handed to `with_socket`, used by the first `start`.
     prebound: Mutex<Option<std::net::UdpSocket>>,
-    /// Address of the last endpoint, reused by a later `start`.
+    /// Address of the endpoint (or of the pre-bound socket).
     bound: Mutex<Option<SocketAddr>>,
 }
 
@@ -278,9 +279,10 @@ impl QuicNetworkManager {
             node = %self.inner.config.server_id,
             addr = ?endpoint.local_addr().ok(),
         );
-        let acceptor =
-            tokio::spawn(accept_loop(Arc::clone(&self.inner), endpoint.clone()).instrument(span))
-                .abort_handle();
+        let acceptor = tokio::spawn(
+            server::accept_loop(Arc::clone(&self.inner), endpoint.clone()).instrument(span),
+        )
+        .abort_handle();
         *slot = Some((endpoint.clone(), acceptor));
         Ok(endpoint)
     }
@@ -359,7 +361,7 @@ fn connection_error(peer: &str, error: &ConnectionError) -> NetworkError {
             protocol(format!("the peer refused our certificate: {close}"))
         }
         ConnectionError::ApplicationClosed(close)
-            if close.error_code == VarInt::from_u32(CLOSE_MALFORMED) =>
+            if close.error_code == VarInt::from_u32(CLOSE_REFUSED) =>
         {
             protocol(format!("the peer closed the connection: {close}"))
         }
@@ -387,25 +389,21 @@ impl Inner {
         }
     }
 
-    /// The UDP socket of a new run: the pre-bound one, the previous run's
-    /// address, or `listen_addr`.
+    /// The endpoint's UDP socket: the pre-bound one, or one bound on
+    /// `listen_addr`.
     async fn socket(&self) -> Result<std::net::UdpSocket, NetworkError> {
         if let Some(socket) = self.prebound.lock().take() {
             return Ok(socket);
         }
-        let previous = *self.bound.lock();
-        let addr = match previous {
-            Some(addr) => addr,
-            None => tokio::net::lookup_host(self.config.listen_addr.as_str())
-                .await
-                .map_err(|e| {
-                    self.bind_error(format!("cannot resolve {}: {e}", self.config.listen_addr))
-                })?
-                .next()
-                .ok_or_else(|| {
-                    self.bind_error(format!("{} resolves to nothing", self.config.listen_addr))
-                })?,
-        };
+        let addr = tokio::net::lookup_host(self.config.listen_addr.as_str())
+            .await
+            .map_err(|e| {
+                self.bind_error(format!("cannot resolve {}: {e}", self.config.listen_addr))
+            })?
+            .next()
+            .ok_or_else(|| {
+                self.bind_error(format!("{} resolves to nothing", self.config.listen_addr))
+            })?;
         // A previous manager on this address (a node restarted within the
         // process) releases its socket when its endpoint driver ends, just
         // after it is dropped: give it a moment rather than fail.
@@ -502,7 +500,7 @@ impl Inner {
             Ok(envelope) => envelope,
             Err(e) if e.is_malformed() => {
                 warn!(peer = %slot.id, error = %e, "malformed response; closing the connection");
-                conn.close(VarInt::from_u32(CLOSE_MALFORMED), b"malformed frame");
+                conn.close(VarInt::from_u32(CLOSE_REFUSED), b"malformed frame");
                 return Err(NetworkError::Protocol {
                     peer: slot.id.clone(),
                     reason: format!("malformed response: {e}"),
@@ -544,141 +542,6 @@ impl Inner {
         })
         .await
     }
-}
-
-/// Accepts connections for the current run, and refuses them while the
-/// manager is stopped, until the endpoint closes.
-async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
-    let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
-    while let Some(incoming) = endpoint.accept().await {
-        let Some(run) = inner.current_run() else {
-            debug!(addr = %incoming.remote_address(), "stopped; refusing a connection");
-            incoming.refuse();
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            warn!("too many inbound connections; refusing one");
-            incoming.refuse();
-            continue;
-        };
-        let addr = incoming.remote_address();
-        let span = debug_span!(
-            "quic_conn",
-            node = %inner.config.server_id,
-            peer = field::Empty,
-            %addr,
-            dir = "in",
-        );
-        let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), incoming);
-        let task = async move {
-            serve.await;
-            drop(permit);
-        };
-        if run.tasks.spawn(task.instrument(span)).is_none() {
-            // Stopped meanwhile: the dropped connection attempt is refused.
-            continue;
-        }
-    }
-}
-
-/// Serves one inbound connection: handshake, identify the peer, answer its
-/// request streams.
-async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incoming) {
-    let conn = match tokio::time::timeout(inner.config.read_timeout(), incoming).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            warn!(error = %e, "refused an inbound connection");
-            return;
-        }
-        Err(_) => {
-            warn!("refused an inbound connection: handshake timed out");
-            return;
-        }
-    };
-    // The certificate verifier admitted only certificates of configured
-    // peers; find which one.
-    let peer = conn
-        .peer_identity()
-        .and_then(|identity| {
-            identity
-                .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .and_then(|chain| {
-            chain
-                .first()
-                .and_then(|cert| tls::identify(cert, &inner.peer_ids).cloned())
-        });
-    let Some(peer) = peer else {
-        warn!("inbound connection without a configured peer's certificate; closing");
-        conn.close(VarInt::from_u32(CLOSE_MALFORMED), b"unknown peer");
-        return;
-    };
-    tracing::Span::current().record("peer", peer.as_str());
-    debug!("authenticated");
-    run.inbound.lock().push(conn.clone());
-    if let Some(slot) = inner.by_id.get(&peer) {
-        slot.alive.store(true, Ordering::Relaxed);
-    }
-    loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                let call = serve_stream(
-                    Arc::clone(&run),
-                    conn.clone(),
-                    peer.clone(),
-                    send,
-                    recv,
-                    inner.config.max_frame_bytes,
-                );
-                if run
-                    .tasks
-                    .spawn(call.instrument(tracing::Span::current()))
-                    .is_none()
-                {
-                    break;
-                }
-            }
-            Err(e) => {
-                debug!(error = %e, "connection ended");
-                break;
-            }
-        }
-    }
-    let id = conn.stable_id();
-    run.inbound.lock().retain(|c| c.stable_id() != id);
-}
-
-/// Answers the request on one stream.
-async fn serve_stream(
-    run: Arc<Run>,
-    conn: quinn::Connection,
-    from: PeerId,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    max_frame_bytes: usize,
-) {
-    let envelope = match wire::read_frame(&mut recv, max_frame_bytes).await {
-        Ok(envelope) => envelope,
-        Err(e) if e.is_malformed() => {
-            warn!(error = %e, "malformed frame from peer; closing the connection");
-            conn.close(VarInt::from_u32(CLOSE_MALFORMED), b"malformed frame");
-            return;
-        }
-        Err(e) => {
-            debug!(error = %e, "request stream ended without a frame");
-            return;
-        }
-    };
-    // The call runs to its end even if the requester gives up (as on TCP):
-    // handlers are cancelled only when the node stops.
-    let handler = Arc::clone(&*run.handler.read());
-    let frame = answer(handler, from, envelope, max_frame_bytes).await;
-    if let Err(e) = send.write_all(&frame).await {
-        debug!(error = %e, "response not delivered");
-        return;
-    }
-    let _ = send.finish();
 }
 
 #[async_trait]
