@@ -15,7 +15,7 @@ use crate::block_provider::BlockProvider;
 use crate::cluster::catch_up::spawn_catch_up;
 use crate::cluster::{
     Acceptor, CacheAwareHandler, ClusterBlockProvider, ClusterConfig, ClusterHandler,
-    FileTermStore, MajorityVote, MemoryTermStore, TermStore,
+    FileTermStore, MajorityVote, MemoryTermStore, TermStore, Transport,
 };
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
@@ -245,11 +245,26 @@ impl StorageBuilder {
     /// Makes this node a member of a cluster (the cluster variants): root
     /// updates need a majority grant and a majority of acknowledgements,
     /// and reads of WALs this node lacks go to its peers. The transport is
-    /// the one given to [`with_network_manager`](Self::with_network_manager),
-    /// or TCP on `host:port` with the config's pre-shared key (feature `tcp`).
+    /// the one given to [`with_network_manager`](Self::with_network_manager)
+    /// (any [`NetworkManager`], e.g. the in-process one), or else the
+    /// config's [`transport`](ClusterConfig::transport) (see
+    /// [`transport`](Self::transport)) on `host:port`: TCP with the config's
+    /// pre-shared key (feature `tcp`) or QUIC with its TLS files (feature
+    /// `quic`).
     pub fn cluster(mut self, config: ClusterConfig) -> Self {
         self.config.node_id = config.server_id.clone();
         self.cluster = Some(config);
+        self
+    }
+
+    /// Chooses the transport of the cluster's network manager (overrides
+    /// [`ClusterConfig::transport`]; call after [`cluster`](Self::cluster)).
+    /// Without effect when a manager is given with
+    /// [`with_network_manager`](Self::with_network_manager).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.transport = transport;
+        }
         self
     }
 
@@ -364,18 +379,7 @@ impl StorageBuilder {
         };
         let network: Arc<dyn NetworkManager> = match self.network {
             Some(n) => n,
-            #[cfg(feature = "tcp")]
-            None => Arc::new(
-                crate::transports::TcpNetworkManager::new(cluster.tcp_config()?)
-                    .map_err(|e| Error::invalid("TCP config", e.to_string()))?,
-            ),
-            #[cfg(not(feature = "tcp"))]
-            None => {
-                return Err(Error::invalid(
-                    "cluster",
-                    "no network manager: enable feature `tcp` or call with_network_manager()",
-                ));
-            }
+            None => cluster.network_manager()?,
         };
         let store: Arc<dyn TermStore> = match (self.term_store, space_dir.or(self.node_dir)) {
             (Some(s), _) => s,

@@ -14,7 +14,7 @@
 //! | [`BlockProvider`] | where WAL bytes and the root live | [`backends::fs::FileBlockProvider`] (`fs`), [`backends::memory::MemoryBlockProvider`] |
 //! | [`PageCache`] | pages of WALs kept near the reader | [`MemoryPageCache`] |
 //! | [`VoteStrategy`] | who may update the root | [`SingleNodeVote`] |
-//! | [`NetworkManager`] | a node's link to its peers | [`transports::tcp::TcpNetworkManager`] (`tcp`), [`transports::in_process::InProcessNetwork`] (fault injection) |
+//! | [`NetworkManager`] | a node's link to its peers | [`transports::tcp::TcpNetworkManager`] (`tcp`), `transports::quic::QuicNetworkManager` (`quic`), [`transports::in_process::InProcessNetwork`] (fault injection) |
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

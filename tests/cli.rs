@@ -254,3 +254,45 @@ fn reads_the_reference_space() {
         "{inspect}"
     );
 }
+
+#[test]
+fn certs_writes_a_ca_and_node_certificates_that_load_as_tls_settings() {
+    use protobase::cluster::TlsFiles;
+    use protobase::transports::{TlsConfig, Trust};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_str = out_dir.to_str().unwrap();
+    let lines = json_lines(&ok(&["certs", "--out", out_str, "node-a", "node-b"], b""));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["files"].as_array().unwrap().len(), 6);
+    assert_eq!(lines[0]["transport"], "quic");
+    for id in ["node-a", "node-b"] {
+        // Each node's `tls` section is a ClusterConfig::tls value.
+        let files: TlsFiles = serde_json::from_value(lines[0]["tls"][id].clone()).unwrap();
+        let trust = Trust::ca_from_pem_file(files.ca.as_ref().unwrap()).unwrap();
+        let tls = TlsConfig::from_pem_files(&files.cert, &files.key, trust).unwrap();
+        tls.check_identity(id).unwrap();
+        assert!(tls.check_identity("someone-else").is_err());
+    }
+
+    // No ids, or an id that cannot be a certificate name: usage error or
+    // failure, nothing half-written for the bad name.
+    assert!(!run(&["certs", "--out", out_str], b"").status.success());
+    let bad = run(
+        &[
+            "certs",
+            "--out",
+            dir.path().join("bad").to_str().unwrap(),
+            "not a name",
+        ],
+        b"",
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a name"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!dir.path().join("bad").exists());
+}

@@ -392,3 +392,37 @@ async fn a_cloud_cluster_node_keeps_its_promised_term_beside_its_staging_files()
     storage.close().await.unwrap();
     assert!(dir.path().join("st/cluster_term").is_file());
 }
+
+/// `[transport] type = "quic"`: certificate paths relative to the file; a
+/// node builds and publishes over QUIC with mutual TLS, and a missing key
+/// file is an error naming the transport.
+#[cfg(feature = "quic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_transport_config_builds_a_node_with_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    protobase::transports::generate_dev_certs(&["solo"])
+        .unwrap()
+        .write_to(dir.path().join("certs"))
+        .unwrap();
+    let text = |key: &str| {
+        format!(
+            "[backend]\ntype = \"memory\"\n\
+             [cluster]\nserver_id = \"solo\"\nport = 0\nservers = [{{ id = \"solo\", address = \"127.0.0.1:0\" }}]\n\
+             [transport]\ntype = \"quic\"\ncert = \"certs/solo.pem\"\nkey = \"{key}\"\nca = \"certs/ca.pem\"\n"
+        )
+    };
+    let config = parse_toml(&text("certs/solo.key"), dir.path()).unwrap();
+    assert_eq!(config.variant(), "cluster");
+    let storage = config.build().await.unwrap();
+    let ptr = storage.push_bytes(b"over quic").await.unwrap();
+    let root = storage.set_root(ptr).await.unwrap();
+    assert!(root.term >= 1);
+    storage.close().await.unwrap();
+
+    let bad = parse_toml(&text("certs/missing.key"), dir.path()).unwrap();
+    let err = bad.build().await.unwrap_err().to_string();
+    assert!(
+        err.contains("node.toml") && err.contains("transport"),
+        "{err}"
+    );
+}

@@ -1,10 +1,12 @@
 //! The transport conformance suite (`protobase::conformance::network`) run
-//! against every transport, plus transport-specific checks: authentication
-//! and hostile input for TCP, fault injection for the in-process transport.
+//! against every transport (`conformance_tests!` expands the same checks for
+//! each), plus transport-specific checks: authentication and hostile input
+//! for TCP, mutual TLS for QUIC, fault injection for the in-process
+//! transport.
 //!
-//! TCP runs on real sockets on 127.0.0.1 with ports chosen by the OS; the
-//! in-process transport runs on tokio's paused clock, so its timeouts cost no
-//! wall-clock time.
+//! TCP and QUIC run on real sockets on 127.0.0.1 with ports chosen by the
+//! OS; the in-process transport runs on tokio's paused clock, so its
+//! timeouts cost no wall-clock time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,10 @@ macro_rules! conformance_tests {
         #[$flavor]
         async fn stop_responder_in_flight() {
             suite::stop_responder_in_flight(&$harness).await;
+        }
+        #[$flavor]
+        async fn malformed_frames() {
+            suite::malformed_frames(&$harness).await;
         }
     };
 }
@@ -396,12 +402,18 @@ mod tcp {
             .collect()
     }
 
-    pub(crate) struct Harness;
+    /// Remembers the nodes it built, for raw streams.
+    #[derive(Default)]
+    pub(crate) struct Harness {
+        built: parking_lot::Mutex<Vec<Arc<TcpNetworkManager>>>,
+    }
 
     #[async_trait]
     impl NetworkHarness for Harness {
         async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
-            managers(n, |_| KEY.to_vec())
+            let nodes = managers(n, |_| KEY.to_vec());
+            *self.built.lock() = nodes.clone();
+            nodes
                 .into_iter()
                 .map(|m| m as Arc<dyn NetworkManager>)
                 .collect()
@@ -409,13 +421,27 @@ mod tcp {
         fn max_frame_bytes(&self) -> usize {
             SUITE_FRAME_LIMIT
         }
+        async fn raw_stream(
+            &self,
+            from: &PeerId,
+            to: &PeerId,
+        ) -> Option<Box<dyn suite::RawStream>> {
+            let node = self
+                .built
+                .lock()
+                .iter()
+                .find(|m| m.local_id() == *from)
+                .cloned()?;
+            let stream = node.open_raw_stream(to).await.expect("raw stream");
+            Some(Box::new(stream))
+        }
     }
 
     mod suite_on_loopback {
         use super::*;
         conformance_tests!(
             tokio::test(flavor = "multi_thread", worker_threads = 2),
-            Harness
+            Harness::default()
         );
     }
 
@@ -635,5 +661,360 @@ mod tcp {
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
         intruder.stop().await.unwrap();
         nodes[1].stop().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// QUIC
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "quic")]
+mod quic {
+    use std::net::SocketAddr;
+
+    use protobase::transports::quic::QuicConfigError;
+    use protobase::transports::tls::TlsError;
+    use protobase::transports::{
+        DevCerts, QuicConfig, QuicNetworkManager, TlsConfig, Trust, generate_dev_certs,
+    };
+    use protobase::{RootRecord, VoteRequest};
+
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("n{i}")).collect()
+    }
+
+    /// `n` managers `n0..` on 127.0.0.1 (sockets pre-bound to OS-chosen
+    /// ports), node `i` using `tls_of(i)`.
+    fn managers(n: usize, tls_of: impl Fn(usize) -> TlsConfig) -> Vec<Arc<QuicNetworkManager>> {
+        let sockets: Vec<std::net::UdpSocket> = (0..n)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| {
+                let peers = (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| (format!("n{j}"), addrs[j].to_string()));
+                let config = QuicConfig::new(format!("n{i}"), addrs[i].to_string(), tls_of(i))
+                    .with_peers(peers)
+                    .with_read_timeout_ms(2_000)
+                    .with_retry_interval_ms(20)
+                    .with_max_retries(2)
+                    .with_max_frame_bytes(SUITE_FRAME_LIMIT);
+                Arc::new(QuicNetworkManager::with_socket(config, socket).unwrap())
+            })
+            .collect()
+    }
+
+    fn tls(certs: &DevCerts, id: &str) -> TlsConfig {
+        certs.tls_config(id).unwrap().unwrap()
+    }
+
+    /// One CA for all nodes; remembers the nodes it built, for raw streams.
+    #[derive(Default)]
+    pub(crate) struct Harness {
+        built: parking_lot::Mutex<Vec<Arc<QuicNetworkManager>>>,
+    }
+
+    #[async_trait]
+    impl NetworkHarness for Harness {
+        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+            let certs = generate_dev_certs(&ids(n)).unwrap();
+            let nodes = managers(n, |i| tls(&certs, &format!("n{i}")));
+            *self.built.lock() = nodes.clone();
+            nodes
+                .into_iter()
+                .map(|m| m as Arc<dyn NetworkManager>)
+                .collect()
+        }
+        fn max_frame_bytes(&self) -> usize {
+            SUITE_FRAME_LIMIT
+        }
+        async fn raw_stream(
+            &self,
+            from: &PeerId,
+            to: &PeerId,
+        ) -> Option<Box<dyn suite::RawStream>> {
+            let node = self
+                .built
+                .lock()
+                .iter()
+                .find(|m| m.local_id() == *from)
+                .cloned()?;
+            let stream = node.open_raw_stream(to).await.expect("raw stream");
+            Some(Box::new(stream))
+        }
+    }
+
+    mod suite_on_loopback {
+        use super::*;
+        conformance_tests!(
+            tokio::test(flavor = "multi_thread", worker_threads = 2),
+            Harness::default()
+        );
+    }
+
+    /// The messages a rogue node would need to get through to take part.
+    fn vote_and_publish(as_id: &str) -> [Message; 3] {
+        [
+            Message::VoteRequest(VoteRequest {
+                candidate: as_id.into(),
+                term: u64::MAX / 2,
+                lease_ms: 60_000,
+            }),
+            Message::RootUpdate {
+                term: u64::MAX / 2,
+                root: RootRecord::new(
+                    protobase::AtomPointer::new(protobase::WalId::new_random(), 32),
+                    1_000,
+                    u64::MAX / 2,
+                    Some(as_id.into()),
+                ),
+            },
+            heartbeat(1),
+        ]
+    }
+
+    async fn start_all(nodes: &[Arc<QuicNetworkManager>]) -> Vec<Arc<SuiteHandler>> {
+        let mut handlers = Vec::new();
+        for node in nodes {
+            let handler = SuiteHandler::new(node.local_id());
+            node.start(handler.clone()).await.unwrap();
+            handlers.push(handler);
+        }
+        handlers
+    }
+
+    async fn stop_all(nodes: &[Arc<QuicNetworkManager>]) {
+        for node in nodes {
+            node.stop().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_certificate_from_another_ca_cannot_connect_vote_or_publish() {
+        // n2's certificate names it correctly but comes from a foreign CA;
+        // it trusts that CA only.
+        let cluster = generate_dev_certs(&ids(3)).unwrap();
+        let foreign = generate_dev_certs(&ids(3)).unwrap();
+        let nodes = managers(3, |i| {
+            if i == 2 {
+                tls(&foreign, "n2")
+            } else {
+                tls(&cluster, &format!("n{i}"))
+            }
+        });
+        let handlers = start_all(&nodes).await;
+
+        // The outsider calls in: the handshake fails, nothing is handled.
+        for attack in vote_and_publish("n2") {
+            let r = nodes[2].request(&"n0".into(), attack, 5 * SECOND).await;
+            assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        }
+        let all = nodes[2].broadcast(heartbeat(2), 5 * SECOND).await;
+        assert!(
+            all.iter()
+                .all(|(_, r)| matches!(r, Err(NetworkError::Protocol { .. }))),
+            "{all:?}"
+        );
+        // A member calls the outsider: its server certificate is refused.
+        let r = nodes[0]
+            .request(&"n2".into(), heartbeat(3), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+
+        assert_eq!(handlers[0].calls(), 0);
+        assert_eq!(handlers[1].calls(), 0);
+        assert_eq!(handlers[2].calls(), 0);
+        assert!(!nodes[0].peers().iter().any(|p| p.id == "n2" && p.alive));
+
+        // Members still talk.
+        let ok = nodes[0]
+            .request(&"n1".into(), heartbeat(4), 5 * SECOND)
+            .await;
+        assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
+        stop_all(&nodes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trusted_certificate_of_an_unconfigured_node_is_refused() {
+        // "n9" has a certificate from the cluster CA but is not in n1's
+        // peer list.
+        let certs = generate_dev_certs(&["n0", "n1", "n9"]).unwrap();
+        let nodes = managers(2, |i| tls(&certs, &format!("n{i}")));
+        let handlers = start_all(&nodes).await;
+        let intruder = QuicNetworkManager::new(
+            QuicConfig::new("n9", "127.0.0.1:0", tls(&certs, "n9"))
+                .with_peer("n1", nodes[1].local_addr().unwrap().to_string())
+                .with_retry_interval_ms(20),
+        )
+        .unwrap();
+        intruder.start(SuiteHandler::new("n9")).await.unwrap();
+        for attack in vote_and_publish("n9") {
+            let r = intruder.request(&"n1".into(), attack, 5 * SECOND).await;
+            assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        }
+        assert_eq!(handlers[1].calls(), 0);
+        intruder.stop().await.unwrap();
+        stop_all(&nodes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_presenting_another_nodes_certificate_is_refused() {
+        // n0 believes n1 lives at n2's address: n2's certificate does not
+        // name n1, so n0 refuses it.
+        let certs = generate_dev_certs(&ids(3)).unwrap();
+        let nodes = managers(3, |i| tls(&certs, &format!("n{i}")));
+        let handlers = start_all(&nodes).await;
+        let confused = QuicNetworkManager::new(
+            QuicConfig::new("n0", "127.0.0.1:0", tls(&certs, "n0"))
+                .with_peer("n1", nodes[2].local_addr().unwrap().to_string()),
+        )
+        .unwrap();
+        confused.start(SuiteHandler::new("n0")).await.unwrap();
+        let r = confused
+            .request(&"n1".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        assert_eq!(handlers[2].calls(), 0);
+        confused.stop().await.unwrap();
+        stop_all(&nodes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pinned_certificates_are_trusted_and_others_refused() {
+        // Every node has its own self-made CA: no common issuer. n0 and n1
+        // pin each other's certificates (and their own); n2 is pinned by
+        // nobody.
+        let own: Vec<DevCerts> = (0..3)
+            .map(|i| generate_dev_certs(&[format!("n{i}")]).unwrap())
+            .collect();
+        let cert_of = |i: usize| {
+            Trust::ca_from_pem(own[i].nodes[0].cert_pem.as_bytes()).map(|t| match t {
+                Trust::Ca(certs) => certs,
+                Trust::Pinned(certs) => certs,
+            })
+        };
+        let pinned: Vec<_> = [0, 1]
+            .into_iter()
+            .flat_map(|i| cert_of(i).unwrap())
+            .collect();
+        let nodes = managers(3, |i| {
+            let id = format!("n{i}");
+            tls(&own[i], &id).with_trust(Trust::Pinned(pinned.clone()))
+        });
+        let handlers = start_all(&nodes).await;
+        let ok = nodes[0]
+            .request(&"n1".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
+        let back = nodes[1]
+            .request(&"n0".into(), heartbeat(2), 5 * SECOND)
+            .await;
+        assert!(matches!(back, Ok(Message::Heartbeat { .. })), "{back:?}");
+        for attack in vote_and_publish("n2") {
+            let r = nodes[2].request(&"n0".into(), attack, 5 * SECOND).await;
+            assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        }
+        let r = nodes[1]
+            .request(&"n2".into(), heartbeat(3), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
+        assert_eq!(handlers[0].calls(), 1);
+        assert_eq!(handlers[1].calls(), 1);
+        assert_eq!(handlers[2].calls(), 0);
+        stop_all(&nodes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn port_zero_listen_address_is_exposed_and_kept_across_restarts() {
+        let certs = generate_dev_certs(&["solo"]).unwrap();
+        let node =
+            QuicNetworkManager::new(QuicConfig::new("solo", "127.0.0.1:0", tls(&certs, "solo")))
+                .unwrap();
+        assert_eq!(node.local_addr(), None);
+        node.start(SuiteHandler::new("solo")).await.unwrap();
+        let addr = node.local_addr().expect("bound address");
+        assert_ne!(addr.port(), 0);
+        assert!(node.peers().is_empty());
+        assert!(node.broadcast(Message::Ack, SECOND).await.is_empty());
+        node.stop().await.unwrap();
+        node.start(SuiteHandler::new("solo")).await.unwrap();
+        assert_eq!(node.local_addr(), Some(addr));
+        node.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_dropped_without_stop_is_reached_again_after_restart() {
+        // n1 goes away without a graceful stop of its manager (dropped), and
+        // a new manager with the same certificate starts on its address: n0
+        // reconnects (its stale connection is reset, not waited out).
+        let certs = generate_dev_certs(&ids(2)).unwrap();
+        let nodes = managers(2, |i| tls(&certs, &format!("n{i}")));
+        let _handlers = start_all(&nodes).await;
+        let r = nodes[0]
+            .request(&"n1".into(), heartbeat(1), 5 * SECOND)
+            .await;
+        assert!(matches!(r, Ok(Message::Heartbeat { .. })), "{r:?}");
+        let addr = nodes[1].local_addr().unwrap();
+        let mut config = nodes[1].config().clone();
+        config.listen_addr = addr.to_string();
+        let mut nodes = nodes;
+        drop(nodes.pop());
+        let reborn = Arc::new(QuicNetworkManager::new(config).unwrap());
+        let fresh = SuiteHandler::new("n1");
+        reborn.start(fresh.clone()).await.unwrap();
+        assert_eq!(reborn.local_addr(), Some(addr));
+        let deadline = tokio::time::Instant::now() + suite::HANG_GUARD;
+        loop {
+            let r = nodes[0]
+                .request(&"n1".into(), heartbeat(2), 2 * SECOND)
+                .await;
+            if matches!(r, Ok(Message::Heartbeat { .. })) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "n0 never reached the restarted n1: {r:?}"
+            );
+        }
+        assert!(fresh.calls() >= 1);
+        reborn.stop().await.unwrap();
+        stop_all(&nodes).await;
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let certs = generate_dev_certs(&["n0", "n1"]).unwrap();
+        let base = || QuicConfig::new("n0", "127.0.0.1:0", tls(&certs, "n0"));
+        assert!(matches!(
+            QuicNetworkManager::new(QuicConfig::new("n1", "127.0.0.1:0", tls(&certs, "n0"))),
+            Err(QuicConfigError::Tls(TlsError::NameMismatch { .. }))
+        ));
+        assert!(matches!(
+            QuicNetworkManager::new(base().with_peer("n0", "127.0.0.1:1")),
+            Err(QuicConfigError::SelfAsPeer(_))
+        ));
+        assert!(matches!(
+            QuicNetworkManager::new(base().with_peer("n1", "a:1").with_peer("n1", "b:1")),
+            Err(QuicConfigError::DuplicatePeer(_))
+        ));
+        assert!(matches!(
+            QuicNetworkManager::new(base().with_max_frame_bytes(10)),
+            Err(QuicConfigError::FrameLimit { .. })
+        ));
+        assert!(matches!(
+            QuicNetworkManager::new(base().with_peer("not a name!", "a:1")),
+            Err(QuicConfigError::Tls(TlsError::InvalidName(_)))
+        ));
+        let shown = format!("{:?}", base());
+        assert!(
+            !shown.contains("PRIVATE KEY"),
+            "Debug must not print the key: {shown}"
+        );
     }
 }

@@ -1,3 +1,4 @@
+#![cfg_attr(not(any(feature = "tcp", feature = "quic")), allow(dead_code))]
 //! What the transports share.
 //!
 //! [`TaskSet`] is a closable set of tasks: the transports' way to keep the
@@ -134,4 +135,238 @@ pub(crate) fn encode_response(
             crate::wire::encode_frame(&envelope, max_frame_bytes).unwrap_or_default()
         }
     }
+}
+
+/// A peer's outbound connection (of any transport), opened on first use and
+/// reopened after it breaks, shared by all requests to that peer.
+///
+/// Connection attempts are serialised per peer; requests that queued behind
+/// an attempt that just failed share its outcome instead of starting their
+/// own (so a dead peer costs one round of retries, not one per request).
+#[derive(Debug)]
+pub(crate) struct PeerLink<C> {
+    state: tokio::sync::Mutex<LinkState<C>>,
+}
+
+#[derive(Debug)]
+struct LinkState<C> {
+    current: Option<C>,
+    /// The last failed connection attempt, shared with requests that waited
+    /// for it.
+    failure: Option<(tokio::time::Instant, crate::NetworkError)>,
+}
+
+/// How a transport retries connection attempts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// Pause between attempts.
+    pub(crate) interval: std::time::Duration,
+    /// Attempts after the first one fails.
+    pub(crate) max_retries: u32,
+}
+
+/// What [`PeerLink::get`] needs to know about a transport's connections.
+pub(crate) trait LinkConnection: Clone {
+    /// Still usable by the current run of the node.
+    fn usable(&self, run_id: u64) -> bool;
+    /// Closes a connection that is being replaced or dropped.
+    fn discard(&self, reason: &str);
+}
+
+impl<C: LinkConnection> PeerLink<C> {
+    pub(crate) fn new() -> Self {
+        PeerLink {
+            state: tokio::sync::Mutex::new(LinkState {
+                current: None,
+                failure: None,
+            }),
+        }
+    }
+
+    /// The open connection for run `run_id`, or a new one from `connect`,
+    /// retried by `policy` while it fails with `Unreachable` and the next
+    /// attempt would start before `deadline`.
+    pub(crate) async fn get<F, Fut>(
+        &self,
+        peer: &str,
+        run_id: u64,
+        policy: RetryPolicy,
+        deadline: tokio::time::Instant,
+        mut connect: F,
+    ) -> Result<C, crate::NetworkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<C, crate::NetworkError>>,
+    {
+        let asked = tokio::time::Instant::now();
+        let mut state = self.state.lock().await;
+        if let Some(conn) = state.current.take() {
+            if conn.usable(run_id) {
+                state.current = Some(conn.clone());
+                return Ok(conn);
+            }
+            conn.discard("replaced");
+        }
+        if let Some((at, error)) = &state.failure
+            && *at >= asked
+        {
+            // An attempt we queued behind has just failed: share its outcome.
+            return Err(error.clone());
+        }
+        let mut attempt = 0;
+        let error = loop {
+            match connect().await {
+                Ok(conn) => {
+                    state.current = Some(conn.clone());
+                    state.failure = None;
+                    return Ok(conn);
+                }
+                Err(error) => {
+                    let retryable = matches!(error, crate::NetworkError::Unreachable { .. });
+                    if !retryable || attempt >= policy.max_retries {
+                        break error;
+                    }
+                    let wake = tokio::time::Instant::now() + policy.interval;
+                    if wake >= deadline {
+                        break error;
+                    }
+                    attempt += 1;
+                    tracing::debug!(peer, attempt, error = %error, "connect failed; retrying");
+                    tokio::time::sleep_until(wake).await;
+                }
+            }
+        };
+        state.failure = Some((tokio::time::Instant::now(), error.clone()));
+        Err(error)
+    }
+
+    /// Closes and forgets the connection and the last failure.
+    pub(crate) async fn clear(&self, reason: &str) {
+        let mut state = self.state.lock().await;
+        if let Some(conn) = state.current.take() {
+            conn.discard(reason);
+        }
+        state.failure = None;
+    }
+}
+
+/// Encodes request `request_id` to `peer` as a frame; a message too large
+/// for a frame is a [`Protocol`](crate::NetworkError::Protocol) error and is
+/// not sent.
+pub(crate) fn encode_request(
+    peer: &str,
+    request_id: u64,
+    message: crate::protocol::Message,
+    max_frame_bytes: usize,
+) -> Result<Vec<u8>, crate::NetworkError> {
+    let envelope = crate::protocol::Envelope {
+        version: crate::protocol::PROTOCOL_VERSION,
+        request_id,
+        message,
+    };
+    crate::wire::encode_frame(&envelope, max_frame_bytes).map_err(|e| {
+        crate::NetworkError::Protocol {
+            peer: peer.to_owned(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Runs `exchange` (one request to `peer`) against the request's deadline
+/// and the node's stop signal: `Stopped` as soon as the node stops,
+/// `Timeout` at the deadline (after calling `on_timeout`).
+pub(crate) async fn bounded_request<Fut>(
+    stopped: &tokio::sync::watch::Sender<bool>,
+    peer: &str,
+    timeout: std::time::Duration,
+    deadline: tokio::time::Instant,
+    exchange: Fut,
+    on_timeout: impl FnOnce(),
+) -> Result<crate::protocol::Message, crate::NetworkError>
+where
+    Fut: Future<Output = Result<crate::protocol::Message, crate::NetworkError>>,
+{
+    let mut shutdown = stopped.subscribe();
+    if *shutdown.borrow() {
+        return Err(crate::NetworkError::Stopped);
+    }
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stopped| *stopped) => Err(crate::NetworkError::Stopped),
+        outcome = tokio::time::timeout_at(deadline, exchange) => match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                on_timeout();
+                Err(crate::NetworkError::Timeout { peer: peer.to_owned(), timeout })
+            }
+        },
+    }
+}
+
+/// Calls the handler for one request and encodes its answer (`None` is
+/// answered with `Ack`).
+pub(crate) async fn answer(
+    handler: std::sync::Arc<dyn crate::MessageHandler>,
+    from: crate::PeerId,
+    envelope: crate::protocol::Envelope,
+    max_frame_bytes: usize,
+) -> Vec<u8> {
+    let response = handler
+        .handle(from, envelope.message)
+        .await
+        .unwrap_or(crate::protocol::Message::Ack);
+    encode_response(envelope.request_id, response, max_frame_bytes)
+}
+
+/// Why a transport's member list or limits were refused (shared checks of
+/// the TCP and QUIC configurations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MemberProblem {
+    InvalidId(String),
+    SelfAsPeer(String),
+    DuplicatePeer(String),
+    FrameLimit {
+        value: usize,
+        min: usize,
+        max: usize,
+    },
+}
+
+/// Smallest accepted frame limit of the socket transports.
+pub(crate) const MIN_FRAME_BYTES: usize = 1024;
+
+/// Checks ids (1 to 255 bytes), the peer list (no self, no duplicates) and
+/// the frame limit.
+pub(crate) fn check_members(
+    server_id: &str,
+    peers: &[(crate::PeerId, String)],
+    max_frame_bytes: usize,
+) -> Result<(), MemberProblem> {
+    let check_id = |id: &str| {
+        if id.is_empty() || id.len() > usize::from(u8::MAX) {
+            Err(MemberProblem::InvalidId(id.to_owned()))
+        } else {
+            Ok(())
+        }
+    };
+    check_id(server_id)?;
+    let mut seen = std::collections::HashSet::new();
+    for (id, _) in peers {
+        check_id(id)?;
+        if id == server_id {
+            return Err(MemberProblem::SelfAsPeer(id.clone()));
+        }
+        if !seen.insert(id) {
+            return Err(MemberProblem::DuplicatePeer(id.clone()));
+        }
+    }
+    let max = u32::MAX as usize;
+    if !(MIN_FRAME_BYTES..=max).contains(&max_frame_bytes) {
+        return Err(MemberProblem::FrameLimit {
+            value: max_frame_bytes,
+            min: MIN_FRAME_BYTES,
+            max,
+        });
+    }
+    Ok(())
 }

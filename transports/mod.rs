@@ -5,16 +5,27 @@
 //!   deterministic tests of the cluster protocol.
 //! - [`tcp`] (feature `tcp`, default): tokio TCP with a pre-shared-key
 //!   handshake and request multiplexing over one connection per peer.
+//! - [`quic`] (feature `quic`): quinn with mutual TLS ([`tls`]), one
+//!   connection per peer and one stream per request.
 //!
 //! All transports speak the frames of [`crate::wire`], answer `Message::Ack`
-//! when a handler returns no response, and pass the conformance suite in
-//! `protobase::conformance::network` (feature `conformance`).
+//! when a handler returns no response, share their connection retry,
+//! request deadline and response encoding code, and pass the conformance
+//! suite in `protobase::conformance::network` (feature `conformance`).
 
 mod common;
 pub mod in_process;
+#[cfg(feature = "quic")]
+pub mod quic;
 #[cfg(feature = "tcp")]
 pub mod tcp;
+#[cfg(feature = "quic")]
+pub mod tls;
 
 pub use in_process::{Faults, HubStats, InProcessHub, InProcessNetwork};
+#[cfg(feature = "quic")]
+pub use quic::{QuicConfig, QuicNetworkManager};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpConfig, TcpNetworkManager};
+#[cfg(feature = "quic")]
+pub use tls::{DevCerts, TlsConfig, Trust, generate_dev_certs};

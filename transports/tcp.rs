@@ -62,7 +62,7 @@
 //! misconfigured or rogue nodes, not against an active attacker on the path.
 //! Use the QUIC transport (mutual TLS) on networks you do not trust.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -82,13 +82,16 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, field, trace, warn};
 
-use super::common::{TaskSet, broadcast_with, encode_response};
+use super::common::{
+    LinkConnection, MemberProblem, PeerLink, RetryPolicy, TaskSet, answer, bounded_request,
+    broadcast_with, check_members, encode_request,
+};
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
-use crate::protocol::{Envelope, Message, PROTOCOL_VERSION};
+use crate::protocol::{Message, PROTOCOL_VERSION};
 use crate::wire::{self, DEFAULT_MAX_FRAME_BYTES, WireError};
 
 /// Smallest accepted [`TcpConfig::max_frame_bytes`].
-pub const MIN_FRAME_BYTES: usize = 1024;
+pub const MIN_FRAME_BYTES: usize = super::common::MIN_FRAME_BYTES;
 
 /// Frames waiting for a connection's writer task.
 const WRITE_QUEUE: usize = 256;
@@ -189,37 +192,25 @@ impl TcpConfig {
     }
 
     fn validate(&self) -> Result<(), TcpConfigError> {
-        check_id(&self.server_id)?;
+        check_members(&self.server_id, &self.peers, self.max_frame_bytes)?;
         if self.pre_shared_key.is_empty() {
             return Err(TcpConfigError::EmptyKey);
-        }
-        let mut seen = HashSet::new();
-        for (id, _) in &self.peers {
-            check_id(id)?;
-            if *id == self.server_id {
-                return Err(TcpConfigError::SelfAsPeer(id.clone()));
-            }
-            if !seen.insert(id) {
-                return Err(TcpConfigError::DuplicatePeer(id.clone()));
-            }
-        }
-        let max = u32::MAX as usize;
-        if self.max_frame_bytes < MIN_FRAME_BYTES || self.max_frame_bytes > max {
-            return Err(TcpConfigError::FrameLimit {
-                value: self.max_frame_bytes,
-                min: MIN_FRAME_BYTES,
-                max,
-            });
         }
         Ok(())
     }
 }
 
-fn check_id(id: &str) -> Result<(), TcpConfigError> {
-    if id.is_empty() || id.len() > usize::from(u8::MAX) {
-        return Err(TcpConfigError::InvalidId(id.to_owned()));
+impl From<MemberProblem> for TcpConfigError {
+    fn from(problem: MemberProblem) -> Self {
+        match problem {
+            MemberProblem::InvalidId(id) => TcpConfigError::InvalidId(id),
+            MemberProblem::SelfAsPeer(id) => TcpConfigError::SelfAsPeer(id),
+            MemberProblem::DuplicatePeer(id) => TcpConfigError::DuplicatePeer(id),
+            MemberProblem::FrameLimit { value, min, max } => {
+                TcpConfigError::FrameLimit { value, min, max }
+            }
+        }
     }
-    Ok(())
 }
 
 impl fmt::Debug for TcpConfig {
@@ -299,15 +290,16 @@ struct PeerSlot {
     id: PeerId,
     address: String,
     alive: AtomicBool,
-    link: tokio::sync::Mutex<Link>,
+    link: PeerLink<Arc<Conn>>,
 }
 
-#[derive(Default)]
-struct Link {
-    current: Option<Arc<Conn>>,
-    /// The last failed connection attempt, shared with requests that waited
-    /// for it.
-    failure: Option<(Instant, NetworkError)>,
+impl LinkConnection for Arc<Conn> {
+    fn usable(&self, run_id: u64) -> bool {
+        self.is_open() && self.run_id == run_id
+    }
+    fn discard(&self, reason: &str) {
+        self.close(reason);
+    }
 }
 
 type Pending = HashMap<u64, oneshot::Sender<Result<Message, NetworkError>>>;
@@ -411,7 +403,7 @@ impl TcpNetworkManager {
                     id: id.clone(),
                     address: address.clone(),
                     alive: AtomicBool::new(false),
-                    link: tokio::sync::Mutex::new(Link::default()),
+                    link: PeerLink::new(),
                 })
             })
             .collect();
@@ -455,6 +447,29 @@ impl TcpNetworkManager {
     /// The configuration.
     pub fn config(&self) -> &TcpConfig {
         &self.inner.config
+    }
+
+    /// Opens a fresh, authenticated connection to `peer` (not the shared
+    /// one) and returns the raw stream, for tests that send raw bytes after
+    /// the handshake.
+    #[cfg(feature = "conformance")]
+    pub async fn open_raw_stream(&self, peer: &PeerId) -> Result<TcpStream, NetworkError> {
+        let slot = self
+            .inner
+            .by_id
+            .get(peer)
+            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
+        let mut stream = TcpStream::connect(slot.address.as_str())
+            .await
+            .map_err(|e| NetworkError::Unreachable {
+                peer: peer.clone(),
+                reason: e.to_string(),
+            })?;
+        let config = &self.inner.config;
+        client_handshake(&mut stream, &config.server_id, peer, &config.pre_shared_key)
+            .await
+            .map_err(|e| e.into_network_error(peer))?;
+        Ok(stream)
     }
 }
 
@@ -545,49 +560,18 @@ impl Inner {
         slot: &Arc<PeerSlot>,
         deadline: Instant,
     ) -> Result<Arc<Conn>, NetworkError> {
-        let asked = Instant::now();
-        let mut link = slot.link.lock().await;
-        if let Some(conn) = link.current.take() {
-            if conn.is_open() && conn.run_id == run.id {
-                link.current = Some(Arc::clone(&conn));
-                return Ok(conn);
-            }
-            conn.close("replaced");
-        }
-        if let Some((at, error)) = &link.failure
-            && *at >= asked
-        {
-            // An attempt we queued behind has just failed: share its outcome.
-            return Err(error.clone());
-        }
-        let retry_interval = Duration::from_millis(self.config.retry_interval_ms);
-        let mut attempt = 0;
-        let error = loop {
-            match self.connect(run, slot).await {
-                Ok(conn) => {
-                    link.current = Some(Arc::clone(&conn));
-                    link.failure = None;
-                    slot.alive.store(true, Ordering::Relaxed);
-                    return Ok(conn);
-                }
-                Err(error) => {
-                    let retryable = matches!(error, NetworkError::Unreachable { .. });
-                    if !retryable || attempt >= self.config.max_retries {
-                        break error;
-                    }
-                    let wake = Instant::now() + retry_interval;
-                    if wake >= deadline {
-                        break error;
-                    }
-                    attempt += 1;
-                    debug!(peer = %slot.id, attempt, error = %error, "connect failed; retrying");
-                    tokio::time::sleep_until(wake).await;
-                }
-            }
+        let policy = RetryPolicy {
+            interval: Duration::from_millis(self.config.retry_interval_ms),
+            max_retries: self.config.max_retries,
         };
-        slot.alive.store(false, Ordering::Relaxed);
-        link.failure = Some((Instant::now(), error.clone()));
-        Err(error)
+        let result = slot
+            .link
+            .get(&slot.id, run.id, policy, deadline, || {
+                self.connect(run, slot)
+            })
+            .await;
+        slot.alive.store(result.is_ok(), Ordering::Relaxed);
+        result
     }
 
     /// One connection attempt: connect, authenticate, start the tasks.
@@ -703,35 +687,14 @@ impl Inner {
             .by_id
             .get(peer)
             .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
-        let mut shutdown = run.shutdown.subscribe();
-        if *shutdown.borrow() {
-            return Err(NetworkError::Stopped);
-        }
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let envelope = Envelope {
-            version: PROTOCOL_VERSION,
-            request_id,
-            message,
-        };
-        let frame = wire::encode_frame(&envelope, self.config.max_frame_bytes).map_err(|e| {
-            NetworkError::Protocol {
-                peer: peer.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let frame = encode_request(peer, request_id, message, self.config.max_frame_bytes)?;
         let deadline = Instant::now() + timeout;
         let exchange = self.exchange(&run, slot, request_id, frame, deadline);
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stopped| *stopped) => Err(NetworkError::Stopped),
-            outcome = tokio::time::timeout_at(deadline, exchange) => match outcome {
-                Ok(result) => result,
-                Err(_) => {
-                    slot.alive.store(false, Ordering::Relaxed);
-                    Err(NetworkError::Timeout { peer: peer.clone(), timeout })
-                }
-            },
-        }
+        bounded_request(&run.shutdown, peer, timeout, deadline, exchange, || {
+            slot.alive.store(false, Ordering::Relaxed)
+        })
+        .await
     }
 }
 
@@ -872,11 +835,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) 
                 let tx = tx.clone();
                 let from = peer.clone();
                 let call = async move {
-                    let response = handler
-                        .handle(from, envelope.message)
-                        .await
-                        .unwrap_or(Message::Ack);
-                    let frame = encode_response(envelope.request_id, response, max_frame_bytes);
+                    let frame = answer(handler, from, envelope, max_frame_bytes).await;
                     let _ = tx.send(frame).await;
                     drop(permit);
                 };
@@ -998,11 +957,7 @@ impl NetworkManager for TcpNetworkManager {
         run.shutdown.send_replace(true);
         run.tasks.shutdown().await;
         for slot in &self.inner.slots {
-            let mut link = slot.link.lock().await;
-            if let Some(conn) = link.current.take() {
-                conn.close("stopped");
-            }
-            link.failure = None;
+            slot.link.clear("stopped").await;
             slot.alive.store(false, Ordering::Relaxed);
         }
         debug!(node = %self.inner.config.server_id, "stopped");
@@ -1219,6 +1174,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+    use crate::protocol::Envelope;
 
     const KEY: &[u8] = b"unit-test key, 32 bytes or so...";
 

@@ -1,6 +1,9 @@
-//! Settings of a cluster node.
+//! Settings of a cluster node, including which transport it uses
+//! ([`Transport`]) and, for QUIC, its TLS files ([`TlsFiles`]).
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,61 @@ pub struct PeerAddress {
     pub id: String,
     /// `host:port` it listens on.
     pub address: String,
+}
+
+/// The transport a cluster node's network manager uses when the builder
+/// creates it (see [`ClusterConfig::network_manager`]). In configuration
+/// files: `"tcp"` or `"quic"`.
+///
+/// Any other [`NetworkManager`](crate::NetworkManager) (the in-process
+/// transport, a custom one) is given to the builder directly with
+/// [`StorageBuilder::with_network_manager`](crate::StorageBuilder::with_network_manager).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP with a pre-shared-key handshake (feature `tcp`): needs
+    /// [`ClusterConfig::psk`].
+    Tcp,
+    /// QUIC with mutual TLS (feature `quic`): needs [`ClusterConfig::tls`].
+    Quic,
+}
+
+impl Default for Transport {
+    /// TCP when the crate is built with feature `tcp`, else QUIC.
+    fn default() -> Self {
+        if cfg!(feature = "tcp") || !cfg!(feature = "quic") {
+            Transport::Tcp
+        } else {
+            Transport::Quic
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+        })
+    }
+}
+
+/// PEM files of a node's TLS identity and whom it trusts (QUIC transport).
+///
+/// Set exactly one of `ca` (peers' certificates must be issued by it) and
+/// `pinned` (peers' certificates must be one of these).
+/// `protobase certs` creates a development CA and node certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsFiles {
+    /// This node's certificate (chain), valid for its `server_id`.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+    /// The cluster CA certificate.
+    pub ca: Option<PathBuf>,
+    /// Pinned peer certificates, instead of a CA.
+    pub pinned: Vec<PathBuf>,
 }
 
 /// Settings of a cluster node. Defaults follow the reference implementation.
@@ -40,6 +98,11 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// Pre-shared key peers authenticate with (TCP transport).
     pub psk: Option<String>,
+    /// Transport of the network manager the builder creates (default TCP,
+    /// or QUIC in a build without feature `tcp`).
+    pub transport: Transport,
+    /// TLS certificate, key and trust (QUIC transport).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterConfig {
@@ -56,6 +119,8 @@ impl Default for ClusterConfig {
             lease_ms: 5_000,
             heartbeat_ms: 1_000,
             psk: None,
+            transport: Transport::default(),
+            tls: None,
         }
     }
 }
@@ -74,6 +139,8 @@ impl fmt::Debug for ClusterConfig {
             .field("lease_ms", &self.lease_ms)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("psk", &self.psk.as_ref().map(|_| "<redacted>"))
+            .field("transport", &self.transport)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -103,6 +170,69 @@ impl ClusterConfig {
     pub(crate) fn retry_interval(&self) -> Duration {
         Duration::from_millis(self.retry_interval_ms)
     }
+
+    /// A network manager of the configured [`transport`](Self::transport)
+    /// for this node: TCP ([`tcp_config`](Self::tcp_config)) or QUIC
+    /// ([`quic_config`](Self::quic_config)). Fails when that transport's
+    /// feature is not enabled or its settings are incomplete.
+    pub fn network_manager(&self) -> crate::error::Result<Arc<dyn crate::NetworkManager>> {
+        match self.transport {
+            #[cfg(feature = "tcp")]
+            Transport::Tcp => Ok(Arc::new(
+                crate::transports::TcpNetworkManager::new(self.tcp_config()?)
+                    .map_err(|e| crate::error::Error::invalid("TCP config", e.to_string()))?,
+            )),
+            #[cfg(feature = "quic")]
+            Transport::Quic => Ok(Arc::new(
+                crate::transports::QuicNetworkManager::new(self.quic_config()?)
+                    .map_err(|e| crate::error::Error::invalid("QUIC config", e.to_string()))?,
+            )),
+            #[allow(unreachable_patterns)]
+            other => Err(crate::error::Error::invalid(
+                "transport",
+                format!("transport {other} needs the crate feature `{other}`"),
+            )),
+        }
+    }
+}
+
+#[cfg(feature = "quic")]
+impl ClusterConfig {
+    /// The QUIC transport settings of this node: listens on `host:port`,
+    /// loads the PEM files of [`tls`](Self::tls), and uses the same
+    /// timeouts and retries as TCP.
+    pub fn quic_config(&self) -> crate::error::Result<crate::transports::QuicConfig> {
+        use crate::transports::tls::{TlsConfig, Trust};
+        let invalid = |reason: String| crate::error::Error::invalid("tls", reason);
+        let files = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| invalid("a cluster over QUIC needs tls certificate files".into()))?;
+        let trust = match (&files.ca, files.pinned.is_empty()) {
+            (Some(ca), true) => Trust::ca_from_pem_file(ca),
+            (None, false) => Trust::pinned_from_pem_files(&files.pinned),
+            (Some(_), false) => {
+                return Err(invalid("set either tls.ca or tls.pinned, not both".into()));
+            }
+            (None, true) => {
+                return Err(invalid(
+                    "tls needs a CA (tls.ca) or pinned certificates (tls.pinned)".into(),
+                ));
+            }
+        }
+        .map_err(|e| invalid(e.to_string()))?;
+        let tls = TlsConfig::from_pem_files(&files.cert, &files.key, trust)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(crate::transports::QuicConfig::new(
+            self.server_id.clone(),
+            format!("{}:{}", self.host, self.port),
+            tls,
+        )
+        .with_peers(self.peers().map(|p| (p.id.clone(), p.address.clone())))
+        .with_read_timeout_ms(self.read_timeout_ms)
+        .with_retry_interval_ms(self.retry_interval_ms)
+        .with_max_retries(self.max_retries))
+    }
 }
 
 #[cfg(feature = "tcp")]
@@ -122,5 +252,81 @@ impl ClusterConfig {
         .with_read_timeout_ms(self.read_timeout_ms)
         .with_retry_interval_ms(self.retry_interval_ms)
         .with_max_retries(self.max_retries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_and_tls_deserialise_from_plain_values() {
+        let config: ClusterConfig = serde_json::from_value(serde_json::json!({
+            "server_id": "a",
+            "transport": "quic",
+            "tls": {"cert": "a.pem", "key": "a.key", "ca": "ca.pem"},
+        }))
+        .unwrap();
+        assert_eq!(config.transport, Transport::Quic);
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.pinned.is_empty());
+        let pinned: TlsFiles = serde_json::from_value(serde_json::json!({
+            "cert": "a.pem", "key": "a.key", "pinned": ["b.pem", "c.pem"],
+        }))
+        .unwrap();
+        assert_eq!(pinned.pinned.len(), 2);
+        assert!(
+            serde_json::from_value::<ClusterConfig>(
+                serde_json::json!({"transport": "carrier-pigeon"})
+            )
+            .is_err()
+        );
+        let default: ClusterConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(default.transport, Transport::default());
+    }
+
+    #[cfg(feature = "quic")]
+    #[test]
+    fn quic_settings_are_checked() {
+        let config = ClusterConfig {
+            transport: Transport::Quic,
+            ..ClusterConfig::default()
+        };
+        let err = config.network_manager().unwrap_err().to_string();
+        assert!(err.contains("tls"), "{err}");
+        let both = ClusterConfig {
+            tls: Some(TlsFiles {
+                cert: "a.pem".into(),
+                key: "a.key".into(),
+                ca: Some("ca.pem".into()),
+                pinned: vec!["b.pem".into()],
+            }),
+            ..config.clone()
+        };
+        let err = both.quic_config().unwrap_err().to_string();
+        assert!(err.contains("either"), "{err}");
+        let missing = ClusterConfig {
+            tls: Some(TlsFiles {
+                cert: "/nonexistent/a.pem".into(),
+                key: "/nonexistent/a.key".into(),
+                ca: Some("/nonexistent/ca.pem".into()),
+                pinned: Vec::new(),
+            }),
+            ..config
+        };
+        let err = missing.quic_config().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[cfg(not(feature = "quic"))]
+    #[test]
+    fn quic_without_the_feature_is_refused() {
+        let config = ClusterConfig {
+            transport: Transport::Quic,
+            ..ClusterConfig::default()
+        };
+        let err = config.network_manager().unwrap_err().to_string();
+        assert!(err.contains("feature `quic`"), "{err}");
     }
 }

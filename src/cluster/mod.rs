@@ -12,7 +12,7 @@ pub mod catch_up;
 pub mod config;
 mod fanout;
 pub mod handler;
-#[cfg(feature = "tcp")]
+#[cfg(any(feature = "tcp", feature = "quic"))]
 pub mod local;
 pub mod majority_vote;
 pub mod provider;
@@ -20,8 +20,10 @@ pub mod term_store;
 
 pub use acceptor::{AcceptOutcome, Acceptor};
 pub use cache_handler::CacheAwareHandler;
-pub use config::{ClusterConfig, PeerAddress};
+pub use config::{ClusterConfig, PeerAddress, TlsFiles, Transport};
 pub use handler::ClusterHandler;
+#[cfg(feature = "quic")]
+pub use local::bind_local_quic_cluster;
 #[cfg(feature = "tcp")]
 pub use local::bind_local_tcp_cluster;
 pub use majority_vote::MajorityVote;

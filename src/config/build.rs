@@ -62,24 +62,13 @@ impl StorageBuilder {
     }
 }
 
-#[cfg(feature = "tcp")]
+/// Without a `[transport]` section: the transport `[cluster]` names
+/// (`transport = "tcp"` by default, or `"quic"` with `tls` files).
 fn default_transport(
     cluster: &crate::cluster::ClusterConfig,
-    ctx: &BuildContext<'_>,
-) -> crate::Result<std::sync::Arc<dyn crate::NetworkManager>> {
-    use super::transport::{TcpTransport, TransportConfig};
-    TcpTransport::default().build(cluster, ctx)
-}
-
-#[cfg(not(feature = "tcp"))]
-fn default_transport(
-    _cluster: &crate::cluster::ClusterConfig,
     _ctx: &BuildContext<'_>,
 ) -> crate::Result<std::sync::Arc<dyn crate::NetworkManager>> {
-    Err(crate::Error::invalid(
-        "transport",
-        "no [transport] given and feature `tcp` is off",
-    ))
+    cluster.network_manager()
 }
 
 impl NodeConfig {

@@ -4,6 +4,7 @@
 //! | `type` | fields | transport |
 //! |---|---|---|
 //! | `tcp` | `psk`, `max_frame_bytes` | [`TcpNetworkManager`](crate::transports::TcpNetworkManager) (feature `tcp`) |
+//! | `quic` | `cert`, `key`, `ca` or `pinned` (PEM files) | [`QuicNetworkManager`](crate::transports::QuicNetworkManager) with mutual TLS (feature `quic`) |
 //! | `in_process` | `hub` | [`InProcessNetwork`](crate::transports::InProcessNetwork) on a named hub shared by the process |
 //!
 //! Listen address, peers and timeouts come from the `[cluster]` section.
@@ -81,6 +82,58 @@ impl TransportConfig for TcpTransport {
         let net = crate::transports::TcpNetworkManager::new(tcp)
             .map_err(|e| crate::Error::invalid("transport", e.to_string()))?;
         Ok(Arc::new(net))
+    }
+}
+
+/// `type = "quic"`: QUIC with mutual TLS. Every node presents `cert`/`key`
+/// and verifies its peers against the cluster CA `ca` or the `pinned`
+/// certificates (`protobase certs` creates a development set). Paths are
+/// relative to the config file; `PROTOBASE_TRANSPORT__KEY` overrides the key
+/// path from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuicTransport {
+    /// This node's certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// This node's private key (PEM).
+    pub key: std::path::PathBuf,
+    /// The cluster CA certificate (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Pinned peer certificates, instead of a CA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<std::path::PathBuf>,
+}
+
+#[cfg(feature = "quic")]
+#[typetag::serde(name = "quic")]
+impl TransportConfig for QuicTransport {
+    fn build(
+        &self,
+        cluster: &ClusterConfig,
+        _ctx: &BuildContext<'_>,
+    ) -> Result<Arc<dyn NetworkManager>> {
+        let mut cluster = cluster.clone();
+        cluster.transport = crate::cluster::Transport::Quic;
+        cluster.tls = Some(crate::cluster::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+            pinned: self.pinned.clone(),
+        });
+        cluster.network_manager()
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        use super::backend::resolve;
+        resolve(base, &mut self.cert);
+        resolve(base, &mut self.key);
+        if let Some(ca) = &mut self.ca {
+            resolve(base, ca);
+        }
+        for p in &mut self.pinned {
+            resolve(base, p);
+        }
     }
 }
 

@@ -25,6 +25,10 @@
 //! | [`peer_restart`] | requests fail while a peer is down and work again once it starts again |
 //! | [`stop_requester_in_flight`] | `stop` fails in-flight requests promptly with `Stopped` |
 //! | [`stop_responder_in_flight`] | a responder's `stop` fails its peers' requests promptly, and no handler call is running or starts after it returns |
+//! | [`malformed_frames`] | on a raw stream from an authenticated peer, oversized (refused at the header, before any body byte), wrong-version, undecodable and truncated frames are never answered or handled, and the channel is closed; a well-formed frame on the same kind of stream is answered |
+//!
+//! [`malformed_frames`] needs [`NetworkHarness::raw_stream`]; transports
+//! without bytes on a wire (in-process) skip it.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -34,11 +38,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId};
-use crate::protocol::Message;
+use crate::protocol::{Envelope, Message, PROTOCOL_VERSION};
 use crate::types::WalId;
+
+/// A raw byte channel to a node, past its authentication (see
+/// [`NetworkHarness::raw_stream`]).
+pub trait RawStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RawStream for T {}
 
 /// Timeout of requests that are expected to succeed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +68,17 @@ pub trait NetworkHarness: Send + Sync {
 
     /// The largest frame body the nodes send and accept.
     fn max_frame_bytes(&self) -> usize;
+
+    /// A fresh channel from node `from` to node `to` (both built by the
+    /// last [`nodes`](Self::nodes) call and started), authenticated as
+    /// `from`, on which the suite writes raw frame bytes: what the transport
+    /// carries one request on (a TCP connection, a QUIC stream). `None` (the
+    /// default) when the transport has no bytes on a wire; then
+    /// [`malformed_frames`] is skipped.
+    async fn raw_stream(&self, from: &PeerId, to: &PeerId) -> Option<Box<dyn RawStream>> {
+        let _ = (from, to);
+        None
+    }
 }
 
 /// The handler the suite installs. What it does depends on the message:
@@ -604,6 +626,130 @@ pub async fn stop_responder_in_flight<H: NetworkHarness + ?Sized>(harness: &H) {
     stop_all(&nodes).await;
 }
 
+fn frame_of(message: Message, request_id: u64) -> Vec<u8> {
+    let envelope = Envelope {
+        version: PROTOCOL_VERSION,
+        request_id,
+        message,
+    };
+    crate::wire::encode_frame(&envelope, crate::wire::DEFAULT_MAX_FRAME_BYTES)
+        .expect("a heartbeat fits a frame")
+}
+
+fn frame_header(length: u32, version: u16) -> Vec<u8> {
+    let mut header = length.to_le_bytes().to_vec();
+    header.extend_from_slice(&version.to_le_bytes());
+    header
+}
+
+/// Reads what the node sends until it ends the channel (end of stream or an
+/// error), bounded by [`HANG_GUARD`].
+async fn drain_until_closed(what: &str, stream: &mut dyn RawStream) -> Vec<u8> {
+    guarded(what, async {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return received,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
+/// Hostile frames from an authenticated peer on raw streams: none is
+/// answered or reaches the handler, each channel is closed by the node, and
+/// the node keeps serving. An oversized length prefix is sent without any
+/// body: the node must refuse it from the header alone (it never waits for,
+/// or allocates, the announced body).
+pub async fn malformed_frames<H: NetworkHarness + ?Sized>(harness: &H) {
+    let limit = harness.max_frame_bytes();
+    let (nodes, handlers) = started(harness, 2).await;
+    let (a_id, b_id) = (nodes[0].local_id(), nodes[1].local_id());
+    let limit_u32 = u32::try_from(limit).unwrap_or(u32::MAX);
+    let mut wrong_version = frame_of(heartbeat(2), 2);
+    wrong_version[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+    let mut garbage = frame_header(8, PROTOCOL_VERSION);
+    garbage.extend_from_slice(&[0xc1; 8]);
+    let mut padded = frame_of(heartbeat(3), 3);
+    let body_len =
+        u32::try_from(padded.len() - crate::wire::FRAME_HEADER_LEN + 4).expect("small frame");
+    padded[..4].copy_from_slice(&body_len.to_le_bytes());
+    padded.extend_from_slice(&[0; 4]);
+    let truncated = frame_of(heartbeat(4), 4)[..10].to_vec();
+    // (name, bytes, end our side after writing)
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "4 GiB length prefix",
+            frame_header(u32::MAX, PROTOCOL_VERSION),
+            false,
+        ),
+        (
+            "length prefix one byte over the limit",
+            frame_header(limit_u32.saturating_add(1), PROTOCOL_VERSION),
+            false,
+        ),
+        ("wrong version", wrong_version, false),
+        ("undecodable body", garbage, false),
+        ("trailing bytes in the body", padded, false),
+        ("truncated frame", truncated, true),
+    ];
+    for (name, bytes, end) in cases {
+        let Some(mut stream) = harness.raw_stream(&a_id, &b_id).await else {
+            tracing::info!("transport has no raw streams; malformed_frames skipped");
+            stop_all(&nodes).await;
+            return;
+        };
+        // The node may close before reading everything: ignore write errors.
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.flush().await;
+        if end {
+            let _ = stream.shutdown().await;
+        }
+        let answer = drain_until_closed(name, stream.as_mut()).await;
+        assert!(
+            answer.is_empty(),
+            "{name}: the node answered a malformed frame ({} bytes)",
+            answer.len()
+        );
+    }
+    assert_eq!(
+        handlers[1].calls(),
+        0,
+        "a malformed frame reached the handler"
+    );
+
+    // The same kind of stream with a well-formed frame is answered, so the
+    // refusals above are about the frames.
+    let mut stream = harness
+        .raw_stream(&a_id, &b_id)
+        .await
+        .expect("raw stream for the well-formed frame");
+    stream
+        .write_all(&frame_of(heartbeat(77), 77))
+        .await
+        .expect("write a well-formed frame");
+    stream.flush().await.expect("flush");
+    let response = guarded(
+        "answer to a well-formed raw frame",
+        crate::wire::read_frame(stream.as_mut(), limit),
+    )
+    .await
+    .expect("a well-formed frame is answered");
+    assert_eq!(response.request_id, 77);
+    expect_echo(Ok(response.message), &b_id, &a_id, 77);
+    assert_eq!(handlers[1].calls(), 1);
+
+    let after = guarded(
+        "request",
+        nodes[0].request(&b_id, heartbeat(5), REQUEST_TIMEOUT),
+    )
+    .await;
+    expect_echo(after, &b_id, &a_id, 5);
+    stop_all(&nodes).await;
+}
+
 /// Every check, in order (concurrency with 200 requests).
 pub async fn run_all<H: NetworkHarness + ?Sized>(harness: &H) {
     request_response(harness).await;
@@ -614,4 +760,5 @@ pub async fn run_all<H: NetworkHarness + ?Sized>(harness: &H) {
     peer_restart(harness).await;
     stop_requester_in_flight(harness).await;
     stop_responder_in_flight(harness).await;
+    malformed_frames(harness).await;
 }

@@ -1,7 +1,10 @@
-//! Cluster scenarios of `protobase bench`: 3 nodes on loopback TCP.
+//! Cluster scenarios of `protobase bench`: 3 nodes on loopback, over the TCP
+//! transport and over the QUIC transport (mutual TLS).
 //!
 //! Latencies are p50 in microseconds (lower is better); baselines are raw
-//! tokio TCP exchanges (and a raw fdatasync) measured in the same run.
+//! tokio TCP exchanges (and a raw fdatasync) measured in the same run, and
+//! for `quic_rtt` the TCP transport's own framed round trip, so its ratio is
+//! QUIC / TCP.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use bytes::Bytes;
 use protobase::backends::fs::FileBlockProvider;
 use protobase::cluster::{
     Acceptor, ClusterBlockProvider, ClusterConfig, ClusterHandler, FileTermStore, MajorityVote,
-    bind_local_tcp_cluster,
+    Transport, bind_local_quic_cluster, bind_local_tcp_cluster,
 };
 use protobase::record;
 use protobase::{BlockProvider, NetworkManager, StorageBuilder, VoteStrategy};
@@ -99,6 +102,27 @@ where
     Ok((p50_us(ours), p50_us(raw)))
 }
 
+/// Like [`paired`], with another operation as the baseline.
+async fn paired_ops<B, BFut, F, Fut>(n: usize, mut base: B, mut op: F) -> BenchResult<(f64, f64)>
+where
+    B: FnMut() -> BFut,
+    BFut: std::future::Future<Output = BenchResult<Duration>>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BenchResult<Duration>>,
+{
+    let mut ours = Vec::with_capacity(n);
+    let mut theirs = Vec::with_capacity(n);
+    for i in 0..n + n / 10 {
+        let b = base().await?;
+        let o = op().await?;
+        if i >= n / 10 {
+            theirs.push(b);
+            ours.push(o);
+        }
+    }
+    Ok((p50_us(ours), p50_us(theirs)))
+}
+
 /// One append of 100 bytes + fdatasync.
 fn raw_fdatasync(f: &std::fs::File) -> BenchResult<Duration> {
     use std::io::Write;
@@ -123,12 +147,26 @@ struct ManualNode {
     config: ClusterConfig,
 }
 
-/// Three nodes assembled from the cluster's parts (so the benchmark can time
-/// the vote strategy and the remote read path alone).
-async fn manual_cluster(base: &Path) -> BenchResult<Vec<ManualNode>> {
+/// Three nodes over `transport` assembled from the cluster's parts (so the
+/// benchmark can time the vote strategy and the remote read path alone).
+async fn manual_cluster(base: &Path, transport: Transport) -> BenchResult<Vec<ManualNode>> {
     let mut out = Vec::new();
-    for (config, net) in bind_local_tcp_cluster(&["n1", "n2", "n3"], "bench", &bench_config())? {
-        let dir = fresh(base, &format!("manual_{}", config.server_id))?;
+    let ids = ["n1", "n2", "n3"];
+    let bound: Vec<(ClusterConfig, Arc<dyn NetworkManager>)> = match transport {
+        Transport::Tcp => bind_local_tcp_cluster(&ids, "bench", &bench_config())?
+            .into_iter()
+            .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
+            .collect(),
+        Transport::Quic => {
+            let certs = fresh(base, "quic_certs")?;
+            bind_local_quic_cluster(&ids, &certs, &bench_config())?
+                .into_iter()
+                .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
+                .collect()
+        }
+    };
+    for (config, net) in bound {
+        let dir = fresh(base, &format!("manual_{transport}_{}", config.server_id))?;
         let local: Arc<dyn BlockProvider> = Arc::new(FileBlockProvider::open(&dir)?);
         let acceptor = Acceptor::open(
             config.server_id.clone(),
@@ -162,61 +200,19 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     let mut ping = RawLink::open(64, 64).await?;
     let mut page_link = RawLink::open(64, PAGE).await?;
 
-    let nodes = manual_cluster(base).await?;
-    // tcp_rtt: a framed request/response through the TCP transport.
-    let peer = nodes[1].config.server_id.clone();
-    let (tcp_rtt, rtt) = paired(&mut ping, rtt_n, || async {
-        let hb = protobase::protocol::Message::Heartbeat {
-            node: "n1".into(),
-            root_sequence: 0,
-            term: 0,
-        };
-        let t = Instant::now();
-        nodes[0]
-            .network
-            .request(&peer, hb, Duration::from_secs(2))
-            .await?;
-        Ok(t.elapsed())
-    })
-    .await?;
-
-    // vote_acquire: uncontended acquire on n1 (released between samples).
-    let n1 = &nodes[0];
-    let vote = MajorityVote::new(n1.config.clone(), n1.acceptor.clone(), n1.network.clone());
-    let (vote_acquire, vote_rtt) = paired(&mut ping, vote_n, || async {
-        let t = Instant::now();
-        let g = vote.acquire().await?;
-        let d = t.elapsed();
-        vote.release(&g).await?;
-        Ok(d)
-    })
-    .await?;
-
-    // page_fetch_remote: a 64 KiB page of a WAL only n2 has, read on n1.
-    let n2 = &nodes[1];
-    let wal = n2.local.create_wal().await?;
-    let mut rec = Vec::with_capacity(PAGE + 64);
-    rec.extend_from_slice(&record::encode_header(wal));
-    record::encode_record(&mut rec, protobase::Format::Raw, &vec![3u8; PAGE]);
-    n2.local.append(wal, 0, Bytes::from(rec)).await?;
-    n2.local.sync(wal, 0).await?;
-    let remote = ClusterBlockProvider::new(
-        n1.local.clone(),
-        n1.acceptor.clone(),
-        n1.network.clone(),
-        n1.config.clone(),
-    );
-    let (page_fetch, raw_page) = paired(&mut page_link, page_n, || async {
-        let t = Instant::now();
-        let got = remote.read(wal, 0, PAGE as u64).await?;
-        let d = t.elapsed();
-        if got.len() != PAGE {
-            return Err(format!("remote page of {} bytes, expected {PAGE}", got.len()).into());
-        }
-        Ok(d)
-    })
-    .await?;
-    for n in &nodes {
+    let tcp = manual_cluster(base, Transport::Tcp).await?;
+    let quic = manual_cluster(base, Transport::Quic).await?;
+    // tcp_rtt: a framed request/response through the TCP transport;
+    // quic_rtt: the same through QUIC, paired with TCP's.
+    let (tcp_rtt, rtt) = paired(&mut ping, rtt_n, || heartbeat_rtt(&tcp)).await?;
+    let (quic_rtt, tcp_rtt_paired) =
+        paired_ops(rtt_n, || heartbeat_rtt(&tcp), || heartbeat_rtt(&quic)).await?;
+    let (vote_acquire, vote_rtt) = measure_vote_acquire(&tcp, &mut ping, vote_n).await?;
+    let (vote_acquire_quic, vote_quic_rtt) = measure_vote_acquire(&quic, &mut ping, vote_n).await?;
+    let (page_fetch, raw_page) = measure_page_fetch_remote(&tcp, &mut page_link, page_n).await?;
+    let (page_fetch_quic, raw_page_quic) =
+        measure_page_fetch_remote(&quic, &mut page_link, page_n).await?;
+    for n in tcp.iter().chain(&quic) {
         n.network.stop().await?;
     }
 
@@ -267,11 +263,25 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             baseline_desc: "raw tokio TCP ping-pong, 64 bytes",
         },
         Row {
+            name: "quic_rtt",
+            value: quic_rtt,
+            unit: "us p50",
+            baseline: tcp_rtt_paired,
+            baseline_desc: "this crate's TCP transport round trip (tcp_rtt)",
+        },
+        Row {
             name: "vote_acquire",
             value: vote_acquire,
             unit: "us p50",
             baseline: vote_rtt,
             baseline_desc: "raw TCP round trip (3 nodes, uncontended)",
+        },
+        Row {
+            name: "vote_acquire_quic",
+            value: vote_acquire_quic,
+            unit: "us p50",
+            baseline: vote_quic_rtt,
+            baseline_desc: "raw TCP round trip (3 nodes over QUIC, uncontended)",
         },
         Row {
             name: "root_update_cluster",
@@ -287,5 +297,79 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             baseline: raw_page,
             baseline_desc: "raw TCP request + 64 KiB response",
         },
+        Row {
+            name: "page_fetch_remote_quic",
+            value: page_fetch_quic,
+            unit: "us p50",
+            baseline: raw_page_quic,
+            baseline_desc: "raw TCP request + 64 KiB response (page over QUIC)",
+        },
     ])
+}
+
+/// One framed heartbeat request from node 1 to node 2.
+async fn heartbeat_rtt(nodes: &[ManualNode]) -> BenchResult<Duration> {
+    let hb = protobase::protocol::Message::Heartbeat {
+        node: "n1".into(),
+        root_sequence: 0,
+        term: 0,
+    };
+    let peer = nodes[1].config.server_id.clone();
+    let t = Instant::now();
+    nodes[0]
+        .network
+        .request(&peer, hb, Duration::from_secs(2))
+        .await?;
+    Ok(t.elapsed())
+}
+
+/// Uncontended acquire on node 1 (released between samples), paired with
+/// the raw link.
+async fn measure_vote_acquire(
+    nodes: &[ManualNode],
+    ping: &mut RawLink,
+    n: usize,
+) -> BenchResult<(f64, f64)> {
+    let n1 = &nodes[0];
+    let vote = MajorityVote::new(n1.config.clone(), n1.acceptor.clone(), n1.network.clone());
+    paired(ping, n, || async {
+        let t = Instant::now();
+        let g = vote.acquire().await?;
+        let d = t.elapsed();
+        vote.release(&g).await?;
+        Ok(d)
+    })
+    .await
+}
+
+/// A 64 KiB page of a WAL only node 2 has, read on node 1, paired with the
+/// raw link.
+async fn measure_page_fetch_remote(
+    nodes: &[ManualNode],
+    page_link: &mut RawLink,
+    n: usize,
+) -> BenchResult<(f64, f64)> {
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let wal = n2.local.create_wal().await?;
+    let mut rec = Vec::with_capacity(PAGE + 64);
+    rec.extend_from_slice(&record::encode_header(wal));
+    record::encode_record(&mut rec, protobase::Format::Raw, &vec![3u8; PAGE]);
+    n2.local.append(wal, 0, Bytes::from(rec)).await?;
+    n2.local.sync(wal, 0).await?;
+    let remote = ClusterBlockProvider::new(
+        n1.local.clone(),
+        n1.acceptor.clone(),
+        n1.network.clone(),
+        n1.config.clone(),
+    );
+    paired(page_link, n, || async {
+        let t = Instant::now();
+        let got = remote.read(wal, 0, PAGE as u64).await?;
+        let d = t.elapsed();
+        if got.len() != PAGE {
+            return Err(format!("remote page of {} bytes, expected {PAGE}", got.len()).into());
+        }
+        Ok(d)
+    })
+    .await
 }

@@ -1,5 +1,6 @@
 //! `protobase`: inspect, read, write, verify, copy and benchmark spaces;
-//! run a node from a config file and ask a cluster for its status.
+//! run a node from a config file and ask a cluster for its status; create
+//! development certificates for clusters over QUIC.
 //!
 //! Exit codes: 0 success, 1 failure (including a `verify` that found
 //! problems), 2 bad usage, 3 `root` on a space without a root, 4 a `copy`
@@ -8,6 +9,7 @@
 mod bench;
 mod bench_cloud;
 mod bench_cluster;
+mod certs;
 mod commands;
 mod copy;
 mod copy_endpoint;
@@ -101,6 +103,16 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Create a development CA and a certificate per node (QUIC transport's
+    /// mutual TLS); print the files and each node's `tls` settings as JSON.
+    Certs {
+        /// Directory for the PEM files (created if missing).
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Node ids (each certificate's name).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Run the benchmark: a human table, then one JSON line.
     Bench {
         /// Fewer iterations (a smoke run).
@@ -176,6 +188,7 @@ fn main() -> ExitCode {
             } => commands::put(&dir, format, root, lines).await,
             Command::Inspect { dir } => commands::inspect(&dir).await,
             Command::Verify { dir, strict } => commands::verify(&dir, strict).await,
+            Command::Certs { out, ids } => certs::run(&out, &ids),
             Command::Bench { quick, dir } => bench::run(quick, dir).await,
             Command::Node {
                 config,

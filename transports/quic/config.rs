@@ -1,0 +1,171 @@
+//! [`QuicConfig`] and why one is refused.
+
+use std::time::Duration;
+
+use crate::network::PeerId;
+use crate::transports::common::{MemberProblem, check_members};
+use crate::transports::tls::{TlsConfig, TlsError};
+use crate::wire::DEFAULT_MAX_FRAME_BYTES;
+
+/// Configuration of a [`QuicNetworkManager`](super::QuicNetworkManager).
+///
+/// The same timeouts, retry settings and frame limit as
+/// [`TcpConfig`](crate::transports::TcpConfig); authentication is mutual TLS
+/// ([`TlsConfig`]) instead of a pre-shared key.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QuicConfig {
+    /// This node's id; its certificate must be valid for it (subject
+    /// alternative name).
+    pub server_id: PeerId,
+    /// UDP address to listen on, `host:port`; port 0 picks a free port.
+    pub listen_addr: String,
+    /// The other nodes: id and `host:port`. Only these may connect, with a
+    /// certificate valid for their id.
+    pub peers: Vec<(PeerId, String)>,
+    /// Certificate, key and trust (cluster CA or pinned certificates).
+    pub tls: TlsConfig,
+    /// Deadline of a connection attempt (QUIC and TLS handshake), both
+    /// directions, in ms (default 2 000). Request deadlines are the `timeout`
+    /// argument of each call.
+    pub read_timeout_ms: u64,
+    /// Pause between connection attempts, in ms (default 1 000).
+    pub retry_interval_ms: u64,
+    /// Connection attempts after the first one fails (default 3).
+    pub max_retries: u32,
+    /// Largest frame body sent or accepted (default 32 MiB).
+    pub max_frame_bytes: usize,
+    /// A connection without any packet for this long is closed, in ms
+    /// (default 10 000); keep-alives are sent at a third of it.
+    pub idle_timeout_ms: u64,
+}
+
+impl QuicConfig {
+    /// A configuration with no peers and the default timeouts and limits.
+    pub fn new(
+        server_id: impl Into<PeerId>,
+        listen_addr: impl Into<String>,
+        tls: TlsConfig,
+    ) -> Self {
+        QuicConfig {
+            server_id: server_id.into(),
+            listen_addr: listen_addr.into(),
+            peers: Vec::new(),
+            tls,
+            read_timeout_ms: 2_000,
+            retry_interval_ms: 1_000,
+            max_retries: 3,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            idle_timeout_ms: 10_000,
+        }
+    }
+
+    /// Adds a peer.
+    pub fn with_peer(mut self, id: impl Into<PeerId>, address: impl Into<String>) -> Self {
+        self.peers.push((id.into(), address.into()));
+        self
+    }
+
+    /// Adds peers.
+    pub fn with_peers<I, P, A>(mut self, peers: I) -> Self
+    where
+        I: IntoIterator<Item = (P, A)>,
+        P: Into<PeerId>,
+        A: Into<String>,
+    {
+        self.peers
+            .extend(peers.into_iter().map(|(id, a)| (id.into(), a.into())));
+        self
+    }
+
+    /// Sets [`read_timeout_ms`](Self::read_timeout_ms).
+    pub fn with_read_timeout_ms(mut self, ms: u64) -> Self {
+        self.read_timeout_ms = ms;
+        self
+    }
+
+    /// Sets [`retry_interval_ms`](Self::retry_interval_ms).
+    pub fn with_retry_interval_ms(mut self, ms: u64) -> Self {
+        self.retry_interval_ms = ms;
+        self
+    }
+
+    /// Sets [`max_retries`](Self::max_retries).
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets [`max_frame_bytes`](Self::max_frame_bytes).
+    pub fn with_max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
+    /// Sets [`idle_timeout_ms`](Self::idle_timeout_ms).
+    pub fn with_idle_timeout_ms(mut self, ms: u64) -> Self {
+        self.idle_timeout_ms = ms;
+        self
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
+    }
+
+    pub(crate) fn peer_ids(&self) -> Vec<PeerId> {
+        self.peers.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), QuicConfigError> {
+        check_members(&self.server_id, &self.peers, self.max_frame_bytes)?;
+        if self.idle_timeout_ms < 100 {
+            return Err(QuicConfigError::IdleTimeout(self.idle_timeout_ms));
+        }
+        self.tls.check_identity(&self.server_id)?;
+        Ok(())
+    }
+}
+
+/// Why a [`QuicConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuicConfigError {
+    /// A node id is empty or longer than 255 bytes.
+    #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
+    InvalidId(String),
+    /// The peer list names this node.
+    #[error("the peer list contains this node's own id {0:?}")]
+    SelfAsPeer(String),
+    /// The peer list names a node twice.
+    #[error("peer {0:?} is listed twice")]
+    DuplicatePeer(String),
+    /// `max_frame_bytes` is out of range.
+    #[error("max_frame_bytes {value} is outside [{min}, {max}]")]
+    FrameLimit {
+        /// Value given.
+        value: usize,
+        /// Smallest accepted.
+        min: usize,
+        /// Largest accepted (the `u32` length prefix).
+        max: usize,
+    },
+    /// `idle_timeout_ms` is below 100 ms.
+    #[error("idle_timeout_ms {0} is below 100 ms")]
+    IdleTimeout(u64),
+    /// The certificates or keys are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl From<MemberProblem> for QuicConfigError {
+    fn from(problem: MemberProblem) -> Self {
+        match problem {
+            MemberProblem::InvalidId(id) => QuicConfigError::InvalidId(id),
+            MemberProblem::SelfAsPeer(id) => QuicConfigError::SelfAsPeer(id),
+            MemberProblem::DuplicatePeer(id) => QuicConfigError::DuplicatePeer(id),
+            MemberProblem::FrameLimit { value, min, max } => {
+                QuicConfigError::FrameLimit { value, min, max }
+            }
+        }
+    }
+}

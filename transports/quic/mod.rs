@@ -1,0 +1,646 @@
+//! QUIC transport on quinn with mutual TLS (feature `quic`).
+//!
+//! [`QuicNetworkManager`] implements [`NetworkManager`] over QUIC:
+//!
+//! - **Endpoint.** The first [`start`](NetworkManager::start) binds one UDP
+//!   socket on [`QuicConfig::listen_addr`] (port 0 picks a free port; see
+//!   [`QuicNetworkManager::local_addr`]) or uses a socket handed to
+//!   [`QuicNetworkManager::with_socket`]. The endpoint both accepts
+//!   connections and dials peers, and lives as long as the manager: while
+//!   the manager is stopped it refuses every connection attempt at once
+//!   (like a closed TCP port), so peers learn immediately that the node is
+//!   down instead of waiting out a handshake timeout. Dropping the manager
+//!   releases the socket.
+//! - **One connection per peer, one bidirectional stream per request.** The
+//!   requester opens a stream, writes one request frame and finishes its
+//!   side; the responder writes one response frame on the same stream. The
+//!   stream is the request/response correlation (the envelope's
+//!   `request_id` is still checked), so there is no pending-request table or
+//!   writer task: opening a stream costs no round trip, and QUIC's
+//!   per-stream flow control keeps a large page from blocking the small
+//!   requests next to it (no head-of-line blocking as on one TCP stream).
+//!   Connections are opened on first use and reopened after they break, with
+//!   the TCP transport's retry settings (shared code in `common`).
+//! - **Mutual TLS** ([`crate::transports::tls`]): a connection is accepted
+//!   only from a certificate trusted by [`TlsConfig`](super::TlsConfig)'s
+//!   [`Trust`](super::Trust) and valid for one of the configured peers' ids;
+//!   that id is the `from` the handler sees. The client checks that the
+//!   server's certificate is valid for the id it dialled. A node with an
+//!   untrusted certificate fails the handshake and never gets a stream
+//!   accepted, so it can neither vote nor publish.
+//! - **Frames** are those of [`crate::wire`], limited to
+//!   [`max_frame_bytes`](QuicConfig::max_frame_bytes) in both directions and
+//!   checked before the body is allocated. A malformed, oversized or
+//!   wrong-version frame closes that connection (logged with `tracing`).
+//! - **Stop** closes every connection (peers see it closed at once), fails
+//!   in-flight requests with [`NetworkError::Stopped`], cancels running
+//!   handler calls and returns once none is running. `start` again listens on
+//!   the same address. As on TCP, a handler call runs to its end even when
+//!   the requester gave up (timeout): handlers are cancelled only by `stop`.
+//! - **Restart.** A node's stateless-reset key is derived from its private
+//!   key, so after a crash and restart on the same address its peers' stale
+//!   connections are reset at the first packet and reopened, instead of
+//!   waiting for the idle timeout. (A crashed node's *absence*, on the other
+//!   hand, shows only as handshake timeouts: UDP has no connection refusal,
+//!   and quinn ignores ICMP port-unreachable.)
+//! - **Backpressure.** At most 1 024 concurrent request streams per
+//!   connection (QUIC stream limits) and 1 024 inbound connections.
+
+mod config;
+mod server;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ConnectionError, VarInt};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, warn};
+
+pub use self::config::{QuicConfig, QuicConfigError};
+use super::common::{
+    LinkConnection, PeerLink, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
+};
+use super::tls::TlsError;
+use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
+use crate::protocol::Message;
+use crate::wire::{self, WireError};
+
+/// Concurrent request streams one connection accepts.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Inbound connections served at once.
+const MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Application close codes.
+const CLOSE_STOPPED: u32 = 0;
+const CLOSE_REPLACED: u32 = 1;
+/// A malformed frame, or a certificate of no configured peer.
+const CLOSE_REFUSED: u32 = 2;
+
+/// A [`NetworkManager`] over QUIC; see the [module docs](self).
+///
+/// Share it as `Arc<QuicNetworkManager>` (or `Arc<dyn NetworkManager>`).
+/// Dropping it without [`stop`](NetworkManager::stop) aborts its tasks.
+pub struct QuicNetworkManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: QuicConfig,
+    client: quinn::ClientConfig,
+    server: quinn::ServerConfig,
+    reset_key: Arc<ring::hmac::Key>,
+    peer_ids: Vec<PeerId>,
+    /// Peers in configuration order.
+    slots: Vec<Arc<PeerSlot>>,
+    by_id: HashMap<PeerId, Arc<PeerSlot>>,
+    next_request_id: AtomicU64,
+    next_run_id: AtomicU64,
+    run: Mutex<Option<Arc<Run>>>,
+    /// The endpoint, from the first `start` until the manager is dropped,
+    /// and the task accepting (or, while stopped, refusing) connections.
+    endpoint: Mutex<Option<(quinn::Endpoint, AbortHandle)>>,
+    /// Socket handed to `with_socket`, used by the first `start`.
+    prebound: Mutex<Option<std::net::UdpSocket>>,
+    /// Address of the endpoint (or of the pre-bound socket).
+    bound: Mutex<Option<SocketAddr>>,
+}
+
+/// One started life of the manager, from `start` to `stop`.
+struct Run {
+    id: u64,
+    endpoint: quinn::Endpoint,
+    /// Inbound connections of this run, closed by `stop`.
+    inbound: Mutex<Vec<quinn::Connection>>,
+    handler: RwLock<Arc<dyn MessageHandler>>,
+    tasks: TaskSet,
+    shutdown: watch::Sender<bool>,
+}
+
+struct PeerSlot {
+    id: PeerId,
+    address: String,
+    alive: AtomicBool,
+    link: PeerLink<Outbound>,
+}
+
+/// An outbound connection of one run.
+#[derive(Clone)]
+struct Outbound {
+    run_id: u64,
+    conn: quinn::Connection,
+}
+
+impl LinkConnection for Outbound {
+    fn usable(&self, run_id: u64) -> bool {
+        self.run_id == run_id && self.conn.close_reason().is_none()
+    }
+    fn discard(&self, reason: &str) {
+        self.conn
+            .close(VarInt::from_u32(CLOSE_REPLACED), reason.as_bytes());
+    }
+}
+
+impl QuicNetworkManager {
+    /// A manager for `config`; nothing happens on the network until
+    /// [`start`](NetworkManager::start). Refuses invalid ids, limits, and a
+    /// certificate not valid for `server_id`.
+    pub fn new(config: QuicConfig) -> Result<Self, QuicConfigError> {
+        config.validate()?;
+        let peer_ids = config.peer_ids();
+        let tls_error = |e: String| QuicConfigError::Tls(TlsError::Config(e));
+        let client_crypto = QuicClientConfig::try_from(config.tls.client_config()?)
+            .map_err(|e| tls_error(e.to_string()))?;
+        let server_crypto = QuicServerConfig::try_from(config.tls.server_config(&peer_ids)?)
+            .map_err(|e| tls_error(e.to_string()))?;
+        let transport = Arc::new(transport_config(&config));
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(Arc::clone(&transport));
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport);
+        let reset_key = Arc::new(reset_key(&config));
+        let slots: Vec<Arc<PeerSlot>> = config
+            .peers
+            .iter()
+            .map(|(id, address)| {
+                Arc::new(PeerSlot {
+                    id: id.clone(),
+                    address: address.clone(),
+                    alive: AtomicBool::new(false),
+                    link: PeerLink::new(),
+                })
+            })
+            .collect();
+        let by_id = slots
+            .iter()
+            .map(|slot| (slot.id.clone(), Arc::clone(slot)))
+            .collect();
+        Ok(QuicNetworkManager {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                server,
+                reset_key,
+                peer_ids,
+                slots,
+                by_id,
+                next_request_id: AtomicU64::new(1),
+                next_run_id: AtomicU64::new(1),
+                run: Mutex::new(None),
+                endpoint: Mutex::new(None),
+                prebound: Mutex::new(None),
+                bound: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// A manager that will serve on `socket` (already bound, for instance to
+    /// port 0 so peers' configurations can name its address before it
+    /// starts) instead of binding [`QuicConfig::listen_addr`].
+    pub fn with_socket(
+        config: QuicConfig,
+        socket: std::net::UdpSocket,
+    ) -> Result<Self, QuicConfigError> {
+        let manager = Self::new(config)?;
+        *manager.inner.bound.lock() = socket.local_addr().ok();
+        *manager.inner.prebound.lock() = Some(socket);
+        Ok(manager)
+    }
+
+    /// The address the endpoint is bound to: known after `start` (or at once
+    /// with [`with_socket`](Self::with_socket)), kept after `stop`.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.inner.bound.lock()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QuicConfig {
+        &self.inner.config
+    }
+
+    /// Opens a fresh connection to `peer` (not the shared one) and one
+    /// request stream on it, for tests that send raw bytes: write a frame
+    /// (or garbage) and shut the writer down, then read the answer.
+    #[cfg(feature = "conformance")]
+    pub async fn open_raw_stream(
+        &self,
+        peer: &PeerId,
+    ) -> Result<tokio::io::Join<quinn::RecvStream, quinn::SendStream>, NetworkError> {
+        let run = self.inner.current_run().ok_or(NetworkError::Stopped)?;
+        let slot = self
+            .inner
+            .by_id
+            .get(peer)
+            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
+        let outbound = self.inner.connect(&run, slot).await?;
+        let (send, recv) = outbound
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| connection_error(peer, &e))?;
+        Ok(tokio::io::join(recv, send))
+    }
+}
+
+impl QuicNetworkManager {
+    /// The manager's endpoint, created (with its accept loop) on first use.
+    async fn endpoint(&self) -> Result<quinn::Endpoint, NetworkError> {
+        if let Some((endpoint, _)) = self.inner.endpoint.lock().as_ref() {
+            return Ok(endpoint.clone());
+        }
+        let socket = self.inner.socket().await?;
+        let reset_key: Arc<dyn quinn::crypto::HmacKey> = self.inner.reset_key.clone();
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::new(reset_key),
+            Some(self.inner.server.clone()),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| {
+            self.inner
+                .bind_error(format!("cannot start the QUIC endpoint: {e}"))
+        })?;
+        let mut slot = self.inner.endpoint.lock();
+        if let Some((existing, _)) = slot.as_ref() {
+            // A concurrent `start` created one first.
+            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"unused");
+            return Ok(existing.clone());
+        }
+        let span = debug_span!(
+            "quic_endpoint",
+            node = %self.inner.config.server_id,
+            addr = ?endpoint.local_addr().ok(),
+        );
+        let acceptor = tokio::spawn(
+            server::accept_loop(Arc::clone(&self.inner), endpoint.clone()).instrument(span),
+        )
+        .abort_handle();
+        *slot = Some((endpoint.clone(), acceptor));
+        Ok(endpoint)
+    }
+}
+
+fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+    transport.keep_alive_interval(Some(idle / 3));
+    // Room for a few large pages in flight per connection.
+    transport.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
+    transport.send_window(64 * 1024 * 1024);
+    transport
+}
+
+/// A stateless-reset key stable across restarts of this node (derived from
+/// its private key), so peers learn at once that an old connection is gone.
+fn reset_key(config: &QuicConfig) -> ring::hmac::Key {
+    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
+    let tag = ring::hmac::sign(&seed, b"protobase quic stateless reset");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref())
+}
+
+impl fmt::Debug for QuicNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicNetworkManager")
+            .field("server_id", &self.inner.config.server_id)
+            .field("local_addr", &self.local_addr())
+            .field("running", &self.inner.run.lock().is_some())
+            .finish()
+    }
+}
+
+impl fmt::Display for QuicNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.local_addr() {
+            Some(addr) => write!(
+                f,
+                "QuicNetworkManager({}@{addr})",
+                self.inner.config.server_id
+            ),
+            None => write!(f, "QuicNetworkManager({})", self.inner.config.server_id),
+        }
+    }
+}
+
+impl Drop for QuicNetworkManager {
+    fn drop(&mut self) {
+        if let Some(run) = self.inner.run.lock().take() {
+            run.shutdown.send_replace(true);
+            run.tasks.abort();
+        }
+        if let Some((endpoint, acceptor)) = self.inner.endpoint.lock().take() {
+            acceptor.abort();
+            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
+        }
+    }
+}
+
+/// Maps a connection's end to the error of requests on it: refusals (TLS
+/// alerts, malformed frames) are protocol errors, everything else makes the
+/// peer unreachable.
+fn connection_error(peer: &str, error: &ConnectionError) -> NetworkError {
+    let protocol = |reason: String| NetworkError::Protocol {
+        peer: peer.to_owned(),
+        reason,
+    };
+    match error {
+        ConnectionError::TransportError(e) if is_crypto(u64::from(e.code)) => {
+            protocol(format!("TLS handshake failed: {e}"))
+        }
+        ConnectionError::ConnectionClosed(close) if is_crypto(u64::from(close.error_code)) => {
+            protocol(format!("the peer refused our certificate: {close}"))
+        }
+        ConnectionError::ApplicationClosed(close)
+            if close.error_code == VarInt::from_u32(CLOSE_REFUSED) =>
+        {
+            protocol(format!("the peer closed the connection: {close}"))
+        }
+        other => NetworkError::Unreachable {
+            peer: peer.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff.
+fn is_crypto(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
+}
+
+impl Inner {
+    fn current_run(&self) -> Option<Arc<Run>> {
+        self.run.lock().clone()
+    }
+
+    fn bind_error(&self, reason: String) -> NetworkError {
+        NetworkError::Unreachable {
+            peer: self.config.server_id.clone(),
+            reason,
+        }
+    }
+
+    /// The endpoint's UDP socket: the pre-bound one, or one bound on
+    /// `listen_addr`.
+    async fn socket(&self) -> Result<std::net::UdpSocket, NetworkError> {
+        if let Some(socket) = self.prebound.lock().take() {
+            return Ok(socket);
+        }
+        let addr = tokio::net::lookup_host(self.config.listen_addr.as_str())
+            .await
+            .map_err(|e| {
+                self.bind_error(format!("cannot resolve {}: {e}", self.config.listen_addr))
+            })?
+            .next()
+            .ok_or_else(|| {
+                self.bind_error(format!("{} resolves to nothing", self.config.listen_addr))
+            })?;
+        // A previous manager on this address (a node restarted within the
+        // process) releases its socket when its endpoint driver ends, just
+        // after it is dropped: give it a moment rather than fail.
+        let give_up = Instant::now() + self.config.read_timeout();
+        loop {
+            match std::net::UdpSocket::bind(addr) {
+                Ok(socket) => return Ok(socket),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(self.bind_error(format!("cannot bind {addr}: {e}"))),
+            }
+        }
+    }
+
+    /// One connection attempt to `slot`: QUIC and TLS handshakes.
+    async fn connect(&self, run: &Run, slot: &PeerSlot) -> Result<Outbound, NetworkError> {
+        let unreachable = |reason: String| NetworkError::Unreachable {
+            peer: slot.id.clone(),
+            reason,
+        };
+        let addr = tokio::net::lookup_host(slot.address.as_str())
+            .await
+            .map_err(|e| unreachable(format!("cannot resolve {}: {e}", slot.address)))?
+            .next()
+            .ok_or_else(|| unreachable(format!("{} resolves to nothing", slot.address)))?;
+        let connecting = run
+            .endpoint
+            .connect_with(self.client.clone(), addr, &slot.id)
+            .map_err(|e| unreachable(format!("cannot connect to {addr}: {e}")))?;
+        let conn = match tokio::time::timeout(self.config.read_timeout(), connecting).await {
+            Err(_) => return Err(unreachable(format!("handshake with {addr} timed out"))),
+            Ok(Err(e)) => {
+                let error = connection_error(&slot.id, &e);
+                if matches!(error, NetworkError::Protocol { .. }) {
+                    warn!(peer = %slot.id, %addr, error = %e, "handshake refused");
+                }
+                return Err(error);
+            }
+            Ok(Ok(conn)) => conn,
+        };
+        debug!(node = %self.config.server_id, peer = %slot.id, %addr, "connected");
+        Ok(Outbound {
+            run_id: run.id,
+            conn,
+        })
+    }
+
+    /// The open connection to `slot`, opening one if needed.
+    async fn connection(
+        &self,
+        run: &Run,
+        slot: &PeerSlot,
+        deadline: Instant,
+    ) -> Result<Outbound, NetworkError> {
+        let policy = RetryPolicy {
+            interval: Duration::from_millis(self.config.retry_interval_ms),
+            max_retries: self.config.max_retries,
+        };
+        let result = slot
+            .link
+            .get(&slot.id, run.id, policy, deadline, || {
+                self.connect(run, slot)
+            })
+            .await;
+        slot.alive.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    /// One request on its own stream (no timeout here).
+    async fn exchange(
+        &self,
+        run: &Run,
+        slot: &PeerSlot,
+        request_id: u64,
+        frame: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Message, NetworkError> {
+        let outbound = self.connection(run, slot, deadline).await?;
+        let conn = &outbound.conn;
+        let lost = |stream_error: String| match conn.close_reason() {
+            Some(e) => connection_error(&slot.id, &e),
+            None => NetworkError::Unreachable {
+                peer: slot.id.clone(),
+                reason: stream_error,
+            },
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| lost(format!("sending the request failed: {e}")))?;
+        let _ = send.finish();
+        let envelope = match wire::read_frame(&mut recv, self.config.max_frame_bytes).await {
+            Ok(envelope) => envelope,
+            Err(e) if e.is_malformed() => {
+                warn!(peer = %slot.id, error = %e, "malformed response; closing the connection");
+                conn.close(VarInt::from_u32(CLOSE_REFUSED), b"malformed frame");
+                return Err(NetworkError::Protocol {
+                    peer: slot.id.clone(),
+                    reason: format!("malformed response: {e}"),
+                });
+            }
+            Err(WireError::Closed) => return Err(lost("the peer answered nothing".into())),
+            Err(e) => return Err(lost(format!("reading the response failed: {e}"))),
+        };
+        if envelope.request_id != request_id {
+            return Err(NetworkError::Protocol {
+                peer: slot.id.clone(),
+                reason: format!(
+                    "response to request {} on the stream of request {request_id}",
+                    envelope.request_id
+                ),
+            });
+        }
+        slot.alive.store(true, Ordering::Relaxed);
+        Ok(envelope.message)
+    }
+
+    async fn request(
+        &self,
+        peer: &PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, NetworkError> {
+        let run = self.current_run().ok_or(NetworkError::Stopped)?;
+        let slot = self
+            .by_id
+            .get(peer)
+            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(peer, request_id, message, self.config.max_frame_bytes)?;
+        let deadline = Instant::now() + timeout;
+        let exchange = self.exchange(&run, slot, request_id, frame, deadline);
+        bounded_request(&run.shutdown, peer, timeout, deadline, exchange, || {
+            slot.alive.store(false, Ordering::Relaxed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl NetworkManager for QuicNetworkManager {
+    fn local_id(&self) -> PeerId {
+        self.inner.config.server_id.clone()
+    }
+
+    /// Binds the UDP endpoint (the address of a previous run, if any) and
+    /// serves inbound connections with `handler`. On a running manager it
+    /// replaces the handler. Fails with [`NetworkError::Unreachable`] (naming
+    /// this node) when the address cannot be bound.
+    async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
+        if let Some(run) = self.inner.current_run() {
+            *run.handler.write() = handler;
+            return Ok(());
+        }
+        let endpoint = self.endpoint().await?;
+        let local_addr = endpoint.local_addr().ok();
+        let run = Arc::new(Run {
+            id: self.inner.next_run_id.fetch_add(1, Ordering::Relaxed),
+            endpoint,
+            inbound: Mutex::new(Vec::new()),
+            handler: RwLock::new(handler),
+            tasks: TaskSet::new(),
+            shutdown: watch::channel(false).0,
+        });
+        {
+            let mut current = self.inner.run.lock();
+            if let Some(other) = current.as_ref() {
+                // A concurrent `start` won; use its run.
+                *other.handler.write() = Arc::clone(&*run.handler.read());
+                return Ok(());
+            }
+            *current = Some(Arc::clone(&run));
+            *self.inner.bound.lock() = local_addr;
+        }
+        debug!(node = %self.inner.config.server_id, addr = ?local_addr, "serving");
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        peer: &PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, NetworkError> {
+        self.inner.request(peer, message, timeout).await
+    }
+
+    async fn broadcast(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Vec<(PeerId, Result<Message, NetworkError>)> {
+        let peers = self
+            .inner
+            .slots
+            .iter()
+            .map(|slot| slot.id.clone())
+            .collect();
+        let inner = Arc::clone(&self.inner);
+        broadcast_with(peers, move |peer| {
+            let inner = Arc::clone(&inner);
+            let message = message.clone();
+            async move { inner.request(&peer, message, timeout).await }
+        })
+        .await
+    }
+
+    /// The configured peers; `alive` while a connection to or from the peer
+    /// is up and the last exchange with it succeeded.
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.inner
+            .slots
+            .iter()
+            .map(|slot| PeerInfo {
+                id: slot.id.clone(),
+                address: slot.address.clone(),
+                alive: slot.alive.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    async fn stop(&self) -> Result<(), NetworkError> {
+        let run = self.inner.run.lock().take();
+        let Some(run) = run else {
+            return Ok(());
+        };
+        run.shutdown.send_replace(true);
+        run.tasks.shutdown().await;
+        for conn in run.inbound.lock().drain(..) {
+            conn.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
+        }
+        for slot in &self.inner.slots {
+            slot.link.clear("stopped").await;
+            slot.alive.store(false, Ordering::Relaxed);
+        }
+        debug!(node = %self.inner.config.server_id, "stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The serving side of the QUIC transport: accepting (or, while stopped,
+//! refusing) connections, identifying the peer from its certificate, and
+//! answering one request per stream.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use quinn::VarInt;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, debug, debug_span, field, warn};
+
+use super::{CLOSE_REFUSED, Inner, MAX_INBOUND_CONNECTIONS, Run};
+use crate::network::PeerId;
+use crate::transports::common::answer;
+use crate::transports::tls;
+use crate::wire;
+
+/// Accepts connections for the current run, and refuses them while the
+/// manager is stopped, until the endpoint closes.
+pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
+    let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    while let Some(incoming) = endpoint.accept().await {
+        let Some(run) = inner.current_run() else {
+            debug!(addr = %incoming.remote_address(), "stopped; refusing a connection");
+            incoming.refuse();
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            warn!("too many inbound connections; refusing one");
+            incoming.refuse();
+            continue;
+        };
+        let addr = incoming.remote_address();
+        let span = debug_span!(
+            "quic_conn",
+            node = %inner.config.server_id,
+            peer = field::Empty,
+            %addr,
+            dir = "in",
+        );
+        let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), incoming);
+        let task = async move {
+            serve.await;
+            drop(permit);
+        };
+        if run.tasks.spawn(task.instrument(span)).is_none() {
+            // Stopped meanwhile: the dropped connection attempt is refused.
+            continue;
+        }
+    }
+}
+
+/// Serves one inbound connection: handshake, identify the peer, answer its
+/// request streams.
+async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incoming) {
+    let conn = match tokio::time::timeout(inner.config.read_timeout(), incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            warn!(error = %e, "refused an inbound connection");
+            return;
+        }
+        Err(_) => {
+            warn!("refused an inbound connection: handshake timed out");
+            return;
+        }
+    };
+    // The certificate verifier admitted only certificates of configured
+    // peers; find which one.
+    let peer = conn
+        .peer_identity()
+        .and_then(|identity| {
+            identity
+                .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|chain| {
+            chain
+                .first()
+                .and_then(|cert| tls::identify(cert, &inner.peer_ids).cloned())
+        });
+    let Some(peer) = peer else {
+        warn!("inbound connection without a configured peer's certificate; closing");
+        conn.close(VarInt::from_u32(CLOSE_REFUSED), b"unknown peer");
+        return;
+    };
+    tracing::Span::current().record("peer", peer.as_str());
+    debug!("authenticated");
+    run.inbound.lock().push(conn.clone());
+    if let Some(slot) = inner.by_id.get(&peer) {
+        slot.alive.store(true, Ordering::Relaxed);
+    }
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                let call = serve_stream(
+                    Arc::clone(&run),
+                    conn.clone(),
+                    peer.clone(),
+                    send,
+                    recv,
+                    inner.config.max_frame_bytes,
+                );
+                if run
+                    .tasks
+                    .spawn(call.instrument(tracing::Span::current()))
+                    .is_none()
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "connection ended");
+                break;
+            }
+        }
+    }
+    let id = conn.stable_id();
+    run.inbound.lock().retain(|c| c.stable_id() != id);
+}
+
+/// Answers the request on one stream.
+async fn serve_stream(
+    run: Arc<Run>,
+    conn: quinn::Connection,
+    from: PeerId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    max_frame_bytes: usize,
+) {
+    let envelope = match wire::read_frame(&mut recv, max_frame_bytes).await {
+        Ok(envelope) => envelope,
+        Err(e) if e.is_malformed() => {
+            warn!(error = %e, "malformed frame from peer; closing the connection");
+            conn.close(VarInt::from_u32(CLOSE_REFUSED), b"malformed frame");
+            return;
+        }
+        Err(e) => {
+            debug!(error = %e, "request stream ended without a frame");
+            return;
+        }
+    };
+    // The call runs to its end even if the requester gives up (as on TCP):
+    // handlers are cancelled only when the node stops.
+    let handler = Arc::clone(&*run.handler.read());
+    let frame = answer(handler, from, envelope, max_frame_bytes).await;
+    if let Err(e) = send.write_all(&frame).await {
+        debug!(error = %e, "response not delivered");
+        return;
+    }
+    let _ = send.finish();
+}
