@@ -96,7 +96,12 @@ impl Reader {
             self.kinds.write().insert(wal, WalKind::Native);
             return Ok(WalKind::Native);
         }
-        let first = self.provider.read(wal, 0, WAL_HEADER_LEN).await?;
+        // The header is in page 0: a cached copy saves a provider read (for
+        // a cloud node, perhaps a GET).
+        let first = match self.cache.get(&PageKey { wal, page: 0 }).await {
+            Some(p) if p.len() as u64 >= WAL_HEADER_LEN => p.slice(..WAL_HEADER_LEN as usize),
+            _ => self.provider.read(wal, 0, WAL_HEADER_LEN).await?,
+        };
         let kind = record::detect_kind(&first)
             .map_err(|e| Self::corrupt(AtomPointer::new(wal, 0), e))?
             .ok_or(Error::OffsetOutOfRange {
