@@ -132,7 +132,9 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
         .iter()
         .find(|r| r.name == "get_cached")
         .map_or(0.0, |r| r.value);
-    let (cloud_rows, cloud_store) = crate::bench_cloud::run(&base, quick).await?;
+    let (store, cloud_store, run) = crate::bench_cloud::bench_store().await?;
+    let mut cloud_rows = crate::bench_cloud::run(&base, quick, store.clone(), &run).await?;
+    cloud_rows.extend(crate::bench_cc::run(&base, store, &run, quick).await?);
     for mut row in cloud_rows {
         if row.name == "cloud_get_cached" {
             row.baseline = local_cached;
@@ -142,12 +144,12 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
 
     println!("cloud scenarios ran on: {cloud_store}");
     println!(
-        "{:<18} {:>14} {:<10} {:>14}  {:>7}  baseline",
+        "{:<24} {:>14} {:<10} {:>14}  {:>7}  baseline",
         "scenario", "value", "unit", "baseline", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<18} {:>14.1} {:<10} {:>14.1}  {:>7.3}  {}",
+            "{:<24} {:>14.1} {:<10} {:>14.1}  {:>7.3}  {}",
             r.name,
             r.value,
             r.unit,
@@ -160,7 +162,7 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     for r in &rows {
         let mut entry =
             json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()});
-        if r.name.starts_with("cloud_") {
+        if r.name.starts_with("cloud_") || r.name.starts_with("cc_") {
             entry["store"] = json!(cloud_store);
         }
         obj.insert(r.name.to_string(), entry);

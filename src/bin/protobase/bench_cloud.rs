@@ -38,7 +38,7 @@ const S3_BUCKET: &str = "bench";
 
 /// The store of the cloud scenarios, its description and the key prefix of
 /// this run.
-async fn bench_store() -> BenchResult<(Arc<dyn ObjectStore>, String, String)> {
+pub(crate) async fn bench_store() -> BenchResult<(Arc<dyn ObjectStore>, String, String)> {
     match std::env::var(S3_ENDPOINT_VAR) {
         Ok(ep) if !ep.trim().is_empty() => {
             let ep = ep.trim().trim_end_matches('/').to_string();
@@ -56,9 +56,13 @@ async fn bench_store() -> BenchResult<(Arc<dyn ObjectStore>, String, String)> {
     }
 }
 
-/// Runs the cloud scenarios; returns them and the store they ran on.
-pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<(Vec<Row>, String)> {
-    let (store, store_desc, run) = bench_store().await?;
+/// Runs the cloud scenarios on `store`, under the key prefix `run`.
+pub(crate) async fn run(
+    base: &Path,
+    quick: bool,
+    store: Arc<dyn ObjectStore>,
+    run: &str,
+) -> BenchResult<Vec<Row>> {
     let key = |rest: &str| format!("{run}/{rest}");
     let (blobs, commits, records, reads) = if quick {
         (16, 30, 5_000, 5_000)
@@ -224,5 +228,5 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<(Vec<Row>, Stri
             baseline_desc: "local get_cached (this run)",
         },
     ];
-    Ok((rows, store_desc))
+    Ok(rows)
 }

@@ -7,6 +7,7 @@
 //! stopped by `--max-bytes`.
 
 mod bench;
+mod bench_cc;
 mod bench_cloud;
 mod bench_cluster;
 mod certs;
