@@ -52,6 +52,8 @@
 mod aws_sdk;
 mod builder;
 pub mod cache_dir;
+#[cfg(any(feature = "gcs", feature = "azure"))]
+mod gcs_azure;
 pub mod page_cache;
 mod roots;
 #[cfg(feature = "s3")]
@@ -84,6 +86,10 @@ use crate::types::{RootRecord, WalId};
 pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
+#[cfg(feature = "azure")]
+pub use gcs_azure::azure_store;
+#[cfg(feature = "gcs")]
+pub use gcs_azure::gcs_store;
 pub use page_cache::CloudPageCache;
 #[cfg(feature = "s3")]
 pub use s3::{create_bucket_if_missing, s3_store};
