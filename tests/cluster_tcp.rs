@@ -23,7 +23,6 @@
 
 #![cfg(all(feature = "fs", any(feature = "tcp", feature = "quic")))]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,9 +35,11 @@ use protobase::{
     AtomFormat, AtomPointer, ErrorKind, MessageHandler, NetworkManager, PeerId, RootRecord,
     Storage, StorageBuilder, VoteRequest, VoteResponse, WalId,
 };
-use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
+
+mod support;
+use support::history::{Entry, Prev, check_chain, publish, publish_retrying};
 
 /// How long a wait for the cluster to converge may take before failing.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -226,109 +227,8 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 // Root chains
 // ---------------------------------------------------------------------------
 
-/// The atom every root update publishes: who wrote it and the root it built on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Entry {
-    node: String,
-    n: u32,
-    prev: Option<Prev>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Prev {
-    sequence: u64,
-    term: u64,
-    pointer: AtomPointer,
-}
-
-impl From<&RootRecord> for Prev {
-    fn from(r: &RootRecord) -> Self {
-        Prev {
-            sequence: r.sequence,
-            term: r.term,
-            pointer: r.pointer,
-        }
-    }
-}
-
-/// One root update whose atom names the root it replaces.
-async fn publish(storage: &Storage, node: &str, n: u32) -> protobase::Result<RootRecord> {
-    let s = storage.clone();
-    let node = node.to_string();
-    storage
-        .update_root(move |current| async move {
-            let entry = Entry {
-                node,
-                n,
-                prev: current.as_ref().map(Prev::from),
-            };
-            s.push_atom(&entry, AtomFormat::Json).await
-        })
-        .await
-}
-
-/// `publish`, retried a few times if the grant cannot be had in time;
-/// returns the root and the number of failed attempts.
-async fn publish_retrying(storage: &Storage, node: &str, n: u32) -> (RootRecord, usize) {
-    let mut errors = Vec::new();
-    for _ in 0..5 {
-        match publish(storage, node, n).await {
-            Ok(r) => return (r, errors.len()),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    panic!("{node}: update {n} failed 5 times: {errors:#?}");
-}
-
-/// Walks back from `fin` (reading the atoms through `reader`, so through
-/// page requests for other nodes' WALs), checks consecutive sequences and
-/// non-decreasing terms, and that every root of `acked` is on the chain.
-async fn check_chain(reader: &Storage, fin: &RootRecord, acked: &[RootRecord]) -> usize {
-    let mut chain: BTreeMap<u64, Prev> = BTreeMap::new();
-    let mut at = Prev::from(fin);
-    loop {
-        let entry: Entry = reader
-            .get_atom(at.pointer)
-            .await
-            .unwrap_or_else(|e| panic!("reading root #{} ({}): {e}", at.sequence, at.pointer));
-        chain.insert(at.sequence, at.clone());
-        match entry.prev {
-            None => {
-                assert_eq!(at.sequence, 1, "a root builds on nothing: {at:?}");
-                break;
-            }
-            Some(prev) => {
-                assert_eq!(
-                    prev.sequence + 1,
-                    at.sequence,
-                    "root {at:?} builds on {prev:?}: lost or forked update"
-                );
-                assert!(
-                    prev.term <= at.term,
-                    "root {at:?} builds on a later term: {prev:?}"
-                );
-                at = prev;
-            }
-        }
-    }
-    let mut sequences: Vec<u64> = acked.iter().map(|r| r.sequence).collect();
-    sequences.sort_unstable();
-    sequences.dedup();
-    assert_eq!(
-        sequences.len(),
-        acked.len(),
-        "two acknowledged roots share a sequence"
-    );
-    for r in acked {
-        let on_chain = chain.get(&r.sequence);
-        assert_eq!(
-            on_chain,
-            Some(&Prev::from(r)),
-            "acknowledged root {r:?} is not on the final chain"
-        );
-    }
-    chain.len()
-}
+// (Entry, Prev, publish, publish_retrying and check_chain live in
+// tests/support/history.rs, shared with the other cluster tests.)
 
 // ---------------------------------------------------------------------------
 // (a) Remote page reads
@@ -421,7 +321,7 @@ async fn concurrent_root_updates_are_serialised(net: Net, n: usize) {
             let me = format!("node-{i}");
             let mut failed = 0;
             for k in 0..UPDATES_PER_NODE {
-                let (r, f) = publish_retrying(&storage, &me, k).await;
+                let (r, f) = publish_retrying(&storage, &me, k, 5).await;
                 assert_eq!(r.writer.as_deref(), Some(me.as_str()));
                 acked.lock().push(r);
                 failed += f;
@@ -465,7 +365,7 @@ async fn a_killed_node_catches_up_and_publishes(net: Net, n: usize) {
         others.spawn(async move {
             let me = format!("node-{i}");
             for k in 0..EACH {
-                let (r, _) = publish_retrying(&storage, &me, k).await;
+                let (r, _) = publish_retrying(&storage, &me, k, 5).await;
                 acked.lock().push(r);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -799,7 +699,7 @@ mod tcp {
 
     async fn unauthenticated_and_malformed_peers_change_nothing(n: usize) {
         let c = Cluster::start(Net::Tcp, n).await;
-        let (first, _) = publish_retrying(c.storage(0), "node-0", 0).await;
+        let (first, _) = publish_retrying(c.storage(0), "node-0", 0, 5).await;
         c.converge_on(&first).await;
         let before = snapshot(&c).await;
 
@@ -914,7 +814,7 @@ mod tcp {
         // And the cluster still works, from every node.
         let mut last = first;
         for i in 0..n {
-            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1).await;
+            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1, 5).await;
             assert_eq!(r.sequence, last.sequence + 1);
             last = r;
         }
@@ -1010,7 +910,7 @@ mod quic {
     /// cannot vote, publish or read pages, and change nothing.
     async fn untrusted_certificates_cannot_vote_or_publish(n: usize) {
         let c = Cluster::start(Net::Quic, n).await;
-        let (first, _) = publish_retrying(c.storage(0), "node-0", 0).await;
+        let (first, _) = publish_retrying(c.storage(0), "node-0", 0, 5).await;
         c.converge_on(&first).await;
         let before = snapshot(&c).await;
 
@@ -1078,7 +978,7 @@ mod quic {
         // And the cluster still works, from every node.
         let mut last = first;
         for i in 0..n {
-            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1).await;
+            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1, 5).await;
             assert_eq!(r.sequence, last.sequence + 1);
             last = r;
         }

@@ -283,9 +283,32 @@ impl Inner {
                 len: total,
             });
         }
-        let end = total.min(offset.saturating_add(len));
+        let got = self
+            .assemble(&layout, offset, len, |slot, size, range| async move {
+                self.read_slot(wal, slot, size, range).await.map(Some)
+            })
+            .await?;
+        Ok(got.unwrap_or_default())
+    }
+
+    /// Bytes `offset..offset + len` (clamped to the WAL's end) of a WAL laid
+    /// out as `layout`, each slot's part from `fetch(slot, object size,
+    /// range in the object)`; the gap after a short object reads as zeros.
+    /// `None` as soon as a fetch returns `None`.
+    async fn assemble<F, Fut>(
+        &self,
+        layout: &RemoteLayout,
+        offset: u64,
+        len: u64,
+        mut fetch: F,
+    ) -> Result<Option<Bytes>>
+    where
+        F: FnMut(u64, u64, std::ops::Range<u64>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Bytes>>>,
+    {
+        let end = self.layout_len(layout).min(offset.saturating_add(len));
         let os = self.object_size;
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut out = BytesMut::with_capacity(end.saturating_sub(offset) as usize);
         let mut pos = offset;
         while pos < end {
             let slot = pos / os;
@@ -294,14 +317,16 @@ impl Inner {
             let (a, b) = (pos - slot_start, upto - slot_start);
             let size = layout.get(&slot).copied().unwrap_or(0);
             if a < size {
-                let got = self.read_slot(wal, slot, size, a..b.min(size)).await?;
-                out.extend_from_slice(&got);
+                match fetch(slot, size, a..b.min(size)).await? {
+                    Some(got) => out.extend_from_slice(&got),
+                    None => return Ok(None),
+                }
             }
             // Past the object's end: a gap left by an early seal (zeros).
             out.resize((upto - offset) as usize, 0);
             pos = upto;
         }
-        Ok(out.freeze())
+        Ok(Some(out.freeze()))
     }
 
     /// Reads from the cache directory only, with the layout already known:
@@ -313,32 +338,14 @@ impl Inner {
         else {
             return Ok(None);
         };
-        let total = self.layout_len(&layout);
-        if offset >= total {
+        if offset >= self.layout_len(&layout) {
             return Ok(None);
         }
-        let end = total.min(offset.saturating_add(len));
-        let os = self.object_size;
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let slot = pos / os;
-            let slot_start = slot * os;
-            let upto = end.min(slot_start + os);
-            let (a, b) = (pos - slot_start, upto - slot_start);
-            let size = layout.get(&slot).copied().unwrap_or(0);
-            if a < size {
-                let (c, k) = (cache.clone(), self.slot_key(wal, slot).to_string());
-                let r = a..b.min(size);
-                match blocking(move || Ok(c.get(&k, size, r))).await? {
-                    Some(got) => out.extend_from_slice(&got),
-                    None => return Ok(None),
-                }
-            }
-            out.resize((upto - offset) as usize, 0);
-            pos = upto;
-        }
-        Ok(Some(out.freeze()))
+        self.assemble(&layout, offset, len, |slot, size, range| {
+            let (c, k) = (cache.clone(), self.slot_key(wal, slot).to_string());
+            async move { blocking(move || Ok(c.get(&k, size, range))).await }
+        })
+        .await
     }
 
     /// Bytes `range` of the slot object `slot` (of `size` bytes): from the
