@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -435,4 +436,65 @@ async fn a_one_node_cluster_is_its_own_majority() {
     let r = storage.set_root(p).await.unwrap();
     assert_eq!((r.sequence, r.term), (2, 2));
     storage.close().await.unwrap();
+}
+
+/// Two candidates and a silent third node (messages to it are lost, so every
+/// round waits for its timeout): each candidate holds its own vote during a
+/// round and refuses the other, and rounds of equal length would keep them
+/// in lockstep forever. Backing off by a random part of the last round's
+/// length breaks the tie: both get every grant they ask for.
+#[tokio::test(start_paused = true)]
+async fn two_candidates_with_a_silent_peer_do_not_duel_forever() {
+    use crate::network::NetworkManager;
+    use crate::transports::InProcessHub;
+
+    let hub = InProcessHub::new(3);
+    let cfg = |id: &str| ClusterConfig {
+        server_id: id.into(),
+        servers: ["a", "b", "c"]
+            .iter()
+            .map(|p| PeerAddress {
+                id: p.to_string(),
+                address: format!("{p}:1"),
+            })
+            .collect(),
+        read_timeout_ms: 100,
+        vote_timeout_ms: 20_000,
+        retry_interval_ms: 10,
+        lease_ms: 1_000,
+        ..ClusterConfig::default()
+    };
+    let mut votes = Vec::new();
+    for id in ["a", "b", "c"] {
+        let local: Arc<dyn BlockProvider> = Arc::new(MemoryBlockProvider::new());
+        let acceptor = Acceptor::open(
+            id.into(),
+            local.clone(),
+            Arc::new(MemoryTermStore::default()),
+        )
+        .await
+        .unwrap();
+        let net: Arc<dyn NetworkManager> = Arc::new(hub.node(id));
+        net.start(Arc::new(ClusterHandler::new(acceptor.clone(), local)))
+            .await
+            .unwrap();
+        votes.push(Arc::new(MajorityVote::new(cfg(id), acceptor, net)));
+    }
+    hub.partition(&[&["a", "b"], &["c"]]);
+    // A one-way delay longer than a short retry backoff: a candidate's
+    // request arrives after the other has voted for itself again.
+    hub.set_delay(Duration::from_millis(20), Duration::from_millis(20));
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in votes.iter().take(2).cloned() {
+        tasks.spawn(async move {
+            for _ in 0..5 {
+                let g = v.acquire().await?;
+                v.release(&g).await?;
+            }
+            Ok::<_, Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
 }
