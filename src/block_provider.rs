@@ -100,6 +100,15 @@ pub trait BlockProvider: Send + Sync + fmt::Debug {
         self.read(wal, offset, len).await.map(Some)
     }
 
+    /// Whether every node of a cluster reads and writes the *same* root
+    /// through this provider (an object-store bucket), rather than a root of
+    /// its own. Then the root the grant holder wrote (through the store's
+    /// compare-and-swap) is already stored for everyone, and the other
+    /// nodes' acceptors only remember it. Default: `false`.
+    fn shares_roots(&self) -> bool {
+        false
+    }
+
     /// Every WAL the provider holds, with its length.
     async fn list_wals(&self) -> Result<Vec<WalInfo>>;
 

@@ -661,6 +661,10 @@ impl BlockProvider for CloudBlockProvider {
         self.inner.read_remote(wal, offset, len).await
     }
 
+    fn shares_roots(&self) -> bool {
+        true
+    }
+
     async fn read_local(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
         self.check_open()?;
         if self.staged_file(wal).is_some() {

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use crate::block_provider::BlockProvider;
 use crate::cluster::term_store::{TERM_BLOCK, TermStore};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::network::PeerId;
 use crate::types::RootRecord;
 use crate::vote::{VoteRequest, VoteResponse};
@@ -57,6 +57,14 @@ pub struct Acceptor {
     state: Mutex<State>,
     /// Serialises local root writes from peers.
     write: tokio::sync::Mutex<()>,
+}
+
+/// Whether accepting a root writes it to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Write,
+    /// In memory only: the root is in a store shared by all nodes already.
+    Remember,
 }
 
 /// Result of offering a root to the acceptor.
@@ -180,13 +188,34 @@ impl Acceptor {
         if root.term != term {
             return Ok(self.rejected());
         }
-        self.store_if_newer(root, Some(term)).await
+        self.store_if_newer(root, Some(term), Store::Write).await
+    }
+
+    /// Accept, for a root update received from the grant holder. With a
+    /// provider that [shares roots](BlockProvider::shares_roots) the holder
+    /// already stored it (its store compare-and-swap ran before the
+    /// broadcast), so this node only checks the fence and remembers it.
+    pub async fn accept_from_holder(&self, term: u64, root: &RootRecord) -> Result<AcceptOutcome> {
+        if root.term != term {
+            return Ok(self.rejected());
+        }
+        self.store_if_newer(root, Some(term), self.remote_store())
+            .await
     }
 
     /// Catch-up: stores a root another node holds if it is newer than ours,
     /// whatever this node promised (any accepted root is safe to adopt).
     pub async fn learn(&self, root: &RootRecord) -> Result<AcceptOutcome> {
-        self.store_if_newer(root, None).await
+        self.store_if_newer(root, None, self.remote_store()).await
+    }
+
+    /// How a root that came from another node is stored.
+    fn remote_store(&self) -> Store {
+        if self.provider.shares_roots() {
+            Store::Remember
+        } else {
+            Store::Write
+        }
     }
 
     fn rejected(&self) -> AcceptOutcome {
@@ -197,9 +226,14 @@ impl Acceptor {
         }
     }
 
-    async fn store_if_newer(&self, root: &RootRecord, fence: Option<u64>) -> Result<AcceptOutcome> {
+    async fn store_if_newer(
+        &self,
+        root: &RootRecord,
+        fence: Option<u64>,
+        how: Store,
+    ) -> Result<AcceptOutcome> {
         let _w = self.write.lock().await;
-        {
+        let known = {
             let mut st = self.state.lock();
             if fence.is_some_and(|term| term < st.promised) {
                 drop(st);
@@ -214,6 +248,27 @@ impl Acceptor {
             }
             if let Some(term) = fence {
                 st.promised = term;
+            }
+            st.accepted.clone()
+        };
+        if how == Store::Remember {
+            self.note_local(Some(root));
+            return Ok(AcceptOutcome::Accepted);
+        }
+        // A shared root is usually still the one this acceptor knows: try
+        // the store's compare-and-swap on it directly (no read first).
+        if self.provider.shares_roots() {
+            match self
+                .provider
+                .write_root(root, known.as_ref().map(|r| r.sequence))
+                .await
+            {
+                Ok(()) => {
+                    self.note_local(Some(root));
+                    return Ok(AcceptOutcome::Accepted);
+                }
+                Err(Error::RootConflict { .. }) => {} // read it, below
+                Err(e) => return Err(e),
             }
         }
         // The local root may hold something this acceptor has not seen (a

@@ -55,7 +55,7 @@ impl MessageHandler for ClusterHandler {
                 },
             },
             Message::RootUpdate { term, root } => {
-                let accepted = match self.acceptor.accept(term, &root).await {
+                let accepted = match self.acceptor.accept_from_holder(term, &root).await {
                     Ok(AcceptOutcome::Accepted) => true,
                     Ok(AcceptOutcome::Rejected { .. }) => false,
                     Err(e) => {
