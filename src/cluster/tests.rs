@@ -485,7 +485,7 @@ async fn two_candidates_with_a_silent_peer_do_not_duel_forever() {
     // request arrives after the other has voted for itself again.
     hub.set_delay(Duration::from_millis(20), Duration::from_millis(20));
     let mut tasks = tokio::task::JoinSet::new();
-    for v in votes.iter().take(2).cloned() {
+    for v in votes.into_iter().take(2) {
         tasks.spawn(async move {
             for _ in 0..5 {
                 let g = v.acquire().await?;
