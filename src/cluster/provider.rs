@@ -62,11 +62,19 @@ impl ClusterBlockProvider {
         }
     }
 
-    /// Peers in the order to ask for `wal`.
+    /// Peers in the order to ask for `wal`: the one that last served it,
+    /// else its writer when the latest root names it (the writer has the
+    /// pages not uploaded yet), then the others.
     fn candidates(&self, wal: WalId) -> Vec<PeerId> {
         let mut peers: Vec<PeerId> = self.config.peers().map(|p| p.id.clone()).collect();
-        if let Some(h) = self.holders.read().get(&wal)
-            && let Some(i) = peers.iter().position(|p| p == h)
+        let first = self.holders.read().get(&wal).cloned().or_else(|| {
+            self.acceptor
+                .latest()
+                .filter(|r| r.pointer.wal_id == wal)
+                .and_then(|r| r.writer)
+        });
+        if let Some(h) = first
+            && let Some(i) = peers.iter().position(|p| *p == h)
         {
             peers.swap(0, i);
         }

@@ -292,6 +292,30 @@ async fn remote_reads_skip_not_found_and_remember_the_holder() {
     );
 }
 
+/// The writer the latest root names is asked first for the root's WAL
+/// (it has the pages not uploaded yet), before any holder is known.
+#[tokio::test]
+async fn remote_reads_ask_the_latest_roots_writer_first() {
+    let wal = WalId::new_random();
+    let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let a2 = asked.clone();
+    let mut net = MockNetworkManager::new();
+    net.expect_request().returning(move |peer, msg, _| {
+        let Message::PageRequest { wal, offset, .. } = msg else {
+            panic!("unexpected {msg:?}")
+        };
+        a2.lock().push(peer.clone());
+        Ok(page_answer(wal, offset, Some(b"from the writer")))
+    });
+    let local = MemoryBlockProvider::new();
+    let acc = acceptor(&local).await;
+    let root = RootRecord::new(AtomPointer::new(wal, 32), 1, 1, Some("c".into()));
+    acc.note_local(Some(&root));
+    let p = ClusterBlockProvider::new(Arc::new(local), acc, Arc::new(net), config(3));
+    assert_eq!(&p.read(wal, 0, 100).await.unwrap()[..], b"from the writer");
+    assert_eq!(*asked.lock(), vec!["c".to_string()]);
+}
+
 #[tokio::test]
 async fn remote_reads_retry_failures_then_give_up() {
     let wal = WalId::new_random();
