@@ -25,7 +25,7 @@ use tempfile::TempDir;
 use tokio::task::JoinSet;
 
 mod support;
-use support::counting_store::CountingStore;
+use support::flaky_store::Flaky;
 use support::history::{check_chain, publish_retrying};
 
 const PSK: &str = "cloud-cluster integration test key";
@@ -47,7 +47,7 @@ struct Node {
     staging: TempDir,
     network: Arc<TcpNetworkManager>,
     provider: Arc<CloudBlockProvider>,
-    gets: Arc<CountingStore>,
+    gets: Arc<Flaky>,
     storage: Option<Storage>,
 }
 
@@ -71,7 +71,7 @@ async fn start(store: &Arc<dyn ObjectStore>, durability: Durability) -> Vec<Node
     let mut nodes = Vec::new();
     for (config, network) in bound {
         let staging = TempDir::new().unwrap();
-        let gets = CountingStore::new(store.clone());
+        let gets = Flaky::new(store.clone());
         let provider = Arc::new(
             CloudBlockProvider::builder(gets.clone(), staging.path())
                 .prefix("space")
@@ -108,7 +108,10 @@ async fn kill(node: &mut Node) {
 }
 
 fn total_gets(nodes: &[Node]) -> u64 {
-    nodes.iter().map(|n| n.gets.wal_gets()).sum()
+    nodes
+        .iter()
+        .map(|n| n.gets.wal_gets.load(std::sync::atomic::Ordering::SeqCst))
+        .sum()
 }
 
 fn data(seed: u8, len: usize) -> Vec<u8> {

@@ -5,29 +5,23 @@
 //! per test, and with feature `aws-sdk` on the same server through the AWS
 //! SDK client ([`AwsSdkStore`](protobase::backends::cloud::AwsSdkStore)).
 
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protobase::backends::cloud::{
     CloudBlockProvider, CloudBlockProviderBuilder, Durability, UploadBacklog,
 };
 use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
 use tempfile::TempDir;
 
-#[cfg(any(feature = "s3", feature = "aws-sdk"))]
 mod support;
+use support::flaky_store::Flaky;
 
 const OS: u64 = 4096;
 
@@ -438,155 +432,6 @@ async fn root_chain_orders_by_term_and_is_idempotent(kind: Kind) {
     assert_eq!(c.read_root().await.unwrap(), Some(at(2, 2)));
     c.write_root(&at(3, 2), Some(2)).await.unwrap();
     c.close().await.unwrap();
-}
-
-/// A store whose first `fail` puts (and, optionally, ranged gets) fail.
-#[derive(Debug)]
-struct Flaky {
-    inner: Arc<dyn ObjectStore>,
-    fail_puts: AtomicU64,
-    puts: AtomicU64,
-    /// GETs (not HEADs) of WAL slot objects.
-    wal_gets: AtomicU64,
-    /// GETs of WAL slot objects still to fail.
-    fail_gets: AtomicU64,
-    /// PUTs of WAL slots still to hang (never answer).
-    hang_puts: AtomicU64,
-    /// GETs of WAL slot objects still to hang.
-    hang_gets: AtomicU64,
-    /// Delay of every PUT and GET, in ms (a slow store).
-    delay_ms: AtomicU64,
-}
-
-impl Flaky {
-    fn new(inner: Arc<dyn ObjectStore>) -> Arc<Flaky> {
-        Arc::new(Flaky {
-            inner,
-            fail_puts: AtomicU64::new(0),
-            puts: AtomicU64::new(0),
-            wal_gets: AtomicU64::new(0),
-            fail_gets: AtomicU64::new(0),
-            hang_puts: AtomicU64::new(0),
-            hang_gets: AtomicU64::new(0),
-            delay_ms: AtomicU64::new(0),
-        })
-    }
-
-    /// Counts a GET of a WAL slot; `Err` when it is to fail; never returns
-    /// when it is to hang.
-    async fn count_get(&self, location: &Path) -> object_store::Result<()> {
-        self.delay().await;
-        if location.as_ref().contains("/wal/") {
-            self.wal_gets.fetch_add(1, Ordering::SeqCst);
-            if take_one(&self.hang_gets) {
-                std::future::pending::<()>().await;
-            }
-            let failed = self
-                .fail_gets
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if failed.is_ok() {
-                return Err(injected());
-            }
-        }
-        Ok(())
-    }
-
-    async fn delay(&self) {
-        let ms = self.delay_ms.load(Ordering::SeqCst);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-    }
-
-    fn take_gets(&self) -> u64 {
-        self.wal_gets.swap(0, Ordering::SeqCst)
-    }
-}
-
-impl std::fmt::Display for Flaky {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Flaky({})", self.inner)
-    }
-}
-
-/// Decrements `n` if positive; whether it did.
-fn take_one(n: &AtomicU64) -> bool {
-    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-        .is_ok()
-}
-
-fn injected() -> object_store::Error {
-    object_store::Error::Generic {
-        store: "flaky",
-        source: "injected 503 Slow Down".into(),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Flaky {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        self.delay().await;
-        if location.as_ref().contains("/wal/") && take_one(&self.hang_puts) {
-            std::future::pending::<()>().await;
-        }
-        let left = self.fail_puts.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_puts.store(left - 1, Ordering::SeqCst);
-            return Err(injected());
-        }
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        if !options.head {
-            self.count_get(location).await?;
-        }
-        self.inner.get_opts(location, options).await
-    }
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.count_get(location).await?;
-        self.inner.get_ranges(location, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
 }
 
 /// Uploads that fail are retried with backoff; nothing acknowledged is lost

@@ -1,5 +1,5 @@
 //! Helpers shared by integration tests.
 
-pub mod counting_store;
+pub mod flaky_store;
 pub mod history;
 pub mod moto;
