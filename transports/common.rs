@@ -156,6 +156,43 @@ struct LinkState<C> {
     failure: Option<(tokio::time::Instant, crate::NetworkError)>,
 }
 
+/// A configured peer of a node: its address, whether the last exchange with
+/// it succeeded, and its outbound connection (the same for TCP and QUIC).
+pub(crate) struct PeerSlot<C> {
+    pub(crate) id: crate::network::PeerId,
+    pub(crate) address: String,
+    pub(crate) alive: std::sync::atomic::AtomicBool,
+    pub(crate) link: PeerLink<C>,
+}
+
+impl<C: LinkConnection> PeerSlot<C> {
+    /// One slot per configured `(id, address)`, none alive yet.
+    pub(crate) fn for_peers(
+        peers: &[(crate::network::PeerId, String)],
+    ) -> Vec<std::sync::Arc<Self>> {
+        peers
+            .iter()
+            .map(|(id, address)| {
+                std::sync::Arc::new(PeerSlot {
+                    id: id.clone(),
+                    address: address.clone(),
+                    alive: std::sync::atomic::AtomicBool::new(false),
+                    link: PeerLink::new(),
+                })
+            })
+            .collect()
+    }
+
+    /// What `NetworkManager::peers` reports for it.
+    pub(crate) fn info(&self) -> crate::network::PeerInfo {
+        crate::network::PeerInfo {
+            id: self.id.clone(),
+            address: self.address.clone(),
+            alive: self.alive.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
 /// How a transport retries connection attempts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {

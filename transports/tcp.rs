@@ -67,7 +67,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -83,7 +83,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, field, trace, warn};
 
 use super::common::{
-    LinkConnection, MemberProblem, PeerLink, RetryPolicy, TaskSet, answer, bounded_request,
+    self, LinkConnection, MemberProblem, RetryPolicy, TaskSet, answer, bounded_request,
     broadcast_with, check_members, encode_request,
 };
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
@@ -286,12 +286,8 @@ struct Run {
     shutdown: watch::Sender<bool>,
 }
 
-struct PeerSlot {
-    id: PeerId,
-    address: String,
-    alive: AtomicBool,
-    link: PeerLink<Arc<Conn>>,
-}
+/// A configured peer and its connection.
+type PeerSlot = common::PeerSlot<Arc<Conn>>;
 
 impl LinkConnection for Arc<Conn> {
     fn usable(&self, run_id: u64) -> bool {
@@ -395,18 +391,7 @@ impl TcpNetworkManager {
     /// [`start`](NetworkManager::start).
     pub fn new(config: TcpConfig) -> Result<Self, TcpConfigError> {
         config.validate()?;
-        let slots: Vec<Arc<PeerSlot>> = config
-            .peers
-            .iter()
-            .map(|(id, address)| {
-                Arc::new(PeerSlot {
-                    id: id.clone(),
-                    address: address.clone(),
-                    alive: AtomicBool::new(false),
-                    link: PeerLink::new(),
-                })
-            })
-            .collect();
+        let slots = PeerSlot::for_peers(&config.peers);
         let by_id = slots
             .iter()
             .map(|slot| (slot.id.clone(), Arc::clone(slot)))
@@ -938,15 +923,7 @@ impl NetworkManager for TcpNetworkManager {
     /// The configured peers; `alive` while a connection to or from the peer
     /// is up and the last exchange with it succeeded.
     fn peers(&self) -> Vec<PeerInfo> {
-        self.inner
-            .slots
-            .iter()
-            .map(|slot| PeerInfo {
-                id: slot.id.clone(),
-                address: slot.address.clone(),
-                alive: slot.alive.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.inner.slots.iter().map(|slot| slot.info()).collect()
     }
 
     async fn stop(&self) -> Result<(), NetworkError> {

@@ -54,7 +54,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,7 +68,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 pub use self::config::{QuicConfig, QuicConfigError};
 use super::common::{
-    LinkConnection, PeerLink, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
+    self, LinkConnection, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
 };
 use super::tls::TlsError;
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
@@ -125,12 +125,8 @@ struct Run {
     shutdown: watch::Sender<bool>,
 }
 
-struct PeerSlot {
-    id: PeerId,
-    address: String,
-    alive: AtomicBool,
-    link: PeerLink<Outbound>,
-}
+/// A configured peer and its connection.
+type PeerSlot = common::PeerSlot<Outbound>;
 
 /// An outbound connection of one run.
 #[derive(Clone)]
@@ -167,18 +163,7 @@ impl QuicNetworkManager {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport);
         let reset_key = Arc::new(reset_key(&config));
-        let slots: Vec<Arc<PeerSlot>> = config
-            .peers
-            .iter()
-            .map(|(id, address)| {
-                Arc::new(PeerSlot {
-                    id: id.clone(),
-                    address: address.clone(),
-                    alive: AtomicBool::new(false),
-                    link: PeerLink::new(),
-                })
-            })
-            .collect();
+        let slots = PeerSlot::for_peers(&config.peers);
         let by_id = slots
             .iter()
             .map(|slot| (slot.id.clone(), Arc::clone(slot)))
@@ -615,15 +600,7 @@ impl NetworkManager for QuicNetworkManager {
     /// The configured peers; `alive` while a connection to or from the peer
     /// is up and the last exchange with it succeeded.
     fn peers(&self) -> Vec<PeerInfo> {
-        self.inner
-            .slots
-            .iter()
-            .map(|slot| PeerInfo {
-                id: slot.id.clone(),
-                address: slot.address.clone(),
-                alive: slot.alive.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.inner.slots.iter().map(|slot| slot.info()).collect()
     }
 
     async fn stop(&self) -> Result<(), NetworkError> {
