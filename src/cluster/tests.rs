@@ -262,9 +262,11 @@ fn page_answer(wal: WalId, offset: u64, data: Option<&'static [u8]>) -> Message 
     }
 }
 
-#[tokio::test]
-async fn remote_reads_skip_not_found_and_remember_the_holder() {
-    let wal = WalId::new_random();
+/// A patched network answering page requests with `data(peer)` and
+/// recording, in order, which peers were asked.
+fn recording_page_network(
+    data: impl Fn(&str) -> Option<&'static [u8]> + Send + Sync + 'static,
+) -> (MockNetworkManager, Arc<parking_lot::Mutex<Vec<String>>>) {
     let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let a2 = asked.clone();
     let mut net = MockNetworkManager::new();
@@ -273,10 +275,17 @@ async fn remote_reads_skip_not_found_and_remember_the_holder() {
             panic!("unexpected {msg:?}")
         };
         a2.lock().push(peer.clone());
-        Ok(match peer.as_str() {
-            "b" => page_answer(wal, offset, None),
-            _ => page_answer(wal, offset, Some(b"page bytes")),
-        })
+        Ok(page_answer(wal, offset, data(peer)))
+    });
+    (net, asked)
+}
+
+#[tokio::test]
+async fn remote_reads_skip_not_found_and_remember_the_holder() {
+    let wal = WalId::new_random();
+    let (net, asked) = recording_page_network(|peer| match peer {
+        "b" => None,
+        _ => Some(b"page bytes"),
     });
     let local = MemoryBlockProvider::new();
     let acc = acceptor(&local).await;
@@ -297,16 +306,7 @@ async fn remote_reads_skip_not_found_and_remember_the_holder() {
 #[tokio::test]
 async fn remote_reads_ask_the_latest_roots_writer_first() {
     let wal = WalId::new_random();
-    let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let a2 = asked.clone();
-    let mut net = MockNetworkManager::new();
-    net.expect_request().returning(move |peer, msg, _| {
-        let Message::PageRequest { wal, offset, .. } = msg else {
-            panic!("unexpected {msg:?}")
-        };
-        a2.lock().push(peer.clone());
-        Ok(page_answer(wal, offset, Some(b"from the writer")))
-    });
+    let (net, asked) = recording_page_network(|_| Some(b"from the writer"));
     let local = MemoryBlockProvider::new();
     let acc = acceptor(&local).await;
     let root = RootRecord::new(AtomPointer::new(wal, 32), 1, 1, Some("c".into()));
