@@ -401,6 +401,17 @@ impl Inner {
         Ok(whole.slice(range.start as usize..range.end as usize))
     }
 
+    /// GETs a whole object (`None`: absent).
+    pub(crate) async fn get_optional(&self, key: &Path) -> Result<Option<Bytes>> {
+        match self.store.get(key).await {
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(|e| backend("reading", key, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("reading", key, e)),
+        }
+    }
+
     /// Bytes and slots waiting for upload.
     pub(crate) fn backlog(&self) -> UploadBacklog {
         let st = self.staged.lock();
@@ -720,14 +731,9 @@ impl BlockProvider for CloudBlockProvider {
 
     async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
-        let key = self.inner.key("space.config");
-        match self.inner.store.get(&key).await {
-            Ok(r) => Ok(Some(
-                r.bytes().await.map_err(|e| backend("reading", &key, e))?,
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(backend("reading", &key, e)),
-        }
+        self.inner
+            .get_optional(&self.inner.key("space.config"))
+            .await
     }
 
     async fn close(&self) -> Result<()> {

@@ -27,7 +27,7 @@
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::{Inner, backend};
 use crate::cluster::acceptor::root_order;
@@ -45,14 +45,10 @@ impl Inner {
         self.key(&format!("root/{index:020}"))
     }
 
-    /// GETs one object's bytes (`None`: absent or empty).
+    /// GETs one root object's bytes (`None`: absent or empty).
     async fn get_bytes(&self, key: &Path) -> Result<Option<Bytes>> {
-        let bytes = match self.store.get(key).await {
-            Ok(r) => r.bytes().await.map_err(|e| backend("reading", key, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(backend("reading", key, e)),
-        };
-        Ok((!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes))
+        let bytes = self.get_optional(key).await?;
+        Ok(bytes.filter(|b| !b.iter().all(u8::is_ascii_whitespace)))
     }
 
     fn parse_root(key: &Path, bytes: &[u8]) -> Result<RootRecord> {
