@@ -496,6 +496,22 @@ struct Snapshot {
     ceiling: Option<String>,
 }
 
+/// After a refused peer: no node's state changed since `before` (roots,
+/// promised terms, term ceilings), and every node still publishes on top of
+/// `first`, the cluster converging on the last root.
+async fn unchanged_and_still_working(c: Cluster, before: &[Snapshot], first: RootRecord) {
+    let after = snapshot(&c).await;
+    assert_eq!(before, &after[..], "a refused peer changed a node's state");
+    let mut last = first;
+    for i in 0..c.len() {
+        let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1, 5).await;
+        assert_eq!(r.sequence, last.sequence + 1);
+        last = r;
+    }
+    c.converge_on(&last).await;
+    c.close().await;
+}
+
 async fn snapshot(c: &Cluster) -> Vec<Snapshot> {
     let mut out = Vec::new();
     for (i, node) in c.nodes.iter().enumerate() {
@@ -807,19 +823,7 @@ mod tcp {
         let _ = s.write_all(&bytes).await;
         closed_by_server(s, "a frame after an oversized prefix").await;
 
-        // Nothing changed anywhere: roots, promised terms, term ceilings.
-        let after = snapshot(&c).await;
-        assert_eq!(before, after, "a refused peer changed a node's state");
-
-        // And the cluster still works, from every node.
-        let mut last = first;
-        for i in 0..n {
-            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1, 5).await;
-            assert_eq!(r.sequence, last.sequence + 1);
-            last = r;
-        }
-        c.converge_on(&last).await;
-        c.close().await;
+        unchanged_and_still_working(c, &before, first).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -971,19 +975,7 @@ mod quic {
         assert!(attempt.is_err(), "an untrusted node published {attempt:?}");
         mallory.close().await.unwrap();
 
-        // Nothing changed anywhere: roots, promised terms, term ceilings.
-        let after = snapshot(&c).await;
-        assert_eq!(before, after, "a refused peer changed a node's state");
-
-        // And the cluster still works, from every node.
-        let mut last = first;
-        for i in 0..n {
-            let (r, _) = publish_retrying(c.storage(i), &format!("node-{i}"), 1, 5).await;
-            assert_eq!(r.sequence, last.sequence + 1);
-            last = r;
-        }
-        c.converge_on(&last).await;
-        c.close().await;
+        unchanged_and_still_working(c, &before, first).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
