@@ -44,3 +44,18 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
+
+/// Replaces the file at `path` with `bytes` atomically and durably: a
+/// temporary file beside it (`<name>.tmp`) written and fsynced, renamed over
+/// it, and the directory fsynced.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let ctx = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+    let f = File::create(&tmp).map_err(|e| ctx("creating", e))?;
+    f.write_all_at(bytes, 0).map_err(|e| ctx("writing", e))?;
+    f.sync_all().map_err(|e| ctx("syncing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ctx("renaming", e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}

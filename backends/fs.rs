@@ -25,12 +25,13 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::file_io::{blocking, read_full_at, sync_dir};
-use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::block_provider::{
+    NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
+};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 
 const ROOT_FILE: &str = "space_root";
-const ROOT_TMP: &str = "space_root.tmp";
 const LOCK_FILE: &str = "space_root.lock";
 const CONFIG_FILE: &str = "space.config";
 /// Reads up to this size skip the `fstat` that bounds larger ones.
@@ -43,8 +44,9 @@ pub struct FileBlockProvider {
     read_only: bool,
     files: RwLock<HashMap<WalId, Arc<File>>>,
     lock_file: Option<Arc<File>>,
-    /// Sequence of the root last read or written (`Some(None)`: no root).
-    known_root: Mutex<Option<Option<u64>>>,
+    /// The root last read or written (`Some(None)`: no root; `None`:
+    /// unknown, read the file).
+    known_root: Mutex<Option<Option<RootRecord>>>,
     closed: AtomicBool,
 }
 
@@ -121,6 +123,24 @@ impl FileBlockProvider {
         Ok(())
     }
 
+    /// Reads and validates `space_root`.
+    async fn read_root_file(&self) -> Result<Option<RootRecord>> {
+        self.check_open()?;
+        let path = self.dir.join(ROOT_FILE);
+        blocking(move || match std::fs::read(&path) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Ok(b) => RootRecord::from_json(&b)
+                .map(Some)
+                .map_err(|source| Error::CorruptRoot {
+                    location: path.display().to_string(),
+                    source,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+    }
+
     fn handle(&self, wal: WalId) -> Result<Arc<File>> {
         if let Some(f) = self.files.read().get(&wal) {
             return Ok(f.clone());
@@ -138,8 +158,8 @@ impl FileBlockProvider {
 }
 
 #[async_trait]
-impl BlockProvider for FileBlockProvider {
-    async fn create_wal(&self) -> Result<WalId> {
+impl WalStore for FileBlockProvider {
+    async fn create_wal(&self) -> Result<NewWal> {
         self.check_writable()?;
         let id = WalId::new_random();
         let path = self.wal_path(id);
@@ -157,7 +177,7 @@ impl BlockProvider for FileBlockProvider {
         })
         .await?;
         self.files.write().insert(id, Arc::new(file));
-        Ok(id)
+        Ok(NewWal::dense(id))
     }
 
     async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
@@ -182,10 +202,6 @@ impl BlockProvider for FileBlockProvider {
                 .map_err(|e| Error::io(format!("syncing WAL {wal}"), e))
         })
         .await
-    }
-
-    fn next_offset_after_barrier(&self, end: u64) -> u64 {
-        end
     }
 
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
@@ -249,82 +265,6 @@ impl BlockProvider for FileBlockProvider {
         Ok(())
     }
 
-    async fn read_root(&self) -> Result<Option<RootRecord>> {
-        self.check_open()?;
-        let path = self.dir.join(ROOT_FILE);
-        let root = blocking(move || match std::fs::read(&path) {
-            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Ok(b) => RootRecord::from_json(&b)
-                .map(Some)
-                .map_err(|source| Error::CorruptRoot {
-                    location: path.display().to_string(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        })
-        .await?;
-        *self.known_root.lock() = Some(root.as_ref().map(|r| r.sequence));
-        Ok(root)
-    }
-
-    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
-        self.check_writable()?;
-        let known = *self.known_root.lock();
-        let found = match known {
-            Some(k) => k,
-            None => self.read_root().await?.map(|r| r.sequence),
-        };
-        if found != expected {
-            return Err(Error::RootConflict { expected, found });
-        }
-        let dir = self.dir.clone();
-        let json = root.to_json();
-        blocking(move || {
-            let tmp = dir.join(ROOT_TMP);
-            let ctx = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
-            let f = File::create(&tmp).map_err(|e| ctx("creating", e))?;
-            f.write_all_at(&json, 0).map_err(|e| ctx("writing", e))?;
-            f.sync_all().map_err(|e| ctx("syncing", e))?;
-            std::fs::rename(&tmp, dir.join(ROOT_FILE)).map_err(|e| ctx("renaming", e))?;
-            sync_dir(&dir)
-        })
-        .await?;
-        *self.known_root.lock() = Some(Some(root.sequence));
-        Ok(())
-    }
-
-    async fn lock_root(&self) -> Result<RootLock> {
-        self.check_writable()?;
-        let Some(file) = self.lock_file.clone() else {
-            return Err(Error::ReadOnly);
-        };
-        struct Unlock(Arc<File>);
-        impl Drop for Unlock {
-            fn drop(&mut self) {
-                let _ = self.0.unlock();
-            }
-        }
-        let path = self.dir.join(LOCK_FILE);
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let f = file.clone();
-                blocking(move || {
-                    f.lock()
-                        .map_err(|e| Error::io(format!("locking {}", path.display()), e))
-                })
-                .await?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", path.display()), e));
-            }
-        }
-        // Another process may have written the root while we waited.
-        *self.known_root.lock() = None;
-        Ok(RootLock::new(Unlock(file)))
-    }
-
     async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
         let path = self.dir.join(CONFIG_FILE);
@@ -340,5 +280,70 @@ impl BlockProvider for FileBlockProvider {
         self.closed.store(true, Ordering::Release);
         self.files.write().clear();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RootRegister for FileBlockProvider {
+    async fn read_root(&self) -> Result<Option<VersionedRoot>> {
+        Ok(self.read_root_file().await?.map(VersionedRoot::by_order))
+    }
+
+    async fn write_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> Result<RootVersion> {
+        self.check_writable()?;
+        let known = self.known_root.lock().clone();
+        let stored = match known {
+            Some(k) => k,
+            None => self.read_root_file().await?,
+        };
+        crate::backends::memory::check_cas(stored.as_ref(), root, expected)?;
+        let path = self.dir.join(ROOT_FILE);
+        let json = root.to_json();
+        blocking(move || super::file_io::replace_file(&path, &json))
+            .await
+            .inspect_err(|_| {
+                // The file may or may not have been replaced.
+                *self.known_root.lock() = None;
+            })?;
+        *self.known_root.lock() = Some(Some(root.clone()));
+        Ok(RootVersion::of_root(root))
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_writable()?;
+        let Some(file) = self.lock_file.clone() else {
+            return Err(Error::ReadOnly);
+        };
+        struct Unlock(Arc<File>);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                let _ = self.0.unlock();
+            }
+        }
+        let path = self.dir.join(LOCK_FILE);
+        let guard = match file.try_lock() {
+            Ok(()) => Unlock(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // The guard is made where the lock is taken: if this future
+                // is dropped while waiting, the blocking task's result (the
+                // guard) is dropped when it finishes, and unlocks.
+                blocking(move || {
+                    file.lock()
+                        .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+                    Ok(Unlock(file))
+                })
+                .await?
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+        };
+        // Another process may have written the root while we waited.
+        *self.known_root.lock() = None;
+        Ok(RootLock::new(guard))
     }
 }

@@ -1,4 +1,4 @@
-//! An in-memory [`BlockProvider`], always compiled.
+//! An in-memory [`BlockProvider`](crate::BlockProvider), always compiled.
 //!
 //! It tracks which bytes were made durable by `sync`, so tests can call
 //! [`MemoryBlockProvider::simulate_crash`] and check that nothing
@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::block_provider::{
+    NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
+};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 
@@ -93,12 +95,12 @@ impl MemoryBlockProvider {
 }
 
 #[async_trait]
-impl BlockProvider for MemoryBlockProvider {
-    async fn create_wal(&self) -> Result<WalId> {
+impl WalStore for MemoryBlockProvider {
+    async fn create_wal(&self) -> Result<NewWal> {
         self.check_open()?;
         let id = WalId::new_random();
         self.state.write().wals.insert(id, MemWal::default());
-        Ok(id)
+        Ok(NewWal::dense(id))
     }
 
     async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
@@ -119,10 +121,6 @@ impl BlockProvider for MemoryBlockProvider {
         let w = st.wals.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
         w.synced = w.synced.max(upto.min(w.data.len() as u64));
         Ok(())
-    }
-
-    fn next_offset_after_barrier(&self, end: u64) -> u64 {
-        end
     }
 
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
@@ -163,27 +161,6 @@ impl BlockProvider for MemoryBlockProvider {
         Ok(())
     }
 
-    async fn read_root(&self) -> Result<Option<RootRecord>> {
-        self.check_open()?;
-        Ok(self.state.read().root.clone())
-    }
-
-    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
-        self.check_open()?;
-        let mut st = self.state.write();
-        let found = st.root.as_ref().map(|r| r.sequence);
-        if found != expected {
-            return Err(Error::RootConflict { expected, found });
-        }
-        st.root = Some(root.clone());
-        Ok(())
-    }
-
-    async fn lock_root(&self) -> Result<RootLock> {
-        self.check_open()?;
-        Ok(RootLock::new(self.lock.clone().lock_owned().await))
-    }
-
     async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
         Ok(self.state.read().config.clone())
@@ -193,4 +170,55 @@ impl BlockProvider for MemoryBlockProvider {
         self.closed.store(true, Ordering::Release);
         Ok(())
     }
+}
+
+#[async_trait]
+impl RootRegister for MemoryBlockProvider {
+    async fn read_root(&self) -> Result<Option<VersionedRoot>> {
+        self.check_open()?;
+        Ok(self.state.read().root.clone().map(VersionedRoot::by_order))
+    }
+
+    async fn write_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> Result<RootVersion> {
+        self.check_open()?;
+        let mut st = self.state.write();
+        check_cas(st.root.as_ref(), root, expected)?;
+        st.root = Some(root.clone());
+        Ok(RootVersion::of_root(root))
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_open()?;
+        Ok(RootLock::new(self.lock.clone().lock_owned().await))
+    }
+}
+
+/// The compare-and-swap check of registers that hold one root versioned by
+/// its own `(term, sequence)`: the stored root must be at `expected`, and
+/// `root` newer than it.
+pub(crate) fn check_cas(
+    stored: Option<&RootRecord>,
+    root: &RootRecord,
+    expected: Option<RootVersion>,
+) -> Result<()> {
+    let found = stored.map(RootVersion::of_root);
+    if found != expected {
+        return Err(Error::RootConflict {
+            expected: expected.map(|v| v.parts().1),
+            found: stored.map(|r| r.sequence),
+        });
+    }
+    if let Some(s) = stored
+        && !root.is_newer_than(s)
+    {
+        return Err(Error::invalid(
+            "root",
+            format!("{root:?} is not newer than the stored {s:?}"),
+        ));
+    }
+    Ok(())
 }

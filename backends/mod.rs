@@ -6,8 +6,7 @@
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
-#[cfg(any(feature = "fs", feature = "cloud"))]
-mod file_io;
+pub(crate) mod file_io;
 #[cfg(feature = "fs")]
 pub mod fs;
 pub mod memory;

@@ -1,10 +1,16 @@
 //! [`StorageBuilder`]: composes a [`Storage`] from settings and components.
 //!
-//! Settings ([`StorageConfig`]) are plain serde data; components (provider,
-//! page cache, vote strategy, network manager) are `Arc<dyn Trait>`s. The
-//! variants are compositions: standalone = a provider + single-node vote;
-//! later variants swap the provider or add a network and a majority vote,
-//! through the same `build`.
+//! Settings ([`StorageConfig`]) are plain serde data; components (WAL store,
+//! root register, page cache, vote strategy, network manager, clock) are
+//! `Arc<dyn Trait>`s. The four variants are compositions of the one engine,
+//! made in one place ([`StorageBuilder::build`]):
+//!
+//! | variant | WAL reads (after memory and page cache) | root register | vote strategy |
+//! |---|---|---|---|
+//! | standalone | the space directory | its `space_root` | single node |
+//! | cluster | the node's directory → its peers | a [`QuorumRegister`] of every node's acceptor | the same quorum |
+//! | cloud | staging → cache directory → object store | the store's root chain | single node |
+//! | cloud-cluster | staging → cache directory → peers → object store | the store's root chain | the quorum (a lock with fencing terms) |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,16 +18,19 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::block_provider::BlockProvider;
-use crate::cluster::catch_up::spawn_catch_up;
+use crate::clock::{Clock, SeededRng, TokioClock};
+use crate::cluster::root_copy::spawn_root_copy;
 use crate::cluster::{
-    Acceptor, CacheAwareHandler, ClusterBlockProvider, ClusterConfig, ClusterHandler,
-    FileTermStore, MajorityVote, MemoryTermStore, TermStore, Transport,
+    Acceptor, AcceptorStore, CacheAwareHandler, ClusterConfig, ClusterHandler, FileAcceptorStore,
+    HintingRegister, PeerTier, QuorumLock, QuorumRegister, RootHint, Transport,
 };
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
 use crate::page_cache::{MemoryPageCache, PageCache};
+use crate::root_register::RootRegister;
 use crate::storage::Storage;
 use crate::vote::{SingleNodeVote, VoteStrategy};
+use crate::wal_store::{ReadTier, StoreTier, TieredWalStore, WalStore};
 
 /// Settings of a storage. Defaults follow the reference implementation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,33 +90,6 @@ impl StorageConfig {
     }
 }
 
-/// A function wrapping the vote strategy a builder ends up with; see
-/// [`StorageBuilder::with_vote_wrapper`].
-pub type VoteWrapper = Arc<dyn Fn(Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> + Send + Sync>;
-
-#[derive(Clone, Default)]
-struct WrapVote(Option<VoteWrapper>);
-
-impl WrapVote {
-    fn apply(&self, vote: Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> {
-        match &self.0 {
-            Some(wrap) => wrap(vote),
-            None => vote,
-        }
-    }
-}
-
-impl std::fmt::Debug for WrapVote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = if self.0.is_some() {
-            "Some(<fn>)"
-        } else {
-            "None"
-        };
-        f.write_str(shown)
-    }
-}
-
 /// Builds a [`Storage`].
 ///
 /// ```
@@ -127,16 +109,17 @@ impl std::fmt::Debug for WrapVote {
 pub struct StorageBuilder {
     config: StorageConfig,
     path: Option<PathBuf>,
-    provider: Option<Arc<dyn BlockProvider>>,
+    wals: Option<Arc<dyn WalStore>>,
+    register: Option<Arc<dyn RootRegister>>,
+    #[cfg(feature = "cloud")]
+    cloud: Option<Arc<crate::backends::cloud::CloudBlockProvider>>,
     page_cache: Option<Arc<dyn PageCache>>,
     vote: Option<Arc<dyn VoteStrategy>>,
     network: Option<Arc<dyn NetworkManager>>,
     cluster: Option<ClusterConfig>,
-    term_store: Option<Arc<dyn TermStore>>,
-    vote_wrapper: WrapVote,
-    /// A cloud provider's staging directory: where a cloud node keeps its
-    /// promised-term file and (in a cluster) its cloud page cache.
-    node_dir: Option<PathBuf>,
+    acceptor_store: Option<Arc<dyn AcceptorStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    rng_seed: Option<u64>,
     cloud_page_cache_dir: Option<PathBuf>,
     cloud_page_cache_size: Option<u64>,
 }
@@ -166,9 +149,8 @@ impl StorageBuilder {
     /// answers peers' page requests.
     #[cfg(feature = "cloud")]
     pub fn cloud(provider: Arc<crate::backends::cloud::CloudBlockProvider>) -> Self {
-        let dir = provider.staging_dir().to_path_buf();
-        let mut b = Self::new().with_block_provider(provider);
-        b.node_dir = Some(dir);
+        let mut b = Self::new().with_block_provider(provider.clone());
+        b.cloud = Some(provider);
         b
     }
 
@@ -201,9 +183,26 @@ impl StorageBuilder {
 
     /// Uses `provider` for WALs and the root.
     pub fn with_block_provider(mut self, provider: Arc<dyn BlockProvider>) -> Self {
-        self.provider = Some(provider);
+        self.wals = Some(provider.clone().wal_store());
+        self.register = Some(provider.root_register());
         self.path = None;
-        self.node_dir = None;
+        #[cfg(feature = "cloud")]
+        {
+            self.cloud = None;
+        }
+        self
+    }
+
+    /// Uses `wals` for WAL bytes and `register` for the root (a backend
+    /// that is not one [`BlockProvider`], or one wrapped in a decorator).
+    pub fn with_parts(mut self, wals: Arc<dyn WalStore>, register: Arc<dyn RootRegister>) -> Self {
+        self.wals = Some(wals);
+        self.register = Some(register);
+        self.path = None;
+        #[cfg(feature = "cloud")]
+        {
+            self.cloud = None;
+        }
         self
     }
 
@@ -213,26 +212,10 @@ impl StorageBuilder {
         self
     }
 
-    /// Uses `vote` instead of [`SingleNodeVote`].
+    /// Uses `vote` instead of [`SingleNodeVote`] (not in a cluster, whose
+    /// vote is its quorum).
     pub fn with_vote_strategy(mut self, vote: Arc<dyn VoteStrategy>) -> Self {
         self.vote = Some(vote);
-        self
-    }
-
-    /// Wraps the vote strategy the storage will use — the one given to
-    /// [`with_vote_strategy`](Self::with_vote_strategy), or the default
-    /// ([`SingleNodeVote`], or in a cluster the [`MajorityVote`] built on the
-    /// node's own acceptor and network) — in `wrap`'s result.
-    ///
-    /// Unlike `with_vote_strategy`, this keeps the cluster's majority vote
-    /// wired to the same acceptor as the node's message handler and provider,
-    /// so a decorator (metrics, tracing, a test recording every grant) sees
-    /// the real grants. The wrapper must forward every call.
-    pub fn with_vote_wrapper(
-        mut self,
-        wrap: impl Fn(Arc<dyn VoteStrategy>) -> Arc<dyn VoteStrategy> + Send + Sync + 'static,
-    ) -> Self {
-        self.vote_wrapper = WrapVote(Some(Arc::new(wrap)));
         self
     }
 
@@ -268,11 +251,26 @@ impl StorageBuilder {
         self
     }
 
-    /// Where the cluster voter keeps its promised-term ceiling (default: the
-    /// file `cluster_term` in the space directory, or memory for other
-    /// providers).
-    pub fn with_term_store(mut self, store: Arc<dyn TermStore>) -> Self {
-        self.term_store = Some(store);
+    /// Where the cluster node's acceptor keeps its state (default: the file
+    /// `cluster_acceptor` in the space directory or the cloud provider's
+    /// staging directory). A cluster built on another provider needs one:
+    /// promises forgotten on a restart could lose acknowledged roots.
+    pub fn with_acceptor_store(mut self, store: Arc<dyn AcceptorStore>) -> Self {
+        self.acceptor_store = Some(store);
+        self
+    }
+
+    /// The clock leases and vote deadlines are measured on (default:
+    /// tokio's clock). Simulations give each node a skewed one.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Seeds the storage's randomness (vote backoff jitter), so a run can be
+    /// replayed (default: seeded from the operating system).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
         self
     }
 
@@ -318,78 +316,78 @@ impl StorageBuilder {
         self
     }
 
-    /// Validates the settings, opens the provider and reads the current root.
+    /// Validates the settings, opens the backend and composes the variant.
     pub async fn build(self) -> Result<Storage> {
         self.config.validate()?;
+        let clock: Arc<dyn Clock> = self.clock.clone().unwrap_or_else(|| Arc::new(TokioClock));
+        let rng = match self.rng_seed {
+            Some(seed) => SeededRng::new(seed),
+            None => SeededRng::from_entropy(),
+        };
         let space_dir = self.path.clone();
-        let provider: Arc<dyn BlockProvider> = match (self.provider, self.path) {
-            (Some(p), _) => p,
+        let (wals, register) = match (self.wals.clone(), self.register.clone(), &self.path) {
+            (Some(w), Some(r), _) => (w, r),
             #[cfg(feature = "fs")]
-            (None, Some(dir)) => {
-                use crate::backends::fs::FileBlockProvider;
-                let read_only = self.config.read_only;
-                let p = tokio::task::spawn_blocking(move || {
-                    if read_only {
-                        FileBlockProvider::open_read_only(dir)
-                    } else {
-                        FileBlockProvider::open(dir)
-                    }
-                })
-                .await
-                .map_err(|e| Error::io("opening the space", std::io::Error::other(e)))??;
-                Arc::new(p)
+            (_, _, Some(dir)) => {
+                let p = Arc::new(self.open_dir(dir.clone()).await?);
+                (p.clone().wal_store(), p.root_register())
             }
             _ => {
                 return Err(Error::invalid(
                     "builder",
-                    "no block provider: call standalone(dir), in_memory() or with_block_provider()",
+                    "no block provider: call standalone(dir), in_memory(), cloud(provider) or with_block_provider()",
                 ));
             }
         };
-        let cache: Arc<dyn PageCache> = match (self.page_cache, &self.cluster, &self.node_dir) {
-            (Some(c), _, _) => c,
-            #[cfg(feature = "cloud")]
-            (None, Some(cluster), Some(base)) => {
-                use crate::backends::cloud::{CloudPageCache, DEFAULT_CACHE_SIZE};
-                let dir = match self.cloud_page_cache_dir.clone() {
-                    Some(d) => d,
-                    None => CloudPageCache::default_dir(base, &cluster.server_id)?,
-                };
-                Arc::new(
-                    CloudPageCache::open(
-                        dir,
-                        self.cloud_page_cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
-                        self.config.page_cache_size,
-                        self.config.page_size,
-                    )
-                    .await?,
-                )
-            }
-            _ => Arc::new(MemoryPageCache::new(
-                self.config.page_cache_size,
-                self.config.page_size,
-            )),
-        };
-        let Some(cluster) = self.cluster else {
+        let cache = self.page_cache().await?;
+        let Some(cluster) = self.cluster.clone() else {
+            // Fail at open, not at first use, on a root that cannot be read.
+            register.read_root().await?;
             let vote = self
                 .vote
+                .clone()
                 .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
-            let vote = self.vote_wrapper.apply(vote);
-            return Storage::assemble(self.config, provider, cache, vote, self.network).await;
+            return Ok(Storage::assemble(
+                self.config,
+                wals,
+                register,
+                cache,
+                vote,
+                self.network,
+            ));
         };
-        let network: Arc<dyn NetworkManager> = match self.network {
+        if self.vote.is_some() {
+            return Err(Error::invalid(
+                "builder",
+                "a cluster's vote strategy is its quorum: with_vote_strategy cannot replace it",
+            ));
+        }
+        let node_dir = space_dir.or_else(|| self.cloud_staging_dir());
+        let store: Arc<dyn AcceptorStore> = match (self.acceptor_store.clone(), node_dir) {
+            (Some(s), _) => s,
+            (None, Some(dir)) => Arc::new(FileAcceptorStore::in_dir(dir)),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "builder",
+                    "a cluster node needs durable acceptor state: build it with standalone(dir) or \
+                     cloud(provider), or give with_acceptor_store(...)",
+                ));
+            }
+        };
+        let network: Arc<dyn NetworkManager> = match self.network.clone() {
             Some(n) => n,
             None => cluster.network_manager()?,
         };
-        let store: Arc<dyn TermStore> = match (self.term_store, space_dir.or(self.node_dir)) {
-            (Some(s), _) => s,
-            (None, Some(dir)) => Arc::new(FileTermStore::new(dir.join("cluster_term"))),
-            (None, None) => Arc::new(MemoryTermStore::default()),
-        };
-        let acceptor = Acceptor::open(cluster.server_id.clone(), provider.clone(), store).await?;
+        let acceptor = Acceptor::open(
+            cluster.server_id.clone(),
+            store,
+            std::time::Duration::from_millis(cluster.lease_ms),
+            clock.clone(),
+        )
+        .await?;
         // Peers' page requests: from this node's page cache when it holds
-        // the bytes, else from its own provider.
-        let handler = ClusterHandler::new(acceptor.clone(), provider.clone());
+        // the bytes, else from its own storage (never from its peers).
+        let handler = ClusterHandler::new(acceptor.clone(), wals.clone());
         network
             .start(Arc::new(CacheAwareHandler::new(
                 cache.clone(),
@@ -397,27 +395,126 @@ impl StorageBuilder {
                 Arc::new(handler),
             )))
             .await?;
-        spawn_catch_up(
-            acceptor.clone(),
-            Arc::downgrade(&network),
-            cluster.peers().map(|p| p.id.clone()).collect(),
-            std::time::Duration::from_millis(cluster.heartbeat_ms),
-            cluster.read_timeout(),
-        );
-        let vote = self.vote.unwrap_or_else(|| {
-            Arc::new(MajorityVote::new(
-                cluster.clone(),
-                acceptor.clone(),
-                network.clone(),
-            ))
-        });
-        let vote = self.vote_wrapper.apply(vote);
-        let provider = Arc::new(ClusterBlockProvider::new(
-            provider,
+        let quorum = Arc::new(QuorumRegister::new(
+            cluster.clone(),
             acceptor,
             network.clone(),
-            cluster,
+            clock,
+            rng,
         ));
-        Storage::assemble(self.config, provider, cache, vote, Some(network)).await
+        let hint = RootHint::default();
+        #[cfg(feature = "cloud")]
+        if let Some(cloud) = &self.cloud {
+            // The store's compare-and-swap linearizes roots; the quorum is
+            // the lock (with fencing terms) that keeps writers from racing.
+            let peers = Arc::new(PeerTier::new(network.clone(), cluster, hint.clone(), 0));
+            let tiers: Vec<Arc<dyn ReadTier>> = vec![cloud.local_tier(), peers, cloud.store_tier()];
+            let wals = Arc::new(TieredWalStore::new(wals, tiers));
+            let register = Arc::new(HintingRegister::new(register, hint));
+            return Ok(Storage::assemble(
+                self.config,
+                wals,
+                register,
+                cache,
+                Arc::new(QuorumLock(quorum)),
+                Some(network),
+            ));
+        }
+        let retries = cluster.max_retries;
+        let heartbeat = std::time::Duration::from_millis(cluster.heartbeat_ms);
+        let peers = Arc::new(PeerTier::new(
+            network.clone(),
+            cluster,
+            hint.clone(),
+            retries,
+        ));
+        let tiers: Vec<Arc<dyn ReadTier>> = vec![Arc::new(StoreTier(wals.clone())), peers];
+        spawn_root_copy(Arc::downgrade(&quorum), register, hint.clone(), heartbeat);
+        let wals = Arc::new(TieredWalStore::new(wals, tiers));
+        let root: Arc<dyn RootRegister> = Arc::new(HintingRegister::new(quorum.clone(), hint));
+        Ok(Storage::assemble(
+            self.config,
+            wals,
+            root,
+            cache,
+            quorum,
+            Some(network),
+        ))
+    }
+
+    /// Opens the space directory `dir` (refusing, for writing, one that
+    /// belongs to a cluster node when this is not that node, or that is a
+    /// cloud provider's staging area).
+    #[cfg(feature = "fs")]
+    async fn open_dir(&self, dir: PathBuf) -> Result<crate::backends::fs::FileBlockProvider> {
+        use crate::backends::fs::FileBlockProvider;
+        let read_only = self.config.read_only;
+        let cluster = self.cluster.is_some();
+        crate::backends::file_io::blocking(move || {
+            if read_only {
+                return FileBlockProvider::open_read_only(dir);
+            }
+            if !cluster && FileAcceptorStore::exists_in(&dir) {
+                return Err(Error::invalid(
+                    "space",
+                    format!(
+                        "{} belongs to a cluster node (it holds cluster_acceptor): open it \
+                         through that node (its config) or read-only",
+                        dir.display()
+                    ),
+                ));
+            }
+            #[cfg(feature = "cloud")]
+            if crate::backends::cloud::is_staging_dir(&dir) {
+                return Err(Error::invalid(
+                    "space",
+                    format!(
+                        "{} is a cloud provider's staging directory, not a space",
+                        dir.display()
+                    ),
+                ));
+            }
+            FileBlockProvider::open(dir)
+        })
+        .await
+    }
+
+    #[cfg(feature = "cloud")]
+    fn cloud_staging_dir(&self) -> Option<PathBuf> {
+        self.cloud.as_ref().map(|c| c.staging_dir().to_path_buf())
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    fn cloud_staging_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// The page cache given, or the default: in memory, or for a
+    /// cloud-cluster node its cloud page cache (memory + disk).
+    async fn page_cache(&self) -> Result<Arc<dyn PageCache>> {
+        if let Some(c) = &self.page_cache {
+            return Ok(c.clone());
+        }
+        #[cfg(feature = "cloud")]
+        if let (Some(cluster), Some(base)) = (&self.cluster, self.cloud_staging_dir()) {
+            use crate::backends::cloud::{CloudPageCache, DEFAULT_CACHE_SIZE};
+            let dir = match self.cloud_page_cache_dir.clone() {
+                Some(d) => d,
+                None => CloudPageCache::default_dir(&base, &cluster.server_id)?,
+            };
+            return Ok(Arc::new(
+                CloudPageCache::open(
+                    dir,
+                    self.cloud_page_cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+                    self.config.page_cache_size,
+                    self.config.page_size,
+                )
+                .await?,
+            ));
+        }
+        Ok(Arc::new(MemoryPageCache::new(
+            self.config.page_cache_size,
+            self.config.page_size,
+        )))
     }
 }

@@ -171,6 +171,17 @@ pub enum Error {
         /// Sequence found in the store.
         found: Option<u64>,
     },
+    /// A published root was not committed: making it (or a root it built
+    /// on) durable failed. When the root register's write itself failed, the
+    /// outcome is unknown and the root may still be stored.
+    #[error("root #{sequence} not committed: {source}")]
+    CommitFailed {
+        /// Sequence of the root.
+        sequence: u64,
+        /// Why.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
     /// Another process holds the space lock.
     #[error("space {path} is locked by another process")]
     Locked {
@@ -234,6 +245,7 @@ impl Error {
                 ErrorKind::Conflict
             }
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
+            Error::CommitFailed { source, .. } => source.kind(),
             Error::Io { .. } | Error::Backend { .. } | Error::Network(_) => ErrorKind::Unavailable,
         }
     }

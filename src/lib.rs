@@ -11,9 +11,9 @@
 //!
 //! | trait | role | implementations here |
 //! |---|---|---|
-//! | [`BlockProvider`] | where WAL bytes and the root live | [`backends::fs::FileBlockProvider`] (`fs`), [`backends::memory::MemoryBlockProvider`] |
+//! | [`BlockProvider`] | where WAL bytes ([`WalStore`]) and the root ([`RootRegister`]) live | [`backends::fs::FileBlockProvider`] (`fs`), [`backends::memory::MemoryBlockProvider`] |
 //! | [`PageCache`] | pages of WALs kept near the reader | [`MemoryPageCache`] |
-//! | [`VoteStrategy`] | who may update the root | [`SingleNodeVote`] |
+//! | [`VoteStrategy`] | who may update the root | [`SingleNodeVote`], [`cluster::QuorumRegister`] |
 //! | [`NetworkManager`] | a node's link to its peers | [`transports::tcp::TcpNetworkManager`] (`tcp`), `transports::quic::QuicNetworkManager` (`quic`), [`transports::in_process::InProcessNetwork`] (fault injection) |
 //!
 //! ```
@@ -42,6 +42,7 @@
 
 pub mod block_provider;
 pub mod builder;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "conformance"))]
@@ -53,10 +54,12 @@ pub mod protocol;
 mod reader;
 pub mod record;
 pub mod root_commit;
+pub mod root_register;
 pub mod scan;
 pub mod storage;
 pub mod types;
 pub mod vote;
+pub mod wal_store;
 mod wal_writer;
 pub mod wire;
 
@@ -68,16 +71,18 @@ pub mod transports;
 #[cfg(feature = "mock")]
 pub mod mock;
 
-pub use block_provider::{BlockProvider, RootLock, WalInfo};
+pub use block_provider::BlockProvider;
 pub use builder::{StorageBuilder, StorageConfig};
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use root_commit::RootUpdate;
+pub use root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
 pub use storage::{AtomFormat, Storage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
-pub use vote::{Grant, SingleNodeVote, VoteRequest, VoteResponse, VoteStrategy};
+pub use vote::{Grant, SingleNodeVote, VoteStrategy};
+pub use wal_store::{NewWal, ReadTier, StoreTier, TieredWalStore, WalInfo, WalStore};
 
 /// The README's code, compiled as a doctest so it stays true.
 #[cfg(doctest)]

@@ -7,35 +7,69 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{RootRecord, WalId};
-use crate::vote::{VoteRequest, VoteResponse};
 
 /// Version spoken by this build; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: prepare/promise and accept with ballots (one acceptor state).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// A root an acceptor accepted, with the ballot (grant term) it accepted it
+/// under. A holder's write-back of an older root keeps the root's own term
+/// and uses its ballot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedRoot {
+    /// Ballot of the accept.
+    pub ballot: u64,
+    /// The root.
+    pub root: RootRecord,
+}
+
+/// An acceptor's answer to [`Message::Prepare`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    /// Whether the term is promised to the sender (with a lease).
+    pub granted: bool,
+    /// Highest term the acceptor has promised.
+    pub promised: u64,
+    /// What the acceptor has accepted.
+    pub accepted: Option<AcceptedRoot>,
+    /// Lease granted, in milliseconds (0 when refused).
+    pub lease_ms: u64,
+}
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Message {
-    /// Prepare: a candidate asks for the exclusive grant.
-    VoteRequest(VoteRequest),
-    /// Promise (or refusal) with the voter's latest root.
-    VoteResponse(VoteResponse),
-    /// Accept: a root published under `term`.
-    RootUpdate {
-        /// Fencing term of the publisher's grant.
+    /// Prepare: the sender (its authenticated id is the candidate) asks for
+    /// a promise of `term` and a lease of `lease_ms` (capped by the voter).
+    Prepare {
+        /// Term (ballot) asked for.
+        term: u64,
+        /// Lease length asked for.
+        lease_ms: u64,
+    },
+    /// Answer to [`Message::Prepare`].
+    Promise(Promise),
+    /// Accept: the holder of `term` asks to store `root` under that ballot.
+    Accept {
+        /// Ballot (the holder's grant term).
         term: u64,
         /// The root.
         root: RootRecord,
     },
-    /// Answer to [`Message::RootUpdate`].
-    RootAck {
-        /// Term the voter now knows.
+    /// Answer to [`Message::Accept`].
+    Accepted {
+        /// Ballot the answer is about (the accept's term).
         term: u64,
-        /// Sequence of the voter's latest root.
-        sequence: u64,
-        /// Whether the root was accepted.
+        /// Whether the root is now stored durably under that ballot.
         accepted: bool,
+        /// Highest term the acceptor has promised.
+        promised: u64,
     },
+    /// Asks what an acceptor has accepted (linearizable root reads).
+    QueryAccepted,
+    /// Answer to [`Message::QueryAccepted`].
+    AcceptedValue(Option<AcceptedRoot>),
     /// Ask for bytes of a WAL.
     PageRequest {
         /// The WAL.

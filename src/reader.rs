@@ -12,18 +12,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::block_provider::BlockProvider;
 use crate::error::{Error, FormatError, Result};
 use crate::page_cache::{PageCache, PageKey};
 use crate::record::{self, WAL_HEADER_LEN, WalKind};
 use crate::types::{AtomPointer, Format, WalId};
+use crate::wal_store::WalStore;
 use crate::wal_writer::{MemoryRead, WalWriter};
 
 /// Bytes read at once when records are read without the page cache.
 const READ_AHEAD: u64 = 4096;
 
 pub(crate) struct Reader {
-    provider: Arc<dyn BlockProvider>,
+    provider: Arc<dyn WalStore>,
     cache: Arc<dyn PageCache>,
     writer: Arc<WalWriter>,
     page_size: u64,
@@ -33,7 +33,7 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn new(
-        provider: Arc<dyn BlockProvider>,
+        provider: Arc<dyn WalStore>,
         cache: Arc<dyn PageCache>,
         writer: Arc<WalWriter>,
         page_size: u64,

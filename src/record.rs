@@ -4,8 +4,16 @@
 //! native WAL:    header (32 bytes) | record | record | …
 //! header:        b"PROTOWAL" | u16 LE version | u16 reserved | 16-byte WAL uuid | u32 LE CRC32C of the first 28 bytes
 //! record:        u64 LE payload length | u8 format | payload | u32 LE CRC32C(format byte + payload)
+//! skip record:  u64 LE gap length | u8 0xFF | u32 LE CRC32C(length bytes + 0xFF)
 //! reference WAL: record without the CRC trailer, no header
 //! ```
+//!
+//! A *skip record* ends a unit of storage that a durability barrier sealed
+//! early (a fixed-size object of an object store, see
+//! [`NewWal::barrier_alignment`](crate::wal_store::NewWal::barrier_alignment)):
+//! the next record starts `gap length` bytes after the skip record's end, and
+//! the bytes between are never written. No pointer ever names a skip record;
+//! scans (`inspect`, `verify`, `copy`) follow it.
 //!
 //! The magic read as a little-endian `u64` is about 5.8·10¹⁸, far above any
 //! record length, so a reference WAL (whose first 8 bytes are the length of
@@ -26,6 +34,10 @@ pub const WAL_HEADER_LEN: u64 = 32;
 pub const RECORD_PREFIX_LEN: u64 = 9;
 /// CRC32C trailer of native records.
 pub const CRC_LEN: u64 = 4;
+/// Format byte of a skip record (never a data format).
+pub const SKIP_FORMAT: u8 = 0xFF;
+/// Length of a skip record (the gap after it not included).
+pub const SKIP_RECORD_LEN: u64 = RECORD_PREFIX_LEN + CRC_LEN;
 
 /// Which record layout a WAL uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +111,38 @@ pub fn encode_record(out: &mut impl BufMut, format: Format, payload: &[u8]) {
     out.put_slice(payload);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&[format as u8]), payload);
     out.put_u32_le(crc);
+}
+
+/// Appends a skip record announcing that the next record starts `gap` bytes
+/// after the skip record's end.
+pub fn encode_skip(out: &mut impl BufMut, gap: u64) {
+    let len = gap.to_le_bytes();
+    out.put_slice(&len);
+    out.put_u8(SKIP_FORMAT);
+    out.put_u32_le(crc32c::crc32c_append(crc32c::crc32c(&len), &[SKIP_FORMAT]));
+}
+
+/// The skip record at the start of `bytes` of a native WAL: `Ok(Some(gap))`
+/// when it is one (checksum verified), `Ok(None)` when the bytes start a
+/// data record.
+pub fn decode_skip(bytes: &[u8]) -> Result<Option<u64>, FormatError> {
+    if bytes.len() < RECORD_PREFIX_LEN as usize || bytes[8] != SKIP_FORMAT {
+        return Ok(None);
+    }
+    if bytes.len() < SKIP_RECORD_LEN as usize {
+        return Err(FormatError::Truncated {
+            needed: SKIP_RECORD_LEN,
+            available: bytes.len() as u64,
+        });
+    }
+    let stored = u32::from_le_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&bytes[..8]), &[SKIP_FORMAT]);
+    if stored != computed {
+        return Err(FormatError::BadCrc { stored, computed });
+    }
+    let mut gap = [0u8; 8];
+    gap.copy_from_slice(&bytes[..8]);
+    Ok(Some(u64::from_le_bytes(gap)))
 }
 
 /// Reads the length prefix of a record starting at `bytes[0]`, validating it
@@ -233,5 +277,33 @@ mod tests {
         assert!(detect_kind(&bad).is_err());
         assert!(detect_kind(&h[..12]).is_err());
         assert!(u64::from_le_bytes(WAL_MAGIC) > 1 << 60);
+    }
+
+    #[test]
+    fn skip_records_round_trip_and_are_never_data() {
+        let mut v = Vec::new();
+        encode_skip(&mut v, 4096);
+        assert_eq!(v.len() as u64, SKIP_RECORD_LEN);
+        assert_eq!(decode_skip(&v), Ok(Some(4096)));
+        // A pointer at a skip record is not an atom.
+        assert!(decode_record(WalKind::Native, &Bytes::from(v.clone()), 1 << 20).is_err());
+        // Every flipped bit is detected.
+        for i in 0..v.len() {
+            for bit in 0..8 {
+                let mut w = v.clone();
+                w[i] ^= 1 << bit;
+                let got = decode_skip(&w);
+                assert!(
+                    got != Ok(Some(4096)),
+                    "flip at {i}.{bit} undetected: {got:?}"
+                );
+            }
+        }
+        // Data records are not skips.
+        assert_eq!(decode_skip(&native(b"x")), Ok(None));
+        assert!(matches!(
+            decode_skip(&v[..10]),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 }

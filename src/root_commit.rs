@@ -2,209 +2,396 @@
 //!
 //! An update runs `acquire → read current → publish → release`. Acquiring
 //! takes an in-process lock (updaters of this process queue here) and, when
-//! this process does not already hold them, the provider's root lock and a
+//! this process does not already hold them, the register's root lock and a
 //! grant from the [`VoteStrategy`]; on a fresh acquisition the current root
-//! is re-read, since another process or node may have published.
+//! is read again (from what the grant established, or the register), since
+//! another process or node may have published.
 //!
-//! Publishing makes the new root the current one *in memory* and releases the
-//! in-process lock at once, so the next updater builds on it; the publisher
-//! then waits until a root at least as new is durable. One waiter at a time
-//! writes: it makes every pushed byte durable, writes the newest root with a
-//! compare-and-swap, and runs the strategy's accept phase — covering every
-//! update published so far (group commit). The provider lock and the grant
-//! are held while any update of this process is open or not yet durable, so
-//! no other writer can interleave with pending roots.
+//! Publishing makes the new root the current one *in memory* and releases
+//! the in-process lock at once, so the next updater builds on it; the
+//! publisher then waits until a root at least as new is durable. A
+//! *flusher* task makes roots durable: it makes every pushed byte durable,
+//! then writes the newest root to the register with a compare-and-swap on
+//! the version it last wrote — one write covering every update published so
+//! far (group commit).
+//!
+//! # Cancellation
+//!
+//! Every await of an update is cancel-safe. What an update holds (its place
+//! in the critical section, its share of the grant and lock) is released
+//! synchronously when its future or guard is dropped; the last holder's
+//! release gives the grant back in a spawned task. A publish that is
+//! dropped while its root is being made durable leaves that work to the
+//! flusher, which runs on its own task and holds the grant until it is
+//! done: a root is never left half-written because its caller went away.
+//!
+//! # Failures
+//!
+//! When making roots durable fails, every root published since the last
+//! durable one is abandoned: its publisher gets the error, and updates still
+//! open that built on it fail when they publish. A failure of the register
+//! write leaves its outcome unknown (the root may be stored), so the grant
+//! is then given back and the next update acquires it afresh and reads the
+//! register again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{Notify, OwnedMutexGuard, watch};
 use tracing::debug;
 
-use crate::block_provider::{BlockProvider, RootLock};
 use crate::error::{Error, Result};
+use crate::root_register::{RootLock, RootRegister, VersionedRoot};
 use crate::types::{AtomPointer, RootRecord};
 use crate::vote::{Grant, VoteStrategy};
 use crate::wal_writer::WalWriter;
 
 #[derive(Default)]
-struct Hold {
-    count: usize,
+struct State {
+    /// Open updates, publishes waiting for durability, and a running flusher.
+    holds: usize,
+    grant: Option<Grant>,
     lock: Option<RootLock>,
+    /// Newest published root of this epoch (maybe not durable yet).
+    current: Option<RootRecord>,
+    /// Newest durable root of this epoch, with its register version.
+    durable: Option<VersionedRoot>,
+    /// Incremented whenever the published-but-not-durable roots are abandoned.
+    epoch: u64,
+    /// Why the previous epoch ended.
+    failure: Option<(u64, Arc<Error>)>,
+    /// The register may hold a root this process does not know: the grant
+    /// must be acquired again (once nothing holds it) before the next update.
+    stale: bool,
+    /// A flusher task is running.
+    flushing: bool,
+}
+
+impl State {
+    fn durable_seq(&self) -> Option<u64> {
+        self.durable.as_ref().map(|d| d.root.sequence)
+    }
+}
+
+/// State shared with the guards and the flusher.
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped whenever a root becomes durable or an epoch ends.
+    progress: watch::Sender<u64>,
+    /// Signalled when the last hold is released.
+    idle: Notify,
+    vote: Arc<dyn VoteStrategy>,
+}
+
+impl Shared {
+    fn bump(&self) {
+        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// One share of the grant and the root lock; released when dropped.
+struct Hold {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Hold {
+    /// Takes a share; the caller has checked that a grant is held.
+    fn take(shared: &Arc<Shared>, st: &mut State) -> Hold {
+        st.holds += 1;
+        Hold {
+            shared: Some(shared.clone()),
+        }
+    }
+
+    /// Gives a share back; the last one takes the grant and lock out.
+    fn give_back(shared: &Shared) -> Option<(Option<Grant>, Option<RootLock>)> {
+        let mut st = shared.state.lock();
+        st.holds = st.holds.saturating_sub(1);
+        if st.holds > 0 {
+            return None;
+        }
+        st.stale = false;
+        Some((st.grant.take(), st.lock.take()))
+    }
+
+    /// Gives the share back; the last one releases the grant (waiting for
+    /// the strategy), then the root lock.
+    async fn finish(mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let Some((grant, lock)) = Self::give_back(&shared) else {
+            return;
+        };
+        if let Some(g) = grant {
+            // Should this future be dropped, the release finishes on its own.
+            let mut pending = PendingGrant {
+                vote: shared.vote.clone(),
+                grant: Some(g.clone()),
+            };
+            if let Err(e) = shared.vote.release(&g).await {
+                debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
+            }
+            pending.grant = None;
+        }
+        drop(lock);
+        shared.idle.notify_waiters();
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let Some((grant, lock)) = Self::give_back(&shared) else {
+            return;
+        };
+        drop(lock);
+        shared.idle.notify_waiters();
+        if let Some(grant) = grant {
+            release_in_background(shared.vote.clone(), grant);
+        }
+    }
+}
+
+/// Gives a grant back without making anyone wait for it.
+fn release_in_background(vote: Arc<dyn VoteStrategy>, grant: Grant) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            if let Err(e) = vote.release(&grant).await {
+                debug!(error = %e, term = grant.term, "releasing grant failed; its lease will expire");
+            }
+        });
+    }
+}
+
+/// Releases a grant obtained but not yet installed, unless defused.
+struct PendingGrant {
+    vote: Arc<dyn VoteStrategy>,
     grant: Option<Grant>,
 }
 
-#[derive(Default)]
-struct Roots {
-    /// Newest published root (may not be durable yet).
-    current: Option<RootRecord>,
-    /// Newest durable root.
-    durable: Option<RootRecord>,
-}
-
-fn seq(r: &Option<RootRecord>) -> Option<u64> {
-    r.as_ref().map(|r| r.sequence)
-}
-
-/// Whether root `a` is newer than root `b`.
-///
-/// Roots published under a fencing term (a cluster grant: term 1 and up) are
-/// ordered by `(term, sequence)`, as the cluster's acceptors order them: a
-/// root of a later grant supersedes one of an earlier grant even at the same
-/// or a higher sequence — such a root was stored somewhere but never
-/// acknowledged by a majority, and building on it would drop the
-/// acknowledged one. Term 0 (single-node strategies, reference spaces)
-/// carries no fencing information: such roots are ordered by sequence, so
-/// standalone processes keep following each other on a space whose last
-/// root came from a cluster.
-fn supersedes(a: &RootRecord, b: &RootRecord) -> bool {
-    if a.term == 0 || b.term == 0 {
-        a.sequence > b.sequence
-    } else {
-        (a.term, a.sequence) > (b.term, b.sequence)
+impl Drop for PendingGrant {
+    fn drop(&mut self) {
+        if let Some(g) = self.grant.take() {
+            release_in_background(self.vote.clone(), g);
+        }
     }
 }
 
 pub(crate) struct RootCommitter {
-    provider: Arc<dyn BlockProvider>,
+    register: Arc<dyn RootRegister>,
     vote: Arc<dyn VoteStrategy>,
     writer: Arc<WalWriter>,
     node_id: String,
     section: Arc<tokio::sync::Mutex<()>>,
-    hold: tokio::sync::Mutex<Hold>,
-    holders: AtomicUsize,
-    roots: Mutex<Roots>,
-    io: tokio::sync::Mutex<()>,
+    acquire: tokio::sync::Mutex<()>,
+    shared: Arc<Shared>,
 }
 
 impl RootCommitter {
     pub(crate) fn new(
-        provider: Arc<dyn BlockProvider>,
+        register: Arc<dyn RootRegister>,
         vote: Arc<dyn VoteStrategy>,
         writer: Arc<WalWriter>,
         node_id: String,
-        initial: Option<RootRecord>,
     ) -> Self {
         RootCommitter {
-            provider,
-            vote,
+            register,
+            vote: vote.clone(),
             writer,
             node_id,
             section: Arc::default(),
-            hold: tokio::sync::Mutex::default(),
-            holders: AtomicUsize::new(0),
-            roots: Mutex::new(Roots {
-                current: initial.clone(),
-                durable: initial,
+            acquire: tokio::sync::Mutex::new(()),
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                progress: watch::channel(0).0,
+                idle: Notify::new(),
+                vote,
             }),
-            io: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Takes the newer of what we know and `seen` (published elsewhere).
-    fn adopt(&self, seen: Option<RootRecord>) {
-        let Some(seen) = seen else { return };
-        let mut r = self.roots.lock();
-        if r.durable.as_ref().is_none_or(|d| supersedes(&seen, d)) {
-            r.durable = Some(seen.clone());
-            r.current = Some(seen);
-        }
-    }
-
-    /// The newest durable root, refreshed from the provider when this
-    /// process is not in the middle of an update.
+    /// The newest durable root: a linearizable read of the register.
     pub(crate) async fn read_current(&self) -> Result<Option<RootRecord>> {
-        if self.holders.load(Ordering::Acquire) == 0 {
-            let disk = self.provider.read_root().await?;
-            self.adopt(disk);
-        }
-        Ok(self.roots.lock().durable.clone())
+        Ok(self.register.read_root().await?.map(|v| v.root))
     }
 
-    async fn enter(&self) -> Result<Grant> {
-        let mut h = self.hold.lock().await;
-        if h.count == 0 {
-            // Nothing of ours is pending: forget roots that never became durable.
-            {
-                let mut r = self.roots.lock();
-                r.current = r.durable.clone();
+    /// A share of the grant, acquiring it (and the root lock) when this
+    /// process holds none.
+    async fn hold_grant(&self) -> Result<(Hold, Grant)> {
+        loop {
+            let idle = {
+                let mut st = self.shared.state.lock();
+                if let Some(g) = st.grant.clone()
+                    && !st.stale
+                {
+                    return Ok((Hold::take(&self.shared, &mut st), g));
+                }
+                // Register interest before checking, so no wake-up is lost.
+                let idle = self.shared.idle.notified();
+                (st.holds > 0).then_some(idle)
+            };
+            if let Some(idle) = idle {
+                // A stale grant is still held by updates finishing: wait for
+                // the last one, then acquire afresh.
+                idle.await;
+                continue;
             }
-            let lock = self.provider.lock_root().await?;
+            let _one = self.acquire.lock().await;
+            {
+                let st = self.shared.state.lock();
+                if st.holds > 0 || st.grant.is_some() {
+                    continue; // someone else acquired (or is finishing) meanwhile
+                }
+            }
+            let lock = self.register.lock_root().await?;
             let grant = self.vote.acquire().await?;
-            let fresh = async {
-                let disk = self.provider.read_root().await?;
-                self.adopt(disk);
-                self.adopt(grant.latest_root.clone());
-                Ok::<_, Error>(())
-            }
-            .await;
-            if let Err(e) = fresh {
-                let _ = self.vote.release(&grant).await;
-                return Err(e);
-            }
-            h.lock = Some(lock);
-            h.grant = Some(grant);
-        }
-        h.count += 1;
-        self.holders.fetch_add(1, Ordering::AcqRel);
-        h.grant
-            .clone()
-            .ok_or_else(|| Error::NotGranted("grant vanished".into()))
-    }
-
-    async fn leave(&self) {
-        let mut h = self.hold.lock().await;
-        h.count = h.count.saturating_sub(1);
-        self.holders.fetch_sub(1, Ordering::AcqRel);
-        if h.count == 0 {
-            if let Some(g) = h.grant.take()
-                && let Err(e) = self.vote.release(&g).await
+            let mut pending = PendingGrant {
+                vote: self.vote.clone(),
+                grant: Some(grant.clone()),
+            };
+            let base = match grant.established_root.clone() {
+                Some(base) => base,
+                None => self.register.read_root().await?,
+            };
+            if let Some(b) = &base
+                && grant.term > 0
+                && b.root.term > grant.term
             {
-                debug!(error = %e, "releasing grant failed; its lease will expire");
+                return Err(Error::NotGranted(format!(
+                    "grant of term {} is superseded: the root is of term {}",
+                    grant.term, b.root.term
+                )));
             }
-            h.lock = None;
+            let mut st = self.shared.state.lock();
+            st.current = base.as_ref().map(|b| b.root.clone());
+            st.durable = base;
+            st.lock = Some(lock);
+            st.grant = Some(grant.clone());
+            pending.grant = None;
+            return Ok((Hold::take(&self.shared, &mut st), grant));
         }
     }
 
     /// Opens the critical section.
     pub(crate) async fn begin(self: &Arc<Self>) -> Result<RootUpdate> {
         let section = self.section.clone().lock_owned().await;
-        let grant = self.enter().await?;
-        let current = self.roots.lock().current.clone();
+        let (hold, grant) = self.hold_grant().await?;
+        let (current, epoch) = {
+            let st = self.shared.state.lock();
+            (st.current.clone(), st.epoch)
+        };
         Ok(RootUpdate {
             committer: Some(self.clone()),
-            _section: Some(section),
+            section: Some(section),
+            hold: Some(hold),
             grant,
+            epoch,
             current,
         })
     }
 
-    async fn wait_durable(&self, sequence: u64, grant: &Grant) -> Result<()> {
-        let done = |r: &Roots| seq(&r.durable).is_some_and(|d| d >= sequence);
-        if done(&self.roots.lock()) {
-            return Ok(());
-        }
-        let _io = self.io.lock().await;
-        let (latest, expected) = {
-            let r = self.roots.lock();
-            if done(&r) {
-                return Ok(());
+    /// Makes roots durable until none is pending; runs on its own task.
+    async fn flush(self: Arc<Self>, _hold: Hold) {
+        loop {
+            let (target, expected, epoch) = {
+                let mut st = self.shared.state.lock();
+                let pending = match (&st.current, &st.durable) {
+                    (Some(c), Some(d)) => c != &d.root,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if !pending {
+                    st.flushing = false;
+                    drop(st);
+                    self.shared.bump();
+                    return;
+                }
+                let target = st.current.clone().unwrap_or_else(|| unreachable!());
+                (target, st.durable.as_ref().map(|d| d.version), st.epoch)
+            };
+            // Everything a published root can reach was pushed before it.
+            let synced = self.writer.sync_all().await;
+            let register_tried = synced.is_ok();
+            let written = match synced {
+                Ok(()) => self.register.write_root(&target, expected).await,
+                Err(e) => Err(e),
+            };
+            let mut st = self.shared.state.lock();
+            match written {
+                Ok(version) if st.epoch == epoch => {
+                    st.durable = Some(VersionedRoot {
+                        root: target,
+                        version,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(error = %e, root = ?target, "making roots durable failed");
+                    // Only a failed register write can have stored something
+                    // this process does not know.
+                    st.stale |= register_tried;
+                    st.failure = Some((st.epoch, Arc::new(e)));
+                    st.epoch += 1;
+                    st.current = st.durable.as_ref().map(|d| d.root.clone());
+                    st.flushing = false;
+                    drop(st);
+                    self.shared.bump();
+                    return;
+                }
             }
-            (r.current.clone(), seq(&r.durable))
-        };
-        let Some(latest) = latest else {
-            return Err(Error::NotGranted("no pending root".into()));
-        };
-        // Everything a published root can reach was pushed before it.
-        self.writer.sync_all().await?;
-        self.provider.write_root(&latest, expected).await?;
-        self.vote.commit(grant, &latest).await?;
-        let mut r = self.roots.lock();
-        if seq(&r.durable).is_none_or(|d| d < latest.sequence) {
-            r.durable = Some(latest);
+            drop(st);
+            self.shared.bump();
         }
-        Ok(())
+    }
+
+    /// Waits until no flusher runs (every published root is durable or
+    /// abandoned).
+    pub(crate) async fn drain(&self) {
+        let mut rx = self.shared.progress.subscribe();
+        loop {
+            if !self.shared.state.lock().flushing {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until `record` (published in `epoch`) is durable.
+    async fn wait_durable(&self, record: &RootRecord, epoch: u64) -> Result<()> {
+        let mut rx = self.shared.progress.subscribe();
+        loop {
+            {
+                let st = self.shared.state.lock();
+                if st.epoch != epoch {
+                    return Err(abandoned(record, &st, epoch));
+                }
+                if st.durable_seq().is_some_and(|d| d >= record.sequence) {
+                    return Ok(());
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}
+
+/// The error for a root of `epoch` that will never be durable.
+fn abandoned(record: &RootRecord, st: &State, epoch: u64) -> Error {
+    let source = match &st.failure {
+        Some((e, err)) if *e == epoch => err.clone(),
+        _ => Arc::new(Error::NotGranted(
+            "an earlier root this update built on was not committed".into(),
+        )),
+    };
+    Error::CommitFailed {
+        sequence: record.sequence,
+        source,
     }
 }
 
@@ -215,8 +402,10 @@ impl RootCommitter {
 /// [`abort`](Self::abort)) ends it without one.
 pub struct RootUpdate {
     committer: Option<Arc<RootCommitter>>,
-    _section: Option<OwnedMutexGuard<()>>,
+    section: Option<OwnedMutexGuard<()>>,
+    hold: Option<Hold>,
     grant: Grant,
+    epoch: u64,
     current: Option<RootRecord>,
 }
 
@@ -244,42 +433,59 @@ impl RootUpdate {
     /// Publishes `pointer` as the new root and returns once it is durable
     /// (together with every byte pushed before it).
     ///
-    /// An error means the outcome is unknown: the root may still become
-    /// durable as part of a later update.
+    /// An error means the root is not acknowledged. When the register write
+    /// itself failed, its outcome is unknown: the root may be stored, and
+    /// the next update (which reads the register again) may build on it.
+    /// Dropping the returned future does not stop the root from becoming
+    /// durable: the commit finishes on its own.
     pub async fn publish(mut self, pointer: AtomPointer) -> Result<RootRecord> {
         let Some(c) = self.committer.take() else {
             return Err(Error::Closed);
         };
-        let record = {
-            let mut r = c.roots.lock();
-            let next = seq(&r.current).map_or(1, |s| s + 1);
-            let rec = RootRecord::new(pointer, next, self.grant.term, Some(c.node_id.clone()));
-            r.current = Some(rec.clone());
-            rec
+        let hold = self.hold.take();
+        let (record, start_flusher) = {
+            let mut st = c.shared.state.lock();
+            if st.epoch != self.epoch {
+                let placeholder = RootRecord::new(pointer, 0, self.grant.term, None);
+                return Err(abandoned(&placeholder, &st, self.epoch));
+            }
+            let base = st.current.as_ref();
+            let term = match (self.grant.term, base) {
+                // No fencing: keep the order of the root built on.
+                (0, b) => b.map_or(0, |r| r.term),
+                (t, _) => t,
+            };
+            let sequence = match base {
+                None => 1,
+                Some(r) => r.sequence.checked_add(1).ok_or_else(|| {
+                    Error::invalid("root", "sequence space exhausted (u64::MAX roots)")
+                })?,
+            };
+            let record = RootRecord::new(pointer, sequence, term, Some(c.node_id.clone()));
+            st.current = Some(record.clone());
+            let start = !st.flushing;
+            st.flushing = true;
+            let flusher_hold = start.then(|| Hold::take(&c.shared, &mut st));
+            (record, flusher_hold)
         };
-        // Let the next updater in while we wait for durability.
-        self._section = None;
-        let res = c.wait_durable(record.sequence, &self.grant).await;
-        c.leave().await;
+        // Let the next updater in while this root is made durable.
+        self.section = None;
+        if let Some(h) = start_flusher {
+            tokio::spawn(c.clone().flush(h));
+        }
+        let res = c.wait_durable(&record, self.epoch).await;
+        if let Some(h) = hold {
+            h.finish().await;
+        }
         res.map(|()| record)
     }
 
     /// Ends the critical section without publishing.
     pub async fn abort(mut self) {
-        if let Some(c) = self.committer.take() {
-            self._section = None;
-            c.leave().await;
-        }
-    }
-}
-
-impl Drop for RootUpdate {
-    fn drop(&mut self) {
-        if let Some(c) = self.committer.take() {
-            self._section = None;
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { c.leave().await });
-            }
+        self.section = None;
+        self.committer = None;
+        if let Some(h) = self.hold.take() {
+            h.finish().await;
         }
     }
 }

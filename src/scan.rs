@@ -6,15 +6,15 @@
 //! — expected after a crash, never reachable from a published root. A walk
 //! that stops on an invalid length prefix is a torn tail only when the prefix
 //! runs past the end or everything after it is zeros (what a crash leaves);
-//! otherwise the rest of the WAL is unreadable and counts as corrupt. Zeros
-//! that end exactly where the provider resumes writing after a durability
-//! barrier ([`BlockProvider::next_offset_after_barrier`]) are a gap, and the
-//! walk continues behind them.
+//! otherwise the rest of the WAL is unreadable and counts as corrupt. A skip
+//! record (written where a durability barrier sealed a unit of an aligned
+//! store early, see [`crate::record`]) moves the walk to the offset it
+//! names; the gap behind it is never read.
 
-use crate::block_provider::BlockProvider;
 use crate::error::{Error, FormatError, Result};
 use crate::record::{self, WalKind};
 use crate::types::WalId;
+use crate::wal_store::WalStore;
 
 /// Bytes read per provider call while scanning.
 const SCAN_CHUNK: u64 = 4 << 20;
@@ -43,6 +43,9 @@ pub struct WalReport {
     pub payload_bytes: u64,
     /// Offsets of valid records, in order.
     pub offsets: Vec<u64>,
+    /// Gaps announced by skip records: `(start, end)` of bytes never
+    /// written (the skip record itself excluded).
+    pub gaps: Vec<(u64, u64)>,
     /// Invalid records followed by valid ones.
     pub corrupt: Vec<ScanProblem>,
     /// The invalid end of the WAL, if any.
@@ -58,7 +61,7 @@ impl WalReport {
 
 /// Scans `wal`, calling `progress` with the bytes scanned so far.
 pub async fn scan_wal(
-    provider: &dyn BlockProvider,
+    provider: &dyn WalStore,
     wal: WalId,
     limit: u64,
     mut progress: impl FnMut(u64) + Send,
@@ -77,6 +80,7 @@ pub async fn scan_wal(
         records: 0,
         payload_bytes: 0,
         offsets: Vec::new(),
+        gaps: Vec::new(),
         corrupt: Vec::new(),
         torn_tail: None,
     };
@@ -110,32 +114,49 @@ pub async fn scan_wal(
             window = provider.read(wal, pos, SCAN_CHUNK.max(need_prefix)).await?;
             win_start = pos;
         }
-        let at = (pos - win_start) as usize;
-        let total = match record::record_total_len(kind, &window[at..], limit) {
-            Ok(t) => t,
-            Err(FormatError::ZeroLength) if kind == WalKind::Native => {
-                // A durability barrier may have sealed the writer's storage
-                // unit early (slot-based object stores): the writer then went
-                // on at `next_offset_after_barrier`, leaving zeros between.
-                let next = provider.next_offset_after_barrier(pos);
-                if next > pos && next < len && all_zero(provider, wal, pos, next).await? {
+        let mut at = (pos - win_start) as usize;
+        if kind == WalKind::Native {
+            if pos + record::SKIP_RECORD_LEN > win_start + window.len() as u64
+                && pos + record::SKIP_RECORD_LEN <= len
+            {
+                window = provider.read(wal, pos, SCAN_CHUNK).await?;
+                win_start = pos;
+                at = 0;
+            }
+            match record::decode_skip(&window[at..]) {
+                Ok(None) => {}
+                Ok(Some(gap)) => {
+                    let start = pos + record::SKIP_RECORD_LEN;
+                    let Some(next) = start.checked_add(gap) else {
+                        report.corrupt.push(ScanProblem {
+                            offset: pos,
+                            error: FormatError::LengthTooLarge {
+                                length: gap,
+                                limit: u64::MAX - start,
+                            },
+                        });
+                        break;
+                    };
+                    report.gaps.push((start, next));
                     pos = next;
                     window = bytes::Bytes::new();
                     win_start = pos;
+                    progress(pos.min(len));
                     continue;
                 }
-                let torn = all_zero(provider, wal, pos, len).await?;
-                let problem = ScanProblem {
-                    offset: pos,
-                    error: FormatError::ZeroLength,
-                };
-                if torn {
-                    report.torn_tail = Some(problem);
-                } else {
-                    report.corrupt.push(problem);
+                Err(error) => {
+                    let problem = ScanProblem { offset: pos, error };
+                    if pos + record::SKIP_RECORD_LEN >= len {
+                        report.torn_tail = Some(problem);
+                    } else {
+                        report.corrupt.push(problem);
+                    }
+                    break;
                 }
-                break;
             }
+        }
+        let total = match record::record_total_len(kind, &window[at..], limit) {
+            Ok(t) => t,
             Err(error) => {
                 // The walk cannot go on. A crash leaves zeros (or a short
                 // prefix) at the end; anything else is corruption.
@@ -191,7 +212,7 @@ pub async fn scan_wal(
 }
 
 /// Whether `wal` holds only zero bytes in `from..to`.
-async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, to: u64) -> Result<bool> {
+async fn all_zero(provider: &dyn WalStore, wal: WalId, from: u64, to: u64) -> Result<bool> {
     let mut pos = from;
     while pos < to {
         let chunk = provider.read(wal, pos, SCAN_CHUNK.min(to - pos)).await?;
@@ -209,64 +230,64 @@ async fn all_zero(provider: &dyn BlockProvider, wal: WalId, from: u64, to: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block_provider::{MockBlockProvider, WalInfo};
+    use crate::backends::memory::MemoryBlockProvider;
     use crate::types::Format;
-    use bytes::Bytes;
 
-    /// A provider whose barrier jumps to the next 256-byte boundary, over
-    /// the given WAL bytes.
-    fn slotted(wal: WalId, data: Vec<u8>) -> MockBlockProvider {
-        let len = data.len() as u64;
-        let data = Bytes::from(data);
-        let mut p = MockBlockProvider::new();
-        p.expect_list_wals()
-            .returning(move || Ok(vec![WalInfo { id: wal, len }]));
-        p.expect_next_offset_after_barrier()
-            .returning(|end| end.div_ceil(256) * 256);
-        p.expect_read().returning(move |_, offset, n| {
-            let end = (offset + n).min(len) as usize;
-            Ok(data.slice(offset as usize..end))
-        });
-        p
-    }
-
-    fn wal_with_gap(tail: &[u8]) -> (WalId, Vec<u8>) {
-        let wal = WalId::new_random();
+    /// A WAL in a memory store: header, a record, a skip record to offset
+    /// 256 (the gap left as zeros, as a store that never wrote it reads
+    /// back), a record, then `tail`.
+    async fn wal_with_gap(tail: &[u8]) -> (MemoryBlockProvider, WalId) {
+        let p = MemoryBlockProvider::new();
+        let wal = p.create_wal().await.unwrap().id;
         let mut v = record::encode_header(wal).to_vec();
         record::encode_record(&mut v, Format::Raw, b"before the barrier");
-        v.resize(256, 0); // sealed early: zeros up to the slot boundary
+        let at = v.len() as u64 + record::SKIP_RECORD_LEN;
+        record::encode_skip(&mut v, 256 - at);
+        v.resize(256, 0);
         record::encode_record(&mut v, Format::Raw, b"after the barrier");
         v.extend_from_slice(tail);
-        (wal, v)
+        p.append(wal, 0, bytes::Bytes::from(v)).await.unwrap();
+        (p, wal)
     }
 
     #[tokio::test]
-    async fn barrier_gaps_are_skipped() {
-        let (wal, data) = wal_with_gap(&[]);
-        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
-            .await
-            .unwrap();
+    async fn skip_records_are_followed() {
+        let (p, wal) = wal_with_gap(&[]).await;
+        let rep = scan_wal(&p, wal, 1 << 20, |_| {}).await.unwrap();
         assert_eq!(rep.offsets, vec![32, 256]);
+        assert_eq!(rep.gaps, vec![(32 + 9 + 18 + 4 + 13, 256)]);
         assert!(rep.is_clean(true), "{rep:?}");
     }
 
     #[tokio::test]
-    async fn zeros_that_do_not_end_at_a_barrier_are_still_problems() {
+    async fn zeros_without_a_skip_record_are_still_problems() {
         // Zeros at the end: a torn tail.
-        let (wal, data) = wal_with_gap(&[0u8; 40]);
-        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
-            .await
-            .unwrap();
+        let (p, wal) = wal_with_gap(&[0u8; 40]).await;
+        let rep = scan_wal(&p, wal, 1 << 20, |_| {}).await.unwrap();
         assert_eq!(rep.records, 2);
         assert!(rep.is_clean(false) && !rep.is_clean(true), "{rep:?}");
-        // Zeros followed by data that is not at a barrier: corruption.
-        let (wal, mut data) = wal_with_gap(&[]);
-        data.extend_from_slice(&[0u8; 8]);
-        data.extend_from_slice(b"garbage!");
-        let rep = scan_wal(&slotted(wal, data), wal, 1 << 20, |_| {})
-            .await
-            .unwrap();
+        // Zeros followed by data: corruption.
+        let (p, wal) = wal_with_gap(&[]).await;
+        let len = p.list_wals().await.unwrap()[0].len;
+        let mut junk = vec![0u8; 8];
+        junk.extend_from_slice(b"garbage!");
+        p.append(wal, len, bytes::Bytes::from(junk)).await.unwrap();
+        let rep = scan_wal(&p, wal, 1 << 20, |_| {}).await.unwrap();
         assert_eq!(rep.records, 2);
         assert_eq!(rep.corrupt.len(), 1, "{rep:?}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_skip_record_is_corruption() {
+        let (p, wal) = wal_with_gap(&[]).await;
+        // Flip a bit of the skip record's gap length.
+        let skip_at = 32 + 9 + 18 + 4;
+        let mut b = p.read(wal, skip_at, 1).await.unwrap().to_vec();
+        b[0] ^= 1;
+        p.append(wal, skip_at, bytes::Bytes::from(b)).await.unwrap();
+        let rep = scan_wal(&p, wal, 1 << 20, |_| {}).await.unwrap();
+        assert_eq!(rep.records, 1);
+        assert_eq!(rep.corrupt.len(), 1, "{rep:?}");
+        assert!(matches!(rep.corrupt[0].error, FormatError::BadCrc { .. }));
     }
 }

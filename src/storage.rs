@@ -9,16 +9,17 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::block_provider::{BlockProvider, WalInfo};
 use crate::builder::{StorageBuilder, StorageConfig};
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
 use crate::page_cache::{CacheStats, PageCache};
 use crate::reader::Reader;
 use crate::root_commit::{RootCommitter, RootUpdate};
+use crate::root_register::RootRegister;
 use crate::scan::{self, WalReport};
 use crate::types::{AtomPointer, Format, RootRecord, WalId};
 use crate::vote::VoteStrategy;
+use crate::wal_store::{WalInfo, WalStore};
 use crate::wal_writer::WalWriter;
 
 /// How an atom is encoded by [`Storage::push_atom`].
@@ -32,7 +33,8 @@ pub enum AtomFormat {
 
 struct Inner {
     config: StorageConfig,
-    provider: Arc<dyn BlockProvider>,
+    wals: Arc<dyn WalStore>,
+    register: Arc<dyn RootRegister>,
     cache: Arc<dyn PageCache>,
     writer: Arc<WalWriter>,
     reader: Reader,
@@ -53,7 +55,8 @@ pub struct Storage {
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Storage")
-            .field("provider", &self.inner.provider)
+            .field("wals", &self.inner.wals)
+            .field("register", &self.inner.register)
             .field("node_id", &self.inner.config.node_id)
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish()
@@ -73,37 +76,37 @@ impl Storage {
         StorageBuilder::standalone(dir).build().await
     }
 
-    pub(crate) async fn assemble(
+    pub(crate) fn assemble(
         config: StorageConfig,
-        provider: Arc<dyn BlockProvider>,
+        wals: Arc<dyn WalStore>,
+        register: Arc<dyn RootRegister>,
         cache: Arc<dyn PageCache>,
         vote: Arc<dyn VoteStrategy>,
         network: Option<Arc<dyn NetworkManager>>,
-    ) -> Result<Storage> {
-        let initial = provider.read_root().await?;
+    ) -> Storage {
         let writer = Arc::new(WalWriter::new(
-            provider.clone(),
+            wals.clone(),
             config.buffer_size,
             config.max_wal_size,
         ));
         let reader = Reader::new(
-            provider.clone(),
+            wals.clone(),
             cache.clone(),
             writer.clone(),
             config.page_size,
             config.blob_max_size,
         );
         let roots = Arc::new(RootCommitter::new(
-            provider.clone(),
+            register.clone(),
             vote,
             writer.clone(),
             config.node_id.clone(),
-            initial,
         ));
-        Ok(Storage {
+        Storage {
             inner: Arc::new(Inner {
                 config,
-                provider,
+                wals,
+                register,
                 cache,
                 writer,
                 reader,
@@ -111,7 +114,7 @@ impl Storage {
                 network,
                 closed: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -134,9 +137,15 @@ impl Storage {
         &self.inner.config
     }
 
-    /// The block provider.
-    pub fn provider(&self) -> &Arc<dyn BlockProvider> {
-        &self.inner.provider
+    /// Where the space's WAL bytes are read and written (with every read
+    /// tier the builder composed).
+    pub fn wal_store(&self) -> &Arc<dyn WalStore> {
+        &self.inner.wals
+    }
+
+    /// The register holding the space's root.
+    pub fn root_register(&self) -> &Arc<dyn RootRegister> {
+        &self.inner.register
     }
 
     /// The network manager, in cluster variants.
@@ -278,13 +287,13 @@ impl Storage {
     /// The space's configuration data (`space.config`), if present.
     pub async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
-        self.inner.provider.read_config().await
+        self.inner.wals.read_config().await
     }
 
     /// Every WAL in the space.
     pub async fn list_wals(&self) -> Result<Vec<WalInfo>> {
         self.check_open()?;
-        self.inner.provider.list_wals().await
+        self.inner.wals.list_wals().await
     }
 
     /// Scans a whole WAL, validating every record; `progress` gets the
@@ -296,7 +305,7 @@ impl Storage {
     ) -> Result<WalReport> {
         self.check_open()?;
         scan::scan_wal(
-            &*self.inner.provider,
+            &*self.inner.wals,
             wal,
             self.inner.config.blob_max_size,
             progress,
@@ -314,18 +323,21 @@ impl Storage {
         self.inner.writer.unsynced_bytes()
     }
 
-    /// Flushes everything and closes the provider. Idempotent; afterwards
+    /// Flushes everything and closes the WAL store. Idempotent; afterwards
     /// every operation fails with [`Error::Closed`].
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         if !self.inner.config.read_only {
+            // Roots published before `close` finish (or fail) first.
+            self.inner.roots.drain().await;
             self.inner.writer.close().await?;
+            self.inner.roots.drain().await;
         }
         if let Some(n) = &self.inner.network {
             n.stop().await?;
         }
-        self.inner.provider.close().await
+        self.inner.wals.close().await
     }
 }

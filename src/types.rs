@@ -176,6 +176,24 @@ impl RootRecord {
         r
     }
 
+    /// Whether this root is newer than `other`: the one order of roots,
+    /// by `(term, sequence)`.
+    ///
+    /// A root published under a later grant (higher fencing term)
+    /// supersedes any root of an earlier grant, whatever its sequence: a
+    /// root of the earlier grant that was stored somewhere but never
+    /// acknowledged must never win over the new holder's. Writers without
+    /// fencing (a single node, term 0 grants) publish under the term of the
+    /// root they build on, so their roots stay in this order too.
+    pub fn is_newer_than(&self, other: &RootRecord) -> bool {
+        self.order_key() > other.order_key()
+    }
+
+    /// The key roots are ordered by: `(term, sequence)`.
+    pub fn order_key(&self) -> (u64, u64) {
+        (self.term, self.sequence)
+    }
+
     fn compute_checksum(&self) -> u32 {
         let canon = format!(
             "{}:{}:{}:{}:{}",
@@ -198,13 +216,20 @@ impl RootRecord {
     pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
         let r: RootRecord = serde_json::from_slice(bytes)
             .map_err(|e| FormatError::BadRoot(format!("not a root document: {e}")))?;
-        if let Some(stored) = r.checksum {
-            let computed = r.compute_checksum();
+        r.verify_checksum()?;
+        Ok(r)
+    }
+
+    /// Checks the checksum, when the root has one (reference roots have
+    /// none).
+    pub fn verify_checksum(&self) -> Result<(), FormatError> {
+        if let Some(stored) = self.checksum {
+            let computed = self.compute_checksum();
             if stored != computed {
                 return Err(FormatError::BadCrc { stored, computed });
             }
         }
-        Ok(r)
+        Ok(())
     }
 }
 

@@ -4,10 +4,26 @@
 //! Every record pushed is framed into the active WAL's in-memory buffer under
 //! one short lock and gets its pointer at once. A full buffer becomes an
 //! immutable *chunk* that a background task hands to the provider; chunks
-//! stay readable from memory until the provider has them. A durability
+//! stay in memory until the store has made them durable. A durability
 //! request (`sync`) takes the WAL's I/O lock: whoever gets it writes every
 //! pending chunk and issues one `sync` that covers every waiter queued behind
 //! it (group flush).
+//!
+//! # A failed sync is not forgotten
+//!
+//! After a failed `fsync` the kernel may already have dropped the dirty
+//! pages and will not report the error again, so a later successful sync
+//! proves nothing about them. Chunks therefore stay in memory until a sync
+//! covering them succeeds; when a sync fails, every chunk it was to cover is
+//! marked unwritten, and the next sync writes them again at their offsets
+//! before syncing. A WAL written without syncs keeps at most
+//! [`RETAIN_LIMIT`] bytes that way: beyond it, the background writer syncs.
+//!
+//! # Barriers on aligned stores
+//!
+//! A store that seals its unit of storage at a barrier (see
+//! [`NewWal::barrier_alignment`]) gets a skip record at the end of the
+//! barrier, and the next record starts at the next aligned offset.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,23 +32,28 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tracing::{debug, warn};
 
-use crate::block_provider::BlockProvider;
 use crate::error::{Error, Result};
-use crate::record::{self, WAL_HEADER_LEN, WalKind};
+use crate::record::{self, SKIP_RECORD_LEN, WAL_HEADER_LEN, WalKind};
 use crate::types::{AtomPointer, Format, WalId};
+use crate::wal_store::{NewWal, WalStore};
 
 /// Bytes of unwritten chunks above which pushers wait for the writer.
 const BACKLOG_BUFFERS: usize = 8;
+/// Written but unsynced bytes above which the background writer syncs.
+pub(crate) const RETAIN_LIMIT: u64 = 64 << 20;
 
 struct OwnWal {
     /// Next record offset.
     tail: u64,
+    /// End of the bytes pushed (the tail, except after an aligned barrier,
+    /// where the tail jumped past a gap).
+    end: u64,
     /// Offset of `buf[0]`.
     buf_start: u64,
     buf: BytesMut,
-    /// Sealed chunks not yet stored by the provider, in offset order.
+    /// Sealed chunks not yet durable, in offset order.
     chunks: VecDeque<(u64, Bytes)>,
-    /// Everything below is stored by the provider.
+    /// Everything below is stored by the provider (maybe not durable).
     written: u64,
     /// Everything below is durable.
     synced: u64,
@@ -40,6 +61,8 @@ struct OwnWal {
     sealed: bool,
     /// Serialises provider writes and syncs of this WAL.
     io: Arc<tokio::sync::Mutex<()>>,
+    /// Where writing resumes after a barrier (multiples of this).
+    alignment: u64,
 }
 
 impl OwnWal {
@@ -51,8 +74,51 @@ impl OwnWal {
         }
     }
 
+    /// Bytes of sealed chunks the store does not have yet.
     fn pending_bytes(&self) -> usize {
-        self.chunks.iter().map(|(_, c)| c.len()).sum()
+        self.chunks
+            .iter()
+            .map(|(start, c)| {
+                let end = start + c.len() as u64;
+                end.saturating_sub(self.written.max(*start)) as usize
+            })
+            .sum()
+    }
+
+    /// Ends a barrier at the current tail: on an aligned store, a skip
+    /// record and a jump to the next aligned offset. Returns the end of the
+    /// bytes the barrier covers.
+    fn barrier(&mut self) -> u64 {
+        self.seal_buffer();
+        let end = self.tail;
+        let a = self.alignment;
+        if a <= 1 || end.is_multiple_of(a) {
+            return end;
+        }
+        let Some(next) = end
+            .checked_add(SKIP_RECORD_LEN)
+            .and_then(|e| e.checked_next_multiple_of(a))
+        else {
+            return end;
+        };
+        record::encode_skip(&mut self.buf, next - end - SKIP_RECORD_LEN);
+        self.tail = end + SKIP_RECORD_LEN;
+        self.seal_buffer();
+        self.end = self.tail;
+        self.tail = next;
+        self.buf_start = next;
+        self.end
+    }
+
+    /// Drops the chunks that end at or below `synced`.
+    fn drop_synced(&mut self) {
+        while let Some((start, c)) = self.chunks.front() {
+            if start + c.len() as u64 <= self.synced {
+                self.chunks.pop_front();
+            } else {
+                break;
+            }
+        }
     }
 }
 
@@ -84,7 +150,7 @@ pub(crate) enum MemoryRead {
 }
 
 pub(crate) struct WalWriter {
-    provider: Arc<dyn BlockProvider>,
+    provider: Arc<dyn WalStore>,
     buffer_size: usize,
     max_wal_size: u64,
     state: Mutex<State>,
@@ -92,11 +158,7 @@ pub(crate) struct WalWriter {
 }
 
 impl WalWriter {
-    pub(crate) fn new(
-        provider: Arc<dyn BlockProvider>,
-        buffer_size: usize,
-        max_wal_size: u64,
-    ) -> Self {
+    pub(crate) fn new(provider: Arc<dyn WalStore>, buffer_size: usize, max_wal_size: u64) -> Self {
         WalWriter {
             provider,
             buffer_size,
@@ -158,6 +220,7 @@ impl WalWriter {
         let ptr = AtomPointer::new(id, w.tail);
         record::encode_record(&mut w.buf, format, payload);
         w.tail += rec_len;
+        w.end = w.tail;
         if w.buf.len() < self.buffer_size {
             return Ok(Pushed::Done(ptr));
         }
@@ -174,7 +237,10 @@ impl WalWriter {
         if self.state.lock().active.is_some() {
             return Ok(());
         }
-        let id = self.provider.create_wal().await?;
+        let NewWal {
+            id,
+            barrier_alignment,
+        } = self.provider.create_wal().await?;
         let mut buf = BytesMut::with_capacity(self.buffer_size + 64);
         buf.extend_from_slice(&record::encode_header(id));
         let mut st = self.state.lock();
@@ -185,6 +251,7 @@ impl WalWriter {
             id,
             OwnWal {
                 tail: WAL_HEADER_LEN,
+                end: WAL_HEADER_LEN,
                 buf_start: 0,
                 buf,
                 chunks: VecDeque::new(),
@@ -192,6 +259,7 @@ impl WalWriter {
                 synced: 0,
                 sealed: false,
                 io: Arc::new(tokio::sync::Mutex::new(())),
+                alignment: barrier_alignment.max(1),
             },
         );
         st.active = Some(id);
@@ -216,18 +284,39 @@ impl WalWriter {
         let Some(io) = self.state.lock().wals.get(&id).map(|w| w.io.clone()) else {
             return Ok(());
         };
-        let _g = io.lock().await;
-        self.write_chunks_locked(id).await
+        {
+            let _g = io.lock().await;
+            self.write_chunks_locked(id).await?;
+        }
+        // Bound the bytes kept for a rewrite: make them durable.
+        let retained = {
+            let st = self.state.lock();
+            st.wals
+                .get(&id)
+                .map_or(0, |w| w.written.saturating_sub(w.synced))
+        };
+        if retained > RETAIN_LIMIT {
+            self.sync(id).await?;
+        }
+        Ok(())
     }
 
+    /// Hands every chunk the store does not have to it, in order.
     async fn write_chunks_locked(&self, id: WalId) -> Result<()> {
         loop {
-            let next = self
-                .state
-                .lock()
-                .wals
-                .get(&id)
-                .and_then(|w| w.chunks.front().cloned());
+            let next = {
+                let st = self.state.lock();
+                st.wals.get(&id).and_then(|w| {
+                    w.chunks
+                        .iter()
+                        .find(|(start, c)| start + c.len() as u64 > w.written)
+                        .map(|(start, c)| {
+                            // A chunk partly written: the rest of it.
+                            let skip = w.written.saturating_sub(*start) as usize;
+                            (start + skip as u64, c.slice(skip..))
+                        })
+                })
+            };
             let Some((offset, chunk)) = next else {
                 return Ok(());
             };
@@ -235,8 +324,30 @@ impl WalWriter {
             self.provider.append(id, offset, chunk).await?;
             let mut st = self.state.lock();
             if let Some(w) = st.wals.get_mut(&id) {
-                w.chunks.pop_front();
-                w.written = end;
+                w.written = w.written.max(end);
+            }
+        }
+    }
+
+    /// Syncs `id` up to `end` (everything below is written); on failure,
+    /// marks everything not durable as unwritten so it is written again.
+    async fn sync_locked(&self, id: WalId, end: u64) -> Result<()> {
+        match self.provider.sync(id, end).await {
+            Ok(()) => {
+                let mut st = self.state.lock();
+                if let Some(w) = st.wals.get_mut(&id) {
+                    w.synced = w.synced.max(end);
+                    w.drop_synced();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = self.state.lock();
+                if let Some(w) = st.wals.get_mut(&id) {
+                    warn!(wal = %id, error = %e, synced = w.synced, "sync failed: unsynced bytes will be written again");
+                    w.written = w.synced;
+                }
+                Err(e)
             }
         }
     }
@@ -246,7 +357,7 @@ impl WalWriter {
         let (io, target) = {
             let st = self.state.lock();
             match st.wals.get(&id) {
-                Some(w) if w.synced < w.tail => (w.io.clone(), w.tail),
+                Some(w) if w.synced < w.end => (w.io.clone(), w.end),
                 _ => return Ok(()),
             }
         };
@@ -259,25 +370,19 @@ impl WalWriter {
             if w.synced >= target {
                 return Ok(()); // someone else's flush covered us
             }
-            w.seal_buffer();
-            let end = w.tail;
-            let next = self.provider.next_offset_after_barrier(end);
-            w.tail = next;
-            w.buf_start = next;
-            end
+            w.barrier()
         };
         self.write_chunks_locked(id).await?;
-        self.provider.sync(id, end).await?;
+        self.sync_locked(id, end).await?;
         let retire = {
             let mut st = self.state.lock();
             match st.wals.get_mut(&id) {
                 Some(w) => {
-                    w.synced = w.synced.max(end);
                     // Records pushed after `end` was taken (before a
                     // rollover sealed the WAL) are written but not yet
                     // durable: keep the WAL until a sync covers its tail.
                     let done =
-                        w.sealed && w.chunks.is_empty() && w.buf.is_empty() && w.synced >= w.tail;
+                        w.sealed && w.chunks.is_empty() && w.buf.is_empty() && w.synced >= w.end;
                     if done {
                         st.wals.remove(&id);
                     }
@@ -298,7 +403,7 @@ impl WalWriter {
             let st = self.state.lock();
             st.wals
                 .iter()
-                .filter(|(_, w)| w.synced < w.tail)
+                .filter(|(_, w)| w.synced < w.end)
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -369,7 +474,7 @@ impl WalWriter {
         let st = self.state.lock();
         st.wals
             .values()
-            .map(|w| w.tail.saturating_sub(w.synced))
+            .map(|w| w.end.saturating_sub(w.synced))
             .sum()
     }
 }

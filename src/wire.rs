@@ -270,8 +270,8 @@ mod tests {
 
     use super::*;
     use crate::protocol::Message;
+    use crate::protocol::{AcceptedRoot, Promise};
     use crate::types::{AtomPointer, RootRecord, WalId};
-    use crate::vote::{VoteRequest, VoteResponse};
 
     const MAX: usize = 1024 * 1024;
 
@@ -296,32 +296,40 @@ mod tests {
     fn every_message() -> Vec<Message> {
         let wal = WalId::new_random();
         vec![
-            Message::VoteRequest(VoteRequest {
-                candidate: "n1".into(),
+            Message::Prepare {
                 term: 5,
                 lease_ms: 3000,
-            }),
-            Message::VoteResponse(VoteResponse {
-                voter: "n3".into(),
+            },
+            Message::Promise(Promise {
                 granted: true,
-                term: 5,
-                latest_root: Some(root()),
+                promised: 5,
+                accepted: Some(AcceptedRoot {
+                    ballot: 4,
+                    root: root(),
+                }),
+                lease_ms: 3000,
             }),
-            Message::VoteResponse(VoteResponse {
-                voter: "n3".into(),
+            Message::Promise(Promise {
                 granted: false,
-                term: 6,
-                latest_root: None,
+                promised: 6,
+                accepted: None,
+                lease_ms: 0,
             }),
-            Message::RootUpdate {
+            Message::Accept {
                 term: 5,
                 root: root(),
             },
-            Message::RootAck {
+            Message::Accepted {
                 term: 5,
-                sequence: 9,
                 accepted: true,
+                promised: 5,
             },
+            Message::QueryAccepted,
+            Message::AcceptedValue(None),
+            Message::AcceptedValue(Some(AcceptedRoot {
+                ballot: u64::MAX,
+                root: root(),
+            })),
             Message::PageRequest {
                 wal,
                 offset: 1 << 40,

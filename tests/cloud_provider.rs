@@ -17,7 +17,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protobase::backends::cloud::{
     CloudBlockProvider, CloudBlockProviderBuilder, Durability, UploadBacklog,
 };
-use protobase::{AtomPointer, BlockProvider, Error, RootRecord, StorageBuilder, WalId};
+use protobase::{
+    AtomPointer, BlockProvider, Error, RootRecord, RootRegister, RootVersion, StorageBuilder,
+    WalId, WalStore,
+};
 use tempfile::TempDir;
 
 mod support;
@@ -170,7 +173,7 @@ async fn slots_round_trip(kind: Kind) {
     let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let a = pattern(3000, 1);
     let b = pattern((3 * OS + 123) as usize, 2); // larger than a slot
     let c = pattern(500, 3);
@@ -188,11 +191,12 @@ async fn slots_round_trip(kind: Kind) {
     assert_eq!(p.upload_backlog().slots, 0);
     // Staging file is gone once uploaded; reads come from the store.
     // (Only the default cache directory is left in the staging dir.)
-    let left: Vec<String> = std::fs::read_dir(staging.path())
+    let mut left: Vec<String> = std::fs::read_dir(staging.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, vec!["cloud_cache".to_string()]);
+    left.sort();
+    assert_eq!(left, vec!["cloud_cache", "staging.lock"]);
     check_reads(&p, wal, &data).await;
     p.close().await.unwrap();
 
@@ -216,15 +220,21 @@ async fn barrier_gaps_read_as_zeros(kind: Kind) {
     let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
-    assert_eq!(p.next_offset_after_barrier(0), 0);
-    assert_eq!(p.next_offset_after_barrier(OS), OS);
-    assert_eq!(p.next_offset_after_barrier(OS + 1), 2 * OS);
-    let wal = p.create_wal().await.unwrap();
+    let created = p.create_wal().await.unwrap();
+    assert_eq!(
+        created.barrier_alignment, OS,
+        "barriers resume at slot boundaries"
+    );
+    let wal = created.id;
     let a = pattern(100, 5);
     p.append(wal, 0, Bytes::copy_from_slice(&a)).await.unwrap();
     p.sync(wal, 100).await.unwrap();
-    let next = p.next_offset_after_barrier(100);
-    assert_eq!(next, OS);
+    let next = OS;
+    // Bytes already in the sealed slot may be written again (a rewrite
+    // after a failed sync): they are durable already, nothing changes.
+    p.append(wal, 50, Bytes::copy_from_slice(&a[50..]))
+        .await
+        .unwrap();
     // Writing into the sealed slot is refused, not silently lost.
     assert!(p.append(wal, 100, Bytes::from_static(b"x")).await.is_err());
     let b = pattern(200, 6);
@@ -324,7 +334,7 @@ async fn cloud_durability_visible_to_fresh_provider(kind: Kind) {
 
     let staging2 = TempDir::new().unwrap();
     let q = builder(e.store.clone(), &staging2).build().await.unwrap();
-    assert_eq!(q.read_root().await.unwrap().unwrap(), root);
+    assert_eq!(q.read_root().await.unwrap().unwrap().root, root);
     let s2 = StorageBuilder::new()
         .with_block_provider(Arc::new(q))
         .read_only(true)
@@ -351,30 +361,32 @@ async fn root_race_has_one_winner(kind: Kind) {
     assert_eq!(a.read_root().await.unwrap(), None);
     let mut history = Vec::new();
     let mut expected = None;
+    let read =
+        |p: Arc<CloudBlockProvider>| async move { p.read_root().await.unwrap().map(|v| v.root) };
     for round in 0..10u64 {
         let (ra, rb) = (root(round + 1), root(round + 1));
         let (x, y) = tokio::join!(a.write_root(&ra, expected), b.write_root(&rb, expected));
-        let winner = match (x, y) {
-            (Ok(()), Err(Error::RootConflict { .. })) => ra,
-            (Err(Error::RootConflict { .. }), Ok(())) => rb,
+        let (winner, version) = match (x, y) {
+            (Ok(v), Err(Error::RootConflict { .. })) => (ra, v),
+            (Err(Error::RootConflict { .. }), Ok(v)) => (rb, v),
             other => panic!("round {round}: not exactly one winner: {other:?}"),
         };
-        assert_eq!(a.read_root().await.unwrap().as_ref(), Some(&winner));
-        assert_eq!(b.read_root().await.unwrap().as_ref(), Some(&winner));
-        expected = Some(winner.sequence);
+        assert_eq!(read(a.clone()).await.as_ref(), Some(&winner));
+        assert_eq!(read(b.clone()).await.as_ref(), Some(&winner));
+        expected = Some(version);
         history.push(winner);
     }
     // A stale writer loses; a group commit may skip sequences.
     assert!(matches!(
-        a.write_root(&root(5), Some(4)).await,
+        a.write_root(&root(5), Some(RootVersion::from_u64(4))).await,
         Err(Error::RootConflict {
             found: Some(10),
             ..
         })
     ));
-    a.write_root(&root(13), Some(10)).await.unwrap();
+    a.write_root(&root(13), expected).await.unwrap();
     assert!(matches!(
-        b.write_root(&root(11), Some(10)).await,
+        b.write_root(&root(11), expected).await,
         Err(Error::RootConflict {
             found: Some(13),
             ..
@@ -390,15 +402,15 @@ async fn root_race_has_one_winner(kind: Kind) {
         .unwrap();
     let sc = TempDir::new().unwrap();
     let c = builder(e.store.clone(), &sc).build().await.unwrap();
-    assert_eq!(c.read_root().await.unwrap().unwrap().sequence, 13);
+    assert_eq!(c.read_root().await.unwrap().unwrap().root.sequence, 13);
     c.close().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
 
-/// In a cluster sharing a bucket: a root of a newer term may repeat a
-/// sequence (a fenced holder's unacknowledged root is superseded), storing
-/// the same root twice (two acceptors) succeeds, an older root is refused,
+/// Roots of a newer term may repeat a sequence (a fenced holder's
+/// unacknowledged root is superseded), repeating a write whose answer was
+/// lost succeeds, an older root is refused,
 /// and a fresh reader finds the newest even when `space_root` is a
 /// reference-shaped copy without a chain index (it LISTs the chain).
 async fn root_chain_orders_by_term_and_is_idempotent(kind: Kind) {
@@ -408,16 +420,16 @@ async fn root_chain_orders_by_term_and_is_idempotent(kind: Kind) {
     let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let a = builder(e.store.clone(), &sa).build().await.unwrap();
     let b = builder(e.store.clone(), &sb).build().await.unwrap();
-    a.write_root(&at(1, 1), None).await.unwrap();
-    a.write_root(&at(2, 1), Some(1)).await.unwrap();
+    let v1 = a.write_root(&at(1, 1), None).await.unwrap();
+    let v2 = a.write_root(&at(2, 1), Some(v1)).await.unwrap();
     // Term 2 re-issues sequence 2 on top of term 1's sequence 2.
-    b.write_root(&at(2, 2), Some(2)).await.unwrap();
-    // The same root again, by another acceptor: already stored.
-    a.write_root(&at(2, 2), Some(2)).await.unwrap();
+    let v3 = b.write_root(&at(2, 2), Some(v2)).await.unwrap();
+    // The same write again (a retry whose answer was lost): already stored.
+    assert_eq!(a.write_root(&at(2, 2), Some(v2)).await.unwrap(), v3);
     // Not newer than the current root: refused, nothing written.
-    let err = a.write_root(&at(2, 1), Some(2)).await.unwrap_err();
+    let err = a.write_root(&at(2, 1), Some(v3)).await.unwrap_err();
     assert_eq!(err.kind(), protobase::ErrorKind::Invalid, "{err}");
-    assert_eq!(b.read_root().await.unwrap(), Some(at(2, 2)));
+    assert_eq!(b.read_root().await.unwrap().map(|v| v.root), Some(at(2, 2)));
     a.close().await.unwrap();
     b.close().await.unwrap();
     e.store
@@ -429,8 +441,9 @@ async fn root_chain_orders_by_term_and_is_idempotent(kind: Kind) {
         .unwrap();
     let sc = TempDir::new().unwrap();
     let c = builder(e.store.clone(), &sc).build().await.unwrap();
-    assert_eq!(c.read_root().await.unwrap(), Some(at(2, 2)));
-    c.write_root(&at(3, 2), Some(2)).await.unwrap();
+    let newest = c.read_root().await.unwrap().unwrap();
+    assert_eq!(newest.root, at(2, 2));
+    c.write_root(&at(3, 2), Some(newest.version)).await.unwrap();
     c.close().await.unwrap();
 }
 
@@ -441,7 +454,7 @@ async fn failing_puts_are_retried(kind: Kind) {
     let flaky = Flaky::new(e.store.clone());
     let staging = TempDir::new().unwrap();
     let p: CloudBlockProvider = builder(flaky.clone(), &staging).build().await.unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(5 * OS as usize + 77, 9);
     flaky.fail_puts.store(6, Ordering::SeqCst);
     for (i, chunk) in data.chunks(1000).enumerate() {
@@ -466,7 +479,7 @@ async fn failing_gets_surface_and_lose_nothing(kind: Kind) {
     let Some(e) = env(kind).await else { return };
     let staging = TempDir::new().unwrap();
     let p = builder(e.store.clone(), &staging).build().await.unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(3 * OS as usize + 11, 5);
     p.append(wal, 0, Bytes::copy_from_slice(&data))
         .await
@@ -504,7 +517,7 @@ async fn hung_requests_time_out_and_lose_nothing(kind: Kind) {
         .build()
         .await
         .unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(3 * OS as usize + 123, 3);
     flaky.hang_puts.store(3, Ordering::SeqCst);
     p.append(wal, 0, Bytes::copy_from_slice(&data))
@@ -544,7 +557,7 @@ async fn slow_store_loses_nothing(kind: Kind) {
         .build()
         .await
         .unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(7 * OS as usize + 5, 8);
     for (i, chunk) in data.chunks(OS as usize / 2).enumerate() {
         let off = i as u64 * OS / 2;
@@ -596,7 +609,7 @@ async fn two_storages_racing_on_one_bucket_stay_linear(kind: Kind) {
                     .await;
                 match r {
                     Ok(root) => acked.push(root),
-                    Err(protobase::Error::RootConflict { .. }) => conflicts += 1,
+                    Err(e) if e.kind() == protobase::ErrorKind::Conflict => conflicts += 1,
                     Err(other) => panic!("node {node}: {other}"),
                 }
                 assert!(conflicts < 1000, "node {node} never wins");
@@ -650,7 +663,7 @@ async fn leftover_staging_is_uploaded_on_reopen() {
     flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
     let staging = TempDir::new().unwrap();
     let p = builder(flaky.clone(), &staging).build().await.unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(2 * OS as usize + 5, 4);
     p.append(wal, 0, Bytes::copy_from_slice(&data))
         .await
@@ -671,7 +684,7 @@ async fn leftover_staging_is_uploaded_on_reopen() {
 async fn write_slots(store: Arc<dyn ObjectStore>, slots: u64) -> (WalId, Vec<u8>) {
     let staging = TempDir::new().unwrap();
     let p = builder(store, &staging).no_cache().build().await.unwrap();
-    let wal = p.create_wal().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
     let data = pattern(((slots - 1) * OS + 333) as usize, 11);
     p.append(wal, 0, Bytes::copy_from_slice(&data))
         .await

@@ -33,7 +33,7 @@ use protobase::cluster::ClusterConfig;
 use protobase::protocol::Message;
 use protobase::{
     AtomFormat, AtomPointer, ErrorKind, MessageHandler, NetworkManager, PeerId, RootRecord,
-    Storage, StorageBuilder, VoteRequest, VoteResponse, WalId,
+    Storage, StorageBuilder, WalId,
 };
 use tempfile::TempDir;
 use tokio::task::JoinSet;
@@ -523,30 +523,29 @@ async fn snapshot(c: &Cluster) -> Vec<Snapshot> {
         let answer = probe
             .request(
                 me,
-                Message::VoteRequest(VoteRequest {
-                    candidate: "observer".into(),
+                Message::Prepare {
                     term: 0,
                     lease_ms: 0,
-                }),
+                },
                 Duration::from_secs(5),
             )
             .await
             .unwrap();
         probe.stop().await.unwrap();
-        let Message::VoteResponse(VoteResponse {
+        let Message::Promise(protobase::protocol::Promise {
             granted: false,
-            term,
-            latest_root,
+            promised,
+            accepted,
             ..
         }) = answer
         else {
-            panic!("unexpected answer to a term-0 vote request: {answer:?}");
+            panic!("unexpected answer to a term-0 prepare: {answer:?}");
         };
         out.push(Snapshot {
-            promised: term,
-            latest: latest_root,
+            promised,
+            latest: accepted.map(|a| a.root),
             current: node.storage().read_current_root().await.unwrap(),
-            ceiling: std::fs::read_to_string(node.dir.path().join("cluster_term")).ok(),
+            ceiling: std::fs::read_to_string(node.dir.path().join("cluster_acceptor")).ok(),
         });
     }
     out
@@ -563,14 +562,13 @@ fn forged_root() -> RootRecord {
 }
 
 /// The messages a refused peer would need to get through to take part.
-fn vote_publish_read(as_id: &str, wal: WalId) -> [Message; 3] {
+fn vote_publish_read(wal: WalId) -> [Message; 3] {
     [
-        Message::VoteRequest(VoteRequest {
-            candidate: as_id.into(),
+        Message::Prepare {
             term: u64::MAX / 2,
             lease_ms: 60_000,
-        }),
-        Message::RootUpdate {
+        },
+        Message::Accept {
             term: u64::MAX / 2,
             root: forged_root(),
         },
@@ -728,7 +726,7 @@ mod tcp {
         for as_id in [peer_id.as_str(), "mallory"] {
             let rogue = manager(as_id, &target_id, addr, "not the cluster key");
             rogue.start(Arc::new(Silent)).await.unwrap();
-            let attacks = vote_publish_read(as_id, first.pointer.wal_id);
+            let attacks = vote_publish_read(first.pointer.wal_id);
             for attack in attacks {
                 let r = rogue
                     .request(&target_id, attack.clone(), Duration::from_secs(2))
@@ -814,11 +812,10 @@ mod tcp {
         bytes.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
         bytes.extend_from_slice(&frame(
             5,
-            Message::VoteRequest(VoteRequest {
-                candidate: peer_id.clone(),
+            Message::Prepare {
                 term: u64::MAX / 2,
                 lease_ms: 60_000,
-            }),
+            },
         ));
         let _ = s.write_all(&bytes).await;
         closed_by_server(s, "a frame after an oversized prefix").await;
@@ -931,7 +928,7 @@ mod quic {
         for as_id in [peer_id.as_str(), "mallory"] {
             let rogue = manager(as_id, &target_id, addr, tls_of(foreign_dir.path(), as_id));
             rogue.start(Arc::new(Silent)).await.unwrap();
-            for attack in vote_publish_read(as_id, first.pointer.wal_id) {
+            for attack in vote_publish_read(first.pointer.wal_id) {
                 let r = rogue
                     .request(&target_id, attack.clone(), Duration::from_secs(2))
                     .await;

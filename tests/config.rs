@@ -390,7 +390,7 @@ async fn a_cloud_cluster_node_keeps_its_promised_term_beside_its_staging_files()
     let root = storage.set_root(ptr).await.unwrap();
     assert!(root.term >= 1, "published under a majority grant");
     storage.close().await.unwrap();
-    assert!(dir.path().join("st/cluster_term").is_file());
+    assert!(dir.path().join("st/cluster_acceptor").is_file());
 }
 
 /// `[transport] type = "quic"`: certificate paths relative to the file; a

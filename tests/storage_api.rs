@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use protobase::WalStore;
 use protobase::backends::memory::MemoryBlockProvider;
 use protobase::record::{WAL_HEADER_LEN, WalKind};
 use protobase::{
-    AtomFormat, AtomPointer, BlockProvider, Error, Format, FormatError, RootRecord, Storage,
-    StorageBuilder, StorageConfig, WalId,
+    AtomFormat, AtomPointer, Error, Format, FormatError, RootRecord, Storage, StorageBuilder,
+    StorageConfig, WalId,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

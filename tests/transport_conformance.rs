@@ -672,12 +672,12 @@ mod tcp {
 mod quic {
     use std::net::SocketAddr;
 
+    use protobase::RootRecord;
     use protobase::transports::quic::QuicConfigError;
     use protobase::transports::tls::TlsError;
     use protobase::transports::{
         DevCerts, QuicConfig, QuicNetworkManager, TlsConfig, Trust, generate_dev_certs,
     };
-    use protobase::{RootRecord, VoteRequest};
 
     use super::*;
 
@@ -761,12 +761,11 @@ mod quic {
     /// The messages a rogue node would need to get through to take part.
     fn vote_and_publish(as_id: &str) -> [Message; 3] {
         [
-            Message::VoteRequest(VoteRequest {
-                candidate: as_id.into(),
+            Message::Prepare {
                 term: u64::MAX / 2,
                 lease_ms: 60_000,
-            }),
-            Message::RootUpdate {
+            },
+            Message::Accept {
                 term: u64::MAX / 2,
                 root: RootRecord::new(
                     protobase::AtomPointer::new(protobase::WalId::new_random(), 32),

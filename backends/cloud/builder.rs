@@ -148,7 +148,11 @@ impl CloudBlockProviderBuilder {
         }
         let dir = self.staging_dir.clone();
         let os = self.object_size;
-        let recovered = blocking(move || recover_staging(&dir, os)).await?;
+        let (staging_lock, recovered) = blocking(move || {
+            let lock = lock_staging(&dir)?;
+            Ok((lock, recover_staging(&dir, os)?))
+        })
+        .await?;
         let cache_path = match (&self.cache_dir, self.cache_size) {
             (CacheDir::Disabled, _) | (_, 0) => None,
             (CacheDir::Default, _) => Some(self.staging_dir.join(DEFAULT_CACHE_DIR)),
@@ -189,9 +193,31 @@ impl CloudBlockProviderBuilder {
         let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
         Ok(CloudBlockProvider {
             inner,
+            staging_lock: Mutex::new(Some(staging_lock)),
             task: Mutex::new(Some(task)),
             closed: AtomicBool::new(false),
         })
+    }
+}
+
+/// Creates the staging directory and locks it for this provider.
+fn lock_staging(dir: &FsPath) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
+    let path = dir.join(super::STAGING_LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
     }
 }
 

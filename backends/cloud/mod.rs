@@ -16,11 +16,13 @@
 //! a local staging file per WAL (sparse, at the WAL's own offsets) and are
 //! made durable there with `fdatasync`. A slot is *sealed* when it is full or
 //! when a durability barrier (`sync`) ends inside it; a slot sealed early is
-//! uploaded as a shorter object and the writer continues at the next slot
-//! boundary ([`BlockProvider::next_offset_after_barrier`]). The bytes between
-//! the end of a short object and the next slot boundary are a *gap*: reads
-//! return zeros there, exactly as the sparse staging file does, so a WAL reads
-//! the same from staging and from the store.
+//! uploaded as a shorter object. WALs are created with a
+//! [`barrier_alignment`](crate::wal_store::NewWal::barrier_alignment) of one
+//! slot, so the engine ends such a slot with a skip record and continues at
+//! the next slot boundary. The bytes between the end of a short object and
+//! the next slot boundary are a *gap* that no record and no pointer covers:
+//! reads return zeros there, exactly as the sparse staging file does, so a
+//! WAL reads the same from staging and from the store.
 //!
 //! A background task uploads sealed slots, starting them oldest first and
 //! running up to `upload_concurrency` (default 4) PUTs at once, every
@@ -78,9 +80,12 @@ use parking_lot::Mutex;
 
 pub(crate) use super::file_io::blocking;
 use super::file_io::{read_full_at, sync_dir};
-use crate::block_provider::{BlockProvider, RootLock, WalInfo};
+use crate::block_provider::{
+    NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
+};
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
+use crate::wal_store::ReadTier;
 
 #[cfg(feature = "aws-sdk")]
 pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
@@ -95,6 +100,16 @@ pub use page_cache::CloudPageCache;
 pub use s3::{create_bucket_if_missing, s3_store};
 pub use timeout::DEFAULT_REQUEST_TIMEOUT;
 pub use uploader::UploadBacklog;
+
+/// File that marks a cloud provider's staging directory; the provider holds
+/// an OS lock on it while open, so a second provider on the same directory
+/// is refused.
+pub const STAGING_LOCK: &str = "staging.lock";
+
+/// Whether `dir` is (or was) a cloud provider's staging directory.
+pub fn is_staging_dir(dir: &std::path::Path) -> bool {
+    dir.join(STAGING_LOCK).exists()
+}
 
 /// Default slot (object) size: 5 MiB.
 pub const DEFAULT_OBJECT_SIZE: u64 = 5 << 20;
@@ -412,6 +427,33 @@ impl Inner {
         }
     }
 
+    /// Reads from this provider's own staging file of `wal` (`None`: not a
+    /// WAL staged here).
+    async fn read_staged(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        let Some((file, total)) = self
+            .staged
+            .lock()
+            .get(&wal)
+            .map(|w| (w.file.clone(), w.len))
+        else {
+            return Ok(None);
+        };
+        if offset >= total {
+            return Err(Error::OffsetOutOfRange {
+                wal,
+                offset,
+                len: total,
+            });
+        }
+        let n = (total.min(offset.saturating_add(len)) - offset) as usize;
+        blocking(move || {
+            pread(&file, offset, n)
+                .map(|b| Some(Bytes::from(b)))
+                .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
+        })
+        .await
+    }
+
     /// Bytes and slots waiting for upload.
     pub(crate) fn backlog(&self) -> UploadBacklog {
         let st = self.staged.lock();
@@ -470,6 +512,9 @@ pub(crate) fn pread(file: &File, offset: u64, n: usize) -> std::io::Result<Vec<u
 #[derive(Debug)]
 pub struct CloudBlockProvider {
     inner: Arc<Inner>,
+    /// The locked `staging.lock`, released on close or drop (not held by
+    /// the uploader, which may outlive a dropped provider for a while).
+    staging_lock: Mutex<Option<File>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -562,9 +607,54 @@ impl CloudBlockProvider {
     }
 }
 
+/// The tiers of a cloud provider that need no store request: own staging
+/// files and the cache directory.
+#[derive(Debug)]
+struct LocalTier(Arc<Inner>);
+
 #[async_trait]
-impl BlockProvider for CloudBlockProvider {
-    async fn create_wal(&self) -> Result<WalId> {
+impl ReadTier for LocalTier {
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        if let Some(b) = self.0.read_staged(wal, offset, len).await? {
+            return Ok(Some(b));
+        }
+        self.0.read_cached(wal, offset, len).await
+    }
+}
+
+/// The object store itself (one ranged GET per slot, or the whole slot into
+/// the cache directory).
+#[derive(Debug)]
+struct StoreTier(Arc<Inner>);
+
+#[async_trait]
+impl ReadTier for StoreTier {
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        match self.0.read_remote(wal, offset, len).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::WalNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl CloudBlockProvider {
+    /// The read tier of what this node holds itself: its staging files and
+    /// cache directory (no store request). A cloud-cluster node asks its
+    /// peers between this tier and [`store_tier`](Self::store_tier).
+    pub fn local_tier(&self) -> Arc<dyn ReadTier> {
+        Arc::new(LocalTier(self.inner.clone()))
+    }
+
+    /// The read tier of the object store.
+    pub fn store_tier(&self) -> Arc<dyn ReadTier> {
+        Arc::new(StoreTier(self.inner.clone()))
+    }
+}
+
+#[async_trait]
+impl WalStore for CloudBlockProvider {
+    async fn create_wal(&self) -> Result<NewWal> {
         self.check_open()?;
         let id = WalId::new_random();
         let path = self.inner.staging_dir.join(id.to_string());
@@ -585,23 +675,42 @@ impl BlockProvider for CloudBlockProvider {
             .staged
             .lock()
             .insert(id, StagedWal::new(Arc::new(file), path));
-        Ok(id)
+        Ok(NewWal {
+            id,
+            barrier_alignment: self.inner.object_size,
+        })
     }
 
-    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+    async fn append(&self, wal: WalId, offset: u64, mut data: Bytes) -> Result<()> {
         self.check_open()?;
         let os = self.inner.object_size;
+        let mut offset = offset;
         let file = {
             let st = self.inner.staged.lock();
             let w = st.get(&wal).ok_or(Error::WalNotFound { wal })?;
             if w.closed {
                 return Err(Error::invalid("append", format!("WAL {wal} is closed")));
             }
-            if offset < w.next_seal * os {
-                return Err(Error::invalid(
-                    "append",
-                    format!("offset {offset} of WAL {wal} is in a sealed slot"),
-                ));
+            // A rewrite after a failed sync may reach back into sealed
+            // slots: those were sealed after a successful staging fsync, so
+            // their bytes are durable already and are not written again.
+            let sealed_end = w.next_seal.saturating_mul(os);
+            if offset < sealed_end {
+                let end = offset.saturating_add(data.len() as u64);
+                if end.min(sealed_end) > w.len {
+                    // New bytes in a slot sealed early: they could never
+                    // be uploaded.
+                    return Err(Error::invalid(
+                        "append",
+                        format!("offset {offset} of WAL {wal} is in a sealed slot"),
+                    ));
+                }
+                let skip = (sealed_end - offset).min(data.len() as u64) as usize;
+                data = data.slice(skip..);
+                offset += skip as u64;
+                if data.is_empty() {
+                    return Ok(());
+                }
             }
             w.file.clone()
         };
@@ -646,42 +755,12 @@ impl BlockProvider for CloudBlockProvider {
         Ok(())
     }
 
-    fn next_offset_after_barrier(&self, end: u64) -> u64 {
-        let os = self.inner.object_size;
-        end.div_ceil(os).saturating_mul(os)
-    }
-
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         self.check_open()?;
-        if let Some((file, total)) = self.staged_file(wal) {
-            if offset >= total {
-                return Err(Error::OffsetOutOfRange {
-                    wal,
-                    offset,
-                    len: total,
-                });
-            }
-            let n = (total.min(offset.saturating_add(len)) - offset) as usize;
-            return blocking(move || {
-                pread(&file, offset, n)
-                    .map(Bytes::from)
-                    .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
-            })
-            .await;
+        if let Some(b) = self.inner.read_staged(wal, offset, len).await? {
+            return Ok(b);
         }
         self.inner.read_remote(wal, offset, len).await
-    }
-
-    fn shares_roots(&self) -> bool {
-        true
-    }
-
-    async fn read_local(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
-        self.check_open()?;
-        if self.staged_file(wal).is_some() {
-            return self.read(wal, offset, len).await.map(Some);
-        }
-        self.inner.read_cached(wal, offset, len).await
     }
 
     async fn list_wals(&self) -> Result<Vec<WalInfo>> {
@@ -714,21 +793,6 @@ impl BlockProvider for CloudBlockProvider {
         Ok(())
     }
 
-    async fn read_root(&self) -> Result<Option<RootRecord>> {
-        self.check_open()?;
-        self.inner.newest_root().await
-    }
-
-    async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
-        self.check_open()?;
-        self.inner.write_root(root, expected).await
-    }
-
-    async fn lock_root(&self) -> Result<RootLock> {
-        self.check_open()?;
-        Ok(RootLock::none())
-    }
-
     async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
         self.inner
@@ -755,6 +819,42 @@ impl BlockProvider for CloudBlockProvider {
         if let Some(c) = self.inner.cache.clone() {
             blocking(move || c.close()).await?;
         }
+        if let Some(f) = self.staging_lock.lock().take() {
+            let _ = f.unlock();
+        }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RootRegister for CloudBlockProvider {
+    async fn read_root(&self) -> Result<Option<VersionedRoot>> {
+        self.check_open()?;
+        Ok(self
+            .inner
+            .newest_link()
+            .await?
+            .map(|(index, root)| VersionedRoot {
+                root,
+                version: RootVersion::from_u64(index),
+            }))
+    }
+
+    async fn write_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> Result<RootVersion> {
+        self.check_open()?;
+        let index = self
+            .inner
+            .write_root(root, expected.map(|v| v.parts().1))
+            .await?;
+        Ok(RootVersion::from_u64(index))
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.check_open()?;
+        Ok(RootLock::none())
     }
 }

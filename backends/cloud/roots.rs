@@ -15,8 +15,8 @@
 //! different terms may carry the same sequence, and ordering is by
 //! `(term, sequence)` — each link must be newer than the one before it.
 //!
-//! Writing a root that is already the object at its key succeeds (several
-//! acceptors of one cluster may store the same root in a shared bucket).
+//! Writing a root that is already the object at its key succeeds (a retry
+//! of a write whose answer was lost finds its own root there).
 //!
 //! Reading finds the newest root by walking forward from the newest root
 //! this process has seen (one GET of its absent successor), or the first
@@ -30,7 +30,6 @@ use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::{Inner, backend};
-use crate::cluster::acceptor::root_order;
 use crate::error::{Error, FormatError, Result};
 use crate::types::RootRecord;
 
@@ -106,11 +105,7 @@ impl Inner {
         loop {
             let next = best.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
             match self.get_link(next).await? {
-                Some(r)
-                    if best
-                        .as_ref()
-                        .is_none_or(|(_, b)| root_order(&r) > root_order(b)) =>
-                {
+                Some(r) if best.as_ref().is_none_or(|(_, b)| r.is_newer_than(b)) => {
                     best = Some((next, r));
                 }
                 Some(r) => {
@@ -129,35 +124,35 @@ impl Inner {
         Ok(best)
     }
 
-    /// The newest root.
-    pub(crate) async fn newest_root(&self) -> Result<Option<RootRecord>> {
-        Ok(self.newest_link().await?.map(|(_, r)| r))
-    }
-
-    /// Appends `root` to the chain if the newest root has sequence
-    /// `expected` (`None`: no root yet).
-    pub(crate) async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<()> {
+    /// Appends `root` to the chain if the newest root is at chain position
+    /// `expected` (`None`: no root yet); returns `root`'s position.
+    pub(crate) async fn write_root(&self, root: &RootRecord, expected: Option<u64>) -> Result<u64> {
         let known = self.known_root.lock().clone();
         let newest = match known {
-            Some(k) if k.as_ref().map(|(_, r)| r.sequence) == expected => k,
+            Some(k) if k.as_ref().map(|(i, _)| *i) == expected => k,
             _ => self.newest_link().await?,
         };
-        let found = newest.as_ref().map(|(_, r)| r.sequence);
+        let found = newest.as_ref().map(|(i, _)| *i);
         if found != expected {
-            return Err(Error::RootConflict { expected, found });
+            return Err(Error::RootConflict {
+                expected,
+                found: newest.as_ref().map(|(_, r)| r.sequence),
+            });
         }
         if let Some((_, prev)) = &newest
-            && root_order(root) <= root_order(prev)
+            && !root.is_newer_than(prev)
         {
-            if root == prev {
-                return Ok(());
-            }
             return Err(Error::invalid(
                 "root",
                 format!("{root:?} is not newer than the current {prev:?}"),
             ));
         }
-        let index = newest.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+        let index = match &newest {
+            None => 0,
+            Some((i, _)) => i
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("root", "root chain position overflows u64"))?,
+        };
         let key = self.root_key(index);
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -174,12 +169,19 @@ impl Inner {
                 *self.known_root.lock() = None;
                 let won = self.get_link(index).await?;
                 if won.as_ref() != Some(root) {
-                    let found = self.newest_root().await.ok().flatten().map(|r| r.sequence);
-                    return Err(Error::RootConflict { expected, found });
+                    return Err(Error::RootConflict {
+                        expected,
+                        found: won.map(|r| r.sequence),
+                    });
                 }
-                // Another acceptor stored this very root: done.
+                // An earlier attempt of this very write (its answer lost)
+                // created it: done.
             }
-            Err(e) => return Err(backend("creating root", &key, e)),
+            Err(e) => {
+                // The object may or may not have been created.
+                *self.known_root.lock() = None;
+                return Err(backend("creating root", &key, e));
+            }
         }
         *self.known_root.lock() = Some(Some((index, root.clone())));
         // The numbered object is the truth (readers follow the chain); the
@@ -190,7 +192,7 @@ impl Inner {
         if self.durability == super::Durability::Cloud {
             self.wake.notify_one();
         }
-        Ok(())
+        Ok(index)
     }
 }
 

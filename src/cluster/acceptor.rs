@@ -1,34 +1,42 @@
-//! The voter/acceptor half of the cluster protocol (DESIGN.md §6).
+//! The acceptor: the one owner of a node's consensus state (DESIGN.md §6).
 //!
-//! Every node runs one. It answers vote requests (prepare/promise with a
-//! lease) and root updates (accept), and is the only writer of the node's
-//! local root when roots arrive from peers. Roots are ordered by
-//! `(term, sequence)`: a root published under a higher term supersedes any
-//! root of a lower term, so a stale holder's unacknowledged root can never
-//! win over the new holder's.
+//! Every cluster node runs one. It answers the two phases of the root
+//! register's single-decree consensus (CASPaxos-style, with ballots = grant
+//! terms):
+//!
+//! - **prepare**: promise a term to the sender (its authenticated id) with a
+//!   lease, reporting what was accepted;
+//! - **accept**: store a root under a ballot not older than the promise.
+//!
+//! Both are decided and recorded under one lock that is held across the
+//! durable write of the new state ([`AcceptorStore`]): no other request is
+//! decided between the check and the write, and nothing is answered before
+//! the write returned. This is what keeps a new candidate from being told an
+//! old root while a newer one is being stored (a promise and an accept are
+//! two ordered writes of one state, as openraft orders a vote and a log
+//! append).
+//!
+//! Values from the network are bounded before use: terms more than
+//! [`MAX_TERM_STEP`] above what was promised are refused (a member cannot
+//! exhaust the term space in a few messages), leases are capped at this
+//! node's own configured lease, arithmetic is checked, and a root must carry
+//! a valid checksum and a term not above its ballot.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::block_provider::BlockProvider;
-use crate::cluster::term_store::{TERM_BLOCK, TermStore};
-use crate::error::{Error, Result};
+use crate::clock::Clock;
+use crate::cluster::acceptor_store::{AcceptorState, AcceptorStore, TERM_BLOCK};
+use crate::error::Result;
 use crate::network::PeerId;
+use crate::protocol::{AcceptedRoot, Promise};
 use crate::types::RootRecord;
-use crate::vote::{VoteRequest, VoteResponse};
 
-/// Orders roots: higher term first, then higher sequence.
-pub(crate) fn root_order(r: &RootRecord) -> (u64, u64) {
-    (r.term, r.sequence)
-}
-
-/// Whether `a` is newer than `b`.
-pub(crate) fn newer(a: &RootRecord, b: Option<&RootRecord>) -> bool {
-    b.is_none_or(|b| root_order(a) > root_order(b))
-}
+/// Largest jump above the promised term a prepare or accept may ask for.
+pub const MAX_TERM_STEP: u64 = 1 << 32;
 
 #[derive(Debug, Clone)]
 struct Lease {
@@ -39,72 +47,101 @@ struct Lease {
 
 #[derive(Debug)]
 struct State {
-    /// Highest term promised.
+    /// Highest term promised (in memory; durable through the ceiling).
     promised: u64,
     /// Terms up to here are reserved durably.
     ceiling: u64,
     lease: Option<Lease>,
-    /// Newest root accepted (also the local provider's root).
-    accepted: Option<RootRecord>,
+    accepted: Option<AcceptedRoot>,
+}
+
+impl State {
+    fn durable(&self) -> AcceptorState {
+        AcceptorState {
+            ceiling: self.ceiling,
+            accepted: self.accepted.clone(),
+        }
+    }
+
+    /// The ceiling to store before promising or accepting `term`.
+    fn ceiling_for(&self, term: u64) -> u64 {
+        if term > self.ceiling {
+            term.saturating_add(TERM_BLOCK)
+        } else {
+            self.ceiling
+        }
+    }
+
+    fn in_range(&self, term: u64) -> bool {
+        term > 0 && term <= self.promised.saturating_add(MAX_TERM_STEP)
+    }
+}
+
+/// What a node's acceptor holds, for status reports and hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceptorSnapshot {
+    /// Highest term promised.
+    pub promised: u64,
+    /// What was accepted last.
+    pub accepted: Option<AcceptedRoot>,
 }
 
 /// A node's voter and acceptor.
 #[derive(Debug)]
 pub struct Acceptor {
     node_id: PeerId,
-    provider: Arc<dyn BlockProvider>,
-    store: Arc<dyn TermStore>,
-    state: Mutex<State>,
-    /// Serialises local root writes from peers.
-    write: tokio::sync::Mutex<()>,
+    store: Arc<dyn AcceptorStore>,
+    max_lease: Duration,
+    clock: Arc<dyn Clock>,
+    state: tokio::sync::Mutex<State>,
+    snapshot: Mutex<AcceptorSnapshot>,
 }
 
-/// Whether accepting a root writes it to the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    Write,
-    /// In memory only: the root is in a store shared by all nodes already.
-    Remember,
-}
-
-/// Result of offering a root to the acceptor.
+/// Result of an accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcceptOutcome {
-    /// Stored (or already stored).
+    /// Stored durably under the ballot (or was already).
     Accepted,
-    /// Refused: the term is older than a promise, or the root is older than
-    /// the one held.
+    /// Refused, with the term this acceptor has promised.
     Rejected {
         /// Highest term promised.
         promised: u64,
-        /// Newest root held.
-        latest: Option<RootRecord>,
+        /// Why.
+        reason: String,
     },
 }
 
 impl Acceptor {
-    /// Loads the durable state: the local root and the promised-term ceiling.
+    /// Loads the durable state. Leases asked for are capped at `max_lease`.
     pub async fn open(
         node_id: PeerId,
-        provider: Arc<dyn BlockProvider>,
-        store: Arc<dyn TermStore>,
+        store: Arc<dyn AcceptorStore>,
+        max_lease: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>> {
-        let accepted = provider.read_root().await?;
-        let ceiling = store.load()?;
+        let stored = store.load().await?;
         // Nothing at or below the ceiling may be promised again: it may have
         // been promised before a restart.
-        let promised = ceiling.max(accepted.as_ref().map_or(0, |r| r.term));
+        let promised = stored
+            .ceiling
+            .max(stored.accepted.as_ref().map_or(0, |a| a.ballot));
+        let state = State {
+            promised,
+            ceiling: stored.ceiling,
+            lease: None,
+            accepted: stored.accepted,
+        };
+        let snapshot = AcceptorSnapshot {
+            promised,
+            accepted: state.accepted.clone(),
+        };
         Ok(Arc::new(Acceptor {
             node_id,
-            provider,
             store,
-            state: Mutex::new(State {
-                promised,
-                ceiling,
-                lease: None,
-                accepted,
-            }),
-            write: tokio::sync::Mutex::new(()),
+            max_lease,
+            clock,
+            state: tokio::sync::Mutex::new(state),
+            snapshot: Mutex::new(snapshot),
         }))
     }
 
@@ -113,193 +150,135 @@ impl Acceptor {
         &self.node_id
     }
 
-    /// Highest term promised.
-    pub fn promised(&self) -> u64 {
-        self.state.lock().promised
+    /// Highest term promised and what was accepted (without waiting for a
+    /// decision in progress).
+    pub fn snapshot(&self) -> AcceptorSnapshot {
+        self.snapshot.lock().clone()
     }
 
-    /// Newest root accepted.
-    pub fn latest(&self) -> Option<RootRecord> {
-        self.state.lock().accepted.clone()
+    fn publish(&self, st: &State) {
+        *self.snapshot.lock() = AcceptorSnapshot {
+            promised: st.promised,
+            accepted: st.accepted.clone(),
+        };
     }
 
-    /// A heartbeat announcing this node's newest root.
-    pub fn heartbeat(&self) -> crate::protocol::Message {
-        let latest = self.latest();
-        crate::protocol::Message::Heartbeat {
-            node: self.node_id.clone(),
-            root_sequence: latest.as_ref().map_or(0, |r| r.sequence),
-            term: latest.as_ref().map_or(0, |r| r.term),
-        }
-    }
-
-    /// Prepare/promise: grants `req.term` to `req.candidate` unless a higher
-    /// or equal term was promised to someone else, or another node's lease
-    /// is still running.
-    pub fn vote(&self, req: &VoteRequest) -> Result<VoteResponse> {
-        let now = crate::cluster::now();
-        let mut st = self.state.lock();
+    /// Prepare: promises `term` to `from` (the authenticated sender) with a
+    /// lease of at most this node's own lease, unless a term at least as high
+    /// was promised to someone else or another node's lease is running.
+    pub async fn prepare(&self, from: &str, term: u64, lease_ms: u64) -> Result<Promise> {
+        let mut st = self.state.lock().await;
+        let now = self.clock.now();
         let same_holder = st
             .lease
             .as_ref()
-            .is_some_and(|l| l.holder == req.candidate && l.term == req.term);
+            .is_some_and(|l| l.holder == from && l.term == term);
         let leased_to_other = st
             .lease
             .as_ref()
-            .is_some_and(|l| l.expires > now && l.holder != req.candidate);
-        let granted = !leased_to_other && (req.term > st.promised || same_holder);
+            .is_some_and(|l| l.expires > now && l.holder != from);
+        let granted = st.in_range(term) && !leased_to_other && (term > st.promised || same_holder);
+        let lease = Duration::from_millis(lease_ms).min(self.max_lease);
         if granted {
-            if req.term > st.ceiling {
-                let ceiling = req.term + TERM_BLOCK;
-                self.store.store(ceiling)?;
+            let ceiling = st.ceiling_for(term);
+            if ceiling != st.ceiling {
+                let mut next = st.durable();
+                next.ceiling = ceiling;
+                self.store.save(&next).await?;
                 st.ceiling = ceiling;
             }
-            st.promised = st.promised.max(req.term);
+            st.promised = st.promised.max(term);
             st.lease = Some(Lease {
-                holder: req.candidate.clone(),
-                term: req.term,
-                expires: now + Duration::from_millis(req.lease_ms),
+                holder: from.to_string(),
+                term,
+                expires: now.checked_add(lease).unwrap_or(now),
             });
+            self.publish(&st);
         }
-        debug!(node = %self.node_id, candidate = %req.candidate, term = req.term, granted, "vote");
-        Ok(VoteResponse {
-            voter: self.node_id.clone(),
+        debug!(node = %self.node_id, candidate = %from, term, granted, promised = st.promised, "prepare");
+        Ok(Promise {
             granted,
-            term: st.promised,
-            latest_root: st.accepted.clone(),
+            promised: st.promised,
+            accepted: st.accepted.clone(),
+            lease_ms: if granted { lease.as_millis() as u64 } else { 0 },
         })
     }
 
-    /// Ends `holder`'s lease for `term` at once.
-    pub fn release(&self, holder: &str, term: u64) {
-        let mut st = self.state.lock();
+    /// Ends `from`'s lease of `term` at once.
+    pub async fn release(&self, from: &str, term: u64) {
+        let mut st = self.state.lock().await;
         if st
             .lease
             .as_ref()
-            .is_some_and(|l| l.holder == holder && l.term == term)
+            .is_some_and(|l| l.holder == from && l.term == term)
         {
             st.lease = None;
         }
     }
 
-    /// Accept: stores `root`, published under `term`, if the term is not
-    /// older than the promise and the root is newer than the one held.
-    pub async fn accept(&self, term: u64, root: &RootRecord) -> Result<AcceptOutcome> {
-        if root.term != term {
-            return Ok(self.rejected());
-        }
-        self.store_if_newer(root, Some(term), Store::Write).await
-    }
-
-    /// Accept, for a root update received from the grant holder. With a
-    /// provider that [shares roots](BlockProvider::shares_roots) the holder
-    /// already stored it (its store compare-and-swap ran before the
-    /// broadcast), so this node only checks the fence and remembers it.
-    pub async fn accept_from_holder(&self, term: u64, root: &RootRecord) -> Result<AcceptOutcome> {
-        if root.term != term {
-            return Ok(self.rejected());
-        }
-        self.store_if_newer(root, Some(term), self.remote_store())
-            .await
-    }
-
-    /// Catch-up: stores a root another node holds if it is newer than ours,
-    /// whatever this node promised (any accepted root is safe to adopt).
-    pub async fn learn(&self, root: &RootRecord) -> Result<AcceptOutcome> {
-        self.store_if_newer(root, None, self.remote_store()).await
-    }
-
-    /// How a root that came from another node is stored.
-    fn remote_store(&self) -> Store {
-        if self.provider.shares_roots() {
-            Store::Remember
-        } else {
-            Store::Write
-        }
-    }
-
-    fn rejected(&self) -> AcceptOutcome {
-        let st = self.state.lock();
-        AcceptOutcome::Rejected {
-            promised: st.promised,
-            latest: st.accepted.clone(),
-        }
-    }
-
-    async fn store_if_newer(
-        &self,
-        root: &RootRecord,
-        fence: Option<u64>,
-        how: Store,
-    ) -> Result<AcceptOutcome> {
-        let _w = self.write.lock().await;
-        let known = {
-            let mut st = self.state.lock();
-            if fence.is_some_and(|term| term < st.promised) {
-                drop(st);
-                return Ok(self.rejected());
-            }
-            if st.accepted.as_ref() == Some(root) {
-                return Ok(AcceptOutcome::Accepted);
-            }
-            if !newer(root, st.accepted.as_ref()) {
-                drop(st);
-                return Ok(self.rejected());
-            }
-            if let Some(term) = fence {
-                st.promised = term;
-            }
-            st.accepted.clone()
+    /// Accept: stores `root` under ballot `term`, sent by `from`, if the
+    /// ballot is not older than the promise and not older than what was
+    /// accepted (within a ballot, roots only move forward by sequence).
+    pub async fn accept(&self, from: &str, term: u64, root: &RootRecord) -> Result<AcceptOutcome> {
+        let mut st = self.state.lock().await;
+        let reject = |st: &State, reason: String| {
+            debug!(node = %self.node_id, %from, term, ?root, %reason, "accept refused");
+            Ok(AcceptOutcome::Rejected {
+                promised: st.promised,
+                reason,
+            })
         };
-        if how == Store::Remember {
-            self.note_local(Some(root));
-            return Ok(AcceptOutcome::Accepted);
+        if let Err(e) = root.verify_checksum() {
+            return reject(&st, format!("invalid root: {e}"));
         }
-        // A shared root is usually still the one this acceptor knows: try
-        // the store's compare-and-swap on it directly (no read first).
-        if self.provider.shares_roots() {
-            match self
-                .provider
-                .write_root(root, known.as_ref().map(|r| r.sequence))
-                .await
-            {
-                Ok(()) => {
-                    self.note_local(Some(root));
+        if root.term > term {
+            return reject(
+                &st,
+                format!("root of term {} under ballot {term}", root.term),
+            );
+        }
+        if !st.in_range(term) {
+            return reject(&st, format!("ballot {term} out of range"));
+        }
+        if term < st.promised {
+            return reject(&st, format!("promised {}", st.promised));
+        }
+        if let Some(l) = &st.lease
+            && l.term == term
+            && l.holder != from
+        {
+            return reject(&st, format!("ballot {term} belongs to {}", l.holder));
+        }
+        if let Some(a) = &st.accepted {
+            if term < a.ballot {
+                return reject(&st, format!("accepted ballot {}", a.ballot));
+            }
+            if term == a.ballot {
+                if &a.root == root {
                     return Ok(AcceptOutcome::Accepted);
                 }
-                Err(Error::RootConflict { .. }) => {} // read it, below
-                Err(e) => return Err(e),
+                if root.sequence <= a.root.sequence {
+                    return reject(&st, format!("holds #{} under this ballot", a.root.sequence));
+                }
             }
         }
-        // The local root may hold something this acceptor has not seen (a
-        // root written before a restart): compare with what is stored.
-        let stored = self.provider.read_root().await?;
-        if stored
-            .as_ref()
-            .is_some_and(|s| s != root && !newer(root, Some(s)))
-        {
-            self.note_local(stored.as_ref());
-            return Ok(self.rejected());
-        }
-        if stored.as_ref() != Some(root) {
-            self.provider
-                .write_root(root, stored.as_ref().map(|r| r.sequence))
-                .await
-                .inspect_err(|e| {
-                    warn!(node = %self.node_id, error = %e, "storing an accepted root failed");
-                })?;
-        }
-        self.note_local(Some(root));
+        let next = AcceptorState {
+            ceiling: st.ceiling_for(term),
+            accepted: Some(AcceptedRoot {
+                ballot: term,
+                root: root.clone(),
+            }),
+        };
+        self.store.save(&next).await?;
+        st.ceiling = next.ceiling;
+        st.accepted = next.accepted;
+        st.promised = st.promised.max(term);
+        self.publish(&st);
         Ok(AcceptOutcome::Accepted)
     }
 
-    /// Records a root this node wrote itself (as holder) or found stored.
-    pub fn note_local(&self, root: Option<&RootRecord>) {
-        let Some(root) = root else { return };
-        let mut st = self.state.lock();
-        if newer(root, st.accepted.as_ref()) {
-            st.promised = st.promised.max(root.term);
-            st.accepted = Some(root.clone());
-        }
+    /// What this acceptor has accepted (waits for a decision in progress).
+    pub async fn query(&self) -> Option<AcceptedRoot> {
+        self.state.lock().await.accepted.clone()
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::cluster::provider::MAX_REMOTE_READ;
+use crate::cluster::peer_tier::MAX_REMOTE_READ;
 use crate::network::{MessageHandler, PeerId};
 use crate::page_cache::{PageCache, PageKey};
 use crate::protocol::Message;

@@ -6,26 +6,27 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::debug;
 
-use crate::block_provider::BlockProvider;
-use crate::cluster::acceptor::{AcceptOutcome, Acceptor, root_order};
-use crate::cluster::provider::MAX_REMOTE_READ;
+use crate::cluster::acceptor::{AcceptOutcome, Acceptor};
+use crate::cluster::peer_tier::MAX_REMOTE_READ;
 use crate::error::Error;
 use crate::network::{MessageHandler, PeerId};
 use crate::protocol::{Message, NodeStatus};
 use crate::types::WalId;
+use crate::wal_store::WalStore;
 
-/// The message handler of a cluster node: votes, root updates, pages,
-/// heartbeats, releases and status requests.
+/// The message handler of a cluster node: prepares, accepts, root queries,
+/// releases, pages, heartbeats and status requests. Every consensus message
+/// is decided by the node's [`Acceptor`] for the *authenticated* sender.
 #[derive(Debug)]
 pub struct ClusterHandler {
     acceptor: Arc<Acceptor>,
-    local: Arc<dyn BlockProvider>,
+    local: Arc<dyn WalStore>,
 }
 
 impl ClusterHandler {
-    /// A handler answering from `acceptor` and the node's `local` provider
+    /// A handler answering from `acceptor` and the node's `local` WAL store
     /// (never from peers, so requests cannot loop).
-    pub fn new(acceptor: Arc<Acceptor>, local: Arc<dyn BlockProvider>) -> Self {
+    pub fn new(acceptor: Arc<Acceptor>, local: Arc<dyn WalStore>) -> Self {
         ClusterHandler { acceptor, local }
     }
 
@@ -42,59 +43,62 @@ impl ClusterHandler {
         };
         Message::PageResponse { wal, offset, data }
     }
+
+    fn heartbeat(&self) -> Message {
+        let snap = self.acceptor.snapshot();
+        Message::Heartbeat {
+            node: self.acceptor.node_id().to_string(),
+            root_sequence: snap.accepted.as_ref().map_or(0, |a| a.root.sequence),
+            term: snap.promised,
+        }
+    }
 }
 
 #[async_trait]
 impl MessageHandler for ClusterHandler {
     async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
         Some(match message {
-            Message::VoteRequest(req) => match self.acceptor.vote(&req) {
-                Ok(r) => Message::VoteResponse(r),
-                Err(e) => Message::Error {
-                    message: format!("vote refused: {e}"),
-                },
-            },
-            Message::RootUpdate { term, root } => {
-                let accepted = match self.acceptor.accept_from_holder(term, &root).await {
-                    Ok(AcceptOutcome::Accepted) => true,
-                    Ok(AcceptOutcome::Rejected { .. }) => false,
+            Message::Prepare { term, lease_ms } => {
+                match self.acceptor.prepare(&from, term, lease_ms).await {
+                    Ok(p) => Message::Promise(p),
+                    Err(e) => Message::Error {
+                        message: format!("prepare refused: {e}"),
+                    },
+                }
+            }
+            Message::Accept { term, root } => {
+                let (accepted, promised) = match self.acceptor.accept(&from, term, &root).await {
+                    Ok(AcceptOutcome::Accepted) => (true, self.acceptor.snapshot().promised),
+                    Ok(AcceptOutcome::Rejected { promised, .. }) => (false, promised),
                     Err(e) => {
-                        debug!(%from, error = %e, "root update not stored");
-                        false
+                        debug!(%from, error = %e, "accept not stored");
+                        (false, self.acceptor.snapshot().promised)
                     }
                 };
-                let latest = self.acceptor.latest();
-                Message::RootAck {
-                    term: self.acceptor.promised(),
-                    sequence: latest.map_or(0, |r| r.sequence),
+                Message::Accepted {
+                    term,
                     accepted,
+                    promised,
                 }
             }
+            Message::QueryAccepted => Message::AcceptedValue(self.acceptor.query().await),
             Message::PageRequest { wal, offset, len } => self.page(wal, offset, len).await,
-            Message::Heartbeat {
-                root_sequence,
-                term,
-                ..
-            } => match self.acceptor.latest() {
-                // Help a peer that is behind catch up.
-                Some(r) if root_order(&r) > (term, root_sequence) => Message::RootUpdate {
-                    term: r.term,
-                    root: r,
-                },
-                _ => self.acceptor.heartbeat(),
-            },
+            Message::Heartbeat { .. } => self.heartbeat(),
             Message::Release { term, holder } => {
                 if holder == from {
-                    self.acceptor.release(&holder, term);
+                    self.acceptor.release(&from, term).await;
                 }
-                self.acceptor.heartbeat()
+                self.heartbeat()
             }
-            Message::StatusRequest => Message::Status(NodeStatus {
-                node: self.acceptor.node_id().to_string(),
-                term: self.acceptor.promised(),
-                root: self.acceptor.latest(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
+            Message::StatusRequest => {
+                let snap = self.acceptor.snapshot();
+                Message::Status(NodeStatus {
+                    node: self.acceptor.node_id().to_string(),
+                    term: snap.promised,
+                    root: snap.accepted.map(|a| a.root),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                })
+            }
             other => Message::Error {
                 message: format!("unexpected message {other:?}"),
             },

@@ -1,24 +1,28 @@
-//! The cluster layer: majority vote with fencing terms and leases, root
-//! broadcast and catch-up, and remote page reads (DESIGN.md §6).
+//! The cluster layer: a quorum root register with fencing terms and leases,
+//! reads of other nodes' pages, and the message handler (DESIGN.md §6).
 //!
 //! A cluster node is a composition, not a copy, of the standalone engine:
-//! its provider is a [`ClusterBlockProvider`] around the local one, its vote
-//! strategy a [`MajorityVote`], and a [`ClusterHandler`] answers its peers
-//! through any [`NetworkManager`](crate::NetworkManager).
+//! its root register and vote strategy are a [`QuorumRegister`] over every
+//! node's [`Acceptor`] (the one owner of promise and accept), its WAL reads
+//! fall back to a [`PeerTier`], and a [`ClusterHandler`] answers its peers
+//! through any [`NetworkManager`](crate::NetworkManager). A cloud-cluster
+//! node keeps the object store's register (its compare-and-swap already
+//! linearizes roots) and uses the quorum as its vote strategy only.
 
 pub mod acceptor;
+pub mod acceptor_store;
 pub mod cache_handler;
-pub mod catch_up;
 pub mod config;
 mod fanout;
 pub mod handler;
 #[cfg(any(feature = "tcp", feature = "quic"))]
 pub mod local;
-pub mod majority_vote;
-pub mod provider;
-pub mod term_store;
+pub mod peer_tier;
+pub mod quorum;
+pub mod root_copy;
 
-pub use acceptor::{AcceptOutcome, Acceptor};
+pub use acceptor::{AcceptOutcome, Acceptor, AcceptorSnapshot};
+pub use acceptor_store::{AcceptorState, AcceptorStore, FileAcceptorStore, MemoryAcceptorStore};
 pub use cache_handler::CacheAwareHandler;
 pub use config::{ClusterConfig, PeerAddress, TlsFiles, Transport};
 pub use handler::ClusterHandler;
@@ -26,19 +30,8 @@ pub use handler::ClusterHandler;
 pub use local::bind_local_quic_cluster;
 #[cfg(feature = "tcp")]
 pub use local::bind_local_tcp_cluster;
-pub use majority_vote::MajorityVote;
-pub use provider::ClusterBlockProvider;
-pub use term_store::{FileTermStore, MemoryTermStore, TermStore};
-
-/// The current time on tokio's clock, as a `std` instant.
-///
-/// Leases and vote deadlines use it (never `std::time::Instant::now()`), so
-/// they follow a paused or advanced test clock
-/// (`#[tokio::test(start_paused = true)]`) like every timer of the protocol;
-/// on a normal runtime it is the system's monotonic clock.
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
+pub use peer_tier::{HintingRegister, PeerTier, RootHint};
+pub use quorum::{QuorumLock, QuorumRegister};
 
 #[cfg(test)]
 mod tests;

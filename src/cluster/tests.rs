@@ -1,5 +1,6 @@
 //! Unit tests of the cluster logic against a patched network manager (the
-//! way the reference's tests patch theirs).
+//! way the reference's tests patch theirs), and small in-process clusters
+//! for the defects that need real message flows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,28 +9,33 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::backends::memory::MemoryBlockProvider;
-use crate::block_provider::BlockProvider;
-use crate::network::{MockNetworkManager, NetworkError};
-use crate::protocol::Message;
+use crate::clock::{SeededRng, TokioClock};
+use crate::network::{MockNetworkManager, NetworkError, NetworkManager};
+use crate::protocol::{AcceptedRoot, Message, Promise};
+use crate::root_register::RootRegister;
 use crate::types::{AtomPointer, RootRecord, WalId};
-use crate::vote::{VoteRequest, VoteResponse, VoteStrategy};
+use crate::vote::VoteStrategy;
+use crate::wal_store::ReadTier;
 use crate::{Error, StorageBuilder};
+
+fn peers(ids: &[&str]) -> Vec<PeerAddress> {
+    ids.iter()
+        .map(|id| PeerAddress {
+            id: id.to_string(),
+            address: format!("{id}:1"),
+        })
+        .collect()
+}
 
 fn config(n: usize) -> ClusterConfig {
     ClusterConfig {
         server_id: "a".into(),
-        servers: ["a", "b", "c", "d", "e"][..n]
-            .iter()
-            .map(|id| PeerAddress {
-                id: id.to_string(),
-                address: format!("{id}:1"),
-            })
-            .collect(),
+        servers: peers(&["a", "b", "c", "d", "e"][..n]),
         vote_timeout_ms: 60,
         retry_interval_ms: 1,
         read_timeout_ms: 50,
         max_retries: 2,
+        heartbeat_ms: 0,
         ..ClusterConfig::default()
     }
 }
@@ -43,88 +49,119 @@ fn root(term: u64, sequence: u64) -> RootRecord {
     )
 }
 
-async fn acceptor(local: &MemoryBlockProvider) -> Arc<Acceptor> {
+async fn acceptor_with(store: MemoryAcceptorStore, id: &str, lease_ms: u64) -> Arc<Acceptor> {
     Acceptor::open(
-        "a".into(),
-        Arc::new(local.clone()),
-        Arc::new(MemoryTermStore::default()),
+        id.into(),
+        Arc::new(store),
+        Duration::from_millis(lease_ms),
+        Arc::new(TokioClock),
     )
     .await
     .unwrap()
 }
 
-fn vote_answer(granted: bool, term: u64, latest: Option<RootRecord>) -> Message {
-    Message::VoteResponse(VoteResponse {
-        voter: "peer".into(),
+async fn acceptor() -> Arc<Acceptor> {
+    acceptor_with(MemoryAcceptorStore::default(), "a", 5_000).await
+}
+
+fn quorum(cfg: ClusterConfig, acc: Arc<Acceptor>, net: MockNetworkManager) -> QuorumRegister {
+    QuorumRegister::new(
+        cfg,
+        acc,
+        Arc::new(net),
+        Arc::new(TokioClock),
+        SeededRng::new(1),
+    )
+}
+
+fn promise(granted: bool, promised: u64, accepted: Option<AcceptedRoot>) -> Message {
+    Message::Promise(Promise {
         granted,
-        term,
-        latest_root: latest,
+        promised,
+        accepted,
+        lease_ms: if granted { 1000 } else { 0 },
     })
 }
 
-#[tokio::test]
-async fn acquire_with_a_majority_adopts_the_newest_root() {
-    let mut net = MockNetworkManager::new();
-    net.expect_request().returning(|peer, msg, t| match msg {
-        Message::VoteRequest(VoteRequest { term, .. }) if peer == "c" => {
-            Ok(vote_answer(true, term, Some(root(4, 2))))
-        }
-        Message::VoteRequest(_) => Err(NetworkError::Timeout {
-            peer: peer.clone(),
-            timeout: t,
-        }),
-        other => panic!("unexpected {other:?}"),
-    });
-    let local = MemoryBlockProvider::new();
-    local.write_root(&root(3, 9), None).await.unwrap();
-    let vote = MajorityVote::new(config(3), acceptor(&local).await, Arc::new(net));
-    let g = vote.acquire().await.unwrap();
-    assert_eq!(g.term, 4, "above the local root's term");
-    assert_eq!(g.holder, "a");
-    assert!(g.expires_at.is_some());
-    // (term, sequence) order: term 4 beats term 3 with a higher sequence.
-    assert_eq!(g.latest_root, Some(root(4, 2)));
+fn accepted(ballot: u64, r: RootRecord) -> Option<AcceptedRoot> {
+    Some(AcceptedRoot { ballot, root: r })
 }
 
 #[tokio::test]
-async fn acquire_fails_without_a_majority_and_releases_what_it_got() {
-    let releases = Arc::new(AtomicUsize::new(0));
+async fn acquire_with_a_majority_builds_on_the_newest_accepted_root() {
+    let mut net = MockNetworkManager::new();
+    net.expect_request().returning(|peer, msg, t| match msg {
+        Message::Prepare { term, .. } if peer == "c" => {
+            Ok(promise(true, term, accepted(4, root(4, 2))))
+        }
+        // The newest root is at c only: it is written back first.
+        Message::Accept { term, .. } if peer == "c" => Ok(Message::Accepted {
+            term,
+            accepted: true,
+            promised: term,
+        }),
+        _ => Err(NetworkError::Timeout {
+            peer: peer.clone(),
+            timeout: t,
+        }),
+    });
+    let acc = acceptor().await;
+    acc.accept("z", 3, &root(3, 9)).await.unwrap();
+    let q = quorum(config(3), acc.clone(), net);
+    let g = q.acquire().await.unwrap();
+    assert_eq!(g.term, 4, "above the local promise");
+    assert_eq!(g.holder, "a");
+    assert!(g.expires_at.is_some());
+    // Ballot order: ballot 4 beats ballot 3 with a higher sequence.
+    let base = g.established_root.unwrap().unwrap();
+    assert_eq!(base.root, root(4, 2));
+    // The write-back reached this node's acceptor under the new ballot.
+    assert_eq!(
+        acc.snapshot().accepted,
+        Some(AcceptedRoot {
+            ballot: 4,
+            root: root(4, 2)
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_failed_prepare_releases_every_voter_also_late_ones() {
+    let releases = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let r = releases.clone();
     let mut net = MockNetworkManager::new();
     net.expect_request()
         .returning(move |peer, msg, t| match msg {
-            Message::VoteRequest(req) if peer == "b" => Ok(vote_answer(true, req.term, None)),
-            Message::VoteRequest(req) => Ok(vote_answer(false, req.term + 5, None)),
+            Message::Prepare { term, .. } if peer == "b" => Ok(promise(true, term, None)),
+            // c's grant arrives after the round gave up (it timed out).
+            Message::Prepare { .. } if peer == "c" => Err(NetworkError::Timeout {
+                peer: peer.clone(),
+                timeout: t,
+            }),
+            Message::Prepare { term, .. } => Ok(promise(false, term + 5, None)),
             Message::Release { .. } => {
-                r.fetch_add(1, Ordering::SeqCst);
-                Err(NetworkError::Timeout {
-                    peer: peer.clone(),
-                    timeout: t,
-                })
+                r.lock().push(peer.clone());
+                Ok(Message::Ack)
             }
             other => panic!("unexpected {other:?}"),
         });
-    // 5 nodes: self + b grant, c d e refuse: 2 of 5.
-    let local = MemoryBlockProvider::new();
-    let acc = acceptor(&local).await;
-    let vote = MajorityVote::new(config(5), acc.clone(), Arc::new(net));
-    let err = vote.acquire().await.unwrap_err();
+    // 5 nodes: self + b grant, c silent, d e refuse: 2 of 5.
+    let acc = acceptor().await;
+    let q = quorum(config(5), acc.clone(), net);
+    let err = q.acquire().await.unwrap_err();
     assert!(matches!(err, Error::NotGranted(_)), "{err}");
-    // The local promise was released, and later terms jump past refusals.
-    assert!(
-        acc.promised() > 5,
-        "learned higher terms: {}",
-        acc.promised()
-    );
-    // Release messages are sent in the background: wait for at least one.
-    for _ in 0..100 {
-        if releases.load(Ordering::SeqCst) > 0 {
+    // Releases go out in the background: wait (virtual time is not paused
+    // here, so yield until they arrive, bounded).
+    for _ in 0..200 {
+        if releases.lock().len() >= 4 {
             break;
         }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert!(releases.load(Ordering::SeqCst) > 0);
+    let mut got = releases.lock().clone();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, vec!["b", "c", "d", "e"], "every voter is released");
 }
 
 #[tokio::test]
@@ -132,126 +169,133 @@ async fn acquire_tolerates_a_dead_minority() {
     let mut net = MockNetworkManager::new();
     net.expect_request()
         .returning(|peer, msg, t| match (peer.as_str(), msg) {
-            ("b", Message::VoteRequest(req)) => Ok(vote_answer(true, req.term, None)),
+            ("b", Message::Prepare { term, .. }) => Ok(promise(true, term, None)),
             _ => Err(NetworkError::Timeout {
                 peer: peer.clone(),
                 timeout: t,
             }),
         });
-    let local = MemoryBlockProvider::new();
-    let vote = MajorityVote::new(config(3), acceptor(&local).await, Arc::new(net));
-    assert_eq!(vote.acquire().await.unwrap().term, 1);
+    let q = quorum(config(3), acceptor().await, net);
+    let g = q.acquire().await.unwrap();
+    assert_eq!(g.term, 1);
+    assert_eq!(g.established_root, Some(None));
 }
 
+/// Acknowledgements count only for the ballot the root was sent under: an
+/// `Accepted` of another term (a stale or forged answer) is not one.
 #[tokio::test]
-async fn commit_needs_a_majority_of_acks() {
-    for (acks, ok) in [(1usize, true), (0, false)] {
+async fn writes_count_only_acknowledgements_of_their_own_ballot() {
+    for (ack_term, ok) in [(2u64, true), (1, false), (3, false)] {
         let mut net = MockNetworkManager::new();
         let sent = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = sent.clone();
-        net.expect_request().returning(move |peer, msg, _| {
-            let Message::RootUpdate { term, root } = msg else {
+        net.expect_request().returning(move |peer, msg, t| {
+            let Message::Accept { term, root } = msg else {
                 panic!("unexpected {msg:?}")
             };
             s.lock().push((peer.clone(), term, root.sequence));
-            let accepted = peer == "b" && acks == 1;
-            Ok(Message::RootAck {
-                term,
-                sequence: 0,
-                accepted,
-            })
+            if peer == "b" {
+                Ok(Message::Accepted {
+                    term: ack_term,
+                    accepted: true,
+                    promised: ack_term,
+                })
+            } else {
+                Err(NetworkError::Timeout {
+                    peer: peer.clone(),
+                    timeout: t,
+                })
+            }
         });
-        let local = MemoryBlockProvider::new();
-        let vote = MajorityVote::new(config(3), acceptor(&local).await, Arc::new(net));
-        let grant = crate::vote::Grant {
-            term: 2,
-            holder: "a".into(),
-            expires_at: None,
-            latest_root: None,
-        };
-        let r = vote.commit(&grant, &root(2, 1)).await;
-        assert_eq!(r.is_ok(), ok, "{r:?}");
-        let mut sent = sent.lock().clone();
-        sent.sort();
-        assert!(sent.iter().all(|(_, t, s)| *t == 2 && *s == 1));
-        assert!(sent.iter().any(|(p, ..)| p == "b"));
+        let q = quorum(config(3), acceptor().await, net);
+        let r = q.write_root(&root(2, 1), None).await;
+        assert_eq!(r.is_ok(), ok, "ack of term {ack_term}: {r:?}");
+        assert!(sent.lock().iter().all(|(_, t, s)| *t == 2 && *s == 1));
     }
 }
 
 #[tokio::test]
-async fn acceptor_fences_older_terms_and_older_roots() {
-    let local = MemoryBlockProvider::new();
-    let acc = acceptor(&local).await;
-    let req = |candidate: &str, term| VoteRequest {
-        candidate: candidate.into(),
-        term,
-        lease_ms: 60_000,
-    };
-    assert!(acc.vote(&req("b", 5)).unwrap().granted);
-    // Another candidate while b's lease runs, even with a higher term: no.
-    assert!(!acc.vote(&req("c", 6)).unwrap().granted);
-    // The same candidate and term again (a duplicate): yes.
-    assert!(acc.vote(&req("b", 5)).unwrap().granted);
-    acc.release("b", 5);
-    assert!(
-        !acc.vote(&req("c", 5)).unwrap().granted,
-        "term 5 was promised"
-    );
-    assert!(acc.vote(&req("c", 6)).unwrap().granted);
-    // Accept: older term refused, same term stored, older root refused.
-    assert!(matches!(
-        acc.accept(5, &root(5, 1)).await.unwrap(),
-        AcceptOutcome::Rejected { promised: 6, .. }
-    ));
+async fn the_acceptor_fences_older_ballots_and_older_roots_of_a_ballot() {
+    let acc = acceptor().await;
+    let p = acc.prepare("b", 5, 1000).await.unwrap();
+    assert!(p.granted);
     assert_eq!(
-        acc.accept(6, &root(6, 3)).await.unwrap(),
+        acc.accept("b", 5, &root(5, 3)).await.unwrap(),
         AcceptOutcome::Accepted
     );
-    assert_eq!(local.read_root().await.unwrap(), Some(root(6, 3)));
-    assert!(matches!(
-        acc.accept(6, &root(6, 2)).await.unwrap(),
-        AcceptOutcome::Rejected { .. }
-    ));
-    // A root whose own term differs from the update's term is refused.
-    assert!(matches!(
-        acc.accept(7, &root(6, 9)).await.unwrap(),
-        AcceptOutcome::Rejected { .. }
-    ));
-    // Catch-up learns newer roots whatever was promised.
-    acc.release("c", 6);
-    assert!(acc.vote(&req("d", 50)).unwrap().granted);
+    // The same root again: idempotent.
     assert_eq!(
-        acc.learn(&root(7, 1)).await.unwrap(),
+        acc.accept("b", 5, &root(5, 3)).await.unwrap(),
         AcceptOutcome::Accepted
     );
-    assert_eq!(acc.latest(), Some(root(7, 1)));
+    // An older root of the same ballot (a reordered accept) is refused.
+    assert!(matches!(
+        acc.accept("b", 5, &root(5, 2)).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
+    // An older ballot is refused.
+    assert!(matches!(
+        acc.accept("c", 4, &root(4, 9)).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
+    // The ballot belongs to its holder: another member cannot accept under it.
+    assert!(matches!(
+        acc.accept("c", 5, &root(5, 4)).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
+    // A root whose term is above its ballot, or whose checksum is wrong.
+    assert!(matches!(
+        acc.accept("b", 5, &root(6, 4)).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
+    let mut forged = root(5, 4);
+    forged.pointer.offset += 1;
+    assert!(matches!(
+        acc.accept("b", 5, &forged).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
+    // A newer ballot wins, and a write-back of an older root under it too.
+    assert_eq!(
+        acc.accept("d", 7, &root(5, 3)).await.unwrap(),
+        AcceptOutcome::Accepted
+    );
+    assert_eq!(acc.snapshot().promised, 7);
+}
+
+/// Defect: a member asked for `u64::MAX - 1` with an unbounded lease and
+/// every later publish failed. Now the lease is capped by the voter, the
+/// term jump is refused, and the term space is not exhausted.
+#[tokio::test]
+async fn hostile_prepares_are_bounded() {
+    let acc = acceptor_with(MemoryAcceptorStore::default(), "a", 300).await;
+    let p = acc.prepare("m", u64::MAX - 1, u64::MAX).await.unwrap();
+    assert!(!p.granted, "a jump past MAX_TERM_STEP is refused");
+    assert_eq!(p.promised, 0);
+    let p = acc.prepare("m", 1 << 20, u64::MAX).await.unwrap();
+    assert!(p.granted);
+    assert_eq!(p.lease_ms, 300, "the lease is capped by the voter's own");
+    // Accepts cannot jump either.
+    assert!(matches!(
+        acc.accept("m", u64::MAX, &root(u64::MAX, 1)).await.unwrap(),
+        AcceptOutcome::Rejected { .. }
+    ));
 }
 
 #[tokio::test]
-async fn a_restarted_voter_never_promises_a_term_it_may_have_promised() {
-    let local = MemoryBlockProvider::new();
-    let store = MemoryTermStore::default();
-    let open = || Acceptor::open("a".into(), Arc::new(local.clone()), Arc::new(store.clone()));
-    let acc = open().await.unwrap();
-    let req = |term| VoteRequest {
-        candidate: "b".into(),
-        term,
-        lease_ms: 10,
-    };
-    assert!(acc.vote(&req(7)).unwrap().granted);
+async fn a_restarted_acceptor_never_promises_a_term_it_may_have_promised() {
+    let store = MemoryAcceptorStore::default();
+    let acc = acceptor_with(store.clone(), "a", 1000).await;
+    assert!(acc.prepare("b", 3, 1000).await.unwrap().granted);
+    assert!(acc.accept("b", 3, &root(3, 1)).await.unwrap() == AcceptOutcome::Accepted);
     drop(acc);
-    // Restart: the in-memory promise is gone, the durable ceiling is not.
-    let acc = open().await.unwrap();
-    for t in [6, 7, 8, term_store::TERM_BLOCK] {
-        assert!(!acc.vote(&req(t)).unwrap().granted, "term {t}");
-    }
-    let answer = acc.vote(&req(1)).unwrap();
+    let again = acceptor_with(store, "a", 1000).await;
+    let snap = again.snapshot();
     assert!(
-        answer.term > 7,
-        "the refusal tells the floor: {}",
-        answer.term
+        snap.promised >= 3 + acceptor_store::TERM_BLOCK - 1,
+        "{snap:?}"
     );
-    assert!(acc.vote(&req(answer.term + 1)).unwrap().granted);
+    assert_eq!(snap.accepted.map(|a| a.root), Some(root(3, 1)));
+    assert!(!again.prepare("c", 3, 1000).await.unwrap().granted);
 }
 
 fn page_answer(wal: WalId, offset: u64, data: Option<&'static [u8]>) -> Message {
@@ -280,20 +324,28 @@ fn recording_page_network(
     (net, asked)
 }
 
+fn peer_tier(net: MockNetworkManager, hint: RootHint) -> PeerTier {
+    PeerTier::new(Arc::new(net), config(3), hint, 2)
+}
+
 #[tokio::test]
-async fn remote_reads_skip_not_found_and_remember_the_holder() {
+async fn peer_reads_skip_not_found_and_remember_the_holder() {
     let wal = WalId::new_random();
     let (net, asked) = recording_page_network(|peer| match peer {
         "b" => None,
         _ => Some(b"page bytes"),
     });
-    let local = MemoryBlockProvider::new();
-    let acc = acceptor(&local).await;
-    let p = ClusterBlockProvider::new(Arc::new(local), acc, Arc::new(net), config(3));
-    assert_eq!(&p.read(wal, 0, 100).await.unwrap()[..], b"page bytes");
+    let p = peer_tier(net, RootHint::default());
+    assert_eq!(
+        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        b"page bytes"
+    );
     assert_eq!(*asked.lock(), vec!["b".to_string(), "c".to_string()]);
     asked.lock().clear();
-    assert_eq!(&p.read(wal, 0, 100).await.unwrap()[..], b"page bytes");
+    assert_eq!(
+        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        b"page bytes"
+    );
     assert_eq!(
         *asked.lock(),
         vec!["c".to_string()],
@@ -301,23 +353,29 @@ async fn remote_reads_skip_not_found_and_remember_the_holder() {
     );
 }
 
-/// The writer the latest root names is asked first for the root's WAL
-/// (it has the pages not uploaded yet), before any holder is known.
+/// The writer the newest root names is asked first for the root's WAL (it
+/// has the pages not uploaded yet), before any holder is known.
 #[tokio::test]
-async fn remote_reads_ask_the_latest_roots_writer_first() {
+async fn peer_reads_ask_the_newest_roots_writer_first() {
     let wal = WalId::new_random();
     let (net, asked) = recording_page_network(|_| Some(b"from the writer"));
-    let local = MemoryBlockProvider::new();
-    let acc = acceptor(&local).await;
-    let root = RootRecord::new(AtomPointer::new(wal, 32), 1, 1, Some("c".into()));
-    acc.note_local(Some(&root));
-    let p = ClusterBlockProvider::new(Arc::new(local), acc, Arc::new(net), config(3));
-    assert_eq!(&p.read(wal, 0, 100).await.unwrap()[..], b"from the writer");
+    let hint = RootHint::default();
+    hint.note(&RootRecord::new(
+        AtomPointer::new(wal, 32),
+        1,
+        1,
+        Some("c".into()),
+    ));
+    let p = peer_tier(net, hint);
+    assert_eq!(
+        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        b"from the writer"
+    );
     assert_eq!(*asked.lock(), vec!["c".to_string()]);
 }
 
 #[tokio::test]
-async fn remote_reads_retry_failures_then_give_up() {
+async fn peer_reads_retry_failures_then_give_up() {
     let wal = WalId::new_random();
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
@@ -337,17 +395,11 @@ async fn remote_reads_retry_failures_then_give_up() {
             Ok(page_answer(wal, offset, Some(b"late")))
         }
     });
-    let local = MemoryBlockProvider::new();
-    let p = ClusterBlockProvider::new(
-        Arc::new(local.clone()),
-        acceptor(&local).await,
-        Arc::new(net),
-        config(3),
-    );
-    assert_eq!(&p.read(wal, 0, 10).await.unwrap()[..], b"late");
+    let p = peer_tier(net, RootHint::default());
+    assert_eq!(&p.read(wal, 0, 10).await.unwrap().unwrap()[..], b"late");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-    // Everyone keeps failing: 1 + max_retries rounds, then a typed error.
+    // Everyone keeps failing: 1 + retries rounds, then a typed error.
     let mut net = MockNetworkManager::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let c3 = calls.clone();
@@ -358,17 +410,14 @@ async fn remote_reads_retry_failures_then_give_up() {
             reason: "down".into(),
         })
     });
-    let p = ClusterBlockProvider::new(
-        Arc::new(local.clone()),
-        acceptor(&local).await,
-        Arc::new(net),
-        config(3),
-    );
-    let err = p.read(wal, 0, 10).await.unwrap_err();
+    let err = peer_tier(net, RootHint::default())
+        .read(wal, 0, 10)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 2 * 3);
 
-    // Everyone answers "not found": no retries, WalNotFound.
+    // Everyone answers "not found": no retries, not here.
     let mut net = MockNetworkManager::new();
     net.expect_request().times(2).returning(|_, msg, _| {
         let Message::PageRequest { wal, offset, .. } = msg else {
@@ -376,48 +425,40 @@ async fn remote_reads_retry_failures_then_give_up() {
         };
         Ok(page_answer(wal, offset, None))
     });
-    let p = ClusterBlockProvider::new(
-        Arc::new(local.clone()),
-        acceptor(&local).await,
-        Arc::new(net),
-        config(3),
+    assert_eq!(
+        peer_tier(net, RootHint::default())
+            .read(wal, 0, 10)
+            .await
+            .unwrap(),
+        None
     );
-    assert!(matches!(
-        p.read(wal, 0, 10).await.unwrap_err(),
-        Error::WalNotFound { .. }
-    ));
 }
 
 #[tokio::test]
-async fn a_cluster_storage_on_a_patched_network_publishes_through_votes_and_acks() {
-    let updates = Arc::new(AtomicUsize::new(0));
-    let u = updates.clone();
+async fn a_cluster_storage_on_a_patched_network_publishes_through_promises_and_accepts() {
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let u = accepts.clone();
     let mut net = MockNetworkManager::new();
     net.expect_start().returning(|_| Ok(()));
     net.expect_stop().returning(|| Ok(()));
-    net.expect_broadcast().returning(|_, _| Vec::new());
     net.expect_request().returning(move |_, msg, _| match msg {
-        Message::VoteRequest(req) => Ok(vote_answer(true, req.term, None)),
-        Message::RootUpdate { term, root } => {
+        Message::Prepare { term, .. } => Ok(promise(true, term, None)),
+        Message::Accept { term, .. } => {
             u.fetch_add(1, Ordering::SeqCst);
-            Ok(Message::RootAck {
+            Ok(Message::Accepted {
                 term,
-                sequence: root.sequence,
                 accepted: true,
+                promised: term,
             })
         }
-        Message::Release { .. } => Ok(Message::Heartbeat {
-            node: "b".into(),
-            root_sequence: 0,
-            term: 0,
-        }),
+        Message::Release { .. } => Ok(Message::Ack),
+        Message::QueryAccepted => Ok(Message::AcceptedValue(None)),
         other => panic!("unexpected {other:?}"),
     });
-    let mut cfg = config(3);
-    cfg.heartbeat_ms = 0;
     let storage = StorageBuilder::in_memory()
-        .cluster(cfg)
+        .cluster(config(3))
         .with_network_manager(Arc::new(net))
+        .with_acceptor_store(Arc::new(MemoryAcceptorStore::default()))
         .build()
         .await
         .unwrap();
@@ -427,8 +468,10 @@ async fn a_cluster_storage_on_a_patched_network_publishes_through_votes_and_acks
     assert_eq!((r1.sequence, r2.sequence), (1, 2));
     assert!(r1.term >= 1 && r2.term >= r1.term);
     assert_eq!(r1.writer.as_deref(), Some("a"));
-    assert!(updates.load(Ordering::SeqCst) >= 2, "roots were broadcast");
-    assert_eq!(storage.read_current_root().await.unwrap(), Some(r2));
+    assert!(
+        accepts.load(Ordering::SeqCst) >= 2,
+        "roots were sent to peers"
+    );
     let term = storage
         .run_exclusive(|t| async move { Ok(t) })
         .await
@@ -438,19 +481,31 @@ async fn a_cluster_storage_on_a_patched_network_publishes_through_votes_and_acks
 }
 
 #[tokio::test]
+async fn a_cluster_without_durable_acceptor_state_is_refused() {
+    let mut net = MockNetworkManager::new();
+    net.expect_start().never();
+    let err = StorageBuilder::in_memory()
+        .cluster(config(3))
+        .with_network_manager(Arc::new(net))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("acceptor"), "{err}");
+}
+
+#[tokio::test]
 async fn a_one_node_cluster_is_its_own_majority() {
     let mut net = MockNetworkManager::new();
     net.expect_start().returning(|_| Ok(()));
     net.expect_stop().returning(|| Ok(()));
     // No peers: nothing may be sent.
     net.expect_request().never();
-    net.expect_broadcast().returning(|_, _| Vec::new());
-    let mut cfg = config(1);
-    cfg.heartbeat_ms = 0;
+    let cfg = config(1);
     assert_eq!((cfg.cluster_size(), cfg.quorum()), (1, 1));
     let storage = StorageBuilder::in_memory()
         .cluster(cfg)
         .with_network_manager(Arc::new(net))
+        .with_acceptor_store(Arc::new(MemoryAcceptorStore::default()))
         .build()
         .await
         .unwrap();
@@ -459,7 +514,48 @@ async fn a_one_node_cluster_is_its_own_majority() {
     assert_eq!((r.sequence, r.term), (1, 1));
     let r = storage.set_root(p).await.unwrap();
     assert_eq!((r.sequence, r.term), (2, 2));
+    assert_eq!(storage.read_current_root().await.unwrap(), Some(r));
     storage.close().await.unwrap();
+}
+
+/// In-process nodes: acceptor + handler on a hub node, and the node's
+/// quorum register.
+async fn in_process_nodes(
+    hub: &crate::transports::InProcessHub,
+    ids: &[&str],
+    cfg: impl Fn(&str) -> ClusterConfig,
+) -> Vec<Arc<QuorumRegister>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let c = cfg(id);
+        let acceptor = acceptor_with(MemoryAcceptorStore::default(), id, c.lease_ms).await;
+        let net: Arc<dyn NetworkManager> = Arc::new(hub.node(*id));
+        let local = Arc::new(crate::backends::memory::MemoryBlockProvider::new());
+        net.start(Arc::new(ClusterHandler::new(acceptor.clone(), local)))
+            .await
+            .unwrap();
+        out.push(Arc::new(QuorumRegister::new(
+            c,
+            acceptor,
+            net,
+            Arc::new(TokioClock),
+            SeededRng::new(u64::from(id.as_bytes()[0])),
+        )));
+    }
+    out
+}
+
+fn in_process_config(id: &str, ids: &[&str]) -> ClusterConfig {
+    ClusterConfig {
+        server_id: id.into(),
+        servers: peers(ids),
+        read_timeout_ms: 100,
+        vote_timeout_ms: 20_000,
+        retry_interval_ms: 10,
+        lease_ms: 1_000,
+        heartbeat_ms: 0,
+        ..ClusterConfig::default()
+    }
 }
 
 /// Two candidates and a silent third node (messages to it are lost, so every
@@ -469,51 +565,19 @@ async fn a_one_node_cluster_is_its_own_majority() {
 /// length breaks the tie: both get every grant they ask for.
 #[tokio::test(start_paused = true)]
 async fn two_candidates_with_a_silent_peer_do_not_duel_forever() {
-    use crate::network::NetworkManager;
-    use crate::transports::InProcessHub;
-
-    let hub = InProcessHub::new(3);
-    let cfg = |id: &str| ClusterConfig {
-        server_id: id.into(),
-        servers: ["a", "b", "c"]
-            .iter()
-            .map(|p| PeerAddress {
-                id: p.to_string(),
-                address: format!("{p}:1"),
-            })
-            .collect(),
-        read_timeout_ms: 100,
-        vote_timeout_ms: 20_000,
-        retry_interval_ms: 10,
-        lease_ms: 1_000,
-        ..ClusterConfig::default()
-    };
-    let mut votes = Vec::new();
-    for id in ["a", "b", "c"] {
-        let local: Arc<dyn BlockProvider> = Arc::new(MemoryBlockProvider::new());
-        let acceptor = Acceptor::open(
-            id.into(),
-            local.clone(),
-            Arc::new(MemoryTermStore::default()),
-        )
-        .await
-        .unwrap();
-        let net: Arc<dyn NetworkManager> = Arc::new(hub.node(id));
-        net.start(Arc::new(ClusterHandler::new(acceptor.clone(), local)))
-            .await
-            .unwrap();
-        votes.push(Arc::new(MajorityVote::new(cfg(id), acceptor, net)));
-    }
+    let hub = crate::transports::InProcessHub::new(3);
+    let ids = ["a", "b", "c"];
+    let nodes = in_process_nodes(&hub, &ids, |id| in_process_config(id, &ids)).await;
     hub.partition(&[&["a", "b"], &["c"]]);
     // A one-way delay longer than a short retry backoff: a candidate's
     // request arrives after the other has voted for itself again.
     hub.set_delay(Duration::from_millis(20), Duration::from_millis(20));
     let mut tasks = tokio::task::JoinSet::new();
-    for v in votes.into_iter().take(2) {
+    for q in nodes.into_iter().take(2) {
         tasks.spawn(async move {
             for _ in 0..5 {
-                let g = v.acquire().await?;
-                v.release(&g).await?;
+                let g = q.acquire().await?;
+                q.release(&g).await?;
             }
             Ok::<_, Error>(())
         });
@@ -521,4 +585,46 @@ async fn two_candidates_with_a_silent_peer_do_not_duel_forever() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap().unwrap();
     }
+}
+
+/// Defect: one member's prepare with a huge term and lease wedged the
+/// cluster. Now, after the capped lease ends, an honest node acquires and
+/// writes.
+#[tokio::test(start_paused = true)]
+async fn a_hostile_members_prepare_blocks_others_at_most_one_lease() {
+    let hub = crate::transports::InProcessHub::new(5);
+    let ids = ["a", "b", "m"];
+    let nodes = in_process_nodes(&hub, &ids, |id| in_process_config(id, &ids)).await;
+    let m = hub.node("m");
+    for target in ["a", "b"] {
+        for term in [u64::MAX - 1, 1 << 30] {
+            let _ = m
+                .request(
+                    &target.to_string(),
+                    Message::Prepare {
+                        term,
+                        lease_ms: u64::MAX,
+                    },
+                    Duration::from_millis(100),
+                )
+                .await;
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let a = &nodes[0];
+    let g = a.acquire().await.unwrap();
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_000 + 500),
+        "blocked for {:?}",
+        started.elapsed()
+    );
+    assert!(g.term > 1 << 30);
+    a.write_root(&root(g.term, 1), None).await.unwrap();
+    a.release(&g).await.unwrap();
+    // The register reads back what was written.
+    let b = &nodes[1];
+    assert_eq!(
+        b.read_root().await.unwrap().map(|v| v.root),
+        Some(root(g.term, 1))
+    );
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use dyn_clone::DynClone;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::BuildContext;
@@ -86,7 +88,8 @@ impl BackendConfig for FsBackend {
 }
 
 /// `type = "memory"`: a fresh in-memory provider (tests, demos; nothing
-/// survives the process).
+/// survives the process — in a cluster, the acceptor's state neither, which
+/// is consistent: the node's data is gone too).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryBackend {}
@@ -95,6 +98,7 @@ pub struct MemoryBackend {}
 #[async_trait]
 impl BackendConfig for MemoryBackend {
     async fn builder(&self, _ctx: &BuildContext<'_>) -> Result<StorageBuilder> {
-        Ok(StorageBuilder::in_memory())
+        Ok(StorageBuilder::in_memory()
+            .with_acceptor_store(Arc::new(crate::cluster::MemoryAcceptorStore::default())))
     }
 }

@@ -4,7 +4,7 @@
 //! | `type` | fields | strategy |
 //! |---|---|---|
 //! | `single_node` | — | [`SingleNodeVote`](crate::SingleNodeVote) (standalone, cloud) |
-//! | `majority` | `lease_ms`, `vote_timeout_ms` (override `[cluster]`) | [`MajorityVote`](crate::cluster::MajorityVote) on the node's acceptor |
+//! | `majority` | `lease_ms`, `vote_timeout_ms` (override `[cluster]`) | the [`QuorumRegister`](crate::cluster::QuorumRegister) of the nodes' acceptors |
 
 use std::fmt::Debug;
 

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protobase::backends::fs::FileBlockProvider;
 use protobase::cluster::{
-    Acceptor, ClusterBlockProvider, ClusterConfig, ClusterHandler, FileTermStore, MajorityVote,
+    Acceptor, ClusterConfig, ClusterHandler, FileAcceptorStore, PeerTier, QuorumRegister, RootHint,
     Transport, bind_local_quic_cluster, bind_local_tcp_cluster,
 };
 use protobase::record;
-use protobase::{BlockProvider, NetworkManager, StorageBuilder, VoteStrategy};
+use protobase::{NetworkManager, ReadTier, StorageBuilder, VoteStrategy, WalStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::bench::{BenchResult, Row, fresh};
@@ -141,7 +141,7 @@ fn bench_config() -> ClusterConfig {
 }
 
 struct ManualNode {
-    local: Arc<dyn BlockProvider>,
+    local: Arc<dyn WalStore>,
     acceptor: Arc<Acceptor>,
     network: Arc<dyn NetworkManager>,
     config: ClusterConfig,
@@ -167,11 +167,12 @@ async fn manual_cluster(base: &Path, transport: Transport) -> BenchResult<Vec<Ma
     };
     for (config, net) in bound {
         let dir = fresh(base, &format!("manual_{transport}_{}", config.server_id))?;
-        let local: Arc<dyn BlockProvider> = Arc::new(FileBlockProvider::open(&dir)?);
+        let local: Arc<dyn WalStore> = Arc::new(FileBlockProvider::open(&dir)?);
         let acceptor = Acceptor::open(
             config.server_id.clone(),
-            local.clone(),
-            Arc::new(FileTermStore::new(dir.join("cluster_term"))),
+            Arc::new(FileAcceptorStore::in_dir(&dir)),
+            std::time::Duration::from_millis(config.lease_ms),
+            Arc::new(protobase::clock::TokioClock),
         )
         .await?;
         let network: Arc<dyn NetworkManager> = net;
@@ -331,7 +332,13 @@ async fn measure_vote_acquire(
     n: usize,
 ) -> BenchResult<(f64, f64)> {
     let n1 = &nodes[0];
-    let vote = MajorityVote::new(n1.config.clone(), n1.acceptor.clone(), n1.network.clone());
+    let vote = QuorumRegister::new(
+        n1.config.clone(),
+        n1.acceptor.clone(),
+        n1.network.clone(),
+        Arc::new(protobase::clock::TokioClock),
+        protobase::clock::SeededRng::new(1),
+    );
     paired(ping, n, || async {
         let t = Instant::now();
         let g = vote.acquire().await?;
@@ -350,21 +357,24 @@ async fn measure_page_fetch_remote(
     n: usize,
 ) -> BenchResult<(f64, f64)> {
     let (n1, n2) = (&nodes[0], &nodes[1]);
-    let wal = n2.local.create_wal().await?;
+    let wal = n2.local.create_wal().await?.id;
     let mut rec = Vec::with_capacity(PAGE + 64);
     rec.extend_from_slice(&record::encode_header(wal));
     record::encode_record(&mut rec, protobase::Format::Raw, &vec![3u8; PAGE]);
     n2.local.append(wal, 0, Bytes::from(rec)).await?;
     n2.local.sync(wal, 0).await?;
-    let remote = ClusterBlockProvider::new(
-        n1.local.clone(),
-        n1.acceptor.clone(),
+    let remote = PeerTier::new(
         n1.network.clone(),
         n1.config.clone(),
+        RootHint::default(),
+        n1.config.max_retries,
     );
     paired(page_link, n, || async {
         let t = Instant::now();
-        let got = remote.read(wal, 0, PAGE as u64).await?;
+        let got = remote
+            .read(wal, 0, PAGE as u64)
+            .await?
+            .ok_or("no peer has the page")?;
         let d = t.elapsed();
         if got.len() != PAGE {
             return Err(format!("remote page of {} bytes, expected {PAGE}", got.len()).into());

@@ -20,7 +20,7 @@
 use std::process::ExitCode;
 
 use bytes::{Bytes, BytesMut};
-use protobase::{BlockProvider, Error, WalId};
+use protobase::{Error, WalId, WalStore};
 use serde::Serialize;
 
 use crate::CmdResult;
@@ -57,7 +57,7 @@ struct Summary {
 
 /// Reads exactly `len` bytes (providers may return less per call).
 async fn read_exact(
-    provider: &dyn BlockProvider,
+    provider: &dyn WalStore,
     wal: WalId,
     start: u64,
     len: u64,
@@ -97,7 +97,7 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 /// Copies chunk `index` of `wal` unless the destination has it; returns
 /// whether it was written.
 async fn copy_chunk(
-    source: &dyn BlockProvider,
+    source: &dyn WalStore,
     sink: &Sink,
     wal: WalId,
     index: u64,
@@ -170,7 +170,7 @@ pub(crate) async fn run(src: &str, dst: &str, opts: CopyOptions) -> CmdResult {
         while index * chunk < w.len {
             let start = index * chunk;
             let len = chunk.min(w.len - start);
-            let written = copy_chunk(&**source.provider(), &sink, w.id, index, start, len).await?;
+            let written = copy_chunk(&**source.wal_store(), &sink, w.id, index, start, len).await?;
             if written {
                 sum.bytes_copied += len;
                 sum.chunks_copied += 1;
@@ -208,15 +208,15 @@ pub(crate) async fn run(src: &str, dst: &str, opts: CopyOptions) -> CmdResult {
             let outcome = async {
                 let _lock = target.lock_root().await?;
                 match target.read_root().await? {
-                    Some(cur) if cur == root => Ok(false),
-                    Some(cur) if cur.sequence >= root.sequence => Err(Error::RootConflict {
+                    Some(cur) if cur.root == root => Ok(false),
+                    Some(cur) if !root.is_newer_than(&cur.root) => Err(Error::RootConflict {
                         expected: Some(root.sequence),
-                        found: Some(cur.sequence),
+                        found: Some(cur.root.sequence),
                     }),
                     cur => target
-                        .write_root(&root, cur.map(|c| c.sequence))
+                        .write_root(&root, cur.map(|c| c.version))
                         .await
-                        .map(|()| true),
+                        .map(|_| true),
                 }
             }
             .await;

@@ -1,41 +1,103 @@
-//! [`ClusterBlockProvider`]: a node's local provider, plus the cluster.
+//! [`PeerTier`]: the read tier of a cluster node's peers.
 //!
-//! - Reads this node cannot serve from its own storage go to the peers
-//!   (when the local provider is backed by an object store, before the
-//!   store, and with the store as the last resort): the WAL's last
-//!   known holder first, then every other peer, with timeouts and retries. A
-//!   peer's "not found" only moves on to the next peer, so it never hides
-//!   another peer's answer. Large reads travel in bounded pieces. Records are
-//!   CRC-checked by the reader, and pages are cached by its page cache.
-//! - Root writes go through the node's [`Acceptor`], so a holder whose term
-//!   was superseded cannot even overwrite its own local root.
+//! Reads this node cannot serve from its own storage go to the peers: the
+//! WAL's last known holder first (else the writer the newest root seen
+//! names: it has the pages not uploaded yet), then every other peer, with
+//! timeouts and retries. A peer's "not found" only moves on to the next
+//! peer, so it never hides another peer's answer. Large reads travel in
+//! bounded pieces. Records are CRC-checked by the reader, and pages are
+//! cached by its page cache. The builder places this tier after the node's
+//! own storage (and, on a cloud node, before the object store).
+//!
+//! [`RootHint`] remembers the newest root a node's register read or wrote,
+//! for that writer-first order; [`HintingRegister`] records it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tracing::debug;
 
-use crate::block_provider::{BlockProvider, RootLock, WalInfo};
-use crate::cluster::acceptor::{AcceptOutcome, Acceptor};
 use crate::cluster::config::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::network::{NetworkManager, PeerId};
 use crate::protocol::Message;
+use crate::root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
 use crate::types::{RootRecord, WalId};
+use crate::wal_store::ReadTier;
+
+/// The newest root a node has seen (shared by its register and peer tier).
+#[derive(Debug, Clone, Default)]
+pub struct RootHint(Arc<Mutex<Option<RootRecord>>>);
+
+impl RootHint {
+    /// Remembers `root` if it is newer than the one held.
+    pub fn note(&self, root: &RootRecord) {
+        let mut h = self.0.lock();
+        if h.as_ref().is_none_or(|r| root.is_newer_than(r)) {
+            *h = Some(root.clone());
+        }
+    }
+
+    /// The newest root seen.
+    pub fn get(&self) -> Option<RootRecord> {
+        self.0.lock().clone()
+    }
+}
+
+/// A [`RootRegister`] that notes every root it reads or writes in a
+/// [`RootHint`].
+#[derive(Debug)]
+pub struct HintingRegister {
+    inner: Arc<dyn RootRegister>,
+    hint: RootHint,
+}
+
+impl HintingRegister {
+    /// Wraps `inner`, noting roots in `hint`.
+    pub fn new(inner: Arc<dyn RootRegister>, hint: RootHint) -> Self {
+        HintingRegister { inner, hint }
+    }
+}
+
+#[async_trait]
+impl RootRegister for HintingRegister {
+    async fn read_root(&self) -> Result<Option<VersionedRoot>> {
+        let r = self.inner.read_root().await?;
+        if let Some(v) = &r {
+            self.hint.note(&v.root);
+        }
+        Ok(r)
+    }
+
+    async fn write_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> Result<RootVersion> {
+        let v = self.inner.write_root(root, expected).await?;
+        self.hint.note(root);
+        Ok(v)
+    }
+
+    async fn lock_root(&self) -> Result<RootLock> {
+        self.inner.lock_root().await
+    }
+}
 
 /// Largest piece of a WAL asked of a peer in one request.
 pub const MAX_REMOTE_READ: u64 = 8 << 20;
 
-/// A local provider that reaches into the cluster for what it lacks.
+/// The read tier of a node's peers; see the [module docs](self).
 #[derive(Debug)]
-pub struct ClusterBlockProvider {
-    local: Arc<dyn BlockProvider>,
-    acceptor: Arc<Acceptor>,
+pub struct PeerTier {
     network: Arc<dyn NetworkManager>,
     config: ClusterConfig,
+    hint: RootHint,
+    /// Retries of a piece when some peer failed (0: one pass).
+    retries: u32,
     holders: RwLock<HashMap<WalId, PeerId>>,
 }
 
@@ -45,19 +107,20 @@ enum PeerAnswer {
     Failed(String),
 }
 
-impl ClusterBlockProvider {
-    /// Wraps `local`.
+impl PeerTier {
+    /// Asks the peers of `config` through `network`; a piece is retried
+    /// `retries` times (every `retry_interval_ms`) when some peer failed.
     pub fn new(
-        local: Arc<dyn BlockProvider>,
-        acceptor: Arc<Acceptor>,
         network: Arc<dyn NetworkManager>,
         config: ClusterConfig,
+        hint: RootHint,
+        retries: u32,
     ) -> Self {
-        ClusterBlockProvider {
-            local,
-            acceptor,
+        PeerTier {
             network,
             config,
+            hint,
+            retries,
             holders: RwLock::default(),
         }
     }
@@ -68,8 +131,8 @@ impl ClusterBlockProvider {
     fn candidates(&self, wal: WalId) -> Vec<PeerId> {
         let mut peers: Vec<PeerId> = self.config.peers().map(|p| p.id.clone()).collect();
         let first = self.holders.read().get(&wal).cloned().or_else(|| {
-            self.acceptor
-                .latest()
+            self.hint
+                .get()
                 .filter(|r| r.pointer.wal_id == wal)
                 .and_then(|r| r.writer)
         });
@@ -167,78 +230,12 @@ impl ClusterBlockProvider {
 }
 
 #[async_trait]
-impl BlockProvider for ClusterBlockProvider {
-    async fn create_wal(&self) -> Result<WalId> {
-        self.local.create_wal().await
-    }
-
-    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
-        self.local.append(wal, offset, data).await
-    }
-
-    async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
-        self.local.sync(wal, upto).await
-    }
-
-    fn next_offset_after_barrier(&self, end: u64) -> u64 {
-        self.local.next_offset_after_barrier(end)
-    }
-
-    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
-        match self.local.read_local(wal, offset, len).await {
-            Ok(Some(bytes)) => Ok(bytes),
-            // Only a remote medium (an object store) has it: peers first —
-            // the WAL's writer has pages not uploaded yet, others may have
-            // them cached — in one pass, then the medium itself.
-            Ok(None) => match self.read_remote(wal, offset, len, 0).await {
-                Ok(bytes) => Ok(bytes),
-                Err(e @ Error::OffsetOutOfRange { .. }) => Err(e),
-                Err(e) => {
-                    debug!(%wal, offset, error = %e, "no peer served the read, using the store");
-                    self.local.read(wal, offset, len).await
-                }
-            },
-            Err(Error::WalNotFound { .. }) => {
-                self.read_remote(wal, offset, len, self.config.max_retries)
-                    .await
-            }
+impl ReadTier for PeerTier {
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        match self.read_remote(wal, offset, len, self.retries).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::WalNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
-        self.local.list_wals().await
-    }
-
-    async fn close_wal(&self, wal: WalId) -> Result<()> {
-        self.local.close_wal(wal).await
-    }
-
-    async fn read_root(&self) -> Result<Option<RootRecord>> {
-        let root = self.local.read_root().await?;
-        self.acceptor.note_local(root.as_ref());
-        Ok(self.acceptor.latest().or(root))
-    }
-
-    async fn write_root(&self, root: &RootRecord, _expected: Option<u64>) -> Result<()> {
-        match self.acceptor.accept(root.term, root).await? {
-            AcceptOutcome::Accepted => Ok(()),
-            AcceptOutcome::Rejected { promised, latest } => Err(Error::NotGranted(format!(
-                "root #{} of term {} fenced: this node promised term {promised} (latest {:?})",
-                root.sequence, root.term, latest
-            ))),
-        }
-    }
-
-    async fn lock_root(&self) -> Result<RootLock> {
-        self.local.lock_root().await
-    }
-
-    async fn read_config(&self) -> Result<Option<Bytes>> {
-        self.local.read_config().await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.local.close().await
     }
 }

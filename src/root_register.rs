@@ -1,0 +1,133 @@
+//! [`RootRegister`]: the one mutable value of a space, as a versioned
+//! register with compare-and-swap.
+//!
+//! Every variant's root lives in a register: a `space_root` file (local
+//! files), a chain of root objects created with put-if-absent (object
+//! stores), or a quorum of acceptors (clusters, see
+//! [`QuorumRegister`](crate::cluster::QuorumRegister)). The engine reads the
+//! root with its [`RootVersion`] and replaces it with a compare-and-swap on
+//! that version; it never looks inside a version.
+//!
+//! Roots are ordered by [`RootRecord::is_newer_than`]: `(term, sequence)`,
+//! the one order every register, acceptor and reader uses.
+
+use std::any::Any;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::types::RootRecord;
+
+/// An opaque token naming one state of a register (the file's sequence, the
+/// object chain's position, an acceptor ballot). Registers create versions;
+/// the engine only hands them back.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RootVersion(u128);
+
+impl RootVersion {
+    /// A version from one number.
+    pub const fn from_u64(v: u64) -> Self {
+        RootVersion(v as u128)
+    }
+
+    /// A version from two numbers (e.g. a term and a sequence).
+    pub const fn from_pair(high: u64, low: u64) -> Self {
+        RootVersion(((high as u128) << 64) | low as u128)
+    }
+
+    /// The version named by a root's `(term, sequence)`: what registers
+    /// that store one root at a time (files, memory) use.
+    pub const fn of_root(root: &RootRecord) -> Self {
+        Self::from_pair(root.term, root.sequence)
+    }
+
+    /// The two numbers of [`from_pair`](Self::from_pair) (or `(0, v)`).
+    pub const fn parts(self) -> (u64, u64) {
+        ((self.0 >> 64) as u64, self.0 as u64)
+    }
+}
+
+impl fmt::Debug for RootVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b) = self.parts();
+        write!(f, "RootVersion({a}.{b})")
+    }
+}
+
+/// A root and the version of the register that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedRoot {
+    /// The root.
+    pub root: RootRecord,
+    /// The register's version holding it.
+    pub version: RootVersion,
+}
+
+impl VersionedRoot {
+    /// A root versioned by its own `(term, sequence)`.
+    pub fn by_order(root: RootRecord) -> Self {
+        VersionedRoot {
+            version: RootVersion::of_root(&root),
+            root,
+        }
+    }
+}
+
+/// Proof that a register's local lock is held; dropping it releases the lock.
+pub struct RootLock(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
+
+impl RootLock {
+    /// Wraps whatever releases the lock when dropped.
+    pub fn new(guard: impl Any + Send + Sync) -> Self {
+        RootLock(Box::new(guard))
+    }
+
+    /// A lock that guards nothing (registers with no local lock).
+    pub fn none() -> Self {
+        RootLock::new(())
+    }
+}
+
+impl fmt::Debug for RootLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootLock")
+    }
+}
+
+/// A versioned register holding the root.
+///
+/// # Contract
+///
+/// - [`read_root`](Self::read_root) is linearizable: it returns a root that
+///   is, or will stay, part of the register's history, at least as new as
+///   every root whose write returned before the read began.
+/// - [`write_root`](Self::write_root) is a compare-and-swap: it succeeds only
+///   when the register still holds version `expected` (`None`: no root) and
+///   `root` is newer than the root held
+///   ([`RootRecord::is_newer_than`]); it is durable and atomic when it
+///   returns, and gives the new version. A loser gets
+///   [`Error::RootConflict`](crate::Error::RootConflict). An error other
+///   than a conflict leaves the outcome unknown: the root may or may not be
+///   stored, and the writer must read again before building on it.
+/// - [`lock_root`](Self::lock_root) gives local mutual exclusion between the
+///   processes sharing the register (an OS file lock for files; nothing
+///   where the register itself arbitrates).
+///
+/// `protobase::conformance::root_register` (feature `conformance`) checks
+/// this contract for any implementation.
+#[async_trait]
+pub trait RootRegister: Send + Sync + fmt::Debug {
+    /// The stored root and its version, if any.
+    async fn read_root(&self) -> Result<Option<VersionedRoot>>;
+
+    /// Replaces the root if the register holds version `expected`.
+    async fn write_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> Result<RootVersion>;
+
+    /// Takes the local root lock (waits while another process holds it).
+    async fn lock_root(&self) -> Result<RootLock>;
+}

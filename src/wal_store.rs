@@ -1,0 +1,202 @@
+//! [`WalStore`]: where WAL bytes live, and [`ReadTier`]: one place they may
+//! be read from.
+//!
+//! A WAL store only stores bytes: the WAL engine frames records and decides
+//! offsets. It knows nothing about roots (that is the
+//! [`RootRegister`](crate::RootRegister)) and nothing about peers or caches
+//! in front of it: a builder composes read tiers (a node's own files, its
+//! cache directory, its peers, the object store) with [`TieredWalStore`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::types::WalId;
+
+/// A WAL and its current length as the store sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalInfo {
+    /// The WAL.
+    pub id: WalId,
+    /// Bytes stored (appended, not necessarily durable).
+    pub len: u64,
+}
+
+/// A WAL just created by [`WalStore::create_wal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewWal {
+    /// Its id.
+    pub id: WalId,
+    /// Where writing may resume after a durability barrier: at the next
+    /// multiple of this many bytes (1: right after the barrier).
+    ///
+    /// Stores that seal a unit of storage at a barrier (fixed-size objects
+    /// of an object store) cannot append to that unit again. The engine then
+    /// ends the unit with a *skip record* (see [`crate::record`]) naming
+    /// where the next record starts, so a reader, `copy` and `verify` see
+    /// the gap in the bytes themselves.
+    pub barrier_alignment: u64,
+}
+
+impl NewWal {
+    /// A WAL written densely (no alignment after barriers).
+    pub fn dense(id: WalId) -> Self {
+        NewWal {
+            id,
+            barrier_alignment: 1,
+        }
+    }
+}
+
+/// Storage of WAL bytes.
+///
+/// # Contract
+///
+/// - WALs are append-only. The engine calls [`append`](Self::append) for a
+///   WAL it created with [`create_wal`](Self::create_wal), in increasing
+///   offset order, one call at a time per WAL. Offsets are contiguous, except
+///   after a barrier of a WAL with a `barrier_alignment` above 1, where
+///   writing resumes at the next aligned offset. After a failed
+///   [`sync`](Self::sync) the engine writes again, at the same offsets,
+///   everything the failed sync was to cover (the kernel may have dropped
+///   those pages), then syncs again: a store must accept such a rewrite of
+///   bytes that are not yet durable.
+/// - After `sync(wal, upto)` returns `Ok`, every byte below `upto` survives a
+///   crash of the process or machine (and a newly created WAL is durably
+///   named).
+/// - [`read`](Self::read) serves any WAL the store holds, own or foreign, and
+///   returns up to `len` bytes (fewer only at the end of the WAL). An offset
+///   at or past the end is [`Error::OffsetOutOfRange`]; an unknown WAL is
+///   [`Error::WalNotFound`] — the "not found here" that lets a node ask
+///   elsewhere.
+///
+/// # Implementing
+///
+/// Every method may be called concurrently from many tasks. Never panic on
+/// bytes read back: return typed errors. `protobase::conformance::wal_store`
+/// (feature `conformance`) checks this contract for any implementation.
+#[async_trait]
+pub trait WalStore: Send + Sync + fmt::Debug {
+    /// Creates a new, empty, writable WAL.
+    async fn create_wal(&self) -> Result<NewWal>;
+
+    /// Stores `data` at `offset` of a WAL created by this store.
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()>;
+
+    /// Makes everything appended below `upto` durable.
+    async fn sync(&self, wal: WalId, upto: u64) -> Result<()>;
+
+    /// Reads up to `len` bytes of `wal` starting at `offset`.
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes>;
+
+    /// Every WAL the store holds, with its length.
+    async fn list_wals(&self) -> Result<Vec<WalInfo>>;
+
+    /// Releases resources of a WAL that will not be appended to again.
+    async fn close_wal(&self, wal: WalId) -> Result<()>;
+
+    /// The space's configuration data (`space.config`), if present.
+    async fn read_config(&self) -> Result<Option<Bytes>>;
+
+    /// Closes the store; later calls fail with [`Error::Closed`].
+    async fn close(&self) -> Result<()>;
+}
+
+/// One place where bytes of a WAL may be found (a node's own files, a cache
+/// directory, the node's peers, an object store).
+#[async_trait]
+pub trait ReadTier: Send + Sync + fmt::Debug {
+    /// Reads up to `len` bytes of `wal` at `offset`: `Ok(None)` when this
+    /// tier does not have them (the next tier is asked); the errors of
+    /// [`WalStore::read`] otherwise.
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>>;
+}
+
+/// Every [`WalStore`] is a read tier: "not found here" moves on.
+#[derive(Debug)]
+pub struct StoreTier(pub Arc<dyn WalStore>);
+
+#[async_trait]
+impl ReadTier for StoreTier {
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        match self.0.read(wal, offset, len).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::WalNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A [`WalStore`] whose writes go to `writes` and whose reads try `tiers`
+/// in order until one has the bytes.
+///
+/// The builder composes the read path of every variant with it: a cluster
+/// node reads its own files, then its peers; a cloud-cluster node its
+/// staging area and cache directory, then its peers (the WAL's writer has
+/// pages not uploaded yet, others may have them cached), then the object
+/// store. A tier that fails (a peer timing out, a store answering 5xx) is
+/// passed over like one that does not have the bytes, and its error is
+/// returned only when no later tier has them; "offset out of range" from a
+/// tier is final (the tier knows the WAL, and it is shorter).
+#[derive(Debug)]
+pub struct TieredWalStore {
+    writes: Arc<dyn WalStore>,
+    tiers: Vec<Arc<dyn ReadTier>>,
+}
+
+impl TieredWalStore {
+    /// Writes to `writes`; reads from `tiers`, in order.
+    pub fn new(writes: Arc<dyn WalStore>, tiers: Vec<Arc<dyn ReadTier>>) -> Self {
+        TieredWalStore { writes, tiers }
+    }
+}
+
+#[async_trait]
+impl WalStore for TieredWalStore {
+    async fn create_wal(&self) -> Result<NewWal> {
+        self.writes.create_wal().await
+    }
+
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+        self.writes.append(wal, offset, data).await
+    }
+
+    async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
+        self.writes.sync(wal, upto).await
+    }
+
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        let mut failure = None;
+        for tier in &self.tiers {
+            match tier.read(wal, offset, len).await {
+                Ok(Some(bytes)) => return Ok(bytes),
+                Ok(None) => {}
+                Err(e @ Error::OffsetOutOfRange { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%wal, offset, tier = ?tier, error = %e, "read tier failed");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        Err(failure.unwrap_or(Error::WalNotFound { wal }))
+    }
+
+    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
+        self.writes.list_wals().await
+    }
+
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        self.writes.close_wal(wal).await
+    }
+
+    async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.writes.read_config().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.writes.close().await
+    }
+}
