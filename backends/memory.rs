@@ -63,6 +63,16 @@ impl MemoryBlockProvider {
         self.state.write().config = Some(config);
     }
 
+    /// Loses every byte not yet synced, in place — what a kernel that
+    /// dropped dirty pages after a failed `fsync` leaves (tests of the
+    /// engine's handling of failed syncs).
+    pub fn drop_unsynced(&self) {
+        let mut st = self.state.write();
+        for w in st.wals.values_mut() {
+            w.data.truncate(w.synced as usize);
+        }
+    }
+
     /// A new provider over the same bytes, as a restarted process would see
     /// them after a crash: every WAL cut back to what was synced.
     pub fn simulate_crash(&self) -> MemoryBlockProvider {

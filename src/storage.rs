@@ -329,15 +329,25 @@ impl Storage {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Every step runs, whatever failed before it; the first error is
+        // returned (a failed flush leaves its bytes where the store keeps
+        // them, e.g. a cloud provider's staging directory).
+        let mut first: Option<Error> = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
         if !self.inner.config.read_only {
             // Roots published before `close` finish (or fail) first.
             self.inner.roots.drain().await;
-            self.inner.writer.close().await?;
+            note(self.inner.writer.close().await);
             self.inner.roots.drain().await;
         }
         if let Some(n) = &self.inner.network {
-            n.stop().await?;
+            note(n.stop().await.map_err(Error::from));
         }
-        self.inner.wals.close().await
+        note(self.inner.wals.close().await);
+        first.map_or(Ok(()), Err)
     }
 }

@@ -296,3 +296,28 @@ fn certs_writes_a_ca_and_node_certificates_that_load_as_tls_settings() {
     );
     assert!(!dir.path().join("bad").exists());
 }
+
+/// `put DIR --root` into a directory that belongs to a cluster node (it
+/// holds the node's acceptor state) or that is a cloud provider's staging
+/// area is refused with a clear error: publishing there would bypass the
+/// cluster's vote. Reading stays possible.
+#[test]
+fn put_refuses_a_cluster_nodes_directory_and_a_staging_area() {
+    let (_t, dir) = space();
+    ok(&["put", &dir, "--root"], b"standalone first");
+    std::fs::write(Path::new(&dir).join("cluster_acceptor"), b"{}").unwrap();
+    let out = run(&["put", &dir, "--root"], b"sneaked in");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to a cluster node"), "{err}");
+    // Read-only commands still work on it.
+    ok(&["root", &dir], b"");
+
+    let (_t2, staging) = space();
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(Path::new(&staging).join("staging.lock"), b"").unwrap();
+    let out = run(&["put", &staging, "--root"], b"into staging");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("staging directory"), "{err}");
+}

@@ -513,6 +513,7 @@ async fn hung_requests_time_out_and_lose_nothing(kind: Kind) {
     let staging = TempDir::new().unwrap();
     let p = builder(flaky.clone(), &staging)
         .request_timeout(HUNG_TIMEOUT)
+        .upload_deadline(Duration::from_secs(60))
         .durability(Durability::Cloud)
         .build()
         .await
@@ -652,6 +653,40 @@ async fn two_storages_racing_on_one_bucket_stay_linear(kind: Kind) {
     }
     assert_eq!(acked.len(), 16);
     reader.close().await.unwrap();
+}
+
+/// A store that never accepts an upload (a wrong credential, a missing
+/// bucket): `Durability::Cloud` commits and `close` fail once the upload
+/// deadline passes instead of hanging, and nothing is lost — the next
+/// provider on the staging directory uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_and_close_give_up_on_a_dead_store_at_the_deadline() {
+    let e = env(Kind::Memory).await.unwrap();
+    let flaky = Flaky::new(e.store.clone());
+    flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
+    let staging = TempDir::new().unwrap();
+    let p = builder(flaky.clone(), &staging)
+        .durability(Durability::Cloud)
+        .upload_deadline(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let s = StorageBuilder::cloud(Arc::new(p)).build().await.unwrap();
+    let ptr = s.push_bytes(b"staged, not uploaded").await.unwrap();
+    let err = s.set_root(ptr).await.unwrap_err();
+    assert_eq!(err.kind(), protobase::ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("not uploaded within"), "{err}");
+    let err = s.close().await.unwrap_err();
+    assert!(err.to_string().contains("not uploaded within"), "{err}");
+    // The staging directory is free again, and its files reach the store.
+    let q = builder(e.store.clone(), &staging).build().await.unwrap();
+    q.flush_uploads().await.unwrap();
+    let s = StorageBuilder::cloud(Arc::new(q)).build().await.unwrap();
+    assert_eq!(
+        &s.get_bytes(ptr).await.unwrap()[..],
+        b"staged, not uploaded"
+    );
+    s.close().await.unwrap();
 }
 
 /// Staging files left by a process that died before uploading are uploaded

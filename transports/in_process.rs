@@ -33,6 +33,7 @@
 //! | delay range | each request and each response waits a uniform random time in `[min, max]`; different delays reorder messages |
 //! | duplicate probability | a request is delivered twice (two handler calls, independent delays); the first response wins, the other is ignored |
 //! | [`partition`](InProcessHub::partition) | messages between groups are lost when they would arrive (timeouts, like a real partition); [`heal`](InProcessHub::heal) ends it |
+//! | [`cut`](InProcessHub::cut) | one link lost in both directions, the others up (a partial partition) |
 //! | [`kill`](InProcessHub::kill) | the node stops at once (handler calls aborted, own requests fail with [`NetworkError::Stopped`]); requests to it fail with [`NetworkError::Unreachable`], like a refused connection |
 //! | [`restart`](InProcessHub::restart) | the node may run again: it is reachable once [`start`](NetworkManager::start) is called with a handler |
 //!
@@ -143,6 +144,8 @@ struct HubState {
     faults: Faults,
     /// Partition groups by node; `None` when the network is whole.
     groups: Option<HashMap<PeerId, usize>>,
+    /// Links cut in both directions (pairs in order).
+    cuts: std::collections::BTreeSet<(PeerId, PeerId)>,
     nodes: BTreeMap<PeerId, NodeState>,
     stats: HubStats,
     max_frame_bytes: usize,
@@ -191,6 +194,14 @@ struct CopyPlan {
 
 impl HubState {
     fn connected(&self, a: &str, b: &str) -> bool {
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        if self
+            .cuts
+            .iter()
+            .any(|(x, y)| x.as_str() == pair.0 && y.as_str() == pair.1)
+        {
+            return false;
+        }
         match &self.groups {
             None => true,
             Some(groups) => match (groups.get(a), groups.get(b)) {
@@ -247,6 +258,7 @@ impl InProcessHub {
                     rng: fastrand::Rng::with_seed(seed),
                     faults: Faults::default(),
                     groups: None,
+                    cuts: Default::default(),
                     nodes: BTreeMap::new(),
                     stats: HubStats::default(),
                     max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -348,9 +360,22 @@ impl InProcessHub {
         self.hub.state.lock().groups = Some(map);
     }
 
-    /// Ends any partition.
+    /// Cuts the link between `a` and `b` (both directions), on top of any
+    /// partition: messages between them are lost, others flow.
+    pub fn cut(&self, a: &str, b: &str) {
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        self.hub
+            .state
+            .lock()
+            .cuts
+            .insert((pair.0.to_owned(), pair.1.to_owned()));
+    }
+
+    /// Ends any partition and restores every cut link.
     pub fn heal(&self) {
-        self.hub.state.lock().groups = None;
+        let mut st = self.hub.state.lock();
+        st.groups = None;
+        st.cuts.clear();
     }
 
     /// Crashes node `id`: its handler calls are aborted, its own waiting

@@ -41,6 +41,7 @@ pub struct CloudBlockProviderBuilder {
     cache_dir: CacheDir,
     cache_size: u64,
     request_timeout: Duration,
+    upload_deadline: Option<Duration>,
     upload_concurrency: usize,
 }
 
@@ -57,6 +58,7 @@ impl CloudBlockProviderBuilder {
             cache_dir: CacheDir::Default,
             cache_size: DEFAULT_CACHE_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            upload_deadline: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
         }
     }
@@ -107,6 +109,15 @@ impl CloudBlockProviderBuilder {
     /// No cache directory: every read of an uploaded slot is a ranged GET.
     pub fn no_cache(mut self) -> Self {
         self.cache_dir = CacheDir::Disabled;
+        self
+    }
+
+    /// How long a `Durability::Cloud` commit and `close` wait for the
+    /// uploads they need (default: twice the request timeout, 60 s). Past it
+    /// they fail with an `Unavailable` error; the bytes stay staged and are
+    /// uploaded later (or by the next provider on the staging directory).
+    pub fn upload_deadline(mut self, deadline: Duration) -> Self {
+        self.upload_deadline = Some(deadline);
         self
     }
 
@@ -180,6 +191,9 @@ impl CloudBlockProviderBuilder {
             object_size: self.object_size,
             durability: self.durability,
             interval: Duration::from_millis(self.upload_interval_ms),
+            upload_deadline: self
+                .upload_deadline
+                .unwrap_or(self.request_timeout.saturating_mul(2)),
             upload_concurrency: self.upload_concurrency,
             staged: Mutex::new(recovered),
             remote: Mutex::new(HashMap::new()),

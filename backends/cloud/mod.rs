@@ -199,6 +199,8 @@ pub(crate) struct Inner {
     pub(crate) object_size: u64,
     durability: Durability,
     pub(crate) interval: Duration,
+    /// How long commits (`Durability::Cloud`) and `close` wait for uploads.
+    upload_deadline: Duration,
     /// Slots uploaded at once.
     pub(crate) upload_concurrency: usize,
     pub(crate) staged: Mutex<HashMap<WalId, StagedWal>>,
@@ -454,6 +456,19 @@ impl Inner {
         .await
     }
 
+    /// The error of uploads that missed the deadline.
+    fn uploads_late(&self, what: &str, deadline: Duration) -> Error {
+        let b = self.backlog();
+        Error::Backend {
+            backend: "object_store".into(),
+            message: format!(
+                "{what} not uploaded within {deadline:?} ({} slots, {} bytes waiting); \
+                 they stay staged and are uploaded later",
+                b.slots, b.bytes
+            ),
+        }
+    }
+
     /// Bytes and slots waiting for upload.
     pub(crate) fn backlog(&self) -> UploadBacklog {
         let st = self.staged.lock();
@@ -553,18 +568,25 @@ impl CloudBlockProvider {
         self.inner.backlog()
     }
 
-    /// Waits until every sealed slot is in the store.
+    /// Waits until every sealed slot (and the readable root copy) is in the
+    /// store, for at most the upload deadline.
     pub async fn flush_uploads(&self) -> Result<()> {
-        let mut rx = self.inner.progress.subscribe();
-        loop {
-            if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
-                return Ok(());
+        let deadline = self.inner.upload_deadline;
+        let wait = async {
+            let mut rx = self.inner.progress.subscribe();
+            loop {
+                if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
+                    return Ok(());
+                }
+                self.inner.wake.notify_one();
+                if rx.changed().await.is_err() {
+                    return Err(Error::Closed);
+                }
             }
-            self.inner.wake.notify_one();
-            if rx.changed().await.is_err() {
-                return Err(Error::Closed);
-            }
-        }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .unwrap_or_else(|_| Err(self.inner.uploads_late("all uploads", deadline)))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -582,28 +604,39 @@ impl CloudBlockProvider {
             .map(|w| (w.file.clone(), w.len))
     }
 
-    /// Waits until every slot below the one holding `upto - 1` is uploaded.
+    /// Waits (up to the upload deadline) until every slot below the one
+    /// holding `upto - 1` is uploaded.
     async fn wait_uploaded(&self, wal: WalId, upto: u64) -> Result<()> {
         if upto == 0 {
             return Ok(());
         }
         let need = (upto - 1) / self.inner.object_size + 1;
-        let mut rx = self.inner.progress.subscribe();
-        loop {
-            let done = self
-                .inner
-                .staged
-                .lock()
-                .get(&wal)
-                .is_none_or(|w| w.uploaded_upto() >= need);
-            if done {
-                return Ok(());
+        let deadline = self.inner.upload_deadline;
+        let wait = async {
+            let mut rx = self.inner.progress.subscribe();
+            loop {
+                let done = self
+                    .inner
+                    .staged
+                    .lock()
+                    .get(&wal)
+                    .is_none_or(|w| w.uploaded_upto() >= need);
+                if done {
+                    return Ok(());
+                }
+                self.inner.wake.notify_one();
+                if rx.changed().await.is_err() {
+                    return Err(Error::Closed);
+                }
             }
-            self.inner.wake.notify_one();
-            if rx.changed().await.is_err() {
-                return Err(Error::Closed);
-            }
-        }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(self
+                    .inner
+                    .uploads_late(&format!("the slots of WAL {wal} below {upto}"), deadline))
+            })
     }
 }
 
@@ -808,13 +841,19 @@ impl WalStore for CloudBlockProvider {
         for id in ids {
             self.close_wal(id).await?;
         }
-        self.flush_uploads().await?;
+        let flushed = self.flush_uploads().await;
         self.closed.store(true, Ordering::Release);
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.wake.notify_one();
         let task = self.task.lock().take();
         if let Some(t) = task {
-            let _ = t.await;
+            if flushed.is_ok() {
+                let _ = t.await;
+            } else {
+                // Uploads that missed the deadline stay staged for the next
+                // provider on this directory.
+                t.abort();
+            }
         }
         if let Some(c) = self.inner.cache.clone() {
             blocking(move || c.close()).await?;
@@ -822,7 +861,7 @@ impl WalStore for CloudBlockProvider {
         if let Some(f) = self.staging_lock.lock().take() {
             let _ = f.unlock();
         }
-        Ok(())
+        flushed
     }
 }
 
