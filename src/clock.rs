@@ -93,6 +93,11 @@ impl SeededRng {
         self.0.lock().f64()
     }
 
+    /// A uniform 64-bit value.
+    pub fn u64(&self) -> u64 {
+        self.0.lock().u64(..)
+    }
+
     /// A uniform duration in `[0, max]`.
     pub fn duration_upto(&self, max: Duration) -> Duration {
         max.mul_f64(self.f64())

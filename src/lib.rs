@@ -56,6 +56,8 @@ pub mod record;
 pub mod root_commit;
 pub mod root_register;
 pub mod scan;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod storage;
 pub mod types;
 pub mod vote;

@@ -25,7 +25,7 @@
 //! [`NewWal::barrier_alignment`]) gets a skip record at the end of the
 //! barrier, and the next record starts at the next aligned offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -125,7 +125,9 @@ impl OwnWal {
 #[derive(Default)]
 struct State {
     active: Option<WalId>,
-    wals: HashMap<WalId, OwnWal>,
+    /// Ordered by id, so syncs of several WALs happen in a stable order
+    /// (simulations replay exactly).
+    wals: BTreeMap<WalId, OwnWal>,
     closed: bool,
 }
 
@@ -462,7 +464,9 @@ impl WalWriter {
             }
         }
         self.sync_all().await?;
-        let rest: Vec<WalId> = self.state.lock().wals.drain().map(|(id, _)| id).collect();
+        let rest: Vec<WalId> = std::mem::take(&mut self.state.lock().wals)
+            .into_keys()
+            .collect();
         for id in rest {
             self.provider.close_wal(id).await?;
         }
