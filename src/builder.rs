@@ -481,7 +481,9 @@ impl StorageBuilder {
 
     #[cfg(feature = "cloud")]
     fn cloud_staging_dir(&self) -> Option<PathBuf> {
-        self.cloud.as_ref().map(|c| c.staging_dir().to_path_buf())
+        self.cloud
+            .as_ref()
+            .and_then(|c| c.staging_dir().map(|d| d.to_path_buf()))
     }
 
     #[cfg(not(feature = "cloud"))]

@@ -9,6 +9,11 @@
 //!   lock and register), killed together by a power loss;
 //! - **cluster**: 3 or 5 nodes, each with its own simulated disk, over the
 //!   in-process transport; sometimes with a fourth, hostile member;
+//! - **cloud**: 2–3 processes, each with its own simulated staging disk,
+//!   sharing one simulated object store (latency, 5xx, PUTs stored whose
+//!   answer is lost), in `Local` or `Cloud` durability;
+//! - **cloud-cluster**: 3 nodes as in the cluster, each with its staging
+//!   disk, sharing one simulated object store;
 //!
 //! with faults drawn from the seed: disk latency, EIO and ENOSPC, power loss
 //! (unsynced appends lost, torn or reordered; atomic replaces in flight done
@@ -30,7 +35,8 @@
 //!    every atom of that chain reads back;
 //! 3. the liveness bound above held.
 //!
-//! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000);
+//! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
+//! per variant, each variant in its own test so they run in parallel);
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
 //! seeds elsewhere. A failure prints the seed, the schedule and the check
 //! that failed.
@@ -41,11 +47,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use protobase::backends::cloud::{CloudBlockProvider, Durability};
 use protobase::clock::{Clock, SkewedClock, TokioClock};
 use protobase::cluster::{ClusterConfig, PeerAddress};
 use protobase::protocol::Message;
 use protobase::sim::linearizable::{self, Op, OpKind};
-use protobase::sim::{DiskFaults, SimDisk};
+use protobase::sim::{DiskFaults, SimDisk, SimObjectStore, StoreFaults};
 use protobase::transports::{Faults, InProcessHub};
 use protobase::{AtomFormat, AtomPointer, NetworkManager, RootRecord, Storage, StorageBuilder};
 use serde::{Deserialize, Serialize};
@@ -60,12 +67,45 @@ const BASE_SEED: u64 = 0x51_3000;
 enum Variant {
     Standalone,
     Cluster,
+    Cloud,
+    CloudCluster,
+}
+
+impl Variant {
+    fn clustered(self) -> bool {
+        matches!(self, Variant::Cluster | Variant::CloudCluster)
+    }
+
+    fn cloud(self) -> bool {
+        matches!(self, Variant::Cloud | Variant::CloudCluster)
+    }
+
+    /// Seeds of the variant's schedules start here.
+    fn base(self) -> u64 {
+        BASE_SEED
+            + match self {
+                Variant::Standalone => 0,
+                Variant::Cluster => 1 << 20,
+                Variant::Cloud => 2 << 20,
+                Variant::CloudCluster => 3 << 20,
+            }
+    }
+
+    fn of_seed(seed: u64) -> Variant {
+        match seed.wrapping_sub(BASE_SEED) >> 20 {
+            0 => Variant::Standalone,
+            1 => Variant::Cluster,
+            2 => Variant::Cloud,
+            _ => Variant::CloudCluster,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Event {
     NetFaults(Faults),
     DiskFaults(usize, DiskFaults),
+    StoreFaults(StoreFaults),
     Partition(Vec<Vec<usize>>),
     Cut(usize, usize),
     Heal,
@@ -91,6 +131,8 @@ struct Schedule {
     clocks: Vec<(i64, f64)>,
     net: Faults,
     disk: DiskFaults,
+    store: StoreFaults,
+    durability: Durability,
     events: Vec<(u64, Event)>,
 }
 
@@ -122,24 +164,37 @@ fn random_disk(rng: &mut fastrand::Rng) -> DiskFaults {
             6..=8 => rng.f64() * 0.03,
             _ => rng.f64() * 0.1,
         },
-        enospc: if rng.u8(..5) == 0 { rng.f64() * 0.03 } else { 0.0 },
+        enospc: if rng.u8(..5) == 0 {
+            rng.f64() * 0.03
+        } else {
+            0.0
+        },
+    }
+}
+
+fn random_store(rng: &mut fastrand::Rng) -> StoreFaults {
+    let max = Duration::from_millis(rng.u64(0..=20));
+    StoreFaults {
+        min_latency: max / 4,
+        max_latency: max,
+        error: match rng.u8(..10) {
+            0..=5 => 0.0,
+            _ => rng.f64() * 0.15,
+        },
+        lost_answer: if rng.bool() { rng.f64() * 0.1 } else { 0.0 },
     }
 }
 
 impl Schedule {
     fn generate(seed: u64) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let variant = if rng.u8(..3) == 0 {
-            Variant::Standalone
-        } else {
-            Variant::Cluster
-        };
+        let variant = Variant::of_seed(seed);
         let nodes = match variant {
-            Variant::Standalone => rng.usize(2..=3),
+            Variant::Standalone | Variant::Cloud => rng.usize(2..=3),
             Variant::Cluster if rng.u8(..4) == 0 => 5,
-            Variant::Cluster => 3,
+            Variant::Cluster | Variant::CloudCluster => 3,
         };
-        let hostile = variant == Variant::Cluster && nodes == 3 && rng.u8(..4) == 0;
+        let hostile = variant.clustered() && nodes == 3 && rng.u8(..4) == 0;
         let clocks = (0..nodes)
             .map(|_| {
                 if rng.bool() {
@@ -167,7 +222,7 @@ impl Schedule {
                         events.push((until, Event::Restart(node)));
                     }
                 }
-                6..=9 if variant == Variant::Cluster => {
+                6..=9 if variant.clustered() => {
                     let mut groups = vec![Vec::new(), Vec::new()];
                     for n in 0..nodes {
                         groups[rng.usize(..2)].push(n);
@@ -175,7 +230,7 @@ impl Schedule {
                     events.push((at, Event::Partition(groups)));
                     events.push((at + rng.u64(20..600), Event::Heal));
                 }
-                10..=11 if variant == Variant::Cluster => {
+                10..=11 if variant.clustered() => {
                     let a = rng.usize(..nodes);
                     let b = (a + 1 + rng.usize(..nodes - 1)) % nodes;
                     events.push((at, Event::Cut(a, b)));
@@ -184,6 +239,9 @@ impl Schedule {
                 12..=14 => {
                     let node = rng.usize(..nodes);
                     events.push((at, Event::DiskFaults(node, random_disk(&mut rng))));
+                }
+                15..=16 if variant.cloud() => {
+                    events.push((at, Event::StoreFaults(random_store(&mut rng))));
                 }
                 _ => events.push((at, Event::NetFaults(random_net(&mut rng)))),
             }
@@ -202,6 +260,12 @@ impl Schedule {
             clocks,
             net: random_net(&mut rng),
             disk: random_disk(&mut rng),
+            store: random_store(&mut rng),
+            durability: if rng.bool() {
+                Durability::Cloud
+            } else {
+                Durability::Local
+            },
             events,
         }
     }
@@ -249,6 +313,8 @@ impl Recorder {
 struct Node {
     disk: SimDisk,
     storage: Mutex<Option<Storage>>,
+    /// A cloud node's provider (to wait for its uploads at the end).
+    cloud: Mutex<Option<Arc<CloudBlockProvider>>>,
     /// Bumped at every (re)start: clients notice a new incarnation.
     incarnation: AtomicU64,
 }
@@ -256,6 +322,7 @@ struct Node {
 struct World {
     s: Schedule,
     hub: InProcessHub,
+    store: SimObjectStore,
     nodes: Vec<Node>,
     rec: Recorder,
 }
@@ -277,7 +344,7 @@ impl World {
                 d.set_faults(s.disk);
                 vec![d; s.nodes]
             }
-            Variant::Cluster => (0..s.nodes)
+            _ => (0..s.nodes)
                 .map(|i| {
                     let d = SimDisk::new(s.seed ^ (0xD15C + i as u64));
                     d.set_faults(s.disk);
@@ -291,10 +358,16 @@ impl World {
                 .map(|disk| Node {
                     disk,
                     storage: Mutex::new(None),
+                    cloud: Mutex::new(None),
                     incarnation: AtomicU64::new(0),
                 })
                 .collect(),
             hub,
+            store: {
+                let store = SimObjectStore::new(s.seed ^ 0x5703E);
+                store.set_faults(s.store);
+                store
+            },
             rec: Recorder::default(),
             s,
         })
@@ -323,38 +396,61 @@ impl World {
         ))
     }
 
+    fn cluster_config(&self, i: usize) -> ClusterConfig {
+        ClusterConfig {
+            server_id: node_id(i),
+            servers: self.members(),
+            read_timeout_ms: self.s.read_timeout_ms,
+            vote_timeout_ms: 4 * self.s.read_timeout_ms + self.s.lease_ms,
+            retry_interval_ms: 10,
+            max_retries: 2,
+            lease_ms: self.s.lease_ms,
+            heartbeat_ms: 0,
+            ..ClusterConfig::default()
+        }
+    }
+
     async fn build(&self, i: usize) -> protobase::Result<Storage> {
         let disk = self.nodes[i].disk.mount();
         let incarnation = self.nodes[i].incarnation.load(Ordering::SeqCst);
-        let b = StorageBuilder::new()
-            .with_block_provider(disk.clone())
+        let seed = self.s.seed ^ ((i as u64) << 32) ^ incarnation;
+        let mut cloud = None;
+        let mut b = if self.s.variant.cloud() {
+            let provider = Arc::new(
+                CloudBlockProvider::builder(Arc::new(self.store.clone()), "sim://unused")
+                    .with_staging(disk.staging())
+                    .object_size(4096)
+                    .upload_interval_ms(50)
+                    .durability(self.s.durability)
+                    .no_cache()
+                    .request_timeout(Duration::from_millis(400))
+                    .upload_deadline(Duration::from_secs(2))
+                    .rng_seed(seed ^ 0xC10D)
+                    .build()
+                    .await?,
+            );
+            cloud = Some(provider.clone());
+            StorageBuilder::cloud(provider)
+        } else {
+            StorageBuilder::new().with_block_provider(disk.clone())
+        };
+        b = b
             .buffer_size(512)
             .page_size(4096)
             .page_cache_size(64 << 10)
             .max_wal_size(16 << 10)
             .node_id(node_id(i))
             .with_clock(self.clock(i))
-            .rng_seed(self.s.seed ^ ((i as u64) << 32) ^ incarnation);
-        match self.s.variant {
-            Variant::Standalone => b.build().await,
-            Variant::Cluster => {
-                b.cluster(ClusterConfig {
-                    server_id: node_id(i),
-                    servers: self.members(),
-                    read_timeout_ms: self.s.read_timeout_ms,
-                    vote_timeout_ms: 4 * self.s.read_timeout_ms + self.s.lease_ms,
-                    retry_interval_ms: 10,
-                    max_retries: 2,
-                    lease_ms: self.s.lease_ms,
-                    heartbeat_ms: 0,
-                    ..ClusterConfig::default()
-                })
+            .rng_seed(seed);
+        if self.s.variant.clustered() {
+            b = b
+                .cluster(self.cluster_config(i))
                 .with_network_manager(Arc::new(self.hub.node(node_id(i))))
-                .with_acceptor_store(disk)
-                .build()
-                .await
-            }
+                .with_acceptor_store(disk);
         }
+        let storage = b.build().await?;
+        *self.nodes[i].cloud.lock() = cloud;
+        Ok(storage)
     }
 
     /// (Re)starts node `i`, retrying while its disk fails.
@@ -385,10 +481,11 @@ impl World {
                 }
                 self.rec.note("power loss (all processes)".into());
             }
-            Variant::Cluster => {
+            _ => {
                 self.hub.kill(&node_id(i));
                 self.nodes[i].disk.power_loss();
                 self.nodes[i].storage.lock().take();
+                self.nodes[i].cloud.lock().take();
                 self.rec.note(format!("power loss n{i}"));
             }
         }
@@ -403,7 +500,7 @@ impl World {
                     }
                 }
             }
-            Variant::Cluster => {
+            _ => {
                 self.hub.restart(&node_id(i));
                 self.start(i).await;
             }
@@ -423,7 +520,11 @@ impl World {
         let invoked = self.rec.tick();
         let update = match storage.begin_root_update().await {
             Ok(u) => u,
-            Err(_) => return false, // nothing was published
+            Err(e) => {
+                // Nothing was published.
+                self.rec.note(format!("{client} begin failed: {e}"));
+                return false;
+            }
         };
         let from = update.current().map(|r| r.pointer);
         let entry = Entry {
@@ -448,7 +549,8 @@ impl World {
             Some(Err(e)) => (None, format!("failed: {e}")),
             None => (None, "cancelled".into()),
         };
-        self.rec.note(format!("{client} write {ptr} on {from:?}: {what}"));
+        self.rec
+            .note(format!("{client} write {ptr} on {from:?}: {what}"));
         self.rec.ops.lock().push(Op {
             client: client.into(),
             kind: OpKind::Write {
@@ -548,9 +650,22 @@ async fn hostile(world: Arc<World>, until: tokio::time::Instant) {
     }
 }
 
-/// Runs one schedule; `Err` names the failed check.
+/// Runs one schedule; `Err` names the failed check (with the end of the
+/// trace when `PROTOBASE_SIM_VERBOSE` is set).
 async fn run(s: Schedule) -> Result<(), String> {
     let world = World::new(s.clone());
+    let outcome = run_world(&world, s).await;
+    if outcome.is_err() && std::env::var_os("PROTOBASE_SIM_VERBOSE").is_some() {
+        let trace = world.rec.trace.lock();
+        let from = trace.len().saturating_sub(80);
+        for line in &trace[from..] {
+            eprintln!("  | {line}");
+        }
+    }
+    outcome
+}
+
+async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
     for i in 0..s.nodes {
         world.start(i).await;
     }
@@ -566,6 +681,7 @@ async fn run(s: Schedule) -> Result<(), String> {
                 match e {
                     Event::NetFaults(f) => w.hub.set_faults(f),
                     Event::DiskFaults(i, f) => w.nodes[i].disk.set_faults(f),
+                    Event::StoreFaults(f) => w.store.set_faults(f),
                     Event::Partition(groups) => {
                         let names: Vec<Vec<String>> = groups
                             .iter()
@@ -613,13 +729,16 @@ async fn run(s: Schedule) -> Result<(), String> {
     for c in clients {
         c.await.map_err(|e| format!("client panicked: {e}"))?;
     }
-    nemesis.await.map_err(|e| format!("nemesis panicked: {e}"))?;
+    nemesis
+        .await
+        .map_err(|e| format!("nemesis panicked: {e}"))?;
     if let Some(a) = attacker {
         a.await.map_err(|e| format!("attacker panicked: {e}"))?;
     }
     // Heal everything and bring every node back.
     world.hub.heal();
     world.hub.clear_faults();
+    world.store.set_faults(StoreFaults::default());
     for (i, n) in world.nodes.iter().enumerate() {
         n.disk.set_faults(DiskFaults::default());
         if n.storage.lock().is_none() {
@@ -644,6 +763,16 @@ async fn run(s: Schedule) -> Result<(), String> {
     let mut fin = None;
     for i in 0..s.nodes {
         fin = world.read(i, &format!("final-read-n{i}")).await.or(fin);
+    }
+    // Cloud nodes upload what they staged (a restarted node's leftovers
+    // too), so any node can read every atom.
+    for n in &world.nodes {
+        let provider = n.cloud.lock().clone();
+        if let Some(p) = provider {
+            p.flush_uploads()
+                .await
+                .map_err(|e| format!("uploads after healing: {e}"))?;
+        }
     }
     // 1. Linearizability.
     let history = world.rec.ops.lock().clone();
@@ -711,14 +840,16 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn seeded_schedules_keep_every_acknowledged_root() {
+/// Runs the variant's share of the schedules (or the one seed to replay,
+/// when it belongs to this variant).
+fn schedules_of(variant: Variant) {
     let seeds: Vec<u64> = match env_u64("PROTOBASE_SIM_SEED") {
-        Some(seed) => vec![seed],
+        Some(seed) if Variant::of_seed(seed) == variant => vec![seed],
+        Some(_) => return,
         None => {
-            let n = env_u64("PROTOBASE_SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES);
-            let base = env_u64("PROTOBASE_SIM_BASE").unwrap_or(BASE_SEED);
-            (base..base + n).collect()
+            let n = env_u64("PROTOBASE_SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES) / 4;
+            let base = variant.base() + env_u64("PROTOBASE_SIM_BASE").unwrap_or(0);
+            (base..base + n.max(1)).collect()
         }
     };
     let started = std::time::Instant::now();
@@ -736,11 +867,31 @@ fn seeded_schedules_keep_every_acknowledged_root() {
         }
     }
     eprintln!(
-        "{} schedules in {:.1?} (base {}), {} failed",
+        "{variant:?}: {} schedules in {:.1?} (first seed {}), {} failed",
         seeds.len(),
         started.elapsed(),
         seeds[0],
         failures.len()
     );
     assert!(failures.is_empty(), "failed seeds: {failures:?}");
+}
+
+#[test]
+fn standalone_schedules_keep_every_acknowledged_root() {
+    schedules_of(Variant::Standalone);
+}
+
+#[test]
+fn cluster_schedules_keep_every_acknowledged_root() {
+    schedules_of(Variant::Cluster);
+}
+
+#[test]
+fn cloud_schedules_keep_every_acknowledged_root() {
+    schedules_of(Variant::Cloud);
+}
+
+#[test]
+fn cloud_cluster_schedules_keep_every_acknowledged_root() {
+    schedules_of(Variant::CloudCluster);
 }

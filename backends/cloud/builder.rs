@@ -1,9 +1,8 @@
 //! [`CloudBlockProviderBuilder`]: options and start-up of a
 //! [`CloudBlockProvider`] (staging recovery, cache directory, uploader).
 
-use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::path::{Path as FsPath, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -12,11 +11,13 @@ use object_store::ObjectStore;
 use parking_lot::Mutex;
 
 use super::cache_dir::{DEFAULT_CACHE_DIR, DEFAULT_CACHE_SIZE, SlotCache};
+use super::staging::{DirStaging, StagingArea};
 use super::timeout::{DEFAULT_REQUEST_TIMEOUT, TimeoutStore};
 use super::{
     CloudBlockProvider, DEFAULT_OBJECT_SIZE, DEFAULT_UPLOAD_CONCURRENCY,
     DEFAULT_UPLOAD_INTERVAL_MS, Durability, Inner, MIN_OBJECT_SIZE, StagedWal, blocking, uploader,
 };
+use crate::clock::SeededRng;
 use crate::error::{Error, Result};
 use crate::types::WalId;
 
@@ -34,7 +35,7 @@ enum CacheDir {
 pub struct CloudBlockProviderBuilder {
     store: Arc<dyn ObjectStore>,
     prefix: String,
-    staging_dir: PathBuf,
+    staging: Arc<dyn StagingArea>,
     object_size: u64,
     upload_interval_ms: u64,
     durability: Durability,
@@ -43,6 +44,7 @@ pub struct CloudBlockProviderBuilder {
     request_timeout: Duration,
     upload_deadline: Option<Duration>,
     upload_concurrency: usize,
+    rng_seed: Option<u64>,
 }
 
 impl CloudBlockProviderBuilder {
@@ -51,7 +53,7 @@ impl CloudBlockProviderBuilder {
         CloudBlockProviderBuilder {
             store,
             prefix: String::new(),
-            staging_dir: staging_dir.into(),
+            staging: Arc::new(DirStaging::new(staging_dir)),
             object_size: DEFAULT_OBJECT_SIZE,
             upload_interval_ms: DEFAULT_UPLOAD_INTERVAL_MS,
             durability: Durability::Local,
@@ -60,7 +62,23 @@ impl CloudBlockProviderBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             upload_deadline: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            rng_seed: None,
         }
+    }
+
+    /// Stages WAL bytes in `staging` instead of the directory given to
+    /// [`new`](Self::new) (a simulated disk, say). Without a directory the
+    /// default cache directory is off.
+    pub fn with_staging(mut self, staging: Arc<dyn StagingArea>) -> Self {
+        self.staging = staging;
+        self
+    }
+
+    /// Seeds the provider's randomness (WAL ids, upload retry jitter), so a
+    /// simulation replays (default: seeded from the operating system).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
     }
 
     /// Key prefix of the space in the store (default: none).
@@ -157,17 +175,24 @@ impl CloudBlockProviderBuilder {
         if self.upload_interval_ms == 0 {
             return Err(Error::invalid("upload_interval_ms", "must be at least 1"));
         }
-        let dir = self.staging_dir.clone();
         let os = self.object_size;
-        let (staging_lock, recovered) = blocking(move || {
-            let lock = lock_staging(&dir)?;
-            Ok((lock, recover_staging(&dir, os)?))
-        })
-        .await?;
-        let cache_path = match (&self.cache_dir, self.cache_size) {
-            (CacheDir::Disabled, _) | (_, 0) => None,
-            (CacheDir::Default, _) => Some(self.staging_dir.join(DEFAULT_CACHE_DIR)),
-            (CacheDir::At(p), _) => Some(p.clone()),
+        let (staging_lock, left) = self.staging.open().await?;
+        let recovered: BTreeMap<WalId, StagedWal> = left
+            .into_iter()
+            .map(|l| {
+                // Every slot is queued again: the process may have died
+                // before uploading them.
+                let mut w = StagedWal::new(l.file);
+                w.len = l.len;
+                w.closed = true;
+                w.seal_upto(l.len, os);
+                (l.wal, w)
+            })
+            .collect();
+        let cache_path = match (&self.cache_dir, self.cache_size, self.staging.dir()) {
+            (CacheDir::Disabled, _, _) | (_, 0, _) | (CacheDir::Default, _, None) => None,
+            (CacheDir::Default, _, Some(dir)) => Some(dir.join(DEFAULT_CACHE_DIR)),
+            (CacheDir::At(p), _, _) => Some(p.clone()),
         };
         let budget = self.cache_size;
         let cache = match cache_path {
@@ -187,7 +212,7 @@ impl CloudBlockProviderBuilder {
         let inner = Arc::new(Inner {
             store: Arc::new(TimeoutStore::new(self.store, self.request_timeout)),
             prefix: self.prefix,
-            staging_dir: self.staging_dir,
+            staging: self.staging,
             object_size: self.object_size,
             durability: self.durability,
             interval: Duration::from_millis(self.upload_interval_ms),
@@ -196,6 +221,10 @@ impl CloudBlockProviderBuilder {
                 .unwrap_or(self.request_timeout.saturating_mul(2)),
             upload_concurrency: self.upload_concurrency,
             staged: Mutex::new(recovered),
+            rng: match self.rng_seed {
+                Some(seed) => SeededRng::new(seed),
+                None => SeededRng::from_entropy(),
+            },
             remote: Mutex::new(HashMap::new()),
             known_root: Mutex::new(None),
             root_copy: Mutex::new(None),
@@ -212,60 +241,4 @@ impl CloudBlockProviderBuilder {
             closed: AtomicBool::new(false),
         })
     }
-}
-
-/// Creates the staging directory and locks it for this provider.
-fn lock_staging(dir: &FsPath) -> Result<std::fs::File> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
-    let path = dir.join(super::STAGING_LOCK);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("locking {}", path.display()), e))
-        }
-    }
-}
-
-/// Scans a staging directory for WALs a previous process left (every slot is
-/// queued again: the process may have died before uploading them).
-fn recover_staging(dir: &FsPath, object_size: u64) -> Result<HashMap<WalId, StagedWal>> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating staging directory {}", dir.display()), e))?;
-    let ctx = |e| Error::io(format!("listing {}", dir.display()), e);
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir(dir).map_err(ctx)? {
-        let entry = entry.map_err(ctx)?;
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<WalId>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
-            .len();
-        let mut w = StagedWal::new(Arc::new(file), path);
-        w.len = len;
-        w.closed = true;
-        w.seal_upto(len, object_size);
-        out.insert(id, w);
-    }
-    Ok(out)
 }

@@ -60,12 +60,12 @@ pub mod page_cache;
 mod roots;
 #[cfg(feature = "s3")]
 mod s3;
+pub mod staging;
 mod timeout;
 mod uploader;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,10 +79,11 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 
 pub(crate) use super::file_io::blocking;
-use super::file_io::{read_full_at, sync_dir};
+use super::file_io::read_full_at;
 use crate::block_provider::{
     NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
 };
+use crate::clock::SeededRng;
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 use crate::wal_store::ReadTier;
@@ -98,6 +99,8 @@ pub use gcs_azure::gcs_store;
 pub use page_cache::CloudPageCache;
 #[cfg(feature = "s3")]
 pub use s3::{create_bucket_if_missing, s3_store};
+use staging::StagingFile;
+pub use staging::{DirStaging, StagingArea};
 pub use timeout::DEFAULT_REQUEST_TIMEOUT;
 pub use uploader::UploadBacklog;
 
@@ -132,8 +135,7 @@ pub enum Durability {
 /// A WAL with a local staging file.
 #[derive(Debug)]
 pub(crate) struct StagedWal {
-    file: Arc<File>,
-    path: PathBuf,
+    file: Arc<dyn StagingFile>,
     /// Logical end: highest byte appended + 1.
     len: u64,
     /// Every slot below this index is sealed.
@@ -142,17 +144,20 @@ pub(crate) struct StagedWal {
     pending: BTreeMap<u64, u64>,
     /// `close_wal` was called (or the WAL was recovered): no more appends.
     closed: bool,
+    /// The staging file vanished before these slots were uploaded: they stay
+    /// pending (never reported as uploaded) but are not retried.
+    lost: std::collections::BTreeSet<u64>,
 }
 
 impl StagedWal {
-    fn new(file: Arc<File>, path: PathBuf) -> Self {
+    fn new(file: Arc<dyn StagingFile>) -> Self {
         StagedWal {
             file,
-            path,
             len: 0,
             next_seal: 0,
             pending: BTreeMap::new(),
             closed: false,
+            lost: Default::default(),
         }
     }
 
@@ -195,7 +200,7 @@ type RemoteLayout = BTreeMap<u64, u64>;
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn ObjectStore>,
     prefix: String,
-    staging_dir: PathBuf,
+    pub(crate) staging: Arc<dyn StagingArea>,
     pub(crate) object_size: u64,
     durability: Durability,
     pub(crate) interval: Duration,
@@ -203,7 +208,10 @@ pub(crate) struct Inner {
     upload_deadline: Duration,
     /// Slots uploaded at once.
     pub(crate) upload_concurrency: usize,
-    pub(crate) staged: Mutex<HashMap<WalId, StagedWal>>,
+    /// By id, so uploads start in a stable order.
+    pub(crate) staged: Mutex<BTreeMap<WalId, StagedWal>>,
+    /// WAL ids and retry jitter.
+    pub(crate) rng: SeededRng,
     /// Layouts of WALs read from the store (objects are immutable, so a
     /// layout only grows; refreshed when a read goes past it).
     remote: Mutex<HashMap<WalId, RemoteLayout>>,
@@ -448,12 +456,7 @@ impl Inner {
             });
         }
         let n = (total.min(offset.saturating_add(len)) - offset) as usize;
-        blocking(move || {
-            pread(&file, offset, n)
-                .map(|b| Some(Bytes::from(b)))
-                .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
-        })
-        .await
+        file.read_at(offset, n).await.map(Some)
     }
 
     /// The error of uploads that missed the deadline.
@@ -529,7 +532,7 @@ pub struct CloudBlockProvider {
     inner: Arc<Inner>,
     /// The locked `staging.lock`, released on close or drop (not held by
     /// the uploader, which may outlive a dropped provider for a while).
-    staging_lock: Mutex<Option<File>>,
+    staging_lock: Mutex<Option<staging::StagingLock>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -558,9 +561,10 @@ impl CloudBlockProvider {
         self.inner.cache.as_deref()
     }
 
-    /// The local staging directory.
-    pub fn staging_dir(&self) -> &std::path::Path {
-        &self.inner.staging_dir
+    /// The local staging directory (`None` when the staging area is not a
+    /// directory, e.g. a simulated disk).
+    pub fn staging_dir(&self) -> Option<&std::path::Path> {
+        self.inner.staging.dir()
     }
 
     /// Sealed slots not yet in the store.
@@ -596,7 +600,7 @@ impl CloudBlockProvider {
         Ok(())
     }
 
-    fn staged_file(&self, wal: WalId) -> Option<(Arc<File>, u64)> {
+    fn staged_file(&self, wal: WalId) -> Option<(Arc<dyn StagingFile>, u64)> {
         self.inner
             .staged
             .lock()
@@ -685,29 +689,30 @@ impl CloudBlockProvider {
     }
 }
 
+impl Drop for CloudBlockProvider {
+    /// A provider dropped without `close` stops uploading at once (what a
+    /// crashed process does): its staging files stay for the next provider
+    /// on the staging area, which may start as soon as this one is gone.
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().take() {
+            t.abort();
+        }
+    }
+}
+
 #[async_trait]
 impl WalStore for CloudBlockProvider {
     async fn create_wal(&self) -> Result<NewWal> {
         self.check_open()?;
-        let id = WalId::new_random();
-        let path = self.inner.staging_dir.join(id.to_string());
-        let dir = self.inner.staging_dir.clone();
-        let p = path.clone();
-        let file = blocking(move || {
-            let f = OpenOptions::new()
-                .create_new(true)
-                .read(true)
-                .write(true)
-                .open(&p)
-                .map_err(|e| Error::io(format!("creating staging file {}", p.display()), e))?;
-            sync_dir(&dir)?;
-            Ok(f)
-        })
-        .await?;
-        self.inner
-            .staged
-            .lock()
-            .insert(id, StagedWal::new(Arc::new(file), path));
+        let rng = &self.inner.rng;
+        let id = WalId(
+            uuid::Builder::from_random_bytes(
+                ((u128::from(rng.u64()) << 64) | u128::from(rng.u64())).to_le_bytes(),
+            )
+            .into_uuid(),
+        );
+        let file = self.inner.staging.create(id).await?;
+        self.inner.staged.lock().insert(id, StagedWal::new(file));
         Ok(NewWal {
             id,
             barrier_alignment: self.inner.object_size,
@@ -748,18 +753,7 @@ impl WalStore for CloudBlockProvider {
             w.file.clone()
         };
         let end = offset + data.len() as u64;
-        blocking(move || {
-            file.write_all_at(&data, offset).map_err(|e| {
-                Error::io(
-                    format!(
-                        "writing {} bytes to staging WAL {wal} at {offset}",
-                        data.len()
-                    ),
-                    e,
-                )
-            })
-        })
-        .await?;
+        file.write_at(offset, data).await?;
         let mut st = self.inner.staged.lock();
         if let Some(w) = st.get_mut(&wal) {
             w.len = w.len.max(end);
@@ -774,11 +768,7 @@ impl WalStore for CloudBlockProvider {
             // Closed and fully uploaded (retired): nothing left to make durable.
             return Ok(());
         };
-        blocking(move || {
-            file.sync_data()
-                .map_err(|e| Error::io(format!("syncing staging WAL {wal}"), e))
-        })
-        .await?;
+        file.sync().await?;
         if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
             w.seal_upto(upto, self.inner.object_size);
         }
@@ -858,9 +848,8 @@ impl WalStore for CloudBlockProvider {
         if let Some(c) = self.inner.cache.clone() {
             blocking(move || c.close()).await?;
         }
-        if let Some(f) = self.staging_lock.lock().take() {
-            let _ = f.unlock();
-        }
+        // Releases the staging area for the next provider.
+        drop(self.staging_lock.lock().take());
         flushed
     }
 }

@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use super::{Inner, blocking, pread};
+use super::Inner;
+use super::staging::StagingFile;
 use crate::error::Error;
 use crate::types::WalId;
 
@@ -48,7 +49,7 @@ pub(crate) async fn run(weak: Weak<Inner>) {
 /// One sealed slot to upload.
 struct Job {
     wal: WalId,
-    file: Arc<std::fs::File>,
+    file: Arc<dyn StagingFile>,
     slot: u64,
     len: u64,
 }
@@ -59,7 +60,7 @@ fn next_job(inner: &Inner, busy: &HashSet<(WalId, u64)>) -> Option<Job> {
     st.iter().find_map(|(id, w)| {
         w.pending
             .iter()
-            .find(|(slot, _)| !busy.contains(&(*id, **slot)))
+            .find(|(slot, _)| !busy.contains(&(*id, **slot)) && !w.lost.contains(slot))
             .map(|(slot, len)| Job {
                 wal: *id,
                 file: w.file.clone(),
@@ -82,16 +83,21 @@ async fn upload_all(inner: &Arc<Inner>) {
             busy.insert((job.wal, job.slot));
             running.push(upload_slot(inner, job));
         }
-        let Some((wal, slot)) = running.next().await else {
+        let Some((wal, slot, uploaded)) = running.next().await else {
             return;
         };
         busy.remove(&(wal, slot));
-        finish(inner, wal, slot).await;
+        if uploaded {
+            finish(inner, wal, slot).await;
+        } else if let Some(w) = inner.staged.lock().get_mut(&wal) {
+            w.lost.insert(slot);
+        }
     }
 }
 
-/// PUTs one slot, retrying with backoff and jitter until it is stored.
-async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64) {
+/// PUTs one slot, retrying with backoff and jitter until it is stored;
+/// `false` when its staging file is gone (it is never reported uploaded).
+async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64, bool) {
     let Job {
         wal,
         file,
@@ -102,20 +108,20 @@ async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64) {
     let offset = slot * inner.object_size;
     let mut backoff = Backoff::new();
     let bytes = loop {
-        let f = file.clone();
-        let read = blocking(move || {
-            pread(&f, offset, len as usize)
-                .map(Bytes::from)
-                .map_err(|e| Error::io(format!("reading staging WAL {wal} at {offset}"), e))
-        })
-        .await;
-        match read {
+        match file.read_at(offset, len as usize).await {
             Ok(b) => break b,
-            Err(e) => backoff.wait(&key, &e).await,
+            // The staging file is gone (another provider finished it): no
+            // bytes left to upload from here.
+            Err(Error::WalNotFound { .. }) => {
+                tracing::warn!("staging file of {wal} vanished before slot {slot} was uploaded");
+                return (wal, slot, false);
+            }
+            Err(Error::Closed) => return (wal, slot, false),
+            Err(e) => backoff.wait(inner, &key, &e).await,
         }
     };
     put_retrying(inner, &key, bytes).await;
-    (wal, slot)
+    (wal, slot, true)
 }
 
 /// PUTs `bytes` at `key` until it succeeds.
@@ -126,7 +132,7 @@ async fn put_retrying(inner: &Inner, key: &object_store::path::Path, bytes: Byte
             Ok(_) => return,
             Err(e) => {
                 backoff
-                    .wait(key, &super::backend("uploading", key, e))
+                    .wait(inner, key, &super::backend("uploading", key, e))
                     .await
             }
         }
@@ -141,9 +147,9 @@ impl Backoff {
         Backoff(BACKOFF_START)
     }
 
-    async fn wait(&mut self, key: &object_store::path::Path, e: &Error) {
+    async fn wait(&mut self, inner: &Inner, key: &object_store::path::Path, e: &Error) {
         // Jitter: 50%..150% of the current backoff.
-        let wait = self.0.mul_f64(0.5 + fastrand::f64());
+        let wait = self.0.mul_f64(0.5 + inner.rng.f64());
         tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
         tokio::time::sleep(wait).await;
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
@@ -174,7 +180,7 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         let mut st = inner.staged.lock();
         match st.get_mut(&wal) {
             Some(w) if w.closed && w.pending.len() == 1 && w.pending.contains_key(&slot) => {
-                Some(w.path.clone())
+                Some(())
             }
             Some(w) => {
                 w.pending.remove(&slot);
@@ -183,13 +189,10 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
             None => None,
         }
     };
-    if let Some(path) = retire {
-        let _ = blocking(move || {
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::io(format!("removing {}", path.display()), e))
-        })
-        .await
-        .map_err(|e| tracing::warn!("{e}"));
+    if retire.is_some() {
+        if let Err(e) = inner.staging.remove(wal).await {
+            tracing::warn!("{e}");
+        }
         // Reads that still find the entry use its open (unlinked) file.
         inner.staged.lock().remove(&wal);
     }

@@ -81,10 +81,12 @@ pub struct QuorumRegister {
     peers: Vec<PeerId>,
     clock: Arc<dyn Clock>,
     rng: SeededRng,
-    /// Promised terms reported by the last round (self included).
+    /// Promised terms the peers reported in the last round.
     reported: Mutex<Vec<u64>>,
     /// Length of the last failed prepare round (backoff scale).
     last_round: Mutex<Duration>,
+    /// Why the last failed prepare round failed (for errors).
+    last_refusals: Mutex<Vec<String>>,
 }
 
 impl QuorumRegister {
@@ -107,6 +109,7 @@ impl QuorumRegister {
             rng,
             reported: Mutex::default(),
             last_round: Mutex::default(),
+            last_refusals: Mutex::default(),
         }
     }
 
@@ -119,13 +122,14 @@ impl QuorumRegister {
         &self.config.server_id
     }
 
-    /// The next term to ask for: above the promise of the `quorum`-th
-    /// highest voter seen, so that a majority can grant it even when one
-    /// voter was pushed far ahead.
+    /// The next term to ask for: the smallest that a majority of the voters
+    /// heard from last time can grant — above the `quorum`-th lowest
+    /// promise — so that one voter pushed far ahead (by a hostile member,
+    /// say) does not drag every candidate after it.
     fn next_term(&self) -> Result<u64> {
         let mut seen = self.reported.lock().clone();
         seen.push(self.acceptor.snapshot().promised);
-        seen.sort_unstable_by(|a, b| b.cmp(a));
+        seen.sort_unstable();
         let floor = seen
             .get(self.config.quorum().saturating_sub(1))
             .or(seen.last())
@@ -143,7 +147,11 @@ impl QuorumRegister {
         let quorum = self.config.quorum();
         let mut tally = Tally::default();
         match self.acceptor.prepare(self.me(), term, lease_ms).await {
-            Ok(p) => tally.promise(self.me(), p),
+            Ok(p) => {
+                tally.promise(self.me(), p);
+                // Own promise is read afresh when choosing the next term.
+                tally.reported.clear();
+            }
             Err(e) => tally.refusals.push(format!("{}: {e}", self.me())),
         }
         if tally.promised_by.len() < quorum {
@@ -172,6 +180,7 @@ impl QuorumRegister {
         *self.reported.lock() = reported;
         if promised_by.len() < quorum {
             debug!(node = %self.me(), term, ?refusals, "prepare failed");
+            *self.last_refusals.lock() = refusals;
             // Give back what we got, also grants still on their way.
             self.release_term(term).await;
             return Ok(None);
@@ -385,9 +394,10 @@ impl VoteStrategy for QuorumRegister {
             *self.last_round.lock() = round;
             if now >= deadline {
                 return Err(Error::NotGranted(format!(
-                    "no majority of {} nodes within {} ms ({attempts} attempts)",
+                    "no majority of {} nodes within {} ms ({attempts} attempts; last term {term}: {})",
                     self.config.cluster_size(),
-                    self.config.vote_timeout_ms
+                    self.config.vote_timeout_ms,
+                    self.last_refusals.lock().join("; ")
                 )));
             }
             // Jittered backoff plus a random part of the last round, so two

@@ -72,11 +72,60 @@ struct InFlight<T> {
     after: T,
 }
 
+impl File {
+    fn write(&mut self, offset: u64, data: Bytes) {
+        let end = offset as usize + data.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[offset as usize..end].copy_from_slice(&data);
+        self.unsynced.push((offset, data));
+    }
+
+    /// A sync; a failed one drops the dirty pages (the file reverts to its
+    /// durable content).
+    fn sync(&mut self, failed: bool) {
+        if failed {
+            self.data = self.durable.clone();
+        } else {
+            self.durable = self.data.clone();
+        }
+        self.unsynced.clear();
+    }
+
+    /// What survives a power loss: the durable content and a random subset
+    /// of the unsynced writes, some torn.
+    fn power_loss(&mut self, rng: &SeededRng) {
+        let mut data = self.durable.clone();
+        for (offset, bytes) in std::mem::take(&mut self.unsynced) {
+            if rng.f64() < 0.5 {
+                continue;
+            }
+            let keep = if rng.f64() < 0.25 {
+                (rng.f64() * bytes.len() as f64) as usize
+            } else {
+                bytes.len()
+            };
+            let end = offset as usize + keep;
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[offset as usize..end].copy_from_slice(&bytes[..keep]);
+        }
+        self.data = data.clone();
+        self.durable = data;
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Bumped by every power loss; handles of older generations are dead.
     generation: u64,
     files: BTreeMap<WalId, File>,
+    /// A cloud provider's staging files (a namespace of their own).
+    staging: BTreeMap<WalId, File>,
+    /// The generation whose provider holds the staging area.
+    staging_locked: Option<u64>,
     root: Option<RootRecord>,
     root_in_flight: Option<InFlight<Option<RootRecord>>>,
     acceptor: AcceptorState,
@@ -137,26 +186,9 @@ impl SimDisk {
         let mut st = self.state.lock();
         st.generation += 1;
         let rng = &self.rng;
-        for f in st.files.values_mut() {
-            let mut data = f.durable.clone();
-            for (offset, bytes) in std::mem::take(&mut f.unsynced) {
-                if rng.f64() < 0.5 {
-                    continue;
-                }
-                // A torn write keeps a prefix.
-                let keep = if rng.f64() < 0.25 {
-                    (rng.f64() * bytes.len() as f64) as usize
-                } else {
-                    bytes.len()
-                };
-                let end = offset as usize + keep;
-                if data.len() < end {
-                    data.resize(end, 0);
-                }
-                data[offset as usize..end].copy_from_slice(&bytes[..keep]);
-            }
-            f.data = data.clone();
-            f.durable = data;
+        let st = &mut *st;
+        for f in st.files.values_mut().chain(st.staging.values_mut()) {
+            f.power_loss(rng);
         }
         if let Some(w) = st.root_in_flight.take() {
             st.root = if rng.f64() < 0.5 { w.before } else { w.after };
@@ -251,12 +283,7 @@ impl WalStore for MountedDisk {
         let mut st = self.disk.state.lock();
         self.alive(&st)?;
         let f = st.files.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
-        let end = offset as usize + data.len();
-        if f.data.len() < end {
-            f.data.resize(end, 0);
-        }
-        f.data[offset as usize..end].copy_from_slice(&data);
-        f.unsynced.push((offset, data));
+        f.write(offset, data);
         Ok(())
     }
 
@@ -265,14 +292,12 @@ impl WalStore for MountedDisk {
         let mut st = self.disk.state.lock();
         self.alive(&st)?;
         let f = st.files.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
-        if let Fate::Eio = fate {
-            // The kernel dropped the dirty pages and reports it once.
-            f.data = f.durable.clone();
-            f.unsynced.clear();
+        let failed = matches!(fate, Fate::Eio);
+        // A failed sync: the kernel dropped the dirty pages, reports it once.
+        f.sync(failed);
+        if failed {
             return Err(Self::io_error(format!("syncing WAL {wal}"), EIO));
         }
-        f.durable = f.data.clone();
-        f.unsynced.clear();
         Ok(())
     }
 
@@ -425,6 +450,162 @@ impl AcceptorStore for MountedDisk {
                 }
                 Err(Self::io_error("replacing cluster_acceptor".into(), EIO))
             }
+        }
+    }
+}
+
+#[cfg(feature = "cloud")]
+mod staging {
+    use super::*;
+    use crate::backends::cloud::staging::{LeftOver, StagingArea, StagingFile, StagingLock};
+
+    /// A staging file on the simulated disk.
+    #[derive(Debug)]
+    struct SimStagingFile {
+        mount: Arc<MountedDisk>,
+        wal: WalId,
+    }
+
+    #[async_trait]
+    impl StagingFile for SimStagingFile {
+        async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
+            let wal = self.wal;
+            match self.mount.op(true).await? {
+                Fate::Eio => {
+                    return Err(MountedDisk::io_error(format!("writing staging {wal}"), EIO));
+                }
+                Fate::Enospc => {
+                    return Err(MountedDisk::io_error(
+                        format!("writing staging {wal}"),
+                        ENOSPC,
+                    ));
+                }
+                Fate::Ok => {}
+            }
+            let mut st = self.mount.disk.state.lock();
+            self.mount.alive(&st)?;
+            let f = st.staging.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
+            f.write(offset, data);
+            Ok(())
+        }
+
+        async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
+            let wal = self.wal;
+            if let Fate::Eio = self.mount.op(false).await? {
+                return Err(MountedDisk::io_error(format!("reading staging {wal}"), EIO));
+            }
+            let st = self.mount.disk.state.lock();
+            self.mount.alive(&st)?;
+            let f = st.staging.get(&wal).ok_or(Error::WalNotFound { wal })?;
+            let mut out = vec![0u8; len];
+            let start = (offset as usize).min(f.data.len());
+            let end = (offset as usize).saturating_add(len).min(f.data.len());
+            out[..end - start].copy_from_slice(&f.data[start..end]);
+            Ok(Bytes::from(out))
+        }
+
+        async fn sync(&self) -> Result<()> {
+            let wal = self.wal;
+            let fate = self.mount.op(false).await?;
+            let mut st = self.mount.disk.state.lock();
+            self.mount.alive(&st)?;
+            let f = st.staging.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
+            let failed = matches!(fate, Fate::Eio);
+            f.sync(failed);
+            if failed {
+                return Err(MountedDisk::io_error(format!("syncing staging {wal}"), EIO));
+            }
+            Ok(())
+        }
+    }
+
+    /// Releases the staging area when dropped.
+    struct Release {
+        disk: SimDisk,
+        generation: u64,
+    }
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let mut st = self.disk.state.lock();
+            if st.staging_locked == Some(self.generation) {
+                st.staging_locked = None;
+            }
+        }
+    }
+
+    impl MountedDisk {
+        /// This mount as a cloud provider's staging area.
+        pub fn staging(self: &Arc<Self>) -> Arc<dyn StagingArea> {
+            Arc::new(SimStaging(self.clone()))
+        }
+    }
+
+    /// A mounted disk's staging area.
+    #[derive(Debug)]
+    struct SimStaging(Arc<MountedDisk>);
+
+    #[async_trait]
+    impl StagingArea for SimStaging {
+        async fn open(&self) -> Result<(StagingLock, Vec<LeftOver>)> {
+            let m = &self.0;
+            let mut st = m.disk.state.lock();
+            m.alive(&st)?;
+            if st.staging_locked.is_some_and(|g| g == st.generation) {
+                return Err(Error::Locked {
+                    path: "sim://staging.lock".into(),
+                });
+            }
+            st.staging_locked = Some(st.generation);
+            let left = st
+                .staging
+                .iter()
+                .map(|(wal, f)| LeftOver {
+                    wal: *wal,
+                    file: Arc::new(SimStagingFile {
+                        mount: m.clone(),
+                        wal: *wal,
+                    }) as Arc<dyn StagingFile>,
+                    len: f.data.len() as u64,
+                })
+                .collect();
+            Ok((
+                StagingLock::new(Release {
+                    disk: m.disk.clone(),
+                    generation: st.generation,
+                }),
+                left,
+            ))
+        }
+
+        async fn create(&self, wal: WalId) -> Result<Arc<dyn StagingFile>> {
+            let m = &self.0;
+            if let Fate::Eio = m.op(false).await? {
+                return Err(MountedDisk::io_error(
+                    format!("creating staging {wal}"),
+                    EIO,
+                ));
+            }
+            let mut st = m.disk.state.lock();
+            m.alive(&st)?;
+            st.staging.insert(wal, File::default());
+            Ok(Arc::new(SimStagingFile {
+                mount: m.clone(),
+                wal,
+            }))
+        }
+
+        async fn remove(&self, wal: WalId) -> Result<()> {
+            let m = &self.0;
+            m.op(false).await?;
+            let mut st = m.disk.state.lock();
+            m.alive(&st)?;
+            st.staging.remove(&wal);
+            Ok(())
+        }
+
+        fn dir(&self) -> Option<&std::path::Path> {
+            None
         }
     }
 }

@@ -179,9 +179,7 @@ pub fn check(initial: Value, history: &[Op]) -> Result<(), NotLinearizable> {
         // A return whose call is not linearized yet, or the end: backtrack.
         let Some((i, before)) = stack.pop() else {
             let stuck = (0..n)
-                .filter(|j| {
-                    history[*j].returned.is_some() && !best.contains(j)
-                })
+                .filter(|j| history[*j].returned.is_some() && !best.contains(j))
                 .map(|j| history[j].clone())
                 .collect();
             return Err(NotLinearizable {
@@ -227,10 +225,18 @@ mod tests {
     #[test]
     fn sequential_histories() {
         assert!(check(None, &[]).is_ok());
-        let ok = [w(None, Some(1), 1, Some(2)), r(Some(1), 3, 4), w(Some(1), Some(2), 5, Some(6))];
+        let ok = [
+            w(None, Some(1), 1, Some(2)),
+            r(Some(1), 3, 4),
+            w(Some(1), Some(2), 5, Some(6)),
+        ];
         assert!(check(None, &ok).is_ok());
         // A read of a value that was replaced before it began.
-        let stale = [w(None, Some(1), 1, Some(2)), w(Some(1), Some(2), 3, Some(4)), r(Some(1), 5, 6)];
+        let stale = [
+            w(None, Some(1), 1, Some(2)),
+            w(Some(1), Some(2), 3, Some(4)),
+            r(Some(1), 5, 6),
+        ];
         assert!(check(None, &stale).is_err());
         // A write building on a value the register never held.
         assert!(check(None, &[w(Some(9), Some(1), 1, Some(2))]).is_err());

@@ -7,6 +7,9 @@
 //!   found done or not);
 //! - [`linearizable`]: a checker of register histories with
 //!   compare-and-swap (Wing–Gong/Lowe);
+//! - `SimObjectStore` (with feature `cloud`): an object store with latency,
+//!   5xx errors and PUTs whose answer is lost after they took effect; a
+//!   mounted [`SimDisk`] is also a cloud provider's staging area;
 //! - with the always compiled parts: the in-process transport
 //!   ([`InProcessHub`](crate::transports::InProcessHub): drop, delay,
 //!   duplicate, reorder, partition, cut links, kill/restart), skewed clocks
@@ -20,5 +23,9 @@
 
 pub mod disk;
 pub mod linearizable;
+#[cfg(feature = "cloud")]
+pub mod store;
 
 pub use disk::{DiskFaults, MountedDisk, SimDisk};
+#[cfg(feature = "cloud")]
+pub use store::{SimObjectStore, StoreFaults};
