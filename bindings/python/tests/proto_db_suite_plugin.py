@@ -165,7 +165,8 @@ def pytest_runtest_setup(item):
     _stats["tests"] += 1
     _state.used = False
     _state.saved = []
-    if MODE == "reference" or _module_name(item) in STORAGE_UNIT_MODULES:
+    _state.unit_module = _module_name(item) in STORAGE_UNIT_MODULES
+    if MODE == "reference" or _state.unit_module:
         return
     mod = item.module
     for name, sub in SUBSTITUTES.items():
@@ -220,5 +221,6 @@ def pytest_terminal_summary(terminalreporter):
     tr.write_line(
         f"{_stats['on_protobase']} of {_stats['tests']} tests ran on protobase storage "
         f"({_stats['storages']} storages opened); "
-        f"{_stats['reference_spaces']} ObjectSpaces built on a reference storage"
+        f"{_stats['reference_spaces']} ObjectSpaces built on a reference storage "
+        f"outside the reference's storage-unit tests"
     )
