@@ -84,6 +84,26 @@ class Cluster:
         self.procs: dict = {}
         self.configs = {n: self._write_config(n) for n in "abc"}
 
+    def _new_ports(self) -> None:
+        self.ports = {n: free_port() for n in "abc"}
+        self.servers = {n: f"127.0.0.1:{p}" for n, p in self.ports.items()}
+        self.configs = {n: self._write_config(n) for n in "abc"}
+
+    def launch(self, attempts: int = 5) -> pb.Storage:
+        """Starts b and c, opens a. A port picked free may be taken before
+        its node binds it (by any process's outgoing connection): then the
+        cluster moves to new ports and tries again."""
+        for attempt in range(attempts):
+            try:
+                self.start_peers()
+                return self.open_a()
+            except (RuntimeError, pb.ProtobaseError) as e:
+                if "in use" not in str(e) or attempt == attempts - 1:
+                    raise
+                self.stop_peers()
+                self._new_ports()
+        raise AssertionError("unreachable")
+
     def _write_config(self, node: str) -> Path:
         cluster = {
             "server_id": node,
@@ -118,7 +138,12 @@ class Cluster:
             stderr=subprocess.PIPE,
             text=True,
         )
-        _wait_ready(proc, f"cluster node {node}")
+        try:
+            _wait_ready(proc, f"cluster node {node}")
+        except Exception:
+            proc.kill()
+            proc.wait()
+            raise
         self.procs[node] = proc
 
     def start_peers(self) -> None:

@@ -89,8 +89,7 @@ def _cluster_storage(path: Path) -> ProtobaseSharedStorage:
     if cluster is None:
         cluster = pbtest.Cluster(Path(str(path) + "-cluster"), a_dir=path)
         _clusters[key] = cluster
-    cluster.start_peers()
-    node = cluster.open_a()
+    node = cluster.launch()
     publishes = [0]
 
     def stop():

@@ -92,8 +92,7 @@ def test_cluster_survives_a_killed_node(tmp_path):
     """Nodes b and c in their own processes: c is SIGKILLed, a keeps
     publishing with b; c restarts on its directory and catches up."""
     cluster = pbtest.Cluster(tmp_path)
-    cluster.start_peers()
-    a = cluster.open_a()
+    a = cluster.launch()
     try:
         pointers = []
         for i in range(3):
