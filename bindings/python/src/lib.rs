@@ -22,7 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::AtomPointer>()?;
     m.add_class::<types::RootRecord>()?;
     m.add_function(wrap_pyfunction!(storage::open, m)?)?;
-    m.add_function(wrap_pyfunction!(storage::_check_uuid, m)?)?;
     errors::register(m)?;
     m.add("FORMAT_RAW", 0u8)?;
     m.add("FORMAT_JSON", 1u8)?;

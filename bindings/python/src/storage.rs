@@ -13,7 +13,7 @@ use protobase::{Format, NodeConfig, StorageBuilder, StorageConfig};
 
 use crate::errors::{ClosedError, InvalidError, config_to_py};
 use crate::runtime::{Continuation, block_on, run, runtime_if_built, spawn_future};
-use crate::types::{RootRecord, pointer_from, pointer_to_py, root_to_py, uuid_from};
+use crate::types::{RootRecord, pointer_from, pointer_to_py, root_to_py};
 
 /// Bytes to push: `bytes` (borrowed) or `bytearray` / `memoryview` (copied).
 fn data_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -560,10 +560,4 @@ impl RootUpdate {
             self.update.lock().is_some()
         )
     }
-}
-
-/// Parses a WAL id (for the helpers): `uuid.UUID` or string.
-#[pyfunction]
-pub(crate) fn _check_uuid(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(uuid_from(obj)?.to_string())
 }

@@ -31,11 +31,11 @@ pub(crate) fn uuid_from(obj: &Bound<'_, PyAny>) -> PyResult<uuid::Uuid> {
         return uuid::Uuid::from_slice(b.as_bytes())
             .map_err(|e| InvalidError::new_err(format!("invalid WAL id bytes: {e}")));
     }
-    if let Ok(b) = obj.getattr("bytes") {
-        if let Ok(b) = b.cast::<PyBytes>() {
-            return uuid::Uuid::from_slice(b.as_bytes())
-                .map_err(|e| InvalidError::new_err(format!("invalid WAL id: {e}")));
-        }
+    if let Ok(b) = obj.getattr("bytes")
+        && let Ok(b) = b.cast::<PyBytes>()
+    {
+        return uuid::Uuid::from_slice(b.as_bytes())
+            .map_err(|e| InvalidError::new_err(format!("invalid WAL id: {e}")));
     }
     Err(PyTypeError::new_err(format!(
         "a WAL id must be a uuid.UUID or its string, not {}",
