@@ -69,8 +69,13 @@ _stats = {"tests": 0, "on_protobase": 0, "reference_spaces": 0, "storages": 0}
 _moto = None
 
 
+_tmp_dirs: list = []
+
+
 def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="pb-suite-"))
+    d = Path(tempfile.mkdtemp(prefix="pb-suite-"))
+    _tmp_dirs.append(d)
+    return d
 
 
 class _SpaceDir:
@@ -89,6 +94,7 @@ def _cluster_storage(path: Path) -> ProtobaseSharedStorage:
     if cluster is None:
         cluster = pbtest.Cluster(Path(str(path) + "-cluster"), a_dir=path)
         _clusters[key] = cluster
+        _tmp_dirs.append(cluster.base)
     node = cluster.launch()
     publishes = [0]
 
@@ -209,6 +215,10 @@ def pytest_unconfigure(config):
     if _moto is not None:
         _moto.stop()
         _moto = None
+    import shutil
+
+    for d in _tmp_dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):
