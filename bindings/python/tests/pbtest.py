@@ -24,11 +24,13 @@ PSK = "python-tests-psk"
 
 def proto_db_dir() -> Optional[Path]:
     """The directory holding the reference package ``proto_db`` (commit
-    1eaeed7): ``PROTOBASE_PROTO_DB_DIR``, else ``../shared/vendor`` beside the
-    repository. None when absent (it is not on PyPI)."""
+    1eaeed7): ``PROTOBASE_PROTO_DB_DIR`` when set, else ``../shared/vendor``
+    beside the repository. None when absent (it is not on PyPI)."""
     env = os.environ.get("PROTOBASE_PROTO_DB_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "vendor" / "proto_db-1eaeed7")
+    if env:
+        candidates = [Path(env)]
+    else:
+        candidates = [REPO.parent / "shared" / "vendor" / "proto_db-1eaeed7"]
     for c in candidates:
         if (c / "proto_db" / "__init__.py").is_file():
             return c
@@ -226,3 +228,19 @@ class Moto:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait()
+
+
+def protobase_cli() -> list:
+    """The Rust CLI: PROTOBASE_CLI, else target/debug/protobase (built by
+    `cargo build --features cli --bin protobase` when missing)."""
+    env = os.environ.get("PROTOBASE_CLI")
+    if env:
+        return [env]
+    exe = REPO / "target" / "debug" / "protobase"
+    if not exe.exists():
+        subprocess.run(
+            ["cargo", "build", "--features", "cli", "--bin", "protobase"],
+            cwd=REPO,
+            check=True,
+        )
+    return [str(exe)]

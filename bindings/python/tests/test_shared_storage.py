@@ -31,6 +31,7 @@ from proto_db.standalone_file_storage import StandaloneFileStorage  # noqa: E402
 
 import protobase_storage as pb  # noqa: E402
 from protobase_storage.shared_storage import ProtobaseSharedStorage  # noqa: E402
+from pbtest import protobase_cli  # noqa: E402
 
 FIXTURE = pbtest.REPO / "tests" / "fixtures" / "python-space"
 
@@ -160,22 +161,6 @@ def test_reference_fixture_records(tmp_path):
         else:
             assert st.get_atom(ptr).result() == rec["value"]
     st.close()
-
-
-def protobase_cli() -> list:
-    """The Rust CLI: PROTOBASE_CLI, else target/debug/protobase (built by
-    `cargo build --features cli --bin protobase` when missing)."""
-    env = os.environ.get("PROTOBASE_CLI")
-    if env:
-        return [env]
-    exe = pbtest.REPO / "target" / "debug" / "protobase"
-    if not exe.exists():
-        subprocess.run(
-            ["cargo", "build", "--features", "cli", "--bin", "protobase"],
-            cwd=pbtest.REPO,
-            check=True,
-        )
-    return [str(exe)]
 
 
 def test_space_written_through_bindings_reads_back_through_the_cli(tmp_path):

@@ -57,10 +57,8 @@ def test_cluster_tcp_in_process(tmp_path):
 
 
 def test_cluster_quic_in_process(tmp_path):
-    from test_shared_storage import protobase_cli
-
     out = subprocess.run(
-        protobase_cli() + ["certs", "--out", str(tmp_path / "certs"), "a", "b", "c"],
+        pbtest.protobase_cli() + ["certs", "--out", str(tmp_path / "certs"), "a", "b", "c"],
         capture_output=True,
         text=True,
         check=True,
