@@ -99,7 +99,7 @@ impl Node {
         Counters {
             page_hits: self.pages.stats().hits,
             disk_hits: self.pages.disk_stats().hits,
-            store_fetches: dir.inserted,
+            store_fetches: dir.inserts,
             dir_hits: dir.hits,
         }
     }

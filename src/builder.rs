@@ -30,7 +30,25 @@ use crate::page_cache::{MemoryPageCache, PageCache};
 use crate::root_register::RootRegister;
 use crate::storage::Storage;
 use crate::vote::{SingleNodeVote, VoteStrategy};
-use crate::wal_store::{ReadTier, StoreTier, TieredWalStore, WalStore};
+use crate::wal_store::{MeteredWalStore, ReadTier, StoreTier, TieredWalStore, WalStore};
+
+/// A cloud provider's uploader as a readiness check.
+#[cfg(feature = "cloud")]
+struct UploaderHealth(Arc<crate::backends::cloud::CloudBlockProvider>);
+
+#[cfg(feature = "cloud")]
+impl crate::storage::HealthSource for UploaderHealth {
+    fn check(&self) -> std::result::Result<(), String> {
+        let h = self.0.upload_health();
+        match h.last_error {
+            Some(e) => Err(format!(
+                "uploads failing ({} slots failed, {} waiting): {e}",
+                h.failed_slots, h.backlog.slots
+            )),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Settings of a storage. Defaults follow the reference implementation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,9 +365,24 @@ impl StorageBuilder {
                 .vote
                 .clone()
                 .unwrap_or_else(|| Arc::new(SingleNodeVote::new(self.config.node_id.clone())));
+            #[cfg(feature = "cloud")]
+            if let Some(cloud) = &self.cloud {
+                // The provider's own read path, as tiers (counted by tier).
+                let tiers: Vec<Arc<dyn ReadTier>> = vec![cloud.local_tier(), cloud.store_tier()];
+                let wals = Arc::new(TieredWalStore::new(wals, tiers));
+                let storage = Storage::assemble(
+                    self.config,
+                    Arc::new(MeteredWalStore::new(wals, false)),
+                    register,
+                    cache,
+                    vote,
+                    self.network,
+                );
+                return Ok(storage.with_health(Arc::new(UploaderHealth(cloud.clone()))));
+            }
             return Ok(Storage::assemble(
                 self.config,
-                wals,
+                Arc::new(MeteredWalStore::new(wals, true)),
                 register,
                 cache,
                 vote,
@@ -387,6 +420,7 @@ impl StorageBuilder {
         .await?;
         // Peers' page requests: from this node's page cache when it holds
         // the bytes, else from its own storage (never from its peers).
+        let own_acceptor = acceptor.clone();
         let handler = ClusterHandler::new(acceptor.clone(), wals.clone());
         network
             .start(Arc::new(CacheAwareHandler::new(
@@ -411,14 +445,17 @@ impl StorageBuilder {
             let tiers: Vec<Arc<dyn ReadTier>> = vec![cloud.local_tier(), peers, cloud.store_tier()];
             let wals = Arc::new(TieredWalStore::new(wals, tiers));
             let register = Arc::new(HintingRegister::new(register, hint));
-            return Ok(Storage::assemble(
+            let storage = Storage::assemble(
                 self.config,
-                wals,
+                Arc::new(MeteredWalStore::new(wals, false)),
                 register,
                 cache,
                 Arc::new(QuorumLock(quorum)),
                 Some(network),
-            ));
+            );
+            return Ok(storage
+                .with_health(Arc::new(UploaderHealth(cloud.clone())))
+                .with_acceptor(own_acceptor));
         }
         let retries = cluster.max_retries;
         let heartbeat = std::time::Duration::from_millis(cluster.heartbeat_ms);
@@ -434,12 +471,13 @@ impl StorageBuilder {
         let root: Arc<dyn RootRegister> = Arc::new(HintingRegister::new(quorum.clone(), hint));
         Ok(Storage::assemble(
             self.config,
-            wals,
+            Arc::new(MeteredWalStore::new(wals, false)),
             root,
             cache,
             quorum,
             Some(network),
-        ))
+        )
+        .with_acceptor(own_acceptor))
     }
 
     /// Opens the space directory `dir` (refusing, for writing, one that

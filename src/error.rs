@@ -72,9 +72,49 @@ pub enum ErrorKind {
     Conflict,
     /// The storage is closed or read-only.
     Closed,
-    /// An I/O or remote failure; retrying may help.
+    /// An I/O or remote failure, or no majority answered in time; retrying
+    /// may help.
     Unavailable,
+    /// The store or peer refused the credentials (HTTP 401/403, a bad
+    /// signature, a missing permission): retrying does not help until the
+    /// configuration changes.
+    Permission,
+    /// This node's exclusive grant was fenced by a newer term or lost before
+    /// the operation finished; a new grant (a new root update) may succeed.
+    Fenced,
 }
+
+impl ErrorKind {
+    /// A short lowercase name (`"unavailable"`, `"permission"`...), as used
+    /// in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Data => "data",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Permission => "permission",
+            ErrorKind::Fenced => "fenced",
+        }
+    }
+
+    /// Whether retrying the same request may succeed (only
+    /// [`Unavailable`](Self::Unavailable) errors are transient).
+    pub fn is_transient(self) -> bool {
+        self == ErrorKind::Unavailable
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A boxed error kept as the source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The error of every public storage operation.
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +228,14 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
-    /// The exclusive grant for root updates could not be obtained or was lost.
+    /// The exclusive grant for root updates was refused, fenced by a newer
+    /// term or lost ([`ErrorKind::Fenced`]).
     #[error("exclusive grant not obtained: {0}")]
     NotGranted(String),
+    /// No majority of the cluster answered in time (a vote or a root write):
+    /// [`ErrorKind::Unavailable`], retrying may help once peers are back.
+    #[error("no majority: {0}")]
+    NoMajority(String),
     /// An I/O failure, with what was being done.
     #[error("I/O error while {context}: {source}")]
     Io {
@@ -203,13 +248,20 @@ pub enum Error {
     /// A peer could not be reached or misbehaved.
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
-    /// A backend-specific failure (object store, network…).
+    /// A backend-specific failure (object store, peers…), classified by
+    /// `kind` and keeping the backend's own error as its source.
     #[error("{backend}: {message}")]
     Backend {
         /// Which backend or transport.
         backend: String,
         /// What failed.
         message: String,
+        /// What kind of failure ([`ErrorKind::Unavailable`] for transient
+        /// ones, [`ErrorKind::Permission`], [`ErrorKind::NotFound`]...).
+        kind: ErrorKind,
+        /// The backend's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 }
 
@@ -230,6 +282,31 @@ impl Error {
         }
     }
 
+    /// A transient [`Error::Backend`] failure without a source.
+    pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+            kind: ErrorKind::Unavailable,
+            source: None,
+        }
+    }
+
+    /// An [`Error::Backend`] of `kind` keeping `source`.
+    pub fn backend_with(
+        backend: impl Into<String>,
+        message: impl Into<String>,
+        kind: ErrorKind,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
     /// The short classification of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -241,12 +318,12 @@ impl Error {
             | Error::Encoding { .. } => ErrorKind::Invalid,
             Error::WalNotFound { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptRoot { .. } => ErrorKind::Data,
-            Error::RootConflict { .. } | Error::Locked { .. } | Error::NotGranted(_) => {
-                ErrorKind::Conflict
-            }
+            Error::RootConflict { .. } | Error::Locked { .. } => ErrorKind::Conflict,
+            Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
             Error::CommitFailed { source, .. } => source.kind(),
-            Error::Io { .. } | Error::Backend { .. } | Error::Network(_) => ErrorKind::Unavailable,
+            Error::Backend { kind, .. } => *kind,
+            Error::Io { .. } | Error::Network(_) | Error::NoMajority(_) => ErrorKind::Unavailable,
         }
     }
 

@@ -48,11 +48,13 @@ pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
+pub mod metrics;
 pub mod network;
 pub mod page_cache;
 pub mod protocol;
 mod reader;
 pub mod record;
+pub mod retry;
 pub mod root_commit;
 pub mod root_register;
 pub mod scan;
@@ -81,7 +83,7 @@ pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use root_commit::RootUpdate;
 pub use root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
-pub use storage::{AtomFormat, Storage};
+pub use storage::{AtomFormat, Readiness, Storage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteStrategy};
 pub use wal_store::{NewWal, ReadTier, StoreTier, TieredWalStore, WalInfo, WalStore};

@@ -22,19 +22,44 @@ pub struct PageKey {
     pub page: u64,
 }
 
-/// Counters of a page cache.
+/// Counters of a cache: a [`PageCache`], the cloud provider's cache
+/// directory ([`SlotCache`](crate::backends::cloud::SlotCache)) or the disk
+/// tier of a cloud page cache. Counters a cache does not keep stay 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Lookups answered from the cache.
     pub hits: u64,
     /// Lookups that found nothing.
     pub misses: u64,
-    /// Pages inserted.
+    /// Entries (pages, objects) inserted.
     pub inserts: u64,
     /// Bytes currently held.
     pub bytes: u64,
     /// Byte budget.
     pub capacity: u64,
+    /// Entries held now (where counted).
+    pub objects: u64,
+    /// Entries evicted for the budget (where counted).
+    pub evicted: u64,
+    /// Entries dropped because they failed validation (missing, short or a
+    /// bad CRC; disk caches).
+    pub corrupt: u64,
+}
+
+impl CacheStats {
+    /// Counters with the given hits, misses, inserts, bytes and capacity
+    /// (the others 0), for [`PageCache`] implementations.
+    pub fn new(hits: u64, misses: u64, inserts: u64, bytes: u64, capacity: u64) -> Self {
+        CacheStats {
+            hits,
+            misses,
+            inserts,
+            bytes,
+            capacity,
+            ..Default::default()
+        }
+    }
 }
 
 /// A cache of WAL pages with a byte budget.
@@ -77,6 +102,7 @@ pub struct MemoryPageCache {
     hits: AtomicU64,
     misses: AtomicU64,
     inserts: AtomicU64,
+    counters: crate::metrics::CacheCounters,
 }
 
 impl MemoryPageCache {
@@ -93,6 +119,7 @@ impl MemoryPageCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
+            counters: crate::metrics::CacheCounters::new("memory"),
         }
     }
 }
@@ -115,6 +142,7 @@ impl PageCache for MemoryPageCache {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.record(found.is_some());
         found
     }
 
@@ -138,6 +166,8 @@ impl PageCache for MemoryPageCache {
             inserts: self.inserts.load(Ordering::Relaxed),
             bytes: self.cache.as_ref().map_or(0, |c| c.weight()),
             capacity: self.capacity,
+            objects: self.cache.as_ref().map_or(0, |c| c.len() as u64),
+            ..CacheStats::default()
         }
     }
 

@@ -188,6 +188,7 @@ pub(crate) struct RootCommitter {
     section: Arc<tokio::sync::Mutex<()>>,
     acquire: tokio::sync::Mutex<()>,
     shared: Arc<Shared>,
+    metrics: crate::metrics::CommitMetrics,
 }
 
 impl RootCommitter {
@@ -210,6 +211,7 @@ impl RootCommitter {
                 idle: Notify::new(),
                 vote,
             }),
+            metrics: crate::metrics::CommitMetrics::new(),
         }
     }
 
@@ -248,6 +250,7 @@ impl RootCommitter {
             }
             let lock = self.register.lock_root().await?;
             let grant = self.vote.acquire().await?;
+            self.metrics.grants.increment(1);
             let mut pending = PendingGrant {
                 vote: self.vote.clone(),
                 grant: Some(grant.clone()),
@@ -322,6 +325,10 @@ impl RootCommitter {
             let mut st = self.shared.state.lock();
             match written {
                 Ok(version) if st.epoch == epoch => {
+                    // Roots this one write made durable (group commit).
+                    let batch =
+                        target.sequence - st.durable_seq().unwrap_or(0).min(target.sequence);
+                    self.metrics.batch.record(batch as f64);
                     st.durable = Some(VersionedRoot {
                         root: target,
                         version,
@@ -438,7 +445,22 @@ impl RootUpdate {
     /// the next update (which reads the register again) may build on it.
     /// Dropping the returned future does not stop the root from becoming
     /// durable: the commit finishes on its own.
-    pub async fn publish(mut self, pointer: AtomPointer) -> Result<RootRecord> {
+    #[tracing::instrument(level = "debug", skip_all, fields(term = self.grant.term, wal = %pointer.wal_id, offset = pointer.offset))]
+    pub async fn publish(self, pointer: AtomPointer) -> Result<RootRecord> {
+        let start = std::time::Instant::now();
+        let metrics = self.committer.as_ref().map(|c| c.metrics.clone());
+        let r = self.publish_unmetered(pointer).await;
+        if let Some(m) = metrics {
+            m.seconds.record(crate::metrics::since(start));
+            match &r {
+                Ok(_) => m.ok.increment(1),
+                Err(_) => m.failed.increment(1),
+            }
+        }
+        r
+    }
+
+    async fn publish_unmetered(mut self, pointer: AtomPointer) -> Result<RootRecord> {
         let Some(c) = self.committer.take() else {
             return Err(Error::Closed);
         };

@@ -41,6 +41,48 @@ struct Inner {
     roots: Arc<RootCommitter>,
     network: Option<Arc<dyn NetworkManager>>,
     closed: AtomicBool,
+    metrics: crate::metrics::EngineMetrics,
+    /// What a readiness check asks besides the root and the majority.
+    health: Option<Arc<dyn HealthSource>>,
+    /// The node's acceptor (cluster variants), for its status.
+    acceptor: Option<Arc<crate::cluster::Acceptor>>,
+}
+
+/// Something a [`Storage`] asks when its readiness is checked (the cloud
+/// provider's uploader, say).
+pub(crate) trait HealthSource: Send + Sync {
+    /// `Err(why)` when this part keeps the node from being ready.
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+/// What [`Storage::readiness`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// The current root could be read (a linearizable read: in a cluster
+    /// it needs a majority). An empty space, whose answer is "no root yet",
+    /// counts as readable.
+    pub root_readable: bool,
+    /// Sequence of the current root, when there is one.
+    pub root_sequence: Option<u64>,
+    /// The transport has working links to a majority (self included);
+    /// always true outside a cluster.
+    pub majority: bool,
+    /// Peers with a working link, and the cluster size (self included).
+    pub peers_up: usize,
+    /// Nodes in the cluster (1 outside a cluster).
+    pub cluster_size: usize,
+    /// The uploader (cloud variants) is not failing.
+    pub uploader_ok: bool,
+    /// Why the storage is not ready (empty when it is).
+    pub reasons: Vec<String>,
+}
+
+impl Readiness {
+    /// Ready to serve: root readable, a majority, uploads not failing.
+    pub fn is_ready(&self) -> bool {
+        self.root_readable && self.majority && self.uploader_ok
+    }
 }
 
 /// An open space: push and read atoms, publish roots.
@@ -113,8 +155,100 @@ impl Storage {
                 roots,
                 network,
                 closed: AtomicBool::new(false),
+                metrics: crate::metrics::EngineMetrics::new(),
+                health: None,
+                acceptor: None,
             }),
         }
+    }
+
+    /// Adds a health source (the builder, before the storage is shared).
+    pub(crate) fn with_health(mut self, source: Arc<dyn HealthSource>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.health = Some(source);
+        }
+        self
+    }
+
+    /// Keeps the node's acceptor (the builder, cluster variants).
+    pub(crate) fn with_acceptor(mut self, acceptor: Arc<crate::cluster::Acceptor>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.acceptor = Some(acceptor);
+        }
+        self
+    }
+
+    /// This cluster node's status as its peers get it (promised term and
+    /// accepted root); `None` outside a cluster.
+    pub fn node_status(&self) -> Option<crate::protocol::NodeStatus> {
+        self.inner.acceptor.as_ref().map(|a| {
+            let snap = a.snapshot();
+            crate::protocol::NodeStatus {
+                node: a.node_id().to_string(),
+                term: snap.promised,
+                root: snap.accepted.map(|a| a.root),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }
+        })
+    }
+
+    /// Checks whether this storage can serve: the current root can be read
+    /// (within `timeout`), a cluster node has working links to a majority,
+    /// and a cloud provider's uploads are not failing. `protobase node`
+    /// answers `/ready` with it.
+    pub async fn readiness(&self, timeout: std::time::Duration) -> Readiness {
+        let mut reasons = Vec::new();
+        let (peers_up, cluster_size) = match &self.inner.network {
+            Some(n) => {
+                let peers = n.peers();
+                (peers.iter().filter(|p| p.alive).count(), peers.len() + 1)
+            }
+            None => (0, 1),
+        };
+        let majority = peers_up + 1 > cluster_size / 2;
+        if !majority {
+            reasons.push(format!(
+                "links to {} of {cluster_size} nodes (self included), a majority needs {}",
+                peers_up + 1,
+                cluster_size / 2 + 1
+            ));
+        }
+        let (root_readable, root_sequence) =
+            match tokio::time::timeout(timeout, self.read_current_root()).await {
+                Ok(Ok(r)) => (true, r.map(|r| r.sequence)),
+                Ok(Err(e)) => {
+                    reasons.push(format!("the root cannot be read: {e}"));
+                    (false, None)
+                }
+                Err(_) => {
+                    reasons.push(format!("the root cannot be read within {timeout:?}"));
+                    (false, None)
+                }
+            };
+        let uploader_ok = match self.inner.health.as_ref().map(|h| h.check()) {
+            Some(Err(why)) => {
+                reasons.push(why);
+                false
+            }
+            _ => true,
+        };
+        Readiness {
+            root_readable,
+            root_sequence,
+            majority,
+            peers_up,
+            cluster_size,
+            uploader_ok,
+            reasons,
+        }
+    }
+
+    /// Counts an error of `op` (`protobase_errors_total`) and passes it on.
+    fn count<T>(op: &'static str, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            crate::metrics::error(op, e.kind());
+        }
+        r
     }
 
     fn check_open(&self) -> Result<()> {
@@ -156,7 +290,19 @@ impl Storage {
     /// Pushes a record and returns its pointer. The record is readable at
     /// once and durable after [`flush_wal`](Self::flush_wal) or a root
     /// publish.
+    #[tracing::instrument(level = "trace", skip_all, fields(len = data.len()))]
     pub async fn push_record(&self, format: Format, data: &[u8]) -> Result<AtomPointer> {
+        let start = std::time::Instant::now();
+        let r = Self::count("push", self.push_unmetered(format, data).await);
+        let m = &self.inner.metrics;
+        m.push_seconds.record(crate::metrics::since(start));
+        if r.is_ok() {
+            m.push_bytes.increment(data.len() as u64);
+        }
+        r
+    }
+
+    async fn push_unmetered(&self, format: Format, data: &[u8]) -> Result<AtomPointer> {
         self.check_writable()?;
         if data.is_empty() {
             return Err(Error::EmptyData);
@@ -201,9 +347,20 @@ impl Storage {
     }
 
     /// Reads a record: its format and payload.
+    #[tracing::instrument(level = "trace", skip_all, fields(wal = %ptr.wal_id, offset = ptr.offset))]
     pub async fn get_record(&self, ptr: AtomPointer) -> Result<(Format, Bytes)> {
-        self.check_open()?;
-        self.inner.reader.read(ptr).await
+        let start = std::time::Instant::now();
+        let r = match self.check_open() {
+            Ok(()) => self.inner.reader.read(ptr).await,
+            Err(e) => Err(e),
+        };
+        let r = Self::count("get", r);
+        let m = &self.inner.metrics;
+        m.get_seconds.record(crate::metrics::since(start));
+        if let Ok((_, b)) = &r {
+            m.get_bytes.increment(b.len() as u64);
+        }
+        r
     }
 
     /// Reads the payload of the record at `ptr` (any format).
@@ -234,27 +391,37 @@ impl Storage {
     }
 
     /// Makes every record pushed so far durable.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn flush_wal(&self) -> Result<()> {
+        let start = std::time::Instant::now();
         self.check_writable()?;
-        self.inner.writer.sync_all().await
+        let r = Self::count("flush", self.inner.writer.sync_all().await);
+        self.inner
+            .metrics
+            .flush_seconds
+            .record(crate::metrics::since(start));
+        r
     }
 
     /// The current durable root, if the space has one.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn read_current_root(&self) -> Result<Option<RootRecord>> {
         self.check_open()?;
-        self.inner.roots.read_current().await
+        Self::count("read_root", self.inner.roots.read_current().await)
     }
 
     /// Opens the root-update critical section: waits for the exclusive grant,
     /// then exposes the current root. End it with
     /// [`RootUpdate::publish`] (or drop it to abort).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn begin_root_update(&self) -> Result<RootUpdate> {
         self.check_writable()?;
-        self.inner.roots.begin().await
+        Self::count("begin_root_update", self.inner.roots.begin().await)
     }
 
     /// Runs a whole root update: `f` gets the current root and returns the
     /// pointer to publish; returns the durable new root.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_root<F, Fut>(&self, f: F) -> Result<RootRecord>
     where
         F: FnOnce(Option<RootRecord>) -> Fut,
@@ -262,7 +429,7 @@ impl Storage {
     {
         let update = self.begin_root_update().await?;
         let pointer = f(update.current().cloned()).await?;
-        update.publish(pointer).await
+        Self::count("commit", update.publish(pointer).await)
     }
 
     /// Runs `f` while holding the exclusive grant (the one root updates use),
@@ -280,8 +447,12 @@ impl Storage {
     }
 
     /// Publishes `pointer` as the new root, whatever the current one is.
+    #[tracing::instrument(level = "debug", skip_all, fields(wal = %pointer.wal_id, offset = pointer.offset))]
     pub async fn set_root(&self, pointer: AtomPointer) -> Result<RootRecord> {
-        self.begin_root_update().await?.publish(pointer).await
+        Self::count(
+            "commit",
+            self.begin_root_update().await?.publish(pointer).await,
+        )
     }
 
     /// The space's configuration data (`space.config`), if present.

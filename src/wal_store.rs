@@ -113,6 +113,12 @@ pub trait ReadTier: Send + Sync + fmt::Debug {
     /// tier does not have them (the next tier is asked); the errors of
     /// [`WalStore::read`] otherwise.
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>>;
+
+    /// A short name of the tier (`local`, `peers`, `store`), the `tier`
+    /// label of the `protobase_wal_bytes_read_total` metric.
+    fn name(&self) -> &'static str {
+        "local"
+    }
 }
 
 /// Every [`WalStore`] is a read tier: "not found here" moves on.
@@ -145,12 +151,22 @@ impl ReadTier for StoreTier {
 pub struct TieredWalStore {
     writes: Arc<dyn WalStore>,
     tiers: Vec<Arc<dyn ReadTier>>,
+    /// Bytes read, per tier (`protobase_wal_bytes_read_total`).
+    read_bytes: Vec<::metrics::Counter>,
 }
 
 impl TieredWalStore {
     /// Writes to `writes`; reads from `tiers`, in order.
     pub fn new(writes: Arc<dyn WalStore>, tiers: Vec<Arc<dyn ReadTier>>) -> Self {
-        TieredWalStore { writes, tiers }
+        let read_bytes = tiers
+            .iter()
+            .map(|t| ::metrics::counter!(crate::metrics::WAL_BYTES_READ, "tier" => t.name()))
+            .collect();
+        TieredWalStore {
+            writes,
+            tiers,
+            read_bytes,
+        }
     }
 }
 
@@ -170,9 +186,12 @@ impl WalStore for TieredWalStore {
 
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         let mut failure = None;
-        for tier in &self.tiers {
+        for (tier, counter) in self.tiers.iter().zip(&self.read_bytes) {
             match tier.read(wal, offset, len).await {
-                Ok(Some(bytes)) => return Ok(bytes),
+                Ok(Some(bytes)) => {
+                    counter.increment(bytes.len() as u64);
+                    return Ok(bytes);
+                }
                 Ok(None) => {}
                 Err(e @ Error::OffsetOutOfRange { .. }) => return Err(e),
                 Err(e) => {
@@ -198,5 +217,83 @@ impl WalStore for TieredWalStore {
 
     async fn close(&self) -> Result<()> {
         self.writes.close().await
+    }
+}
+
+/// A [`WalStore`] that counts what passes through it: durability barriers
+/// (`protobase_wal_syncs_total`, `protobase_wal_sync_seconds`), bytes
+/// appended (`protobase_wal_bytes_written_total`) and, unless the store
+/// below counts them per tier, bytes read.
+pub(crate) struct MeteredWalStore {
+    inner: Arc<dyn WalStore>,
+    syncs: ::metrics::Counter,
+    sync_seconds: ::metrics::Histogram,
+    written: ::metrics::Counter,
+    read: Option<::metrics::Counter>,
+}
+
+impl fmt::Debug for MeteredWalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl MeteredWalStore {
+    /// Wraps `inner`; `count_reads`: count its reads as tier `local`.
+    pub(crate) fn new(inner: Arc<dyn WalStore>, count_reads: bool) -> Self {
+        use crate::metrics as m;
+        MeteredWalStore {
+            inner,
+            syncs: ::metrics::counter!(m::WAL_SYNCS),
+            sync_seconds: ::metrics::histogram!(m::WAL_SYNC_SECONDS),
+            written: ::metrics::counter!(m::WAL_BYTES_WRITTEN),
+            read: count_reads.then(|| ::metrics::counter!(m::WAL_BYTES_READ, "tier" => "local")),
+        }
+    }
+}
+
+#[async_trait]
+impl WalStore for MeteredWalStore {
+    async fn create_wal(&self) -> Result<NewWal> {
+        self.inner.create_wal().await
+    }
+
+    async fn append(&self, wal: WalId, offset: u64, data: Bytes) -> Result<()> {
+        let n = data.len() as u64;
+        self.inner.append(wal, offset, data).await?;
+        self.written.increment(n);
+        Ok(())
+    }
+
+    async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
+        let start = std::time::Instant::now();
+        let r = self.inner.sync(wal, upto).await;
+        self.syncs.increment(1);
+        self.sync_seconds.record(crate::metrics::since(start));
+        r
+    }
+
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
+        let b = self.inner.read(wal, offset, len).await?;
+        if let Some(c) = &self.read {
+            c.increment(b.len() as u64);
+        }
+        Ok(b)
+    }
+
+    async fn list_wals(&self) -> Result<Vec<WalInfo>> {
+        self.inner.list_wals().await
+    }
+
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        self.inner.close_wal(wal).await
+    }
+
+    async fn read_config(&self) -> Result<Option<Bytes>> {
+        self.inner.read_config().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
     }
 }

@@ -308,7 +308,7 @@ async fn node_descriptions_name_either_side() {
     std::fs::write(
         &node,
         "[backend]\ntype = \"cloud\"\nprefix = \"spaces/x\"\nstaging_dir = \"staging\"\nobject_size = 8192\n\
-         [backend.store]\ntype = \"local\"\ndir = \"bucket\"\n",
+         store = \"file:bucket\"\n",
     )
     .unwrap();
     let node = node.to_str().unwrap();

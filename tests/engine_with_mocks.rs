@@ -643,7 +643,7 @@ async fn refused_grant_fails_begin_root_update_and_holds_nothing() {
         matches!(&err, Error::NotGranted(m) if m == "no quorum"),
         "{err:?}"
     );
-    assert_eq!(err.kind(), protobase::ErrorKind::Conflict);
+    assert_eq!(err.kind(), protobase::ErrorKind::Fenced);
     assert_eq!(
         log(&disk)
             .into_iter()

@@ -183,6 +183,16 @@ impl<C: LinkConnection> PeerSlot<C> {
             .collect()
     }
 
+    /// Records whether the last exchange with the peer worked; a change
+    /// shows in the `protobase_peer_up` and
+    /// `protobase_peer_state_changes_total` metrics.
+    pub(crate) fn set_alive(&self, alive: bool) {
+        let was = self.alive.swap(alive, std::sync::atomic::Ordering::Relaxed);
+        if was != alive {
+            crate::metrics::peer_state(&self.id, alive);
+        }
+    }
+
     /// What `NetworkManager::peers` reports for it.
     pub(crate) fn info(&self) -> crate::network::PeerInfo {
         crate::network::PeerInfo {

@@ -555,7 +555,7 @@ impl Inner {
                 self.connect(run, slot)
             })
             .await;
-        slot.alive.store(result.is_ok(), Ordering::Relaxed);
+        slot.set_alive(result.is_ok());
         result
     }
 
@@ -677,7 +677,7 @@ impl Inner {
         let deadline = Instant::now() + timeout;
         let exchange = self.exchange(&run, slot, request_id, frame, deadline);
         bounded_request(&run.shutdown, peer, timeout, deadline, exchange, || {
-            slot.alive.store(false, Ordering::Relaxed)
+            slot.set_alive(false)
         })
         .await
     }
@@ -708,7 +708,7 @@ async fn read_responses(
         match wire::read_frame(&mut reader, max_frame_bytes).await {
             Ok(envelope) => {
                 if conn.complete(envelope.request_id, envelope.message) {
-                    slot.alive.store(true, Ordering::Relaxed);
+                    slot.set_alive(true);
                 } else {
                     trace!(
                         request_id = envelope.request_id,
@@ -730,7 +730,7 @@ async fn read_responses(
             }
         }
     };
-    slot.alive.store(false, Ordering::Relaxed);
+    slot.set_alive(false);
     conn.close(&reason);
 }
 
@@ -792,7 +792,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) 
     tracing::Span::current().record("peer", peer.as_str());
     debug!("authenticated");
     if let Some(slot) = inner.by_id.get(&peer) {
-        slot.alive.store(true, Ordering::Relaxed);
+        slot.set_alive(true);
     }
     let (reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
@@ -935,7 +935,7 @@ impl NetworkManager for TcpNetworkManager {
         run.tasks.shutdown().await;
         for slot in &self.inner.slots {
             slot.link.clear("stopped").await;
-            slot.alive.store(false, Ordering::Relaxed);
+            slot.set_alive(false);
         }
         debug!(node = %self.inner.config.server_id, "stopped");
         Ok(())

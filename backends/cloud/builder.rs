@@ -45,6 +45,7 @@ pub struct CloudBlockProviderBuilder {
     upload_deadline: Option<Duration>,
     upload_concurrency: usize,
     rng_seed: Option<u64>,
+    retry: crate::retry::RetryPolicy,
 }
 
 impl CloudBlockProviderBuilder {
@@ -63,6 +64,7 @@ impl CloudBlockProviderBuilder {
             upload_deadline: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
             rng_seed: None,
+            retry: crate::retry::RetryPolicy::default(),
         }
     }
 
@@ -156,6 +158,16 @@ impl CloudBlockProviderBuilder {
         self
     }
 
+    /// How uploads (and the copy of the root to `space_root`) are retried
+    /// (default [`RetryPolicy::default`](crate::retry::RetryPolicy::default)):
+    /// only transient failures, within its budget. A slot whose upload
+    /// fails for good stays staged and is tried again at the next round;
+    /// a `Durability::Cloud` commit that needs it fails with its error.
+    pub fn retry_policy(mut self, policy: crate::retry::RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Creates the staging directory, queues the uploads of staging files a
     /// previous process left behind and starts the uploader (needs a tokio
     /// runtime).
@@ -232,6 +244,10 @@ impl CloudBlockProviderBuilder {
             progress: tokio::sync::watch::channel(0u64).0,
             stopping: AtomicBool::new(false),
             cache,
+            retry: self.retry,
+            failure_gen: std::sync::atomic::AtomicU64::new(0),
+            root_copy_failure: Mutex::new(None),
+            metrics: super::UploadMetrics::new(),
         });
         let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
         Ok(CloudBlockProvider {

@@ -57,6 +57,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pread;
 use crate::error::{Error, Result};
+use crate::page_cache::CacheStats;
 
 /// Default cache budget: 500 MiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 500 << 20;
@@ -97,25 +98,6 @@ struct State {
     reserved: u64,
 }
 
-/// Counters of a [`SlotCache`] since it was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Reads answered from the directory.
-    pub hits: u64,
-    /// Reads that found no usable entry.
-    pub misses: u64,
-    /// Entries dropped because their file was missing, short or failed the CRC.
-    pub corrupt: u64,
-    /// Entries evicted for the budget.
-    pub evicted: u64,
-    /// Objects written.
-    pub inserted: u64,
-    /// Bytes of cached objects now.
-    pub bytes: u64,
-    /// Cached objects now.
-    pub objects: u64,
-}
-
 /// A directory of whole slot objects under a byte budget; see the
 /// [module docs](self).
 #[derive(Debug)]
@@ -127,6 +109,9 @@ pub struct SlotCache {
     state: Mutex<State>,
     stats: Mutex<CacheStats>,
     lock: Mutex<Option<File>>,
+    /// `protobase_cache_{hits,misses}_total`, tier `cloud_cache` (the
+    /// provider's cache directory) or `disk` (a cloud page cache).
+    counters: crate::metrics::CacheCounters,
 }
 
 fn io(what: &str, path: &FsPath, e: std::io::Error) -> Error {
@@ -205,6 +190,11 @@ impl SlotCache {
             }),
             stats: Mutex::new(CacheStats::default()),
             lock: Mutex::new(Some(lock)),
+            counters: crate::metrics::CacheCounters::new(if index_name == INDEX {
+                "cloud_cache"
+            } else {
+                "disk"
+            }),
         };
         let evicted = {
             let mut st = cache.state.lock();
@@ -225,12 +215,13 @@ impl SlotCache {
         self.budget
     }
 
-    /// Counters since open.
+    /// Counters since open (`capacity` is the byte budget).
     pub fn stats(&self) -> CacheStats {
         let mut s = *self.stats.lock();
         let st = self.state.lock();
         s.bytes = st.used;
         s.objects = st.entries.len() as u64;
+        s.capacity = self.budget;
         s
     }
 
@@ -259,11 +250,13 @@ impl SlotCache {
                     drop(st);
                     self.drop_entry(key, None);
                     self.stats.lock().misses += 1;
+                    self.counters.record(false);
                     return None;
                 }
                 None => {
                     drop(st);
                     self.stats.lock().misses += 1;
+                    self.counters.record(false);
                     return None;
                 }
             }
@@ -303,6 +296,7 @@ impl SlotCache {
                     e.verified = true;
                 }
                 self.stats.lock().hits += 1;
+                self.counters.record(true);
                 Some(b)
             }
             Err(e) => {
@@ -311,6 +305,7 @@ impl SlotCache {
                 let mut s = self.stats.lock();
                 s.corrupt += 1;
                 s.misses += 1;
+                self.counters.record(false);
                 None
             }
         }
@@ -324,6 +319,7 @@ impl SlotCache {
             Some(size) => self.get(key, size, 0..size),
             None => {
                 self.stats.lock().misses += 1;
+                self.counters.record(false);
                 None
             }
         }
@@ -385,7 +381,7 @@ impl SlotCache {
                 }
                 st.used += size;
                 drop(st);
-                self.stats.lock().inserted += 1;
+                self.stats.lock().inserts += 1;
             }
             Err(e) => {
                 drop(st);

@@ -63,12 +63,13 @@ mod s3;
 pub mod staging;
 mod timeout;
 mod uploader;
+pub mod url;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -91,7 +92,7 @@ use crate::wal_store::ReadTier;
 #[cfg(feature = "aws-sdk")]
 pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
-pub use cache_dir::{CacheStats, DEFAULT_CACHE_SIZE, SlotCache};
+pub use cache_dir::{DEFAULT_CACHE_SIZE, SlotCache};
 #[cfg(feature = "azure")]
 pub use gcs_azure::azure_store;
 #[cfg(feature = "gcs")]
@@ -102,7 +103,8 @@ pub use s3::{create_bucket_if_missing, s3_store};
 use staging::StagingFile;
 pub use staging::{DirStaging, StagingArea};
 pub use timeout::DEFAULT_REQUEST_TIMEOUT;
-pub use uploader::UploadBacklog;
+pub use uploader::{UploadBacklog, UploadHealth};
+pub use url::{StoreUrl, shared_memory_store};
 
 /// File that marks a cloud provider's staging directory; the provider holds
 /// an OS lock on it while open, so a second provider on the same directory
@@ -147,6 +149,8 @@ pub(crate) struct StagedWal {
     /// The staging file vanished before these slots were uploaded: they stay
     /// pending (never reported as uploaded) but are not retried.
     lost: std::collections::BTreeSet<u64>,
+    /// Slots whose last upload failed: slot -> (failure generation, error).
+    failed: BTreeMap<u64, (u64, Arc<Error>)>,
 }
 
 impl StagedWal {
@@ -158,6 +162,7 @@ impl StagedWal {
             pending: BTreeMap::new(),
             closed: false,
             lost: Default::default(),
+            failed: BTreeMap::new(),
         }
     }
 
@@ -229,6 +234,37 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     /// Downloaded slot objects (`None`: disabled).
     cache: Option<Arc<SlotCache>>,
+    /// Retries of uploads and of the root copy.
+    pub(crate) retry: crate::retry::RetryPolicy,
+    /// Bumped at every upload failure (of a slot or the root copy), so a
+    /// waiter tells failures after it started from older ones.
+    pub(crate) failure_gen: AtomicU64,
+    /// The last failed copy of the root to `space_root`, until one succeeds.
+    pub(crate) root_copy_failure: Mutex<Option<(u64, Arc<Error>)>>,
+    pub(crate) metrics: UploadMetrics,
+}
+
+/// Metric handles of the uploader.
+#[derive(Debug)]
+pub(crate) struct UploadMetrics {
+    pub(crate) uploads: ::metrics::Counter,
+    pub(crate) upload_bytes: ::metrics::Counter,
+    backlog_slots: ::metrics::Gauge,
+    backlog_bytes: ::metrics::Gauge,
+    failing: ::metrics::Gauge,
+}
+
+impl UploadMetrics {
+    pub(crate) fn new() -> Self {
+        use crate::metrics as m;
+        UploadMetrics {
+            uploads: ::metrics::counter!(m::UPLOADS),
+            upload_bytes: ::metrics::counter!(m::UPLOAD_BYTES),
+            backlog_slots: ::metrics::gauge!(m::UPLOAD_BACKLOG_SLOTS),
+            backlog_bytes: ::metrics::gauge!(m::UPLOAD_BACKLOG_BYTES),
+            failing: ::metrics::gauge!(m::UPLOADER_FAILING),
+        }
+    }
 }
 
 impl Inner {
@@ -385,9 +421,11 @@ impl Inner {
         range: std::ops::Range<u64>,
     ) -> Result<Bytes> {
         let key = self.slot_key(wal, slot);
-        let short = |got: usize, want: u64| Error::Backend {
-            backend: "object_store".into(),
-            message: format!("short read of {key}: {got} bytes instead of {want}"),
+        let short = |got: usize, want: u64| {
+            Error::backend(
+                "object_store",
+                format!("short read of {key}: {got} bytes instead of {want}"),
+            )
         };
         let Some(cache) = self.cache.as_ref().filter(|c| c.fits(size)) else {
             let want = range.end - range.start;
@@ -462,13 +500,97 @@ impl Inner {
     /// The error of uploads that missed the deadline.
     fn uploads_late(&self, what: &str, deadline: Duration) -> Error {
         let b = self.backlog();
-        Error::Backend {
-            backend: "object_store".into(),
-            message: format!(
+        Error::backend(
+            "object_store",
+            format!(
                 "{what} not uploaded within {deadline:?} ({} slots, {} bytes waiting); \
                  they stay staged and are uploaded later",
                 b.slots, b.bytes
             ),
+        )
+    }
+
+    /// Records a failed upload of `slot` (it stays pending).
+    pub(crate) fn slot_failed(&self, wal: WalId, slot: u64, e: Error) {
+        tracing::warn!(%wal, slot, error = %e, kind = %e.kind(), "slot upload failed; tried again next round");
+        ::metrics::counter!(crate::metrics::UPLOAD_FAILURES, "kind" => e.kind().as_str())
+            .increment(1);
+        let generation = self.failure_gen.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(w) = self.staged.lock().get_mut(&wal) {
+            w.failed.insert(slot, (generation, Arc::new(e)));
+        }
+        self.publish_gauges();
+        self.progress.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Some slot (or the root copy) is failing.
+    pub(crate) fn failing(&self) -> bool {
+        self.root_copy_failure.lock().is_some()
+            || self.staged.lock().values().any(|w| !w.failed.is_empty())
+    }
+
+    /// Sets the backlog and failing gauges.
+    pub(crate) fn publish_gauges(&self) {
+        let b = self.backlog();
+        self.metrics.backlog_slots.set(b.slots as f64);
+        self.metrics.backlog_bytes.set(b.bytes as f64);
+        self.metrics
+            .failing
+            .set(if self.failing() { 1.0 } else { 0.0 });
+    }
+
+    /// The error of a failure newer than generation `since` of a slot of
+    /// `wal` below `need` (any WAL and the root copy when `wal` is `None`).
+    fn failure_since(&self, wal: Option<WalId>, need: u64, since: u64) -> Option<Error> {
+        let found = {
+            let st = self.staged.lock();
+            let mut found: Option<(WalId, u64, Arc<Error>)> = None;
+            for (id, w) in st.iter().filter(|(id, _)| wal.is_none_or(|x| x == **id)) {
+                if let Some((slot, (_, e))) = w.failed.range(..need).find(|(_, (g, _))| *g > since)
+                {
+                    found = Some((*id, *slot, e.clone()));
+                    break;
+                }
+            }
+            found
+        };
+        if let Some((id, slot, e)) = found {
+            return Some(Error::backend_with(
+                "object_store",
+                format!("slot {slot} of WAL {id} could not be uploaded: {e}"),
+                e.kind(),
+                e,
+            ));
+        }
+        if wal.is_none()
+            && let Some((g, e)) = self.root_copy_failure.lock().clone()
+            && g > since
+        {
+            return Some(Error::backend_with(
+                "object_store",
+                format!("the root could not be copied to space_root: {e}"),
+                e.kind(),
+                e,
+            ));
+        }
+        None
+    }
+
+    /// The uploader's state.
+    pub(crate) fn health(&self) -> UploadHealth {
+        let backlog = self.backlog();
+        let st = self.staged.lock();
+        let failed_slots = st.values().map(|w| w.failed.len() as u64).sum();
+        let newest = st
+            .values()
+            .flat_map(|w| w.failed.values())
+            .chain(self.root_copy_failure.lock().as_ref())
+            .max_by_key(|(g, _)| *g)
+            .map(|(_, e)| e.to_string());
+        UploadHealth {
+            backlog,
+            failed_slots,
+            last_error: newest,
         }
     }
 
@@ -484,12 +606,60 @@ impl Inner {
     }
 }
 
-/// Maps an object store error to [`Error::Backend`] naming the key.
+/// Maps an object store error to [`Error::Backend`] naming the key, with
+/// its [kind](store_error_kind) and the store's error as the source.
 pub(crate) fn backend(what: &str, key: &Path, e: object_store::Error) -> Error {
-    Error::Backend {
-        backend: "object_store".into(),
-        message: format!("{what} {key}: {e}"),
+    let kind = store_error_kind(&e);
+    Error::backend_with("object_store", format!("{what} {key}: {e}"), kind, e)
+}
+
+/// What kind of failure an `object_store` error is:
+///
+/// | `object_store::Error` | [`ErrorKind`](crate::ErrorKind) |
+/// |---|---|
+/// | `NotFound` | `NotFound` |
+/// | `AlreadyExists`, `Precondition`, `NotModified` | `Conflict` (a precondition failed) |
+/// | `PermissionDenied`, `Unauthenticated` (HTTP 403, 401) | `Permission` |
+/// | `InvalidPath`, `NotSupported`, `NotImplemented`, `UnknownConfigurationKey` | `Invalid` |
+/// | `Generic` with an HTTP 4xx status (but 408, 429) | `Invalid` |
+/// | anything else (5xx after the client's retries, timeouts, connection errors) | `Unavailable` (transient) |
+pub fn store_error_kind(e: &object_store::Error) -> crate::ErrorKind {
+    use crate::ErrorKind as K;
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => K::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => K::Conflict,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => K::Permission,
+        E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::UnknownConfigurationKey { .. } => K::Invalid,
+        E::Generic { source, .. } => match http_status(source.as_ref()) {
+            Some(401 | 403) => K::Permission,
+            Some(404) => K::NotFound,
+            Some(408 | 429) => K::Unavailable,
+            Some(s) if (400..500).contains(&s) => K::Invalid,
+            _ => K::Unavailable,
+        },
+        _ => K::Unavailable,
     }
+}
+
+/// The HTTP status named in an error chain (object_store's client errors
+/// read "... status code: 403 Forbidden ..."), if any.
+fn http_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if let Some(i) = text.find("status code: ") {
+            let digits: String = text[i + 13..].chars().take(3).collect();
+            if let Ok(code) = digits.parse::<u16>() {
+                return Some(code);
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Reads `n` bytes at `offset`; bytes past the file's end read as zeros
@@ -572,15 +742,28 @@ impl CloudBlockProvider {
         self.inner.backlog()
     }
 
+    /// The uploader's backlog and failures (for readiness checks: a provider
+    /// whose uploads fail is not healthy).
+    pub fn upload_health(&self) -> UploadHealth {
+        self.inner.health()
+    }
+
     /// Waits until every sealed slot (and the readable root copy) is in the
     /// store, for at most the upload deadline.
+    ///
+    /// Fails at once with the error of an upload that failed (permanently,
+    /// or past the retry budget) after this call started.
     pub async fn flush_uploads(&self) -> Result<()> {
         let deadline = self.inner.upload_deadline;
+        let since = self.inner.failure_gen.load(Ordering::Acquire);
         let wait = async {
             let mut rx = self.inner.progress.subscribe();
             loop {
                 if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
                     return Ok(());
+                }
+                if let Some(e) = self.inner.failure_since(None, u64::MAX, since) {
+                    return Err(e);
                 }
                 self.inner.wake.notify_one();
                 if rx.changed().await.is_err() {
@@ -616,6 +799,7 @@ impl CloudBlockProvider {
         }
         let need = (upto - 1) / self.inner.object_size + 1;
         let deadline = self.inner.upload_deadline;
+        let since = self.inner.failure_gen.load(Ordering::Acquire);
         let wait = async {
             let mut rx = self.inner.progress.subscribe();
             loop {
@@ -627,6 +811,11 @@ impl CloudBlockProvider {
                     .is_none_or(|w| w.uploaded_upto() >= need);
                 if done {
                     return Ok(());
+                }
+                // An upload this commit needs failed for good (or past the
+                // retry budget) since it started waiting: fail with it.
+                if let Some(e) = self.inner.failure_since(Some(wal), need, since) {
+                    return Err(e);
                 }
                 self.inner.wake.notify_one();
                 if rx.changed().await.is_err() {
@@ -666,6 +855,10 @@ struct StoreTier(Arc<Inner>);
 
 #[async_trait]
 impl ReadTier for StoreTier {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
         match self.0.read_remote(wal, offset, len).await {
             Ok(b) => Ok(Some(b)),

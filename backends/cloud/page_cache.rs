@@ -32,7 +32,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::cache_dir::{self, SlotCache};
+use super::cache_dir::SlotCache;
 use crate::backends::file_io::blocking;
 use crate::error::{Error, Result};
 use crate::page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
@@ -99,7 +99,7 @@ impl CloudPageCache {
     }
 
     /// Counters of the disk tier (hits, misses, corrupt files dropped...).
-    pub fn disk_stats(&self) -> cache_dir::CacheStats {
+    pub fn disk_stats(&self) -> CacheStats {
         self.disk.stats()
     }
 
@@ -156,6 +156,9 @@ impl PageCache for CloudPageCache {
             inserts: m.inserts,
             bytes: d.bytes,
             capacity: self.capacity(),
+            objects: d.objects,
+            evicted: d.evicted,
+            corrupt: d.corrupt,
         }
     }
 

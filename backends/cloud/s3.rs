@@ -62,9 +62,11 @@ pub fn s3_store(bucket: &str, endpoint: Option<&str>) -> object_store::Result<Am
 /// the store's own SigV4 signer, so it authenticates exactly as the store's
 /// requests do.
 pub async fn create_bucket_if_missing(bucket: &str, endpoint: &str) -> Result<()> {
-    let fail = |message: String| Error::Backend {
-        backend: "s3".into(),
-        message: format!("creating bucket {bucket} at {endpoint}: {message}"),
+    let fail = |message: String| {
+        Error::backend(
+            "s3",
+            format!("creating bucket {bucket} at {endpoint}: {message}"),
+        )
     };
     let store = s3_store(bucket, Some(endpoint)).map_err(|e| fail(e.to_string()))?;
     let url = store

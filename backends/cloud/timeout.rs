@@ -31,6 +31,18 @@ use object_store::{
 /// Default deadline of one request: 30 s (as `object_store`'s HTTP clients).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The `op` label of a request.
+fn op_label(what: &str) -> &'static str {
+    match what {
+        "PUT" => "put",
+        "multipart PUT" => "put_multipart",
+        "GET" => "get",
+        "LIST" => "list",
+        "COPY" => "copy",
+        _ => "other",
+    }
+}
+
 /// An [`ObjectStore`] whose every request fails after `timeout`.
 #[derive(Debug)]
 pub(crate) struct TimeoutStore {
@@ -43,13 +55,17 @@ impl TimeoutStore {
         TimeoutStore { inner, timeout }
     }
 
+    /// Runs one request under the deadline, recording its latency
+    /// (`protobase_object_store_request_seconds{op, outcome}`) and, when it
+    /// fails, its kind (`protobase_object_store_errors_total{op, kind}`).
     async fn run<T>(
         &self,
-        what: &str,
+        what: &'static str,
         path: &str,
         fut: impl Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let start = std::time::Instant::now();
+        let r = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(object_store::Error::Generic {
                 store: "timeout",
@@ -59,7 +75,20 @@ impl TimeoutStore {
                 )
                 .into(),
             }),
-        }
+        };
+        let op = op_label(what);
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(e) => {
+                let kind = super::store_error_kind(e);
+                ::metrics::counter!(crate::metrics::STORE_ERRORS, "op" => op, "kind" => kind.as_str())
+                    .increment(1);
+                "error"
+            }
+        };
+        ::metrics::histogram!(crate::metrics::STORE_REQUEST_SECONDS, "op" => op, "outcome" => outcome)
+            .record(crate::metrics::since(start));
+        r
     }
 }
 

@@ -1,9 +1,18 @@
 //! The background uploader of sealed slots.
+//!
+//! Every PUT goes through the provider's [`RetryPolicy`]: transient
+//! failures (5xx, timeouts) are retried with backoff and jitter within a
+//! bounded budget; a permanent failure (403, a missing bucket) or a spent
+//! budget marks the slot *failed*. A failed slot is never dropped: it stays
+//! staged and is tried again at the next round (the next interval, or at
+//! once when a commit waits for it). Commits that need a failed slot
+//! (`Durability::Cloud`) fail with its error instead of waiting, and the
+//! provider reports itself failing ([`UploadHealth`]) until an upload of
+//! that slot succeeds.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -12,7 +21,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::Inner;
 use super::staging::StagingFile;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::types::WalId;
 
 /// Sealed slots waiting for upload.
@@ -24,8 +33,26 @@ pub struct UploadBacklog {
     pub bytes: u64,
 }
 
-const BACKOFF_START: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The uploader's state as an operator sees it
+/// ([`CloudBlockProvider::upload_health`](super::CloudBlockProvider::upload_health)).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct UploadHealth {
+    /// What waits for upload.
+    pub backlog: UploadBacklog,
+    /// Slots whose last upload failed (permanently, or past the retry
+    /// budget); they are tried again at the next round.
+    pub failed_slots: u64,
+    /// The newest failure, when a slot or the root copy is failing.
+    pub last_error: Option<String>,
+}
+
+impl UploadHealth {
+    /// No slot (and no root copy) is failing.
+    pub fn is_ok(&self) -> bool {
+        self.failed_slots == 0 && self.last_error.is_none()
+    }
+}
 
 /// Uploads sealed slots every `interval` or when woken, until the provider
 /// is dropped or stopped with nothing left to upload.
@@ -36,7 +63,12 @@ pub(crate) async fn run(weak: Weak<Inner>) {
         };
         upload_all(&inner).await;
         copy_root(&inner).await;
+        inner.publish_gauges();
         if inner.stopping.load(Ordering::Acquire) && inner.backlog().slots == 0 {
+            return;
+        }
+        if inner.stopping.load(Ordering::Acquire) && inner.failing() {
+            // Closing with slots that cannot be uploaded: they stay staged.
             return;
         }
         let interval = inner.interval;
@@ -54,7 +86,15 @@ struct Job {
     len: u64,
 }
 
-/// The oldest pending slot (by WAL, then slot) not already being uploaded.
+/// How one slot's upload ended.
+enum Outcome {
+    Uploaded,
+    /// The staging file is gone: never reported uploaded, not retried.
+    Lost,
+    Failed(Error),
+}
+
+/// The oldest pending slot (by WAL, then slot) not already tried this round.
 fn next_job(inner: &Inner, busy: &HashSet<(WalId, u64)>) -> Option<Job> {
     let st = inner.staged.lock();
     st.iter().find_map(|(id, w)| {
@@ -70,34 +110,39 @@ fn next_job(inner: &Inner, busy: &HashSet<(WalId, u64)>) -> Option<Job> {
     })
 }
 
-/// Uploads until no sealed slot is pending, up to `upload_concurrency` at
-/// once, retrying every failure.
+/// Tries every sealed slot once (each with the retry policy's budget), up
+/// to `upload_concurrency` at once.
 async fn upload_all(inner: &Arc<Inner>) {
     let mut running = FuturesUnordered::new();
-    let mut busy = HashSet::new();
+    // Slots started this round: a failed one is not tried again until the
+    // next round.
+    let mut tried = HashSet::new();
     loop {
         while running.len() < inner.upload_concurrency {
-            let Some(job) = next_job(inner, &busy) else {
+            let Some(job) = next_job(inner, &tried) else {
                 break;
             };
-            busy.insert((job.wal, job.slot));
+            tried.insert((job.wal, job.slot));
             running.push(upload_slot(inner, job));
         }
-        let Some((wal, slot, uploaded)) = running.next().await else {
+        let Some((wal, slot, outcome)) = running.next().await else {
             return;
         };
-        busy.remove(&(wal, slot));
-        if uploaded {
-            finish(inner, wal, slot).await;
-        } else if let Some(w) = inner.staged.lock().get_mut(&wal) {
-            w.lost.insert(slot);
+        match outcome {
+            Outcome::Uploaded => finish(inner, wal, slot).await,
+            Outcome::Lost => {
+                if let Some(w) = inner.staged.lock().get_mut(&wal) {
+                    w.lost.insert(slot);
+                }
+            }
+            Outcome::Failed(e) => inner.slot_failed(wal, slot, e),
         }
     }
 }
 
-/// PUTs one slot, retrying with backoff and jitter until it is stored;
-/// `false` when its staging file is gone (it is never reported uploaded).
-async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64, bool) {
+/// PUTs one slot through the retry policy.
+#[tracing::instrument(level = "debug", skip_all, fields(wal = %job.wal, slot = job.slot, len = job.len))]
+async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64, Outcome) {
     let Job {
         wal,
         file,
@@ -106,54 +151,46 @@ async fn upload_slot(inner: &Inner, job: Job) -> (WalId, u64, bool) {
     } = job;
     let key = inner.slot_key(wal, slot);
     let offset = slot * inner.object_size;
-    let mut backoff = Backoff::new();
-    let bytes = loop {
-        match file.read_at(offset, len as usize).await {
-            Ok(b) => break b,
-            // The staging file is gone (another provider finished it): no
-            // bytes left to upload from here.
-            Err(Error::WalNotFound { .. }) => {
-                tracing::warn!("staging file of {wal} vanished before slot {slot} was uploaded");
-                return (wal, slot, false);
-            }
-            Err(Error::Closed) => return (wal, slot, false),
-            Err(e) => backoff.wait(inner, &key, &e).await,
+    let read = inner
+        .retry
+        .run("read_staging", &inner.rng, || {
+            file.read_at(offset, len as usize)
+        })
+        .await;
+    let bytes = match read {
+        Ok(b) => b,
+        // The staging file is gone (another provider finished it): no
+        // bytes left to upload from here.
+        Err(Error::WalNotFound { .. }) => {
+            tracing::warn!("staging file of {wal} vanished before slot {slot} was uploaded");
+            return (wal, slot, Outcome::Lost);
         }
+        Err(Error::Closed) => return (wal, slot, Outcome::Lost),
+        Err(e) => return (wal, slot, Outcome::Failed(e)),
     };
-    put_retrying(inner, &key, bytes).await;
-    (wal, slot, true)
-}
-
-/// PUTs `bytes` at `key` until it succeeds.
-async fn put_retrying(inner: &Inner, key: &object_store::path::Path, bytes: Bytes) {
-    let mut backoff = Backoff::new();
-    loop {
-        match inner.store.put(key, PutPayload::from(bytes.clone())).await {
-            Ok(_) => return,
-            Err(e) => {
-                backoff
-                    .wait(inner, key, &super::backend("uploading", key, e))
-                    .await
-            }
+    match put(inner, &key, bytes.clone()).await {
+        Ok(()) => {
+            inner.metrics.uploads.increment(1);
+            inner.metrics.upload_bytes.increment(bytes.len() as u64);
+            (wal, slot, Outcome::Uploaded)
         }
+        Err(e) => (wal, slot, Outcome::Failed(e)),
     }
 }
 
-/// Exponential backoff with jitter between retries of one request.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(BACKOFF_START)
-    }
-
-    async fn wait(&mut self, inner: &Inner, key: &object_store::path::Path, e: &Error) {
-        // Jitter: 50%..150% of the current backoff.
-        let wait = self.0.mul_f64(0.5 + inner.rng.f64());
-        tracing::warn!("upload of {key} failed, retrying in {wait:?}: {e}");
-        tokio::time::sleep(wait).await;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-    }
+/// PUTs `bytes` at `key`, retrying transient failures within the budget.
+async fn put(inner: &Inner, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
+    inner
+        .retry
+        .run("upload", &inner.rng, || async {
+            inner
+                .store
+                .put(key, PutPayload::from(bytes.clone()))
+                .await
+                .map(|_| ())
+                .map_err(|e| super::backend("uploading", key, e))
+        })
+        .await
 }
 
 /// Writes the newest committed root to `space_root`, the readable copy
@@ -162,12 +199,19 @@ async fn copy_root(inner: &Inner) {
     let Some(json) = inner.root_copy.lock().clone() else {
         return;
     };
-    put_retrying(inner, &inner.key("space_root"), json.clone()).await;
-    {
-        // Done unless a newer root arrived meanwhile (copied next round).
-        let mut pending = inner.root_copy.lock();
-        if pending.as_ref() == Some(&json) {
-            *pending = None;
+    match put(inner, &inner.key("space_root"), json.clone()).await {
+        Ok(()) => {
+            *inner.root_copy_failure.lock() = None;
+            // Done unless a newer root arrived meanwhile (copied next round).
+            let mut pending = inner.root_copy.lock();
+            if pending.as_ref() == Some(&json) {
+                *pending = None;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "copying the root to space_root failed; retried next round");
+            let generation = inner.failure_gen.fetch_add(1, Ordering::AcqRel) + 1;
+            *inner.root_copy_failure.lock() = Some((generation, Arc::new(e)));
         }
     }
     inner.progress.send_modify(|g| *g = g.wrapping_add(1));
@@ -180,10 +224,12 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         let mut st = inner.staged.lock();
         match st.get_mut(&wal) {
             Some(w) if w.closed && w.pending.len() == 1 && w.pending.contains_key(&slot) => {
+                w.failed.remove(&slot);
                 Some(())
             }
             Some(w) => {
                 w.pending.remove(&slot);
+                w.failed.remove(&slot);
                 None
             }
             None => None,
@@ -196,5 +242,6 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         // Reads that still find the entry use its open (unlinked) file.
         inner.staged.lock().remove(&wal);
     }
+    inner.publish_gauges();
     inner.progress.send_modify(|g| *g = g.wrapping_add(1));
 }

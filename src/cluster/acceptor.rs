@@ -166,6 +166,7 @@ impl Acceptor {
     /// Prepare: promises `term` to `from` (the authenticated sender) with a
     /// lease of at most this node's own lease, unless a term at least as high
     /// was promised to someone else or another node's lease is running.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %self.node_id, from, term))]
     pub async fn prepare(&self, from: &str, term: u64, lease_ms: u64) -> Result<Promise> {
         let mut st = self.state.lock().await;
         let now = self.clock.now();
@@ -188,6 +189,7 @@ impl Acceptor {
                 st.ceiling = ceiling;
             }
             st.promised = st.promised.max(term);
+            ::metrics::gauge!(crate::metrics::TERM).set(st.promised as f64);
             st.lease = Some(Lease {
                 holder: from.to_string(),
                 term,
@@ -219,6 +221,7 @@ impl Acceptor {
     /// Accept: stores `root` under ballot `term`, sent by `from`, if the
     /// ballot is not older than the promise and not older than what was
     /// accepted (within a ballot, roots only move forward by sequence).
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %self.node_id, from, term, sequence = root.sequence))]
     pub async fn accept(&self, from: &str, term: u64, root: &RootRecord) -> Result<AcceptOutcome> {
         let mut st = self.state.lock().await;
         let reject = |st: &State, reason: String| {

@@ -96,7 +96,9 @@ pub struct ClusterConfig {
     pub lease_ms: u64,
     /// Interval of root-progress heartbeats (default 1 000 ms; 0 disables).
     pub heartbeat_ms: u64,
-    /// Pre-shared key peers authenticate with (TCP transport).
+    /// Pre-shared key peers authenticate with (TCP transport). Redacted
+    /// when the configuration is serialised or shown.
+    #[serde(serialize_with = "crate::config::redact_secret")]
     pub psk: Option<String>,
     /// Transport of the network manager the builder creates (default TCP,
     /// or QUIC in a build without feature `tcp`).
@@ -142,6 +144,141 @@ impl fmt::Debug for ClusterConfig {
             .field("transport", &self.transport)
             .field("tls", &self.tls)
             .finish()
+    }
+}
+
+impl PeerAddress {
+    /// The member `id` listening on `address` (`host:port`).
+    pub fn new(id: impl Into<String>, address: impl Into<String>) -> Self {
+        PeerAddress {
+            id: id.into(),
+            address: address.into(),
+        }
+    }
+}
+
+impl TlsFiles {
+    /// This node's certificate and key, trusting peers issued by `ca`.
+    pub fn with_ca(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        ca: impl Into<PathBuf>,
+    ) -> Self {
+        TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: Some(ca.into()),
+            pinned: Vec::new(),
+        }
+    }
+
+    /// This node's certificate and key, trusting exactly the `pinned`
+    /// certificates.
+    pub fn with_pinned(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        pinned: impl IntoIterator<Item = impl Into<PathBuf>>,
+    ) -> Self {
+        TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: None,
+            pinned: pinned.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Builder-style setters: `ClusterConfig::new("a").with_port(7001)...`
+/// (the struct is `#[non_exhaustive]`, so new settings can come without
+/// breaking callers).
+impl ClusterConfig {
+    /// The defaults for the node `server_id`.
+    pub fn new(server_id: impl Into<String>) -> Self {
+        ClusterConfig {
+            server_id: server_id.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Address to listen on.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Port to listen on (0 picks a free port).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Every member, as `(id, "host:port")` pairs or [`PeerAddress`]es.
+    pub fn with_servers<P: Into<PeerAddress>>(
+        mut self,
+        servers: impl IntoIterator<Item = P>,
+    ) -> Self {
+        self.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Timeout of one request to a peer.
+    pub fn with_read_timeout_ms(mut self, ms: u64) -> Self {
+        self.read_timeout_ms = ms;
+        self
+    }
+
+    /// How long an acquire may take before failing.
+    pub fn with_vote_timeout_ms(mut self, ms: u64) -> Self {
+        self.vote_timeout_ms = ms;
+        self
+    }
+
+    /// Pause between retries of a failed remote read.
+    pub fn with_retry_interval_ms(mut self, ms: u64) -> Self {
+        self.retry_interval_ms = ms;
+        self
+    }
+
+    /// Retries of a failed remote read.
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Lease of an exclusive grant.
+    pub fn with_lease_ms(mut self, ms: u64) -> Self {
+        self.lease_ms = ms;
+        self
+    }
+
+    /// Interval of root-progress heartbeats (0 disables them).
+    pub fn with_heartbeat_ms(mut self, ms: u64) -> Self {
+        self.heartbeat_ms = ms;
+        self
+    }
+
+    /// Pre-shared key of the TCP transport.
+    pub fn with_psk(mut self, psk: impl Into<String>) -> Self {
+        self.psk = Some(psk.into());
+        self
+    }
+
+    /// Transport of the network manager the builder creates.
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// TLS files of the QUIC transport.
+    pub fn with_tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+impl<I: Into<String>, A: Into<String>> From<(I, A)> for PeerAddress {
+    fn from((id, address): (I, A)) -> Self {
+        PeerAddress::new(id, address)
     }
 }
 

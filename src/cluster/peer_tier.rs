@@ -144,6 +144,7 @@ impl PeerTier {
         peers
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%peer, %wal, offset))]
     async fn ask(&self, peer: &PeerId, wal: WalId, offset: u64, len: u64) -> PeerAnswer {
         let req = Message::PageRequest { wal, offset, len };
         match self
@@ -162,8 +163,32 @@ impl PeerTier {
         }
     }
 
-    /// Reads `len` bytes at `offset` from whichever peer has them.
+    /// Reads `len` bytes at `offset` from whichever peer has them, timing
+    /// it (`protobase_peer_fetch_seconds`).
+    #[tracing::instrument(level = "debug", skip_all, fields(%wal, offset, len))]
     async fn read_piece(&self, wal: WalId, offset: u64, len: u64, retries: u32) -> Result<Bytes> {
+        let start = std::time::Instant::now();
+        let r = self.read_piece_untimed(wal, offset, len, retries).await;
+        let outcome = match &r {
+            Ok(b) => {
+                ::metrics::counter!(crate::metrics::PEER_FETCH_BYTES).increment(b.len() as u64);
+                "ok"
+            }
+            Err(Error::WalNotFound { .. }) => "not_found",
+            Err(_) => "error",
+        };
+        ::metrics::histogram!(crate::metrics::PEER_FETCH_SECONDS, "outcome" => outcome)
+            .record(crate::metrics::since(start));
+        r
+    }
+
+    async fn read_piece_untimed(
+        &self,
+        wal: WalId,
+        offset: u64,
+        len: u64,
+        retries: u32,
+    ) -> Result<Bytes> {
         let mut failures = Vec::new();
         for attempt in 0..=retries {
             failures.clear();
@@ -193,13 +218,13 @@ impl PeerTier {
                 tokio::time::sleep(self.config.retry_interval()).await;
             }
         }
-        Err(Error::Backend {
-            backend: format!("cluster node {}", self.config.server_id),
-            message: format!(
+        Err(Error::backend(
+            format!("cluster node {}", self.config.server_id),
+            format!(
                 "reading {wal} at {offset} from peers failed: {}",
                 failures.join("; ")
             ),
-        })
+        ))
     }
 
     /// Reads from peers, in pieces of at most [`MAX_REMOTE_READ`], retrying
@@ -231,6 +256,10 @@ impl PeerTier {
 
 #[async_trait]
 impl ReadTier for PeerTier {
+    fn name(&self) -> &'static str {
+        "peers"
+    }
+
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>> {
         match self.read_remote(wal, offset, len, self.retries).await {
             Ok(b) => Ok(Some(b)),

@@ -141,7 +141,15 @@ impl QuorumRegister {
     }
 
     /// One prepare round for `term`: `Some(grant)` with a majority.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %self.me(), term))]
     async fn prepare_round(&self, term: u64) -> Result<Option<Grant>> {
+        let timer = std::time::Instant::now();
+        let r = self.prepare_round_untimed(term).await;
+        crate::metrics::vote_round("prepare", matches!(r, Ok(Some(_))), timer);
+        r
+    }
+
+    async fn prepare_round_untimed(&self, term: u64) -> Result<Option<Grant>> {
         let started = self.clock.now();
         let lease_ms = self.config.lease_ms;
         let quorum = self.config.quorum();
@@ -225,7 +233,15 @@ impl QuorumRegister {
     /// Accept phase: `root` under ballot `term` at every node (self
     /// included, in parallel); `Ok` once a majority stored it under that
     /// ballot.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %self.me(), term, sequence = root.sequence))]
     async fn accept_round(&self, term: u64, root: &RootRecord) -> Result<()> {
+        let timer = std::time::Instant::now();
+        let r = self.accept_round_untimed(term, root).await;
+        crate::metrics::vote_round("accept", r.is_ok(), timer);
+        r
+    }
+
+    async fn accept_round_untimed(&self, term: u64, root: &RootRecord) -> Result<()> {
         let quorum = self.config.quorum();
         let timeout = self.config.read_timeout();
         let mut pending: FuturesUnordered<_> = self
@@ -292,18 +308,32 @@ impl QuorumRegister {
         if acks >= quorum {
             Ok(())
         } else {
-            Err(Error::NotGranted(format!(
+            let message = format!(
                 "root #{} under term {term} stored by {acks} of {} nodes, {quorum} needed: {}",
                 root.sequence,
                 self.config.cluster_size(),
                 refusals.join("; ")
-            )))
+            );
+            // Fenced when a newer term was promised; else too few answered.
+            Err(if highest > term {
+                Error::NotGranted(message)
+            } else {
+                Error::NoMajority(message)
+            })
         }
     }
 
     /// One read round: `Some(root)` when the answers show a chosen newest
     /// root (`Some(None)`: no root), `None` when a write is in flight.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = %self.me()))]
     async fn read_round(&self) -> Result<Option<Option<RootRecord>>> {
+        let timer = std::time::Instant::now();
+        let r = self.read_round_untimed().await;
+        crate::metrics::vote_round("read", matches!(r, Ok(Some(_))), timer);
+        r
+    }
+
+    async fn read_round_untimed(&self) -> Result<Option<Option<RootRecord>>> {
         let quorum = self.config.quorum();
         let mut values: Vec<Option<AcceptedRoot>> = vec![self.acceptor.query().await];
         let mut failures = Vec::new();
@@ -393,7 +423,7 @@ impl VoteStrategy for QuorumRegister {
             let round = now.saturating_duration_since(started);
             *self.last_round.lock() = round;
             if now >= deadline {
-                return Err(Error::NotGranted(format!(
+                return Err(Error::NoMajority(format!(
                     "no majority of {} nodes within {} ms ({attempts} attempts; last term {term}: {})",
                     self.config.cluster_size(),
                     self.config.vote_timeout_ms,

@@ -149,7 +149,9 @@ async fn a_failed_prepare_releases_every_voter_also_late_ones() {
     let acc = acceptor().await;
     let q = quorum(config(5), acc.clone(), net);
     let err = q.acquire().await.unwrap_err();
-    assert!(matches!(err, Error::NotGranted(_)), "{err}");
+    // No majority within the vote timeout: unavailable, not a conflict.
+    assert!(matches!(err, Error::NoMajority(_)), "{err}");
+    assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
     // Releases go out in the background: wait (virtual time is not paused
     // here, so yield until they arrive, bounded).
     for _ in 0..200 {

@@ -43,6 +43,12 @@ pub trait BackendConfig: DynClone + Debug + Send + Sync {
     fn is_object_store(&self) -> bool {
         false
     }
+
+    /// The cloud backend this is, if it is one (feature `cloud`).
+    #[cfg(feature = "cloud")]
+    fn as_cloud(&self) -> Option<&super::cloud::CloudBackend> {
+        None
+    }
 }
 
 dyn_clone::clone_trait_object!(BackendConfig);

@@ -1,36 +1,43 @@
 //! `type = "cloud"` backend (feature `cloud`): a
-//! [`CloudBlockProvider`] over an
-//! object store described by `[backend.store]` (tagged by `type`):
+//! [`CloudBlockProvider`] over the object store named by the URL `store`
+//! ([`StoreUrl`]: `memory://`, `file://`, `s3://`, `gs://`, `az://`) and
+//! the `object_store` options of the `[backend.store_options]` table:
 //!
-//! | `store.type` | fields |
-//! |---|---|
-//! | `local` | `dir`: a directory used as a bucket |
-//! | `memory` | `name`: stores with one name are shared within the process |
-//! | `s3` | `bucket`, `endpoint`, `region`, `access_key_id`, `secret_access_key` (feature `s3`) |
+//! ```toml
+//! [backend]
+//! type = "cloud"
+//! store = "s3://my-bucket/spaces/a?endpoint=http://127.0.0.1:9000"
+//! staging_dir = "data/staging"
 //!
-//! S3 credentials not in the file come from the usual `AWS_*` variables, and
-//! any key can be overridden from the environment
-//! (`PROTOBASE_BACKEND__STORE__SECRET_ACCESS_KEY`, see [`super::env`]).
+//! [backend.store_options]
+//! region = "eu-west-1"
+//! timeout = "30s"             # HTTP client options
+//! retry_max_retries = "3"     # the HTTP client's retry
+//! ```
+//!
+//! Credentials not in the file come from the usual `AWS_*`, `GOOGLE_*`,
+//! `AZURE_*` variables, and any key can be set from the environment
+//! (`PROTOBASE_BACKEND__STORE_OPTIONS__SECRET_ACCESS_KEY`, see
+//! [`super::env`]). Secret options are redacted when a configuration is
+//! serialised or shown.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use object_store::ObjectStore;
-use object_store::memory::InMemory;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::BuildContext;
 use super::backend::{BackendConfig, resolve};
+use crate::backends::cloud::url::is_secret_option;
 use crate::backends::cloud::{
     CloudBlockProvider, DEFAULT_CACHE_SIZE, DEFAULT_OBJECT_SIZE, DEFAULT_UPLOAD_INTERVAL_MS,
     Durability,
 };
+pub use crate::backends::cloud::{StoreUrl, shared_memory_store};
 use crate::builder::StorageBuilder;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What a commit waits for (see [`Durability`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,146 +50,37 @@ pub enum DurabilityConfig {
     Cloud,
 }
 
-/// The object store of a cloud backend.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-#[non_exhaustive]
-pub enum StoreConfig {
-    /// A local directory as the bucket (`object_store`'s `LocalFileSystem`).
-    Local {
-        /// The directory (created if missing; relative to the config file).
-        dir: PathBuf,
-    },
-    /// An in-memory store; every storage naming the same `name` in one
-    /// process shares it.
-    Memory {
-        /// Name of the shared store (default `"default"`).
-        #[serde(default)]
-        name: Option<String>,
-    },
-    /// S3 or an S3-compatible server (feature `s3`).
-    S3 {
-        /// The bucket (must exist).
-        bucket: String,
-        /// Endpoint of a compatible server (`http://127.0.0.1:9000`):
-        /// path-style requests, plain HTTP allowed.
-        #[serde(default)]
-        endpoint: Option<String>,
-        /// Region (default: `AWS_REGION`, or `us-east-1` with an endpoint).
-        #[serde(default)]
-        region: Option<String>,
-        /// Access key id (default: `AWS_ACCESS_KEY_ID`).
-        #[serde(default)]
-        access_key_id: Option<String>,
-        /// Secret key (default: `AWS_SECRET_ACCESS_KEY`).
-        #[serde(default)]
-        secret_access_key: Option<String>,
-    },
-}
-
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreConfig::Local { dir } => f.debug_struct("Local").field("dir", dir).finish(),
-            StoreConfig::Memory { name } => f.debug_struct("Memory").field("name", name).finish(),
-            StoreConfig::S3 {
-                bucket,
-                endpoint,
-                region,
-                access_key_id,
-                secret_access_key,
-            } => f
-                .debug_struct("S3")
-                .field("bucket", bucket)
-                .field("endpoint", endpoint)
-                .field("region", region)
-                .field("access_key_id", access_key_id)
-                .field(
-                    "secret_access_key",
-                    &secret_access_key.as_ref().map(|_| "<redacted>"),
-                )
-                .finish(),
-        }
+/// Writes a store URL with the values of secret query options redacted.
+fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match StoreUrl::parse(url) {
+        Ok(u) => s.serialize_str(&u.to_redacted_string()),
+        Err(_) => s.serialize_str(url),
     }
 }
 
-impl StoreConfig {
-    /// Opens the store.
-    pub fn open(&self) -> Result<Arc<dyn ObjectStore>> {
-        let fail = |e: object_store::Error| Error::Backend {
-            backend: "object store".into(),
-            message: e.to_string(),
+/// Reads a store URL, checking its form (scheme, bucket) at once.
+fn checked_url<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    StoreUrl::parse(&url).map_err(serde::de::Error::custom)?;
+    Ok(url)
+}
+
+/// Writes store options with secret values redacted.
+fn redacted_options<S: serde::Serializer>(
+    options: &BTreeMap<String, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(options.len()))?;
+    for (k, v) in options {
+        let v = if is_secret_option(k) {
+            "<redacted>"
+        } else {
+            v.as_str()
         };
-        match self {
-            StoreConfig::Local { dir } => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-                let store =
-                    object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(fail)?;
-                Ok(Arc::new(store))
-            }
-            StoreConfig::Memory { name } => {
-                Ok(shared_memory_store(name.as_deref().unwrap_or("default")))
-            }
-            #[cfg(feature = "s3")]
-            StoreConfig::S3 {
-                bucket,
-                endpoint,
-                region,
-                access_key_id,
-                secret_access_key,
-            } => {
-                use object_store::aws::AmazonS3Builder;
-                let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-                let env = |k: &str| std::env::var_os(k).is_some();
-                if let Some(ep) = endpoint {
-                    b = b
-                        .with_endpoint(ep)
-                        .with_allow_http(true)
-                        .with_virtual_hosted_style_request(false);
-                    if access_key_id.is_none() && !env("AWS_ACCESS_KEY_ID") {
-                        b = b.with_access_key_id("test").with_secret_access_key("test");
-                    }
-                    if region.is_none() && !env("AWS_REGION") && !env("AWS_DEFAULT_REGION") {
-                        b = b.with_region("us-east-1");
-                    }
-                }
-                if let Some(r) = region {
-                    b = b.with_region(r);
-                }
-                if let Some(k) = access_key_id {
-                    b = b.with_access_key_id(k);
-                }
-                if let Some(s) = secret_access_key {
-                    b = b.with_secret_access_key(s);
-                }
-                Ok(Arc::new(b.build().map_err(fail)?))
-            }
-            #[cfg(not(feature = "s3"))]
-            StoreConfig::S3 { .. } => Err(Error::invalid(
-                "store",
-                "type = \"s3\" needs protobase built with feature `s3`",
-            )),
-        }
+        m.serialize_entry(k, v)?;
     }
-
-    fn resolve_paths(&mut self, base: &Path) {
-        if let StoreConfig::Local { dir } = self {
-            resolve(base, dir);
-        }
-    }
-}
-
-/// The process-wide in-memory store called `name`.
-pub fn shared_memory_store(name: &str) -> Arc<dyn ObjectStore> {
-    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
-    let store: Arc<InMemory> = STORES
-        .get_or_init(Default::default)
-        .lock()
-        .entry(name.to_string())
-        .or_insert_with(|| Arc::new(InMemory::new()))
-        .clone();
-    store
+    m.end()
 }
 
 fn default_object_size() -> u64 {
@@ -196,12 +94,25 @@ fn default_cache_size() -> u64 {
 }
 
 /// `type = "cloud"`: WAL slots and roots in an object store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudBackend {
-    /// The object store.
-    pub store: StoreConfig,
-    /// Key prefix of the space in the store (default: none).
+    /// The object store, as a URL ([`StoreUrl`]): `s3://bucket/prefix?endpoint=...`,
+    /// `gs://bucket`, `az://container`, `file:///dir` (or `file:dir`,
+    /// relative to the config file), `memory://name`.
+    #[serde(serialize_with = "redacted_url", deserialize_with = "checked_url")]
+    pub store: String,
+    /// `object_store` options of the store (its builder's keys, HTTP
+    /// client options such as `timeout`, and `retry_*`), added to the
+    /// URL's query options.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "redacted_options"
+    )]
+    pub store_options: BTreeMap<String, String>,
+    /// Key prefix of the space in the store, below the URL's own path
+    /// (default: none).
     #[serde(default)]
     pub prefix: String,
     /// Local staging directory for WAL bytes not yet uploaded (one provider
@@ -234,11 +145,60 @@ pub struct CloudBackend {
     pub page_cache_size: u64,
 }
 
+impl std::fmt::Debug for CloudBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .store_options
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_option(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("CloudBackend")
+            .field(
+                "store",
+                &StoreUrl::parse(&self.store).map_or(self.store.clone(), |u| u.to_string()),
+            )
+            .field("store_options", &options)
+            .field("prefix", &self.prefix)
+            .field("staging_dir", &self.staging_dir)
+            .field("object_size", &self.object_size)
+            .field("upload_interval_ms", &self.upload_interval_ms)
+            .field("durability", &self.durability)
+            .field("cache_dir", &self.cache_dir)
+            .field("cache_size", &self.cache_size)
+            .field("page_cache_dir", &self.page_cache_dir)
+            .field("page_cache_size", &self.page_cache_size)
+            .finish()
+    }
+}
+
 impl CloudBackend {
+    /// The store's URL with the `store_options` added.
+    pub fn store_url(&self) -> Result<StoreUrl> {
+        Ok(StoreUrl::parse(&self.store)?.with_options(self.store_options.clone()))
+    }
+
+    /// The key prefix of the space: the URL's path, then `prefix`.
+    pub fn full_prefix(&self) -> Result<String> {
+        let url = StoreUrl::parse(&self.store)?;
+        Ok([url.prefix(), self.prefix.trim_matches('/')]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/"))
+    }
+
     /// Opens the store and builds the provider (starts its uploader).
     pub async fn provider(&self) -> Result<CloudBlockProvider> {
-        let mut b = CloudBlockProvider::builder(self.store.open()?, &self.staging_dir)
-            .prefix(self.prefix.clone())
+        let store = self.store_url()?.open()?;
+        let mut b = CloudBlockProvider::builder(store, &self.staging_dir)
+            .prefix(self.full_prefix()?)
             .object_size(self.object_size)
             .upload_interval_ms(self.upload_interval_ms)
             .durability(match self.durability {
@@ -272,8 +232,23 @@ impl BackendConfig for CloudBackend {
         true
     }
 
+    fn as_cloud(&self) -> Option<&CloudBackend> {
+        Some(self)
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
-        self.store.resolve_paths(base);
+        if let Ok(mut url) = StoreUrl::parse(&self.store)
+            && url.dir().is_some_and(|d| d.is_relative())
+        {
+            url.resolve_paths(base);
+            if let Some(d) = url.dir() {
+                let query = self.store.split_once('?').map(|(_, q)| q);
+                self.store = match query {
+                    Some(q) => format!("file://{}?{q}", d.display()),
+                    None => format!("file://{}", d.display()),
+                };
+            }
+        }
         resolve(base, &mut self.staging_dir);
         if let Some(d) = &mut self.cache_dir {
             resolve(base, d);

@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{BackendConfig, FsBackend, MemoryBackend};
 #[cfg(feature = "cloud")]
-pub use cloud::{CloudBackend, DurabilityConfig, StoreConfig};
+pub use cloud::{CloudBackend, DurabilityConfig, StoreUrl};
 pub use error::{ConfigError, Source};
 pub use page_cache::{MemoryPageCacheConfig, PageCacheConfig};
 pub use transport::{InProcessTransport, TcpTransport, TransportConfig};
@@ -102,9 +102,36 @@ pub struct NodeConfig {
     /// The page cache (default `memory`, `storage.page_cache_size` bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_cache: Option<Box<dyn PageCacheConfig>>,
+    /// The operator's HTTP endpoint of `protobase node` (`/metrics`,
+    /// `/health`, `/ready`, `/status`); none without this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConfig>,
     /// Where this description was read from (not part of the file).
     #[serde(skip, default = "unnamed")]
     pub source: Source,
+}
+
+/// `[http]`: where `protobase node` serves its operator endpoint.
+///
+/// ```toml
+/// [http]
+/// address = "127.0.0.1:9100"   # port 0 picks a free one (logged)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// `host:port` to listen on.
+    pub address: String,
+}
+
+impl HttpConfig {
+    /// An endpoint on `address` (`host:port`).
+    pub fn new(address: impl Into<String>) -> Self {
+        HttpConfig {
+            address: address.into(),
+        }
+    }
 }
 
 fn unnamed() -> Source {
@@ -232,6 +259,12 @@ impl NodeConfig {
             .map_or(&self.storage.node_id, |c| &c.server_id)
     }
 
+    /// The `cloud` backend, when the node uses one.
+    #[cfg(feature = "cloud")]
+    pub fn cloud_backend(&self) -> Option<&CloudBackend> {
+        self.backend.as_cloud()
+    }
+
     /// Which of the four variants this describes.
     pub fn variant(&self) -> &'static str {
         match (self.backend.is_object_store(), self.cluster.is_some()) {
@@ -243,13 +276,34 @@ impl NodeConfig {
     }
 }
 
+/// Serialises a secret as `"<redacted>"` (and `None` as `None`): a
+/// configuration written back never carries its keys.
+pub(crate) fn redact_secret<S: serde::Serializer>(
+    secret: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
 /// Deserializes `T` from a value tree, naming the failing key.
 fn from_tree<T: serde::de::DeserializeOwned>(
     tree: serde_json::Value,
     source: &Source,
 ) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(tree).map_err(|e| {
+    serde_path_to_error::deserialize(env::Tree(&tree)).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError::from_serde(source, &path, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // A bad override names its variable, not the file.
+        if let Some((var, rest)) = env::override_error(&message) {
+            return ConfigError::from_serde(
+                &Source(format!("environment variable {var}")),
+                &path,
+                rest.to_string(),
+            );
+        }
+        ConfigError::from_serde(source, &path, message)
     })
 }

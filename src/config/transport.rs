@@ -46,7 +46,11 @@ dyn_clone::clone_trait_object!(TransportConfig);
 pub struct TcpTransport {
     /// Pre-shared key of the cluster (default: `cluster.psk`). Better set
     /// from the environment: `PROTOBASE_TRANSPORT__PSK`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::redact_secret"
+    )]
     pub psk: Option<String>,
     /// Largest frame sent or accepted (default 64 MiB + headers, see
     /// [`crate::wire`]).

@@ -454,7 +454,7 @@ impl Inner {
                 self.connect(run, slot)
             })
             .await;
-        slot.alive.store(result.is_ok(), Ordering::Relaxed);
+        slot.set_alive(result.is_ok());
         result
     }
 
@@ -503,7 +503,7 @@ impl Inner {
                 ),
             });
         }
-        slot.alive.store(true, Ordering::Relaxed);
+        slot.set_alive(true);
         Ok(envelope.message)
     }
 
@@ -523,7 +523,7 @@ impl Inner {
         let deadline = Instant::now() + timeout;
         let exchange = self.exchange(&run, slot, request_id, frame, deadline);
         bounded_request(&run.shutdown, peer, timeout, deadline, exchange, || {
-            slot.alive.store(false, Ordering::Relaxed)
+            slot.set_alive(false)
         })
         .await
     }
@@ -615,7 +615,7 @@ impl NetworkManager for QuicNetworkManager {
         }
         for slot in &self.inner.slots {
             slot.link.clear("stopped").await;
-            slot.alive.store(false, Ordering::Relaxed);
+            slot.set_alive(false);
         }
         debug!(node = %self.inner.config.server_id, "stopped");
         Ok(())

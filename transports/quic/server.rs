@@ -3,7 +3,6 @@
 //! answering one request per stream.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use quinn::VarInt;
 use tokio::sync::Semaphore;
@@ -87,7 +86,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incomi
     debug!("authenticated");
     run.inbound.lock().push(conn.clone());
     if let Some(slot) = inner.by_id.get(&peer) {
-        slot.alive.store(true, Ordering::Relaxed);
+        slot.set_alive(true);
     }
     loop {
         match conn.accept_bi().await {

@@ -47,6 +47,19 @@ create_exception!(
     "An I/O, network or object-store failure; retrying may help."
 );
 
+create_exception!(
+    protobase_storage,
+    PermissionDeniedError,
+    ProtobaseError,
+    "The store or a peer refused the credentials (HTTP 401/403): retrying does not help."
+);
+create_exception!(
+    protobase_storage,
+    FencedError,
+    ConflictError,
+    "This node's exclusive grant was fenced by a newer term or lost; a new root update may succeed."
+);
+
 /// The exception of a storage error, with `kind` set.
 pub(crate) fn to_py(e: protobase::Error) -> PyErr {
     use protobase::ErrorKind as K;
@@ -58,6 +71,8 @@ pub(crate) fn to_py(e: protobase::Error) -> PyErr {
         K::Conflict => (ConflictError::new_err(message), "conflict"),
         K::Closed => (ClosedError::new_err(message), "closed"),
         K::Unavailable => (UnavailableError::new_err(message), "unavailable"),
+        K::Permission => (PermissionDeniedError::new_err(message), "permission"),
+        K::Fenced => (FencedError::new_err(message), "fenced"),
         _ => (ProtobaseError::new_err(message), "other"),
     };
     with_kind(err, kind)
@@ -110,5 +125,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConflictError", py.get_type::<ConflictError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;
+    m.add(
+        "PermissionDeniedError",
+        py.get_type::<PermissionDeniedError>(),
+    )?;
+    m.add("FencedError", py.get_type::<FencedError>())?;
     Ok(())
 }

@@ -254,10 +254,10 @@ def test_in_memory_and_cloud_memory_store(tmp_path):
 
 
 def test_store_urls():
-    assert pb.store_config("memory://x") == {"type": "memory", "name": "x"}
-    assert pb.store_config("file:///tmp/b") == {"type": "local", "dir": "/tmp/b"}
-    assert pb.store_config("/tmp/b") == {"type": "local", "dir": "/tmp/b"}
+    assert pb.store_config("memory://x") == "memory://x"
+    assert pb.store_config("file:///tmp/b") == "file:///tmp/b"
+    assert pb.store_config("/tmp/b") == "file:///tmp/b"
     assert pb._parse_store_url("s3://bk/some/prefix?endpoint=http://127.0.0.1:9&region=eu") == (
-        {"type": "s3", "bucket": "bk", "endpoint": "http://127.0.0.1:9", "region": "eu"},
+        "s3://bk?endpoint=http://127.0.0.1:9&region=eu",
         "some/prefix",
     )

@@ -162,7 +162,7 @@ pub(crate) async fn run(
         ours.push(t.elapsed());
     }
     cold.close().await?;
-    let peer_gets = nodes[2].provider.cache().map_or(0, |c| c.stats().inserted);
+    let peer_gets = nodes[2].provider.cache().map_or(0, |c| c.stats().inserts);
     for n in &nodes[1..] {
         n.storage.close().await?;
     }

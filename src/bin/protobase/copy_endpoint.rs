@@ -22,7 +22,7 @@ use bytes::Bytes;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protobase::backends::cloud::CloudBlockProvider;
-use protobase::config::StoreConfig;
+use protobase::backends::cloud::StoreUrl;
 use protobase::{BlockProvider, Error, StorageBuilder, WalId};
 
 /// One side of a copy.
@@ -33,7 +33,7 @@ pub(crate) enum Endpoint {
     /// A space under `prefix` in an object store.
     Store {
         /// The store.
-        store: StoreConfig,
+        store: StoreUrl,
         /// Key prefix of the space.
         prefix: String,
         /// Slot size, when the location says (a node description).
@@ -45,7 +45,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Dir(d) => write!(f, "directory {}", d.display()),
-            Endpoint::Store { store, prefix, .. } => write!(f, "{store:?} prefix {prefix:?}"),
+            Endpoint::Store { store, prefix, .. } => write!(f, "{store} prefix {prefix:?}"),
         }
     }
 }
@@ -63,13 +63,23 @@ fn from_config(path: &Path) -> Result<Endpoint, String> {
         "fs" => serde_json::from_value::<protobase::config::FsBackend>(backend)
             .map(|b| Endpoint::Dir(b.dir))
             .map_err(|e| format!("{}: backend: {e}", path.display())),
-        "cloud" => serde_json::from_value::<protobase::config::CloudBackend>(backend)
-            .map(|b| Endpoint::Store {
-                store: b.store,
-                prefix: b.prefix,
+        // The backend as loaded (not serialised: that redacts secrets).
+        "cloud" => {
+            let b = config
+                .cloud_backend()
+                .ok_or_else(|| format!("{}: backend: not a cloud backend", path.display()))?;
+            let store = b
+                .store_url()
+                .map_err(|e| format!("{}: backend: {e}", path.display()))?;
+            let prefix = b
+                .full_prefix()
+                .map_err(|e| format!("{}: backend: {e}", path.display()))?;
+            Ok(Endpoint::Store {
+                store,
+                prefix,
                 object_size: Some(b.object_size),
             })
-            .map_err(|e| format!("{}: backend: {e}", path.display())),
+        }
         other => Err(format!(
             "{}: copy reads and writes fs and cloud backends, not {other:?}",
             path.display()
@@ -86,51 +96,14 @@ pub(crate) fn parse(arg: &str) -> Result<Endpoint, String> {
     if described && path.is_file() {
         return from_config(path);
     }
-    if let Some(rest) = arg.strip_prefix("file://") {
-        if !rest.starts_with('/') {
-            return Err(format!("{arg}: a file:// URL needs an absolute path"));
-        }
+    if arg.contains("://") || arg.starts_with("file:") {
+        let store = StoreUrl::parse(arg).map_err(|e| e.to_string())?;
+        let prefix = store.prefix().to_string();
         return Ok(Endpoint::Store {
-            store: StoreConfig::Local { dir: rest.into() },
-            prefix: String::new(),
+            store,
+            prefix,
             object_size: None,
         });
-    }
-    if let Some(rest) = arg.strip_prefix("s3://") {
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if bucket.is_empty() {
-            return Err(format!("{arg}: no bucket"));
-        }
-        let mut endpoint = None;
-        let mut region = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("endpoint", v)) => endpoint = Some(v.to_string()),
-                Some(("region", v)) => region = Some(v.to_string()),
-                _ => {
-                    return Err(format!(
-                        "{arg}: unknown query parameter {pair:?} (endpoint, region)"
-                    ));
-                }
-            }
-        }
-        return Ok(Endpoint::Store {
-            store: StoreConfig::S3 {
-                bucket: bucket.to_string(),
-                endpoint,
-                region,
-                access_key_id: None,
-                secret_access_key: None,
-            },
-            prefix: prefix.trim_matches('/').to_string(),
-            object_size: None,
-        });
-    }
-    if arg.contains("://") {
-        return Err(format!(
-            "{arg}: unknown scheme (use a path, file:// or s3://)"
-        ));
     }
     Ok(Endpoint::Dir(arg.into()))
 }
@@ -225,10 +198,8 @@ pub(crate) enum Sink {
 }
 
 fn backend(what: String, e: object_store::Error) -> Error {
-    Error::Backend {
-        backend: "object store".into(),
-        message: format!("{what}: {e}"),
-    }
+    let kind = protobase::backends::cloud::store_error_kind(&e);
+    Error::backend_with("object store", format!("{what}: {e}"), kind, e)
 }
 
 impl Sink {

@@ -14,6 +14,7 @@ mod certs;
 mod commands;
 mod copy;
 mod copy_endpoint;
+mod http;
 mod node;
 mod status;
 

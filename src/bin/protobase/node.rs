@@ -54,6 +54,17 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
     let config = NodeConfig::load(config)?;
     let node = config.node_id().to_string();
     info!(node = %node, variant = config.variant(), file = %config.source, "starting");
+    // Before the storage is built: its metric handles bind to the recorder.
+    let metrics = crate::http::install_recorder()?;
+    // Bound before building, so a taken port fails fast.
+    let listener = match &config.http {
+        Some(h) => Some(
+            crate::http::bind(&h.address)
+                .await
+                .map_err(|e| format!("{}: http.address {}: {e}", config.source, h.address))?,
+        ),
+        None => None,
+    };
     let storage = Arc::new(config.build().await?);
     let root = storage.read_current_root().await?;
     let listen = config
@@ -67,6 +78,15 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
         "ready"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let http = listener.map(|(listener, addr)| {
+        info!(node = %node, http = %addr, "serving /metrics, /health, /ready, /status");
+        let endpoint = Arc::new(crate::http::Endpoint {
+            storage: storage.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(crate::http::serve(listener, endpoint, stop_rx.clone()))
+    });
     let workload = demo.then(|| {
         tokio::spawn(demo_workload(
             storage.clone(),
@@ -82,6 +102,9 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
         && let Err(e) = task.await
     {
         warn!(error = %e, "workload task ended abnormally");
+    }
+    if let Some(task) = http {
+        let _ = task.await;
     }
     storage.close().await?;
     info!(node = %node, "stopped");

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::CmdResult;
 
-/// One member's line.
+/// One member's line (also the rows of `protobase node`'s `/status`).
 #[derive(Debug, Serialize)]
-struct Row {
+pub(crate) struct Row {
     id: String,
     address: String,
     alive: bool,
@@ -37,6 +37,25 @@ async fn ask(config: &NodeConfig, id: &str, timeout: Duration) -> Result<NodeSta
     }
 }
 
+/// A member's row from its answer.
+pub(crate) fn row(id: &str, address: &str, answer: Result<NodeStatus, String>) -> Row {
+    let (status, error) = match answer {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
+    let root = status.as_ref().and_then(|s| s.root.clone());
+    Row {
+        id: id.to_string(),
+        address: address.to_string(),
+        alive: status.is_some(),
+        term: status.as_ref().map(|s| s.term),
+        root_sequence: root.as_ref().map(|r| r.sequence),
+        root_term: root.as_ref().map(|r| r.term),
+        root_writer: root.and_then(|r| r.writer),
+        error,
+    }
+}
+
 pub(crate) async fn run(config: &Path, json: bool, timeout_ms: u64) -> CmdResult {
     let config = NodeConfig::load(config)?;
     let cluster = config
@@ -48,21 +67,7 @@ pub(crate) async fn run(config: &Path, json: bool, timeout_ms: u64) -> CmdResult
         let config = &config;
         async move {
             let answer = ask(config, &member.id, timeout).await;
-            let (status, error) = match answer {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e)),
-            };
-            let root = status.as_ref().and_then(|s| s.root.clone());
-            Row {
-                id: member.id.clone(),
-                address: member.address.clone(),
-                alive: status.is_some(),
-                term: status.as_ref().map(|s| s.term),
-                root_sequence: root.as_ref().map(|r| r.sequence),
-                root_term: root.as_ref().map(|r| r.term),
-                root_writer: root.and_then(|r| r.writer),
-                error,
-            }
+            row(&member.id, &member.address, answer)
         }
     });
     let rows = futures_util::future::join_all(asks).await;

@@ -34,8 +34,10 @@ from ._native import (
     ClosedError,
     ConflictError,
     DataError,
+    FencedError,
     InvalidError,
     NotFoundError,
+    PermissionDeniedError,
     ProtobaseError,
     RootRecord,
     RootUpdate,
@@ -52,8 +54,10 @@ __all__ = [
     "FORMAT_JSON",
     "FORMAT_MSGPACK",
     "FORMAT_RAW",
+    "FencedError",
     "InvalidError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ProtobaseError",
     "RootRecord",
     "RootUpdate",
@@ -85,50 +89,35 @@ def in_memory(**options: Any) -> Storage:
     return Storage.in_memory(**options)
 
 
-def store_config(url: str) -> dict:
-    """The ``[backend.store]`` section of an object-store URL:
-
-    * ``s3://bucket[/prefix]?endpoint=http://127.0.0.1:9000&region=...``
-      (also ``access_key_id``, ``secret_access_key``; credentials otherwise
-      from ``AWS_*``),
-    * ``file:///abs/dir`` or a plain directory path (a local directory as the
-      bucket),
-    * ``memory://name`` (an in-memory store shared by every storage of the
-      process that names it).
-
-    The prefix of an ``s3://`` URL is returned under the key ``"prefix"`` of
-    the result's second item: ``(store, prefix)``.
+def store_config(url: str) -> str:
+    """The ``store`` URL of a cloud backend for ``url`` (a plain directory
+    path becomes ``file:///abs/dir``). Store URLs are ``s3://bucket[/prefix]``
+    (``?endpoint=http://127.0.0.1:9000&region=...``; any object_store S3
+    option), ``gs://bucket``, ``az://container``, ``file:///abs/dir`` and
+    ``memory://name`` (an in-memory store shared by every storage of the
+    process that names it); the protobase core checks them.
     """
     return _parse_store_url(url)[0]
 
 
 def _parse_store_url(url: str) -> tuple:
+    """``(store URL without its path, key prefix from its path)``."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("", "file"):
         path = unquote(parts.path) if scheme == "file" else url
         if not path:
             raise InvalidError(f"store URL {url!r} names no directory")
-        return {"type": "local", "dir": path}, ""
+        return "file://" + os.path.abspath(path), ""
     if scheme == "memory":
         name = (parts.netloc + parts.path).strip("/") or "default"
-        return {"type": "memory", "name": name}, ""
-    if scheme == "s3":
-        if not parts.netloc:
-            raise InvalidError(f"store URL {url!r} names no bucket")
-        store: dict = {"type": "s3", "bucket": parts.netloc}
-        query = parse_qs(parts.query)
-        known = ("endpoint", "region", "access_key_id", "secret_access_key")
-        for key, values in query.items():
-            if key not in known:
-                raise InvalidError(
-                    f"store URL {url!r}: unknown parameter {key!r} (known: {', '.join(known)})"
-                )
-            store[key] = values[-1]
-        return store, parts.path.strip("/")
-    raise InvalidError(
-        f"store URL {url!r}: unsupported scheme {parts.scheme!r} (s3://, file://, memory://)"
-    )
+        return f"memory://{name}", ""
+    if not parts.netloc:
+        raise InvalidError(f"store URL {url!r} names no bucket")
+    store = f"{scheme}://{parts.netloc}"
+    if parts.query:
+        store += "?" + parts.query
+    return store, parts.path.strip("/")
 
 
 def _servers(servers: Servers) -> list:
