@@ -5,8 +5,10 @@
 //! - [`cloud`] (feature `cloud`): fixed-size WAL objects in an `object_store`.
 
 #[cfg(feature = "cloud")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]
 pub mod cloud;
 pub(crate) mod file_io;
 #[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub mod fs;
 pub mod memory;

@@ -71,17 +71,11 @@ impl Node {
             )
             .await?,
         );
-        let cluster = ClusterConfig {
-            server_id: SERVER_ID.into(),
-            host: "localhost".into(),
-            port: 12345,
-            servers: vec![PeerAddress {
-                id: SERVER_ID.into(),
-                address: "localhost:12345".into(),
-            }],
-            psk: Some("example-only-key".into()),
-            ..ClusterConfig::default()
-        };
+        let cluster = ClusterConfig::new(SERVER_ID)
+            .with_host("localhost")
+            .with_port(12345)
+            .with_servers([PeerAddress::new(SERVER_ID, "localhost:12345")])
+            .with_psk("example-only-key");
         let storage = StorageBuilder::cloud(provider.clone())
             .cluster(cluster)
             .with_page_cache(pages.clone())

@@ -14,10 +14,7 @@ use protobase::{AtomFormat, Storage, StorageBuilder};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
-    let settings = ClusterConfig {
-        heartbeat_ms: 200,
-        ..ClusterConfig::default()
-    };
+    let settings = ClusterConfig::default().with_heartbeat_ms(200);
     // Binds three listeners on OS-chosen ports, so each node's configuration
     // can name the others. In production each node runs in its own process
     // with a ClusterConfig naming the others' host:port and a shared key.

@@ -51,8 +51,13 @@ impl crate::storage::HealthSource for UploaderHealth {
 }
 
 /// Settings of a storage. Defaults follow the reference implementation.
+///
+/// `#[non_exhaustive]`: start from [`StorageConfig::default`] and use the
+/// `with_*` setters (or assign fields); [`StorageBuilder`] has the same
+/// setters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct StorageConfig {
     /// Bytes buffered in memory before a WAL write (default 1 MiB).
     pub buffer_size: usize,
@@ -85,6 +90,48 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    /// In-memory buffer size before a WAL write.
+    pub fn with_buffer_size(mut self, bytes: usize) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// Page size of cached reads.
+    pub fn with_page_size(mut self, bytes: u64) -> Self {
+        self.page_size = bytes;
+        self
+    }
+
+    /// Largest record payload accepted.
+    pub fn with_blob_max_size(mut self, bytes: u64) -> Self {
+        self.blob_max_size = bytes;
+        self
+    }
+
+    /// WAL size at which a new WAL is started.
+    pub fn with_max_wal_size(mut self, bytes: u64) -> Self {
+        self.max_wal_size = bytes;
+        self
+    }
+
+    /// Byte budget of the default page cache (0 disables caching).
+    pub fn with_page_cache_size(mut self, bytes: u64) -> Self {
+        self.page_cache_size = bytes;
+        self
+    }
+
+    /// Node id written into published roots.
+    pub fn with_node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Open without writing anything.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if self.buffer_size == 0 {
             return Err(Error::invalid("buffer_size", "must be at least 1 byte"));

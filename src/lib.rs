@@ -33,12 +33,23 @@
 //! [`NodeConfig::load`], [`StorageBuilder::from_config`]), which the
 //! `protobase node` command runs.
 //!
-//! Features: `fs` (default), `tcp` (default), `mock` (mockall mocks of the
-//! four traits, in [`mock`]), `conformance` (the trait conformance suites,
-//! in `conformance`), `cli` (the `protobase` binary); `quic`, `cloud`,
-//! `s3`, `gcs`, `azure`, `aws-sdk` are declared for the variants to come.
+//! Features: `fs` (default: space directories), `tcp` (default: the TCP
+//! transport), `quic` (the QUIC transport with mutual TLS), `cloud` (the
+//! object-store provider: memory and local-directory stores), `s3`, `gcs`,
+//! `azure` (those stores, by URL: [`backends::cloud::StoreUrl`]), `aws-sdk`
+//! (S3 through the AWS SDK), `mock` (mockall mocks of the four traits),
+//! `conformance` (the trait conformance suites), `sim` (deterministic
+//! simulation parts), `cli` (the `protobase` binary). Items behind a
+//! feature say so in the documentation.
+//!
+//! Observability: [`metrics`] (the names and labels recorded through the
+//! `metrics` facade), [`Storage::readiness`], `tracing` spans on the public
+//! operations, errors classified by [`ErrorKind`] with their sources.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// docs.rs (`--cfg docsrs`, all features): every feature-gated item says
+// which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod block_provider;
 pub mod builder;
@@ -46,6 +57,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 pub mod error;
 pub mod metrics;
@@ -59,6 +71,7 @@ pub mod root_commit;
 pub mod root_register;
 pub mod scan;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod storage;
 pub mod types;
@@ -73,6 +86,7 @@ pub mod backends;
 pub mod transports;
 
 #[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 
 pub use block_provider::BlockProvider;

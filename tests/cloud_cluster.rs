@@ -32,15 +32,13 @@ const PSK: &str = "cloud-cluster integration test key";
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn base_config() -> ClusterConfig {
-    ClusterConfig {
-        read_timeout_ms: 1_000,
-        vote_timeout_ms: 5_000,
-        retry_interval_ms: 20,
-        max_retries: 3,
-        lease_ms: 1_000,
-        heartbeat_ms: 50,
-        ..ClusterConfig::default()
-    }
+    ClusterConfig::default()
+        .with_read_timeout_ms(1_000)
+        .with_vote_timeout_ms(5_000)
+        .with_retry_interval_ms(20)
+        .with_max_retries(3)
+        .with_lease_ms(1_000)
+        .with_heartbeat_ms(50)
 }
 
 struct Node {

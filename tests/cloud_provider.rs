@@ -53,11 +53,21 @@ struct Env {
 /// The one bucket of the S3 tests (created with the server, see
 /// `support::moto`); each test works under a fresh prefix of it. (A bucket
 /// per test would exhaust SeaweedFS's volumes: one collection per bucket.)
-#[cfg(any(feature = "s3", feature = "aws-sdk", feature = "gcs", feature = "azure"))]
+#[cfg(any(
+    feature = "s3",
+    feature = "aws-sdk",
+    feature = "gcs",
+    feature = "azure"
+))]
 const TEST_BUCKET: &str = support::moto::TEST_BUCKET;
 
 /// `store` seen under a fresh `t-<uuid>/` prefix.
-#[cfg(any(feature = "s3", feature = "aws-sdk", feature = "gcs", feature = "azure"))]
+#[cfg(any(
+    feature = "s3",
+    feature = "aws-sdk",
+    feature = "gcs",
+    feature = "azure"
+))]
 fn own_prefix(store: impl ObjectStore) -> Arc<dyn ObjectStore> {
     let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
     Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
@@ -93,10 +103,7 @@ async fn env(kind: Kind) -> Option<Env> {
         #[cfg(feature = "gcs")]
         Kind::Gcs => {
             let (_, account) = support::emulators::fake_gcs()?;
-            let url = format!(
-                "gs://{TEST_BUCKET}?service_account={}",
-                account.display()
-            );
+            let url = format!("gs://{TEST_BUCKET}?service_account={}", account.display());
             let store = protobase::backends::cloud::StoreUrl::parse(&url)
                 .unwrap()
                 .open()

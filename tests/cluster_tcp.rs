@@ -54,15 +54,13 @@ enum Net {
 }
 
 fn base_config() -> ClusterConfig {
-    ClusterConfig {
-        read_timeout_ms: 500,
-        vote_timeout_ms: 5_000,
-        retry_interval_ms: 20,
-        max_retries: 3,
-        lease_ms: 1_000,
-        heartbeat_ms: 50,
-        ..ClusterConfig::default()
-    }
+    ClusterConfig::default()
+        .with_read_timeout_ms(500)
+        .with_vote_timeout_ms(5_000)
+        .with_retry_interval_ms(20)
+        .with_max_retries(3)
+        .with_lease_ms(1_000)
+        .with_heartbeat_ms(50)
 }
 
 fn ids(n: usize) -> Vec<String> {
@@ -947,21 +945,18 @@ mod quic {
             id: "mallory".into(),
             address: "127.0.0.1:0".into(),
         });
-        let mallory_config = ClusterConfig {
-            server_id: "mallory".into(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            servers,
-            transport: Transport::Quic,
-            tls: Some(TlsFiles {
-                cert: foreign_dir.path().join("mallory.pem"),
-                key: foreign_dir.path().join("mallory.key"),
-                ca: Some(foreign_dir.path().join("ca.pem")),
-                pinned: Vec::new(),
-            }),
-            vote_timeout_ms: 1_000,
-            ..base_config()
-        };
+        let mut mallory_config = base_config()
+            .with_host("127.0.0.1")
+            .with_port(0)
+            .with_servers(servers)
+            .with_transport(Transport::Quic)
+            .with_tls(TlsFiles::with_ca(
+                foreign_dir.path().join("mallory.pem"),
+                foreign_dir.path().join("mallory.key"),
+                foreign_dir.path().join("ca.pem"),
+            ))
+            .with_vote_timeout_ms(1_000);
+        mallory_config.server_id = "mallory".into();
         let mallory_dir = tempfile::tempdir().unwrap();
         let mallory = StorageBuilder::standalone(mallory_dir.path())
             .cluster(mallory_config)
@@ -1004,22 +999,17 @@ mod transport_selection {
     use super::*;
 
     fn single_node(dir: &std::path::Path) -> ClusterConfig {
-        ClusterConfig {
-            server_id: "solo".into(),
-            port: 0,
-            servers: vec![PeerAddress {
-                id: "solo".into(),
-                address: "127.0.0.1:0".into(),
-            }],
-            psk: Some("key".into()),
-            tls: Some(TlsFiles {
-                cert: dir.join("solo.pem"),
-                key: dir.join("solo.key"),
-                ca: Some(dir.join("ca.pem")),
-                pinned: Vec::new(),
-            }),
-            ..base_config()
-        }
+        let mut config = base_config()
+            .with_port(0)
+            .with_servers([PeerAddress::new("solo", "127.0.0.1:0")])
+            .with_psk("key")
+            .with_tls(TlsFiles::with_ca(
+                dir.join("solo.pem"),
+                dir.join("solo.key"),
+                dir.join("ca.pem"),
+            ));
+        config.server_id = "solo".into();
+        config
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1030,10 +1020,7 @@ mod transport_selection {
             .write_to(certs.path())
             .unwrap();
         let space = tempfile::tempdir().unwrap();
-        let config = ClusterConfig {
-            transport: Transport::Tcp,
-            ..single_node(certs.path())
-        };
+        let config = single_node(certs.path()).with_transport(Transport::Tcp);
         let storage = StorageBuilder::standalone(space.path())
             .cluster(config)
             .transport(Transport::Quic)
@@ -1051,11 +1038,8 @@ mod transport_selection {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quic_without_certificates_is_refused_by_the_builder() {
         let space = tempfile::tempdir().unwrap();
-        let config = ClusterConfig {
-            transport: Transport::Quic,
-            tls: None,
-            ..single_node(space.path())
-        };
+        let mut config = single_node(space.path()).with_transport(Transport::Quic);
+        config.tls = None;
         let err = StorageBuilder::standalone(space.path())
             .cluster(config)
             .build()

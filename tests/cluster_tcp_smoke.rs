@@ -5,12 +5,10 @@ use protobase::cluster::{ClusterConfig, bind_local_tcp_cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_publish_and_read_each_others_atoms() {
-    let base = ClusterConfig {
-        heartbeat_ms: 50,
-        read_timeout_ms: 500,
-        retry_interval_ms: 20,
-        ..ClusterConfig::default()
-    };
+    let base = ClusterConfig::default()
+        .with_heartbeat_ms(50)
+        .with_read_timeout_ms(500)
+        .with_retry_interval_ms(20);
     let nodes = bind_local_tcp_cluster(&["a", "b", "c"], "secret", &base).unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut storages = Vec::new();

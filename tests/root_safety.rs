@@ -229,23 +229,14 @@ async fn a_root_is_never_acknowledged_over_bytes_a_failed_fsync_dropped() {
 // Cluster defects on the in-process transport.
 
 fn member_config(id: &str, ids: &[&str], lease_ms: u64) -> ClusterConfig {
-    ClusterConfig {
-        server_id: id.into(),
-        servers: ids
-            .iter()
-            .map(|p| PeerAddress {
-                id: p.to_string(),
-                address: format!("{p}:1"),
-            })
-            .collect(),
+    ClusterConfig::new(id)
+        .with_servers(ids.iter().map(|p| PeerAddress::new(*p, format!("{p}:1"))))
         // Requests wait long enough for a slow acceptor (1 s writes).
-        read_timeout_ms: 3_000,
-        vote_timeout_ms: 10_000,
-        retry_interval_ms: 20,
-        lease_ms,
-        heartbeat_ms: 0,
-        ..ClusterConfig::default()
-    }
+        .with_read_timeout_ms(3_000)
+        .with_vote_timeout_ms(10_000)
+        .with_retry_interval_ms(20)
+        .with_lease_ms(lease_ms)
+        .with_heartbeat_ms(0)
 }
 
 async fn member(

@@ -397,17 +397,14 @@ impl World {
     }
 
     fn cluster_config(&self, i: usize) -> ClusterConfig {
-        ClusterConfig {
-            server_id: node_id(i),
-            servers: self.members(),
-            read_timeout_ms: self.s.read_timeout_ms,
-            vote_timeout_ms: 4 * self.s.read_timeout_ms + self.s.lease_ms,
-            retry_interval_ms: 10,
-            max_retries: 2,
-            lease_ms: self.s.lease_ms,
-            heartbeat_ms: 0,
-            ..ClusterConfig::default()
-        }
+        ClusterConfig::new(node_id(i))
+            .with_servers(self.members())
+            .with_read_timeout_ms(self.s.read_timeout_ms)
+            .with_vote_timeout_ms(4 * self.s.read_timeout_ms + self.s.lease_ms)
+            .with_retry_interval_ms(10)
+            .with_max_retries(2)
+            .with_lease_ms(self.s.lease_ms)
+            .with_heartbeat_ms(0)
     }
 
     async fn build(&self, i: usize) -> protobase::Result<Storage> {

@@ -843,10 +843,7 @@ async fn builder_rejects_invalid_settings() {
         ),
         "{err:?}"
     );
-    let config = StorageConfig {
-        page_size: 0,
-        ..StorageConfig::default()
-    };
+    let config = StorageConfig::default().with_page_size(0);
     let err = StorageBuilder::in_memory()
         .with_config(config)
         .build()

@@ -16,10 +16,13 @@
 mod common;
 pub mod in_process;
 #[cfg(feature = "quic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub mod quic;
 #[cfg(feature = "tcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
 pub mod tcp;
 #[cfg(feature = "quic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub mod tls;
 
 pub use in_process::{Faults, HubStats, InProcessHub, InProcessNetwork};

@@ -90,15 +90,19 @@ use crate::types::{RootRecord, WalId};
 use crate::wal_store::ReadTier;
 
 #[cfg(feature = "aws-sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-sdk")))]
 pub use aws_sdk::{AwsSdkStore, aws_sdk_store};
 pub use builder::CloudBlockProviderBuilder;
 pub use cache_dir::{DEFAULT_CACHE_SIZE, SlotCache};
 #[cfg(feature = "azure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub use gcs_azure::azure_store;
 #[cfg(feature = "gcs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gcs")))]
 pub use gcs_azure::gcs_store;
 pub use page_cache::CloudPageCache;
 #[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use s3::{create_bucket_if_missing, s3_store};
 use staging::StagingFile;
 pub use staging::{DirStaging, StagingArea};

@@ -73,8 +73,23 @@ pub struct TlsFiles {
 }
 
 /// Settings of a cluster node. Defaults follow the reference implementation.
+///
+/// `#[non_exhaustive]`: build it with [`ClusterConfig::new`] and the
+/// `with_*` setters (or [`Default`] and field assignments), so new settings
+/// never break callers.
+///
+/// ```
+/// use protobase::cluster::ClusterConfig;
+///
+/// let config = ClusterConfig::new("a")
+///     .with_port(7001)
+///     .with_servers([("a", "10.0.0.1:7001"), ("b", "10.0.0.2:7001"), ("c", "10.0.0.3:7001")])
+///     .with_psk("secret");
+/// assert_eq!(config.quorum(), 2);
+/// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// This node's id (must be unique in the cluster).
     pub server_id: String,

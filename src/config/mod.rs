@@ -12,7 +12,7 @@
 //! |---|---|
 //! | standalone | `[backend] type = "fs"` (or `memory`) |
 //! | cluster | `fs` backend + `[cluster]` (+ `[transport]`, default `tcp`) |
-//! | cloud | `[backend] type = "cloud"` with `[backend.store]` |
+//! | cloud | `[backend] type = "cloud"` with a `store` URL |
 //! | cloud-cluster | `cloud` backend + `[cluster]` |
 //!
 //! ```toml
@@ -81,8 +81,13 @@ pub struct BuildContext<'a> {
 }
 
 /// A whole node: storage settings and one config per component.
+///
+/// Usually read from a file ([`load`](Self::load)); in code, start from
+/// [`NodeConfig::new`] and the `with_*` setters (`#[non_exhaustive]`: new
+/// sections never break callers).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// Storage settings (buffer, page and blob sizes, node id...).
     #[serde(default)]
@@ -148,6 +153,56 @@ pub enum Syntax {
 }
 
 impl NodeConfig {
+    /// A node on `backend` with default settings and no other section.
+    pub fn new(backend: Box<dyn BackendConfig>) -> Self {
+        NodeConfig {
+            storage: StorageConfig::default(),
+            backend,
+            cluster: None,
+            transport: None,
+            vote: None,
+            page_cache: None,
+            http: None,
+            source: unnamed(),
+        }
+    }
+
+    /// Storage settings.
+    pub fn with_storage(mut self, storage: StorageConfig) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Cluster membership (a cluster variant).
+    pub fn with_cluster(mut self, cluster: ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The transport of a cluster node.
+    pub fn with_transport(mut self, transport: Box<dyn TransportConfig>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The vote strategy.
+    pub fn with_vote(mut self, vote: Box<dyn VoteConfig>) -> Self {
+        self.vote = Some(vote);
+        self
+    }
+
+    /// The page cache.
+    pub fn with_page_cache(mut self, page_cache: Box<dyn PageCacheConfig>) -> Self {
+        self.page_cache = Some(page_cache);
+        self
+    }
+
+    /// The operator's HTTP endpoint of `protobase node`.
+    pub fn with_http(mut self, http: HttpConfig) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// Reads `path` (`.toml` or `.json`), applies `PROTOBASE_*__*`
     /// environment overrides and the space directory's `space.config`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {

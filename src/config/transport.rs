@@ -52,8 +52,8 @@ pub struct TcpTransport {
         serialize_with = "super::redact_secret"
     )]
     pub psk: Option<String>,
-    /// Largest frame sent or accepted (default 64 MiB + headers, see
-    /// [`crate::wire`]).
+    /// Largest frame sent or accepted (default 32 MiB,
+    /// [`crate::wire::DEFAULT_MAX_FRAME_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_frame_bytes: Option<usize>,
 }

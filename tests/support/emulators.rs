@@ -62,7 +62,9 @@ pub fn free_port() -> u16 {
 
 fn skipped(var: &str, what: &str) -> bool {
     if std::env::var(var).is_ok_and(|v| v == "1") {
-        eprintln!("\n*** SKIPPED: {what} tests disabled by {var}=1 (this test did not run on {what}) ***\n");
+        eprintln!(
+            "\n*** SKIPPED: {what} tests disabled by {var}=1 (this test did not run on {what}) ***\n"
+        );
         true
     } else {
         false
@@ -124,7 +126,11 @@ kill $pid 2>/dev/null; wait $pid 2>/dev/null"#;
 }
 
 /// Polls `ready` until it succeeds or the timeout passes.
-fn wait(what: &str, log: &Path, mut ready: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+fn wait(
+    what: &str,
+    log: &Path,
+    mut ready: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -141,10 +147,19 @@ fn wait(what: &str, log: &Path, mut ready: impl FnMut() -> Result<(), String>) -
 }
 
 /// One HTTP/1.1 request; returns (status, body).
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String), String> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -159,7 +174,10 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad response {text:?}"))?;
-    Ok((status, text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string()))
+    Ok((
+        status,
+        text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
+    ))
 }
 
 // ---------------------------------------------------------------- SeaweedFS
@@ -211,7 +229,10 @@ fn start_seaweed() -> Result<Server, String> {
     let child = spawn(
         &bin,
         &args,
-        &[("AWS_ACCESS_KEY_ID", WEED_KEY), ("AWS_SECRET_ACCESS_KEY", WEED_SECRET)],
+        &[
+            ("AWS_ACCESS_KEY_ID", WEED_KEY),
+            ("AWS_SECRET_ACCESS_KEY", WEED_SECRET),
+        ],
         &log,
     )?;
     let endpoint = format!("http://127.0.0.1:{s3}");
@@ -294,7 +315,9 @@ fn start_fake_gcs() -> Result<(Server, PathBuf), String> {
         child,
         _dir: dir,
     };
-    wait("fake-gcs-server", &log, || gcs_bucket(&addr, super::moto::TEST_BUCKET))?;
+    wait("fake-gcs-server", &log, || {
+        gcs_bucket(&addr, super::moto::TEST_BUCKET)
+    })?;
     Ok((server, account))
 }
 
@@ -343,9 +366,13 @@ fn start_azurite() -> Result<Server, String> {
     if !bin.exists() {
         eprintln!("installing {AZURITE} into {} (once)", node.display());
         std::fs::create_dir_all(&node).map_err(|e| e.to_string())?;
-        run(Command::new("npm")
-            .current_dir(&node)
-            .args(["install", "--no-audit", "--no-fund", "--silent", AZURITE]))?;
+        run(Command::new("npm").current_dir(&node).args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            AZURITE,
+        ]))?;
     }
     let venv = repo().join(".ci/venv");
     let marker = venv.join("lib/python3.11/site-packages/azure/storage/blob");
@@ -386,5 +413,10 @@ fn azure_container(python: &Path, endpoint: &str, name: &str) -> Result<(), Stri
     );
     let script = "import sys\nfrom azure.storage.blob import BlobServiceClient\nfrom azure.core.exceptions import ResourceExistsError\n\
 c = BlobServiceClient.from_connection_string(sys.argv[1])\ntry:\n    c.create_container(sys.argv[2])\nexcept ResourceExistsError:\n    pass\n";
-    run(Command::new(python).arg("-c").arg(script).arg(conn).arg(name)).map(|_| ())
+    run(Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(conn)
+        .arg(name))
+    .map(|_| ())
 }

@@ -53,11 +53,9 @@ async fn provider(
 }
 
 async fn start(base: &Path, store: &Arc<dyn ObjectStore>) -> BenchResult<Vec<Node>> {
-    let config = ClusterConfig {
-        read_timeout_ms: 2_000,
-        heartbeat_ms: 100,
-        ..ClusterConfig::default()
-    };
+    let config = ClusterConfig::default()
+        .with_read_timeout_ms(2_000)
+        .with_heartbeat_ms(100);
     let mut nodes = Vec::new();
     for (i, (cfg, net)) in bind_local_tcp_cluster(&["a", "b", "c"], "bench", &config)?
         .into_iter()

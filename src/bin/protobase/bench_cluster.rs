@@ -134,10 +134,7 @@ fn raw_fdatasync(f: &std::fs::File) -> BenchResult<Duration> {
 }
 
 fn bench_config() -> ClusterConfig {
-    ClusterConfig {
-        heartbeat_ms: 0,
-        ..ClusterConfig::default()
-    }
+    ClusterConfig::default().with_heartbeat_ms(0)
 }
 
 struct ManualNode {
