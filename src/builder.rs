@@ -22,7 +22,7 @@ use crate::clock::{Clock, SeededRng, TokioClock};
 use crate::cluster::root_copy::spawn_root_copy;
 use crate::cluster::{
     Acceptor, AcceptorStore, CacheAwareHandler, ClusterConfig, ClusterHandler, FileAcceptorStore,
-    HintingRegister, PeerTier, QuorumLock, QuorumRegister, RootHint, Transport,
+    HintingRegister, PeerTier, QuorumRegister, RootHint, Transport,
 };
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
@@ -497,7 +497,7 @@ impl StorageBuilder {
                 Arc::new(MeteredWalStore::new(wals, false)),
                 register,
                 cache,
-                Arc::new(QuorumLock(quorum)),
+                Arc::new(crate::cluster::QuorumLock(quorum)),
                 Some(network),
             );
             return Ok(storage

@@ -163,6 +163,7 @@ impl Storage {
     }
 
     /// Adds a health source (the builder, before the storage is shared).
+    #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
     pub(crate) fn with_health(mut self, source: Arc<dyn HealthSource>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.health = Some(source);

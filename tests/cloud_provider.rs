@@ -36,7 +36,8 @@ enum Kind {
     S3,
     #[cfg(feature = "aws-sdk")]
     AwsSdk,
-    /// Google Cloud Storage on fake-gcs-server (`support::emulators`).
+    /// Google Cloud Storage on fake-gcs-server, behind a small XML-API shim
+    /// (`support::emulators`).
     #[cfg(feature = "gcs")]
     Gcs,
     /// Azure Blob Storage on Azurite (`support::emulators`).
@@ -175,19 +176,10 @@ macro_rules! on_all_stores {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(super::Kind::AwsSdk).await })*
         }
-        // GCS (fake-gcs-server 1.54, the one on PyPI) is opt-in: that
-        // server lacks the XML-API PUT object_store uploads with (it answers
-        // 400 "invalid uploadType"), so the suite cannot pass on it yet.
         #[cfg(feature = "gcs")]
         mod gcs {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if std::env::var("PROTOBASE_TEST_GCS").is_ok_and(|v| v == "1") {
-                    super::$name(super::Kind::Gcs).await
-                } else {
-                    eprintln!("\n*** SKIPPED: GCS suite (set PROTOBASE_TEST_GCS=1: fake-gcs-server lacks XML-API PUT) ***\n");
-                }
-            })*
+            async fn $name() { super::$name(super::Kind::Gcs).await })*
         }
         #[cfg(feature = "azure")]
         mod azure {

@@ -301,7 +301,9 @@ fn start_fake_gcs() -> Result<(Server, PathBuf), String> {
         "error".into(),
     ];
     let child = spawn(&bin, &args, &[], &log)?;
-    let endpoint = format!("http://{addr}");
+    // object_store talks to the shim, which talks to the fake.
+    let shim = start_gcs_shim(addr.clone())?;
+    let endpoint = format!("http://{shim}");
     let account = dir.path().join("service-account.json");
     std::fs::write(
         &account,
@@ -419,4 +421,391 @@ c = BlobServiceClient.from_connection_string(sys.argv[1])\ntry:\n    c.create_co
         .arg(conn)
         .arg(name))
     .map(|_| ())
+}
+
+// ---------------------------------------------------------- GCS XML shim
+
+/// fake-gcs-server (1.54) serves GCS's JSON API and XML-API GETs, but not
+/// the XML-API PUT and bucket listing that `object_store` uses. This shim,
+/// in front of it, translates those two (a PUT with
+/// `x-goog-if-generation-match` becomes a JSON media upload with
+/// `ifGenerationMatch`, a `list-type=2` listing becomes a JSON listing
+/// answered as XML) and passes every other request through unchanged.
+/// Returns the shim's address.
+fn start_gcs_shim(upstream: String) -> Result<String, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let _ = shim_connection(conn, &upstream);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+struct ShimRequest {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl ShimRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_line(r: &mut impl std::io::BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Reads one request (`None` at the end of the connection).
+fn read_request(r: &mut impl std::io::BufRead) -> std::io::Result<Option<ShimRequest>> {
+    let first = read_line(r)?;
+    if first.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut req = ShimRequest {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let size =
+                usize::from_str_radix(read_line(r)?.split(';').next().unwrap_or("0").trim(), 16)
+                    .unwrap_or(0);
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk)?;
+            read_line(r)?;
+            if size == 0 {
+                break;
+            }
+            req.body.extend_from_slice(&chunk);
+        }
+    } else if let Some(n) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        req.body = vec![0; n];
+        r.read_exact(&mut req.body)?;
+    }
+    Ok(Some(req))
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Sends `req` upstream as is (with `target`); returns the raw response.
+fn forward(
+    upstream: &str,
+    method: &str,
+    target: &str,
+    req: &ShimRequest,
+    extra: &[(&str, String)],
+) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(upstream)?;
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.body.len()
+    );
+    for (k, v) in &req.headers {
+        let lk = k.to_ascii_lowercase();
+        if ["host", "connection", "content-length", "transfer-encoding"].contains(&lk.as_str()) {
+            continue;
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(&req.body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+/// A raw upstream response: (head, body with any chunked framing removed).
+fn parse_response(raw: &[u8]) -> (String, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut body = raw[end..].to_vec();
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[..p])
+                    .split(';')
+                    .next()
+                    .unwrap_or("0")
+                    .trim(),
+                16,
+            )
+            .unwrap_or(0);
+            if size == 0 || rest.len() < p + 2 + size {
+                break;
+            }
+            out.extend_from_slice(&rest[p + 2..p + 2 + size]);
+            rest = &rest[(p + 4 + size).min(rest.len())..];
+        }
+        body = out;
+    }
+    (head, body)
+}
+
+/// (status, body as text) of a raw upstream response.
+fn split_response(raw: &[u8]) -> (u16, String) {
+    let (head, body) = parse_response(raw);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(502);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn respond(
+    w: &mut impl Write,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn shim_connection(conn: TcpStream, upstream: &str) -> std::io::Result<()> {
+    let mut reader = std::io::BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    while let Some(req) = read_request(&mut reader)? {
+        let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+        let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+        let is_list = req.method == "GET" && segments.len() == 1 && query.contains("list-type=2");
+        let is_put = req.method == "PUT"
+            && segments.len() == 2
+            && req.header("x-goog-copy-source").is_none();
+        if is_put {
+            let bucket = pct_decode(segments[0]);
+            let object = pct_decode(segments[1]);
+            let mut target = format!(
+                "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+                pct_encode(&bucket),
+                pct_encode(&object)
+            );
+            if let Some(g) = req.header("x-goog-if-generation-match") {
+                target.push_str(&format!("&ifGenerationMatch={g}"));
+            }
+            let (status, body) = split_response(&forward(upstream, "POST", &target, &req, &[])?);
+            if (200..300).contains(&status) {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let etag = v["etag"].as_str().unwrap_or("etag").to_string();
+                let generation = v["generation"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v["generation"].to_string());
+                respond(
+                    &mut writer,
+                    200,
+                    &[
+                        ("ETag", format!("\"{etag}\"")),
+                        ("x-goog-generation", generation),
+                    ],
+                    b"",
+                )?;
+            } else {
+                respond(&mut writer, status, &[], body.as_bytes())?;
+            }
+        } else if is_list {
+            let bucket = pct_decode(segments[0]);
+            let params: Vec<(String, String)> = query
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), pct_decode(&v.replace('+', " "))))
+                .collect();
+            let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+            let mut target = format!("/storage/v1/b/{}/o?", pct_encode(&bucket));
+            for (ours, theirs) in [
+                ("prefix", "prefix"),
+                ("delimiter", "delimiter"),
+                ("continuation-token", "pageToken"),
+                ("max-keys", "maxResults"),
+                ("start-after", "startOffset"),
+            ] {
+                if let Some(v) = get(ours) {
+                    target.push_str(&format!("{theirs}={}&", pct_encode(&v)));
+                }
+            }
+            let (status, body) = split_response(&forward(upstream, "GET", &target, &req, &[])?);
+            if status != 200 {
+                respond(&mut writer, status, &[], body.as_bytes())?;
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let mut xml =
+                String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>");
+            let start_after = get("start-after");
+            for item in v["items"].as_array().into_iter().flatten() {
+                let name = item["name"].as_str().unwrap_or_default();
+                if start_after.as_deref().is_some_and(|s| name <= s) {
+                    continue;
+                }
+                let size = item["size"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| item["size"].to_string());
+                xml.push_str(&format!(
+                    "<Contents><Key>{}</Key><Size>{size}</Size><LastModified>{}</LastModified><ETag>\"{}\"</ETag></Contents>",
+                    xml_escape(name),
+                    item["updated"].as_str().unwrap_or("1970-01-01T00:00:00Z"),
+                    xml_escape(item["etag"].as_str().unwrap_or_default()),
+                ));
+            }
+            for p in v["prefixes"].as_array().into_iter().flatten() {
+                xml.push_str(&format!(
+                    "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+                    xml_escape(p.as_str().unwrap_or_default())
+                ));
+            }
+            if let Some(t) = v["nextPageToken"].as_str() {
+                xml.push_str(&format!(
+                    "<NextContinuationToken>{}</NextContinuationToken>",
+                    xml_escape(t)
+                ));
+            }
+            xml.push_str("</ListBucketResult>");
+            respond(
+                &mut writer,
+                200,
+                &[("Content-Type", "application/xml".into())],
+                xml.as_bytes(),
+            )?;
+        } else {
+            // Everything else (GET, HEAD, DELETE) the fake serves itself.
+            let raw = forward(upstream, &req.method, &req.target, &req, &[])?;
+            let (head, body) = parse_response(&raw);
+            let body = &body[..];
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(502);
+            let headers: Vec<(String, String)> = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    !["content-length", "connection", "transfer-encoding"].contains(&k.as_str())
+                })
+                .collect();
+            let hs: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            // A HEAD answer keeps its Content-Length but has no body.
+            if req.method == "HEAD" {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    })
+                    .map(|(_, v)| v.trim().to_string())
+                    .unwrap_or_else(|| "0".into());
+                let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\n");
+                for (k, v) in &hs {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                writer.write_all(out.as_bytes())?;
+                writer.flush()?;
+            } else {
+                respond(&mut writer, status, &hs, body)?;
+            }
+        }
+    }
+    Ok(())
 }

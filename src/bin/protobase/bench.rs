@@ -97,7 +97,14 @@ pub(crate) fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
     Ok(d)
 }
 
-pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCode> {
+pub(crate) async fn run(quick: bool, dir: Option<PathBuf>, metrics: bool) -> BenchResult<ExitCode> {
+    // The recorder `protobase node` installs, before any storage is built,
+    // to measure what recording costs (`--metrics`).
+    let _recorder = if metrics {
+        Some(crate::http::install_recorder().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let _tmp;
     let base = match dir {
         Some(d) => {
@@ -113,8 +120,13 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     };
     let sizes = Sizes::new(quick);
     eprintln!(
-        "protobase bench ({}) in {}",
+        "protobase bench ({}{}) in {}",
         if quick { "quick" } else { "full" },
+        if metrics {
+            ", Prometheus recorder installed"
+        } else {
+            ""
+        },
         base.display()
     );
     let mut rows = Vec::new();

@@ -123,6 +123,10 @@ enum Command {
         /// Directory for the benchmark's files (default: a temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Install the Prometheus metrics recorder `protobase node` uses
+        /// (to measure what recording metrics costs).
+        #[arg(long)]
+        metrics: bool,
     },
     /// Run one node (any variant) from a config file until SIGINT/SIGTERM.
     Node {
@@ -191,7 +195,11 @@ fn main() -> ExitCode {
             Command::Inspect { dir } => commands::inspect(&dir).await,
             Command::Verify { dir, strict } => commands::verify(&dir, strict).await,
             Command::Certs { out, ids } => certs::run(&out, &ids),
-            Command::Bench { quick, dir } => bench::run(quick, dir).await,
+            Command::Bench {
+                quick,
+                dir,
+                metrics,
+            } => bench::run(quick, dir, metrics).await,
             Command::Node {
                 config,
                 log_format,
