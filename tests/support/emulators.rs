@@ -669,15 +669,41 @@ fn shim_connection(conn: TcpStream, upstream: &str) -> std::io::Result<()> {
         if is_put {
             let bucket = pct_decode(segments[0]);
             let object = pct_decode(segments[1]);
+            // A multipart upload: the one upload of fake-gcs-server 1.54
+            // that honours ifGenerationMatch.
             let mut target = format!(
-                "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+                "/upload/storage/v1/b/{}/o?uploadType=multipart&name={}",
                 pct_encode(&bucket),
                 pct_encode(&object)
             );
             if let Some(g) = req.header("x-goog-if-generation-match") {
                 target.push_str(&format!("&ifGenerationMatch={g}"));
             }
-            let (status, body) = split_response(&forward(upstream, "POST", &target, &req, &[])?);
+            let boundary = "protobase-shim-boundary-7f3a";
+            let meta = serde_json::json!({ "name": object }).to_string();
+            let mut body = format!(
+                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend_from_slice(&req.body);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            let multipart = ShimRequest {
+                method: "POST".into(),
+                target: target.clone(),
+                headers: req
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+                    .cloned()
+                    .collect(),
+                body,
+            };
+            let ct = [(
+                "Content-Type",
+                format!("multipart/related; boundary={boundary}"),
+            )];
+            let (status, body) =
+                split_response(&forward(upstream, "POST", &target, &multipart, &ct)?);
             if (200..300).contains(&status) {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 let etag = v["etag"].as_str().unwrap_or("etag").to_string();
