@@ -261,7 +261,8 @@ async fn bad_locations_and_newer_destination_roots_are_refused() {
         assert_eq!(out.status.code(), Some(1), "{src} -> {dst}: {err}");
         assert!(err.contains(says), "{src} -> {dst}: {err}");
     }
-    // b has a root newer than a's: the copy does not roll it back.
+    // b is another space (with a root newer than a's): refused before
+    // anything is copied, so the two spaces are never mixed.
     let storage = StorageBuilder::standalone(&b).build().await.unwrap();
     for _ in 0..100 {
         let p = storage.push_bytes(b"b").await.unwrap();
@@ -269,11 +270,24 @@ async fn bad_locations_and_newer_destination_roots_are_refused() {
     }
     storage.close().await.unwrap();
     let before = std::fs::read(b.join("space_root")).unwrap();
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let files_before = listing(&b);
     let (out, _) = copy(a, b_str, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("destination root not replaced"), "{err}");
+    assert!(
+        err.contains("holds another space") && err.contains("before copying anything"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(b.join("space_root")).unwrap(), before);
+    assert_eq!(listing(&b), files_before, "nothing was copied into b");
 }
 
 #[cfg(feature = "s3")]

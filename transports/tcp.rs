@@ -52,7 +52,11 @@
 //! be replayed on another connection; the two directions use different
 //! labels, so one side's proof cannot be reflected as the other's. The client
 //! checks that the server is the peer it dialled; the server accepts only the
-//! ids of its configured peers, and that id is the `from` its handler sees.
+//! ids of its configured peers and client ids (`client~…`, see
+//! [`client_id`](crate::network::client_id): operator tools and clients
+//! holding the same key), and that id is the `from` its handler sees. A
+//! client id is never a member: the cluster's handlers refuse its votes and
+//! accepts.
 //! MACs are compared in constant time. The handshake messages are small and
 //! fixed in shape, so an unauthenticated peer cannot make a node allocate
 //! more than a few hundred bytes.
@@ -535,7 +539,14 @@ impl Inner {
             socket.bind(addr)?;
             socket.listen(1024)
         };
-        bind().map_err(|e| unreachable(format!("cannot listen on {addr}: {e}")))
+        bind().map_err(|e| NetworkError::Listen {
+            address: addr.to_string(),
+            reason: if e.kind() == io::ErrorKind::AddrInUse {
+                format!("{e} (another process uses this port)")
+            } else {
+                e.to_string()
+            },
+        })
     }
 
     /// The open connection to `slot`, opening one if needed.
@@ -776,7 +787,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) 
         &mut stream,
         &config.server_id,
         &config.pre_shared_key,
-        |id| inner.by_id.contains_key(id),
+        |id| inner.by_id.contains_key(id) || crate::network::is_client_id(id),
     );
     let peer = match tokio::time::timeout(inner.read_timeout(), handshake).await {
         Ok(Ok(peer)) => peer,
@@ -857,8 +868,9 @@ impl NetworkManager for TcpNetworkManager {
 
     /// Binds the listener (the address of a previous run, if any) and serves
     /// inbound connections with `handler`. On a running manager it replaces
-    /// the handler. Fails with [`NetworkError::Unreachable`] (naming this
-    /// node) when the address cannot be bound.
+    /// the handler. Fails with [`NetworkError::Listen`] when the address
+    /// cannot be bound (in use, say); other failures to use a given listener
+    /// are [`NetworkError::Unreachable`] naming this node.
     async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
         if let Some(run) = self.inner.current_run() {
             *run.handler.write() = handler;
@@ -968,7 +980,10 @@ enum HandshakeError {
     UnknownPeer(String),
     #[error("expected peer {expected:?}, found {found:?}")]
     WrongPeer { expected: String, found: String },
-    #[error("authentication failed: the peer does not know the pre-shared key")]
+    #[error(
+        "authentication failed: the pre-shared keys of this node and the peer differ \
+         (check this node's key too)"
+    )]
     BadMac,
     #[error("the peer refused the handshake (wrong key or not configured there)")]
     Refused,

@@ -1,5 +1,6 @@
 //! [`ClusterHandler`]: answers peers' (and operator tools') messages on a
-//! cluster node.
+//! cluster node. Client links (ids from
+//! [`client_id`](crate::network::client_id)) get pages and the status only.
 
 use std::sync::Arc;
 
@@ -57,6 +58,19 @@ impl ClusterHandler {
 #[async_trait]
 impl MessageHandler for ClusterHandler {
     async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
+        // A client link (see `network::client_id`) is never a member: it may
+        // read pages and ask for the status, nothing that votes or accepts.
+        if crate::network::is_client_id(&from)
+            && !matches!(
+                message,
+                Message::PageRequest { .. } | Message::StatusRequest
+            )
+        {
+            debug!(%from, "refused a member's message from a client");
+            return Some(Message::Error {
+                message: "clients cannot vote, accept or send member messages".into(),
+            });
+        }
         Some(match message {
             Message::Prepare { term, lease_ms } => {
                 match self.acceptor.prepare(&from, term, lease_ms).await {

@@ -2,7 +2,8 @@
 //! SIGINT or SIGTERM, then flushes and exits 0.
 //!
 //! A cluster node serves votes, root updates, pages and status requests to
-//! its peers for as long as it runs. `--workload demo` also writes an atom
+//! its peers, and clients (`protobase put/get/root --connect`, see
+//! `protobase::client`), for as long as it runs. `--workload demo` also writes an atom
 //! and publishes it as the root `--rate` times a second; each atom records
 //! the previous root's atom, read first (often from a peer's WAL, through a
 //! page request), so a cluster can be watched live and checked afterwards.
@@ -35,8 +36,13 @@ pub(crate) struct DemoAtom {
 pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a terminal (never in a redirected log), and never
+    // with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),
