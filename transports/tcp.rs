@@ -1279,6 +1279,72 @@ mod tests {
         node.stop().await.unwrap();
     }
 
+    /// A client link (`client~…`, same key) is accepted, and the handler
+    /// sees its client id, never a member's.
+    #[tokio::test]
+    async fn a_client_link_is_accepted_under_its_client_id() {
+        #[derive(Debug, Default)]
+        struct From(Mutex<Vec<PeerId>>);
+        #[async_trait]
+        impl MessageHandler for From {
+            async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
+                self.0.lock().push(from);
+                Some(message)
+            }
+        }
+        let config = TcpConfig::new("n1", "127.0.0.1:0", KEY).with_peer("n0", "127.0.0.1:9");
+        let node = TcpNetworkManager::new(config).unwrap();
+        let seen = Arc::new(From::default());
+        node.start(seen.clone()).await.unwrap();
+        let addr = node.local_addr().unwrap().to_string();
+        let client = TcpNetworkManager::new(
+            TcpConfig::new(crate::network::client_id("n0"), "127.0.0.1:0", KEY)
+                .with_peer("n1", addr.as_str()),
+        )
+        .unwrap();
+        client.start(seen.clone()).await.unwrap();
+        let r = client
+            .request(&"n1".into(), heartbeat_message(), Duration::from_secs(5))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(*seen.0.lock(), vec!["client~n0".to_string()]);
+        // A wrong key is still refused, and blamed on the keys, not the peer.
+        let stranger = TcpNetworkManager::new(
+            TcpConfig::new(
+                crate::network::client_id("n0"),
+                "127.0.0.1:0",
+                &b"wrong key"[..],
+            )
+            .with_peer("n1", addr.as_str())
+            .with_max_retries(0),
+        )
+        .unwrap();
+        stranger.start(seen.clone()).await.unwrap();
+        let r = stranger
+            .request(&"n1".into(), heartbeat_message(), Duration::from_secs(5))
+            .await;
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("pre-shared keys"), "{err}");
+        // A member id may not be a client id.
+        assert!(
+            TcpNetworkManager::new(
+                TcpConfig::new("n1", "127.0.0.1:0", KEY).with_peer("client~x", "127.0.0.1:9")
+            )
+            .is_err()
+        );
+        for n in [&client, &stranger, &node] {
+            n.stop().await.unwrap();
+        }
+    }
+
+    fn heartbeat_message() -> Message {
+        Message::Heartbeat {
+            node: "x".into(),
+            root_sequence: 0,
+            term: 0,
+        }
+    }
+
     #[tokio::test]
     async fn an_unknown_id_is_refused() {
         let (node, counter, addr) = server().await;

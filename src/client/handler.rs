@@ -134,3 +134,150 @@ impl MessageHandler for ClientHandler {
         self.inner.handle(from, message).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::builder::StorageBuilder;
+    use crate::types::{Format, RootRecord, WalId};
+
+    /// Counts what reaches the wrapped (member) handler.
+    #[derive(Debug, Default)]
+    struct Inner(AtomicUsize);
+
+    #[async_trait]
+    impl MessageHandler for Inner {
+        async fn handle(&self, _from: PeerId, _message: Message) -> Option<Message> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Some(Message::Ack)
+        }
+    }
+
+    async fn ask(h: &ClientHandler, message: Message) -> Message {
+        h.handle("client~n1".into(), message).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn clients_push_read_and_publish_through_the_storage() {
+        let inner = Arc::new(Inner::default());
+        let h = ClientHandler::new(inner.clone());
+        // Not attached yet: an error, not a panic or a hang.
+        assert!(matches!(
+            ask(&h, Message::ClientReadRoot).await,
+            Message::Error { .. }
+        ));
+        let storage = StorageBuilder::in_memory().build().await.unwrap();
+        h.attach(&storage);
+        let Message::ClientPushed { pointer } = ask(
+            &h,
+            Message::ClientPush {
+                format: Format::Json,
+                data: bytes::Bytes::from_static(b"{\"a\":1}"),
+                sync: true,
+            },
+        )
+        .await
+        else {
+            panic!("push failed");
+        };
+        assert_eq!(
+            ask(&h, Message::ClientGet { pointer }).await,
+            Message::ClientRecord {
+                format: Format::Json,
+                data: bytes::Bytes::from_static(b"{\"a\":1}"),
+            }
+        );
+        assert_eq!(
+            ask(&h, Message::ClientReadRoot).await,
+            Message::ClientRoot(None)
+        );
+        let publish = |expected| Message::ClientPublish { pointer, expected };
+        let Message::ClientPublished(root) = ask(&h, publish(Some(ExpectedRoot::Absent))).await
+        else {
+            panic!("conditional publish on an empty space failed");
+        };
+        // The same expectation again: the root moved, nothing published.
+        assert_eq!(
+            ask(&h, publish(Some(ExpectedRoot::Absent))).await,
+            Message::ClientConflict {
+                current: Some(root.clone())
+            }
+        );
+        let expected = ExpectedRoot::Root {
+            pointer,
+            sequence: Some(root.sequence),
+        };
+        let Message::ClientPublished(next) = ask(&h, publish(Some(expected))).await else {
+            panic!("compare-and-swap on the current root failed");
+        };
+        assert_eq!(next.sequence, root.sequence + 1);
+        // A pointer to nothing is never published.
+        let nowhere = AtomPointer::new(WalId::new_random(), 32);
+        assert!(matches!(
+            ask(
+                &h,
+                Message::ClientPublish {
+                    pointer: nowhere,
+                    expected: None
+                }
+            )
+            .await,
+            Message::Error { .. }
+        ));
+        assert_eq!(storage.read_current_root().await.unwrap(), Some(next));
+        assert_eq!(inner.0.load(Ordering::SeqCst), 0);
+        storage.close().await.unwrap();
+        // Closed: refused, not served.
+        assert!(matches!(
+            ask(&h, Message::ClientReadRoot).await,
+            Message::Error { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_client_never_reaches_the_member_handler_with_member_messages() {
+        let inner = Arc::new(Inner::default());
+        let h = ClientHandler::new(inner.clone());
+        let root = RootRecord::new(AtomPointer::new(WalId::new_random(), 32), 1, 1, None);
+        for m in [
+            Message::Prepare {
+                term: 9,
+                lease_ms: 1000,
+            },
+            Message::Accept { term: 9, root },
+            Message::QueryAccepted,
+            Message::Release {
+                term: 9,
+                holder: "client~n1".into(),
+            },
+            Message::Heartbeat {
+                node: "n1".into(),
+                root_sequence: 1,
+                term: 9,
+            },
+        ] {
+            let answer = ask(&h, m.clone()).await;
+            assert!(matches!(answer, Message::Error { .. }), "{m:?}: {answer:?}");
+        }
+        assert_eq!(inner.0.load(Ordering::SeqCst), 0);
+        // Read-only queries pass; members' messages pass.
+        ask(&h, Message::StatusRequest).await;
+        let page = Message::PageRequest {
+            wal: WalId::new_random(),
+            offset: 0,
+            len: 10,
+        };
+        ask(&h, page).await;
+        h.handle(
+            "n2".into(),
+            Message::Prepare {
+                term: 9,
+                lease_ms: 1000,
+            },
+        )
+        .await;
+        assert_eq!(inner.0.load(Ordering::SeqCst), 3);
+    }
+}

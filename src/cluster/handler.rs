@@ -119,3 +119,40 @@ impl MessageHandler for ClusterHandler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::memory::MemoryBlockProvider;
+    use crate::cluster::acceptor_store::MemoryAcceptorStore;
+
+    /// Even without the client wrapper, a client link cannot vote.
+    #[tokio::test]
+    async fn a_client_id_gets_no_promise_and_changes_nothing() {
+        let acceptor = Acceptor::open(
+            "n1".into(),
+            Arc::new(MemoryAcceptorStore::default()),
+            std::time::Duration::from_secs(5),
+            Arc::new(crate::clock::TokioClock),
+        )
+        .await
+        .unwrap();
+        let h = ClusterHandler::new(acceptor.clone(), Arc::new(MemoryBlockProvider::new()));
+        let prepare = Message::Prepare {
+            term: 7,
+            lease_ms: 1000,
+        };
+        let answer = h.handle("client~n2".into(), prepare.clone()).await;
+        assert!(matches!(answer, Some(Message::Error { .. })), "{answer:?}");
+        assert_eq!(acceptor.snapshot().promised, 0);
+        let answer = h.handle("n2".into(), prepare).await;
+        assert!(
+            matches!(answer, Some(Message::Promise(ref p)) if p.granted),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            h.handle("client~n2".into(), Message::StatusRequest).await,
+            Some(Message::Status(_))
+        ));
+    }
+}

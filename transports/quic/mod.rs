@@ -169,7 +169,11 @@ impl QuicNetworkManager {
             QuicClientConfig::try_from(client_tls).map_err(|e| tls_error(e.to_string()))?;
         // Client links may present any member's certificate, this node's too.
         let mut members = peer_ids.clone();
-        members.push(config.server_id.clone());
+        members.push(
+            crate::network::client_member(&config.server_id)
+                .unwrap_or(&config.server_id)
+                .to_string(),
+        );
         let server_crypto = QuicServerConfig::try_from(config.tls.server_config(&members)?)
             .map_err(|e| tls_error(e.to_string()))?;
         let transport = Arc::new(transport_config(&config));

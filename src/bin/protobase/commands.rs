@@ -537,9 +537,17 @@ pub(crate) async fn inspect(address: &str, object_size: Option<u64>) -> CmdResul
             if let Some(t) = &rep.torn_tail {
                 notes.push(format!("torn tail at {}", t.offset));
             }
-            if !rep.gaps.is_empty() {
-                let gap: u64 = rep.gaps.iter().map(|(a, b)| b.saturating_sub(*a)).sum();
-                notes.push(format!("{} slot gaps ({gap} bytes never written)", rep.gaps.len()));
+            // Gaps inside the WAL (the last barrier's gap lies past its end).
+            let gaps: Vec<_> = rep.gaps.iter().filter(|(a, _)| *a < rep.len).collect();
+            if !gaps.is_empty() {
+                let gap: u64 = gaps
+                    .iter()
+                    .map(|(a, b)| (*b).min(rep.len).saturating_sub(*a))
+                    .sum();
+                notes.push(format!(
+                    "{} slot gaps ({gap} bytes never written)",
+                    gaps.len()
+                ));
             }
             outln!(
                 "{:<38} {:>12} {:>10} {:>9}  {}",

@@ -529,10 +529,30 @@ async fn copy_chunk(
 }
 
 /// The destination: where chunks go, and what it already holds.
+/// The slot size the gaps of a directory source's WALs were written for
+/// (their ends are slot boundaries, each skip record lies in the slot its
+/// gap ends), if there are gaps.
+fn gap_alignment(reports: &[WalReport]) -> Option<u64> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut g = 0u64;
+    let mut reach = 0u64;
+    for rep in reports {
+        for &(start, end) in &rep.gaps {
+            g = gcd(g, end);
+            let skip_at = start.saturating_sub(protobase::record::SKIP_RECORD_LEN);
+            reach = reach.max(end - skip_at);
+        }
+    }
+    (g > 0).then_some(g.max(reach))
+}
+
 async fn open_destination(
     dst: &Address,
     source: &Source,
     opts: &CopyOptions,
+    aligned: Option<u64>,
 ) -> Result<Sink, Box<dyn std::error::Error>> {
     if dst.cluster().is_some() {
         return Err(bad(
@@ -558,8 +578,23 @@ async fn open_destination(
                 .stated_object_size()
                 .or(opts.object_size)
                 .or(layout.slot_size)
+                .or(aligned)
                 .or(source.slot)
                 .unwrap_or(DEFAULT_OBJECT_SIZE);
+            // WALs with slot gaps keep them only in slots of the size they
+            // were written with (a skip record's gap ends a slot).
+            if let Some(a) = aligned
+                && wanted != a
+            {
+                return Err(bad(
+                    dst,
+                    format!(
+                        "the source's WALs were written in {a}-byte slots (their slot gaps end \
+                         on those boundaries): a store destination needs the same slot size, \
+                         not {wanted}"
+                    ),
+                ));
+            }
             if wanted < MIN_OBJECT_SIZE {
                 return Err(bad(
                     dst,
@@ -725,17 +760,8 @@ async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
     }
     let source_wals: std::collections::HashMap<WalId, u64> =
         wals.iter().map(|w| (w.id, w.len)).collect();
-    let sink = open_destination(dst, source, opts).await?;
-    check_destination(
-        dst,
-        &sink,
-        &source_wals,
-        root.as_ref(),
-        &staging.path().join("check"),
-    )
-    .await?;
-
-    // Scan every source WAL first: records, gaps, problems.
+    // Scan every source WAL first (nothing is written yet): records, gaps,
+    // problems.
     let mut reports: Vec<WalReport> = Vec::new();
     for w in &wals {
         reports.push(
@@ -744,6 +770,17 @@ async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
                 .map_err(|e| bad(&source.label, e))?,
         );
     }
+    // Only WALs with slot gaps tie the destination's slot size.
+    let aligned = gap_alignment(&reports).map(|g| source.slot.unwrap_or(g));
+    let sink = open_destination(dst, source, opts, aligned).await?;
+    check_destination(
+        dst,
+        &sink,
+        &source_wals,
+        root.as_ref(),
+        &staging.path().join("check"),
+    )
+    .await?;
     let mut sum = Summary {
         wals: wals.len(),
         source_object_size: source.slot,
