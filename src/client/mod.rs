@@ -15,7 +15,7 @@
 //! - **Authentication.** A client authenticates like a peer, with the
 //!   cluster's credentials (the TCP pre-shared key; over QUIC a member's
 //!   certificate presented under the client ALPN), but with a *client id*
-//!   ([`client_id`](crate::network::client_id), `client~<member>`). A
+//!   ([`crate::network::client_id`], `client~<member>`). A
 //!   client id is never a member: the transport accepts it only as a link,
 //!   quorum counts never include it, and both [`ClientHandler`] and
 //!   [`ClusterHandler`](crate::cluster::ClusterHandler) refuse every
