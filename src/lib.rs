@@ -56,6 +56,7 @@ pub mod record;
 pub mod root_commit;
 pub mod root_register;
 pub mod scan;
+mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;
