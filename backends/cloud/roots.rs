@@ -104,7 +104,14 @@ impl Inner {
             None => self.chain_start().await?,
         };
         loop {
-            let next = best.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+            // A chain that reached the last index has no successor.
+            let next = match &best {
+                Some((i, _)) => match i.checked_add(1) {
+                    Some(n) => n,
+                    None => break,
+                },
+                None => 0,
+            };
             match self.get_link(next).await? {
                 Some(r)
                     if best
@@ -157,7 +164,13 @@ impl Inner {
                 format!("{root:?} is not newer than the current {prev:?}"),
             ));
         }
-        let index = newest.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+        let index = match &newest {
+            Some((i, _)) => i.checked_add(1).ok_or_else(|| Error::CorruptRoot {
+                location: self.root_key(*i).to_string(),
+                source: FormatError::BadRoot("the root chain is at its last index".into()),
+            })?,
+            None => 0,
+        };
         let key = self.root_key(index);
         let opts = PutOptions {
             mode: PutMode::Create,
