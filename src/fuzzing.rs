@@ -68,6 +68,7 @@ impl<'a> Input<'a> {
         }
     }
 
+    #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
     fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.u8(), self.u8()])
     }
@@ -331,14 +332,23 @@ pub fn cloud_roots(staging: &Path, data: &[u8]) {
             );
             let next =
                 RootRecord::new(root.pointer, root.sequence.wrapping_add(1), root.term, None);
-            // Writing the successor either succeeds, after which it is the
-            // root read back, or fails with an error (never a panic).
+            // Writing the successor either succeeds, after which it (or a
+            // newer root the store holds further along the chain) is read
+            // back, or a typed error for objects that do not follow it; or
+            // the write fails with an error (never a panic).
             if provider
                 .write_root(&next, Some(root.sequence))
                 .await
                 .is_ok()
             {
-                assert_eq!(provider.read_root().await.ok().flatten(), Some(next));
+                match provider.read_root().await {
+                    Ok(Some(r)) => assert!(
+                        r == next || (r.term, r.sequence) > (next.term, next.sequence),
+                        "{r:?} read back after writing {next:?}"
+                    ),
+                    Ok(None) => panic!("no root read back after writing {next:?}"),
+                    Err(_) => {}
+                }
             }
         }
         let _ = provider.close().await;
@@ -449,14 +459,16 @@ pub fn cache_dir(dir: &Path, data: &[u8]) {
                     if round == 0 {
                         cache.insert(key, &data);
                         let n = data.len() as u64;
-                        if let Some(got) = cache.get(key, n, 0..n) {
-                            assert_eq!(got, data);
-                        }
                         // An insert replaces what was cached, except an
                         // object of the same size (immutable objects: the
                         // same bytes) or one larger than the budget.
                         let e = match model.get(key) {
-                            None if cache.fits(n) => Expect::Data(data),
+                            None if cache.fits(n) => {
+                                if let Some(got) = cache.get(key, n, 0..n) {
+                                    assert_eq!(got, data);
+                                }
+                                Expect::Data(data)
+                            }
                             None => continue,
                             Some(_) => Expect::Unknown,
                         };

@@ -223,3 +223,46 @@ async fn blob_max_size_has_an_upper_bound() {
         .unwrap();
     storage.close().await.unwrap();
 }
+
+/// Found by the `cloud_roots` target: a chain whose newest root sits at
+/// index `u64::MAX - 1` took a successor at `u64::MAX`, after which every
+/// read walked from `u64::MAX` to `u64::MAX` (a saturating add) and failed,
+/// the root seeming not to follow itself. Now the walk stops at the last
+/// index and a write past it is a typed error.
+#[cfg(feature = "cloud")]
+#[tokio::test]
+async fn cloud_root_chain_at_the_last_index() {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use protobase::backends::cloud::CloudBlockProvider;
+    use protobase::{AtomPointer, BlockProvider, Error, RootRecord, WalId};
+
+    let staging = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let pointer = AtomPointer::new(WalId::new_random(), 32);
+    let first = RootRecord::new(pointer, 2, 1, None);
+    store
+        .put(
+            &Key::from(format!("root/{:020}", u64::MAX - 1)),
+            PutPayload::from(first.to_json()),
+        )
+        .await
+        .unwrap();
+    let provider = CloudBlockProvider::builder(store, staging.path())
+        .no_cache()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(provider.read_root().await.unwrap(), Some(first));
+    let second = RootRecord::new(pointer, 3, 1, None);
+    provider.write_root(&second, Some(2)).await.unwrap();
+    assert_eq!(provider.read_root().await.unwrap(), Some(second.clone()));
+    let third = RootRecord::new(pointer, 4, 1, None);
+    let err = provider.write_root(&third, Some(3)).await.unwrap_err();
+    assert!(matches!(err, Error::CorruptRoot { .. }), "{err:?}");
+    assert_eq!(provider.read_root().await.unwrap(), Some(second));
+    provider.close().await.unwrap();
+}
