@@ -48,6 +48,8 @@ pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod network;
 pub mod page_cache;
 pub mod protocol;
