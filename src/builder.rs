@@ -45,7 +45,8 @@ pub struct StorageConfig {
     pub buffer_size: usize,
     /// Page size of reads through the page cache (default 1 MiB).
     pub page_size: u64,
-    /// Largest record payload accepted (default 2 GiB).
+    /// Largest record payload accepted (default 2 GiB, at most
+    /// [`MAX_BLOB_MAX_SIZE`](crate::record::MAX_BLOB_MAX_SIZE) = 1 TiB).
     pub blob_max_size: u64,
     /// A WAL rolls over to a new one past this size (default 1 GiB).
     pub max_wal_size: u64,
@@ -81,6 +82,15 @@ impl StorageConfig {
         }
         if self.blob_max_size == 0 {
             return Err(Error::invalid("blob_max_size", "must be at least 1 byte"));
+        }
+        if self.blob_max_size > crate::record::MAX_BLOB_MAX_SIZE {
+            return Err(Error::invalid(
+                "blob_max_size",
+                format!(
+                    "must be at most {} bytes (1 TiB)",
+                    crate::record::MAX_BLOB_MAX_SIZE
+                ),
+            ));
         }
         if self.max_wal_size <= crate::record::WAL_HEADER_LEN {
             return Err(Error::invalid(

@@ -49,6 +49,8 @@ pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod network;
 pub mod page_cache;
 pub mod protocol;
@@ -57,6 +59,7 @@ pub mod record;
 pub mod root_commit;
 pub mod root_register;
 pub mod scan;
+mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;

@@ -59,6 +59,11 @@ pub const CRC_LEN: u64 = 4;
 pub const SKIP_FORMAT: u8 = 0xFF;
 /// Length of a skip record (the gap after it not included).
 pub const SKIP_RECORD_LEN: u64 = RECORD_PREFIX_LEN + CRC_LEN;
+/// Largest `blob_max_size` (the payload limit readers and writers apply)
+/// a storage accepts: 1 TiB, far above any record a process can hold in
+/// memory, and far enough below `u64::MAX` that offsets plus record lengths
+/// never overflow.
+pub const MAX_BLOB_MAX_SIZE: u64 = 1 << 40;
 
 /// Which record layout a WAL uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +83,20 @@ impl WalKind {
         }
     }
 
-    /// Bytes a record with `payload_len` bytes of payload occupies.
+    /// Bytes a record with `payload_len` bytes of payload occupies
+    /// (saturating at `u64::MAX`; see [`checked_record_len`](Self::checked_record_len)).
     pub fn record_len(self, payload_len: u64) -> u64 {
-        match self {
-            WalKind::Native => RECORD_PREFIX_LEN + payload_len + CRC_LEN,
-            WalKind::Reference => RECORD_PREFIX_LEN + payload_len,
-        }
+        self.checked_record_len(payload_len).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes a record with `payload_len` bytes of payload occupies, or
+    /// `None` when that does not fit in a `u64`.
+    pub fn checked_record_len(self, payload_len: u64) -> Option<u64> {
+        let overhead = match self {
+            WalKind::Native => RECORD_PREFIX_LEN + CRC_LEN,
+            WalKind::Reference => RECORD_PREFIX_LEN,
+        };
+        payload_len.checked_add(overhead)
     }
 }
 
@@ -270,7 +283,12 @@ pub fn record_total_len(kind: WalKind, bytes: &[u8], limit: u64) -> Result<u64, 
     if len > limit {
         return Err(FormatError::LengthTooLarge { length: len, limit });
     }
-    Ok(kind.record_len(len))
+    // A limit near u64::MAX admits lengths whose record length overflows.
+    kind.checked_record_len(len)
+        .ok_or(FormatError::LengthTooLarge {
+            length: len,
+            limit: u64::MAX - kind.record_len(0),
+        })
 }
 
 /// Decodes the record at the start of `bytes` (which may hold more after it).
@@ -287,7 +305,10 @@ pub fn decode_record(
             available: bytes.len() as u64,
         });
     }
-    let total_usize = total as usize;
+    // `total <= bytes.len()`, so it fits a usize.
+    let total_usize = bytes
+        .len()
+        .min(usize::try_from(total).unwrap_or(usize::MAX));
     let payload_end = match kind {
         WalKind::Native => total_usize - CRC_LEN as usize,
         WalKind::Reference => total_usize,
@@ -487,5 +508,36 @@ mod tests {
             decode_skip(&v[..10]),
             Err(FormatError::Truncated { .. })
         ));
+    }
+
+    /// Issue 17: with a limit near `u64::MAX`, a length prefix near it made
+    /// the record length overflow (a panic, or a wrapped length and a slice
+    /// panic in `decode_record`).
+    #[test]
+    fn lengths_near_u64_max_are_refused_not_overflowed() {
+        for kind in [WalKind::Native, WalKind::Reference] {
+            for len in [u64::MAX, u64::MAX - 3, u64::MAX - 8, u64::MAX - 12] {
+                let mut v = len.to_le_bytes().to_vec();
+                v.extend_from_slice(&[1, b'{', b'}', 0, 0, 0, 0]);
+                let b = Bytes::from(v);
+                let total = record_total_len(kind, &b, u64::MAX);
+                let decoded = decode_record(kind, &b, u64::MAX);
+                match (total, decoded) {
+                    (Ok(t), Err(FormatError::Truncated { needed, .. })) => assert_eq!(t, needed),
+                    (Err(FormatError::LengthTooLarge { length, limit }), Err(e)) => {
+                        assert_eq!(length, len);
+                        assert!(limit < length);
+                        assert!(matches!(e, FormatError::LengthTooLarge { .. }));
+                    }
+                    other => panic!("{kind:?} {len}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(WalKind::Native.record_len(u64::MAX), u64::MAX);
+        assert_eq!(
+            WalKind::Native.checked_record_len(u64::MAX - 13),
+            Some(u64::MAX)
+        );
+        assert_eq!(WalKind::Reference.checked_record_len(u64::MAX - 8), None);
     }
 }

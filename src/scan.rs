@@ -178,7 +178,7 @@ pub async fn scan_wal(
                 break;
             }
         };
-        if pos + total > len {
+        if total > len - pos {
             report.torn_tail = Some(ScanProblem {
                 offset: pos,
                 error: FormatError::Truncated {

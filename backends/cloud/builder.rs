@@ -229,7 +229,7 @@ impl CloudBlockProviderBuilder {
             known_root: Mutex::new(None),
             root_copy: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
-            progress: tokio::sync::watch::channel(0u64).0,
+            progress: Default::default(),
             stopping: AtomicBool::new(false),
             cache,
         });

@@ -225,7 +225,7 @@ pub(crate) struct Inner {
     pub(crate) root_copy: Mutex<Option<Bytes>>,
     pub(crate) wake: tokio::sync::Notify,
     /// Bumped after every successful upload.
-    pub(crate) progress: tokio::sync::watch::Sender<u64>,
+    pub(crate) progress: crate::signal::Signal,
     pub(crate) stopping: AtomicBool,
     /// Downloaded slot objects (`None`: disabled).
     cache: Option<Arc<SlotCache>>,
@@ -576,21 +576,17 @@ impl CloudBlockProvider {
     /// store, for at most the upload deadline.
     pub async fn flush_uploads(&self) -> Result<()> {
         let deadline = self.inner.upload_deadline;
-        let wait = async {
-            let mut rx = self.inner.progress.subscribe();
-            loop {
-                if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
-                    return Ok(());
-                }
-                self.inner.wake.notify_one();
-                if rx.changed().await.is_err() {
-                    return Err(Error::Closed);
-                }
+        let inner = &self.inner;
+        let wait = inner.progress.wait_for(|| {
+            let done = inner.backlog().slots == 0 && inner.root_copy.lock().is_none();
+            if !done {
+                inner.wake.notify_one();
             }
-        };
+            done.then_some(())
+        });
         tokio::time::timeout(deadline, wait)
             .await
-            .unwrap_or_else(|_| Err(self.inner.uploads_late("all uploads", deadline)))
+            .map_err(|_| self.inner.uploads_late("all uploads", deadline))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -616,31 +612,22 @@ impl CloudBlockProvider {
         }
         let need = (upto - 1) / self.inner.object_size + 1;
         let deadline = self.inner.upload_deadline;
-        let wait = async {
-            let mut rx = self.inner.progress.subscribe();
-            loop {
-                let done = self
-                    .inner
-                    .staged
-                    .lock()
-                    .get(&wal)
-                    .is_none_or(|w| w.uploaded_upto() >= need);
-                if done {
-                    return Ok(());
-                }
-                self.inner.wake.notify_one();
-                if rx.changed().await.is_err() {
-                    return Err(Error::Closed);
-                }
+        let inner = &self.inner;
+        let wait = inner.progress.wait_for(|| {
+            let done = inner
+                .staged
+                .lock()
+                .get(&wal)
+                .is_none_or(|w| w.uploaded_upto() >= need);
+            if !done {
+                inner.wake.notify_one();
             }
-        };
-        tokio::time::timeout(deadline, wait)
-            .await
-            .unwrap_or_else(|_| {
-                Err(self
-                    .inner
-                    .uploads_late(&format!("the slots of WAL {wal} below {upto}"), deadline))
-            })
+            done.then_some(())
+        });
+        tokio::time::timeout(deadline, wait).await.map_err(|_| {
+            self.inner
+                .uploads_late(&format!("the slots of WAL {wal} below {upto}"), deadline)
+        })
     }
 }
 

@@ -170,7 +170,7 @@ async fn copy_root(inner: &Inner) {
             *pending = None;
         }
     }
-    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
+    inner.progress.bump();
 }
 
 /// Marks a slot uploaded; after a closed WAL's last slot, deletes its
@@ -196,5 +196,5 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         // Reads that still find the entry use its open (unlinked) file.
         inner.staged.lock().remove(&wal);
     }
-    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
+    inner.progress.bump();
 }
