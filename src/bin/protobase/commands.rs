@@ -12,8 +12,9 @@ use protobase::client::{Client, ClusterSpace, Published};
 use protobase::protocol::ExpectedRoot;
 use protobase::{AtomPointer, Error, Format, RootRecord, Storage, StorageBuilder};
 
-use crate::address::{self, Address, bad};
+use crate::address::{Address, bad};
 use crate::out::outln;
+use crate::space;
 use crate::{CmdResult, ConnectArgs, PutFormat, json_text, out};
 
 /// Exit code of `root` when the space has no root.
@@ -113,7 +114,7 @@ pub(crate) async fn root(address: Option<&str>, args: &ConnectArgs) -> CmdResult
         return print_root(root?, &format!("the space of node {}", client.node()));
     }
     let address = Address::parse(address.unwrap_or_default())?;
-    let opened = address::open_existing(&address, None, true).await?;
+    let opened = space::open_existing(&address, None, true).await?;
     if address.cluster().is_some() {
         eprintln!(
             "protobase: {address}: this node's committed copy of the root (--connect {address} \
@@ -174,7 +175,7 @@ pub(crate) async fn get(args: &[String], json: bool, connect_args: &ConnectArgs)
         got?
     } else {
         let address = Address::parse(address.unwrap_or_default())?;
-        let opened = address::open_read_only(&address, None).await?;
+        let opened = space::open_read_only(&address, None).await?;
         let got = opened.storage.get_record(ptr).await;
         opened.storage.close().await?;
         got?
@@ -282,7 +283,7 @@ pub(crate) async fn put(address: Option<&str>, opts: PutOptions, args: &ConnectA
         return result;
     }
     let address = Address::parse(address.unwrap_or_default())?;
-    let (storage, _staging) = address::open_writable(&address, opts.object_size).await?;
+    let (storage, _staging) = space::open_writable(&address, opts.object_size).await?;
     let result = if opts.lines {
         put_lines(&storage, &opts).await
     } else {
@@ -501,7 +502,7 @@ fn kind_name(kind: Option<protobase::record::WalKind>) -> &'static str {
 
 pub(crate) async fn inspect(address: &str, object_size: Option<u64>) -> CmdResult {
     let address = Address::parse(address)?;
-    let opened = address::open_read_only(&address, object_size).await?;
+    let opened = space::open_read_only(&address, object_size).await?;
     let storage = &opened.storage;
     let result = async {
         match storage.read_current_root().await? {
@@ -603,7 +604,7 @@ pub(crate) async fn verify(
         Some(path) => Some(protobase::NodeConfig::load(path)?),
         None => address.node.clone().filter(|n| n.cluster.is_some()),
     };
-    let opened = address::open_read_only(&address, object_size).await?;
+    let opened = space::open_read_only(&address, object_size).await?;
     let storage = &opened.storage;
     let result = verify_opened(&address, &opened, strict, node.as_ref()).await;
     storage.close().await?;
@@ -612,7 +613,7 @@ pub(crate) async fn verify(
 
 async fn verify_opened(
     address: &Address,
-    opened: &address::Opened,
+    opened: &space::Opened,
     strict: bool,
     node: Option<&protobase::NodeConfig>,
 ) -> CmdResult {

@@ -50,7 +50,8 @@ use protobase::{BlockProvider, Error, RootRecord, Storage, StorageBuilder, WalId
 use serde::Serialize;
 
 use crate::CmdResult;
-use crate::address::{self, Address, Kind, MIN_OBJECT_SIZE, bad};
+use crate::address::{Address, Kind, bad};
+use crate::space::{self, MIN_OBJECT_SIZE};
 
 /// Exit code of a copy stopped by `--max-bytes`.
 const INCOMPLETE: u8 = 4;
@@ -162,7 +163,7 @@ async fn open_source(
         return open_cluster_source(node, &src.text).await;
     }
     if let Kind::Dir(dir) = &src.kind {
-        let contents = address::dir_contents(src, dir)?;
+        let contents = space::dir_contents(src, dir)?;
         if contents.cluster_node {
             return Err(bad(
                 src,
@@ -174,7 +175,7 @@ async fn open_source(
     }
     // A store source's slot size is read from its objects; --object-size
     // (the destination's) must then agree with it.
-    let opened = address::open_read_only(src, object_size.filter(|_| !src.is_memory())).await?;
+    let opened = space::open_read_only(src, object_size.filter(|_| !src.is_memory())).await?;
     Ok(Source {
         storage: opened.storage,
         label: src.text.clone(),
@@ -571,7 +572,7 @@ async fn open_destination(
         }
         Kind::Store { .. } => {
             let (store, prefix) = dst.open_store().map_err(|e| bad(dst, e))?;
-            let layout = address::detect_slots(&store, &prefix)
+            let layout = space::detect_slots(&store, &prefix)
                 .await
                 .map_err(|e| bad(dst, e))?;
             let wanted = dst
@@ -604,7 +605,7 @@ async fn open_destination(
             let slot = if layout.wals.is_empty() {
                 wanted
             } else {
-                address::slot_size_for(dst, &layout, Some(wanted))?
+                space::slot_size_for(dst, &layout, Some(wanted))?
             };
             Ok(Sink::Store {
                 store,
@@ -627,7 +628,7 @@ async fn check_destination(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let empty_dir = match sink {
         Sink::Dir(d) => {
-            let c = address::dir_contents(dst, d)?;
+            let c = space::dir_contents(dst, d)?;
             if c.cluster_node {
                 return Err(bad(
                     dst,

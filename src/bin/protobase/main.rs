@@ -23,6 +23,7 @@ mod copy;
 mod json_text;
 mod node;
 mod out;
+mod space;
 mod status;
 
 use std::path::PathBuf;
