@@ -876,3 +876,138 @@ fn put_lines_memory_stays_bounded() {
         total >> 20
     );
 }
+
+/// `bench`: one baseline column and a `better` column; in-memory cloud rows
+/// are marked as no measurement of a real store; `--dir` is left as found.
+#[test]
+fn bench_table_says_what_is_better_and_cleans_its_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mine"), b"kept").unwrap();
+    let out = bin()
+        .args(["bench", "--quick", "--dir", dir.to_str().unwrap()])
+        .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let header = text.lines().find(|l| l.starts_with("scenario")).unwrap();
+    assert_eq!(header.matches("baseline").count(), 1, "{header}");
+    assert!(header.contains("better"), "{header}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    assert!(row("push_small ").contains("higher"));
+    assert!(row("tcp_rtt ").contains("lower"));
+    assert!(row("cloud_commit (*)").contains("lower"));
+    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(json["cloud_commit"]["measurement"], false);
+    assert_eq!(json["push_small"]["better"], "higher");
+    assert!(json["push_small"].get("measurement").is_none());
+    for key in ["value", "unit", "baseline", "ratio"] {
+        assert!(json["commit_serial"].get(key).is_some(), "{key}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("mine")]);
+    // A --dir the benchmark created is removed entirely.
+    let fresh = t.path().join("fresh");
+    let out = bin()
+        .args(["bench", "--quick", "--dir", fresh.to_str().unwrap()])
+        .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!fresh.exists());
+}
+
+/// Issue 12, defect 1, as the issue ran it: a store written with 5 MiB
+/// slots copied with `--object-size 1048576` is refused (never "complete"
+/// with a quarter of the bytes); without the wrong size the copy is
+/// complete and verifies without a torn tail.
+#[test]
+fn copy_of_a_store_with_the_wrong_object_size_is_refused_as_in_the_issue() {
+    let t = tempfile::tempdir().unwrap();
+    let bucket = t.path().join("bucket");
+    let url = format!("file://{}/spaces/big", bucket.display());
+    // 12 MiB in 1 MiB lines, default (5 MiB) slots.
+    let line = format!("{}\n", "z".repeat((1 << 20) - 1));
+    let input = line.repeat(12);
+    let out = json_lines(&ok(&["put", &url, "--lines", "--root"], input.as_bytes()));
+    assert_eq!(out.len(), 12);
+    let restored = t.path().join("restored");
+    let restored = restored.to_str().unwrap();
+    let r = run(&["copy", &url, restored, "--object-size", "1048576"], b"");
+    assert_eq!(r.status.code(), Some(1), "{}", stdout_of(&r));
+    assert!(
+        stderr_of(&r).contains("written with 5242880-byte slots"),
+        "{}",
+        stderr_of(&r)
+    );
+    assert!(!stdout_of(&r).contains("\"complete\":true"));
+    let r = run(&["copy", &url, restored], b"");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr_of(&r));
+    let s = json_lines(&r.stdout);
+    assert_eq!(s[0]["complete"], true);
+    assert_eq!(s[0]["records"], 12);
+    assert_eq!(s[0]["destination_records"], 12);
+    assert!(s[0]["bytes"].as_u64().unwrap() > 12 << 20, "{}", s[0]);
+    let v = run(&["verify", restored], b"");
+    let text = stdout_of(&v);
+    assert_eq!(v.status.code(), Some(0), "{text}");
+    assert!(
+        !text.contains("torn") && text.contains("12 records, 0 problems"),
+        "{text}"
+    );
+    assert_eq!(
+        ok(&["get", restored, &pointer(&out[11])], b"").len(),
+        (1 << 20) - 1
+    );
+    // S3 without endpoint or credentials stops at once with "no credentials".
+    let r = bin()
+        .args(["copy", "s3://bucket/p", restored])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_of(&r).contains("no credentials"),
+        "{}",
+        stderr_of(&r)
+    );
+}
+
+/// `inspect … | head -1` in a shell: no panic, exit 0 (pipefail).
+#[test]
+fn inspect_piped_into_head_exits_quietly() {
+    let (_t, dir) = space();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Many WALs: more output than `head` reads.
+        for _ in 0..40 {
+            let s = protobase::Storage::open(&dir).await.unwrap();
+            s.push_bytes(b"x").await.unwrap();
+            s.close().await.unwrap();
+        }
+    });
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; \"$0\" inspect \"$1\" | head -1",
+            env!("CARGO_BIN_EXE_protobase"),
+            &dir,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out).lines().count(), 1);
+}
