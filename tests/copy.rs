@@ -598,3 +598,113 @@ async fn wrong_slot_sizes_and_empty_sources_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("--config"), "{err}");
 }
+
+/// A source written during the copy (a live space): the copy is of the
+/// root read first and of the WALs at the lengths listed after it, so it
+/// is complete, every record it holds is the source's record at the same
+/// offset, its root reads back, and `verify` calls it clean — however the
+/// writes interleave with the copy's scan, copy and checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_written_during_the_copy_copies_a_consistent_prefix() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // Small WALs: new WALs appear while copies run; 8 MB written first, so
+    // the writer commits while a copy scans and copies.
+    let storage = StorageBuilder::standalone(&src)
+        .max_wal_size(512 << 10)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..80u8 {
+        storage.push_bytes(&vec![i; 100_000]).await.unwrap();
+    }
+    let p = storage.push_bytes(b"first").await.unwrap();
+    storage.set_root(p).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (published, mut progress) = tokio::sync::watch::channel(0u64);
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let data = vec![(i % 251) as u8; 100 + (i as usize * 37) % 3000];
+                let p = storage.push_bytes(&data).await.unwrap();
+                storage.set_root(p).await.unwrap();
+                i += 1;
+                published.send_replace(i);
+            }
+            storage.close().await.unwrap();
+        }
+    });
+    // Waits until the writer has published 20 more roots (progress, not time).
+    let mut advance = async || {
+        let target = *progress.borrow() + 20;
+        progress.wait_for(|n| *n >= target).await.unwrap();
+    };
+    let mut copies = Vec::new();
+    for i in 0..3 {
+        advance().await;
+        let dst = tmp.path().join(format!("copy{i}"));
+        let (s, d) = (src.to_str().unwrap().to_string(), dst.clone());
+        let summary = tokio::task::spawn_blocking(move || copy_ok(&s, d.to_str().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(summary["corrupt_records"], 0, "{summary}");
+        assert_eq!(summary["root_verified"], true, "{summary}");
+        assert_eq!(summary["source_crc32c"], summary["destination_crc32c"]);
+        let out = run_cli(&["verify", dst.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "verify {}: {}",
+            dst.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        copies.push((dst, summary));
+    }
+    // The source kept growing after the last copy.
+    advance().await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+
+    let final_src = StorageBuilder::standalone(&src)
+        .read_only(true)
+        .build()
+        .await
+        .unwrap();
+    let final_root = final_src.read_current_root().await.unwrap().unwrap();
+    for (dst, summary) in &copies {
+        let c = StorageBuilder::standalone(dst)
+            .read_only(true)
+            .build()
+            .await
+            .unwrap();
+        let root = c.read_current_root().await.unwrap().expect("a root");
+        assert!(final_root.is_newer_than(&root), "the source moved on");
+        assert_eq!(summary["root_sequence"], root.sequence);
+        assert_eq!(
+            c.get_record(root.pointer).await.unwrap(),
+            final_src.get_record(root.pointer).await.unwrap()
+        );
+        let mut records = 0;
+        for w in c.list_wals().await.unwrap() {
+            let report = c.scan_wal(w.id, |_| {}).await.unwrap();
+            assert!(report.corrupt.is_empty(), "{report:?}");
+            for offset in report.offsets {
+                let ptr = protobase::AtomPointer {
+                    wal_id: w.id,
+                    offset,
+                };
+                assert_eq!(
+                    c.get_record(ptr).await.unwrap(),
+                    final_src.get_record(ptr).await.unwrap(),
+                    "{ptr}"
+                );
+                records += 1;
+            }
+        }
+        assert_eq!(summary["records"], records, "{summary}");
+        c.close().await.unwrap();
+    }
+    final_src.close().await.unwrap();
+}

@@ -24,6 +24,10 @@
 //!   copies only what is missing or different. At the end the destination
 //!   is opened as a reader opens it: every WAL is scanned (same records at
 //!   the same offsets), the root is read back and its record read.
+//! - **A live source.** The root is read first, then the WALs are listed;
+//!   everything after (scan, chunks, checks) reads the WALs at the lengths
+//!   listed, so a space written during the copy copies as the consistent
+//!   space of that root (bytes appended later are not copied).
 //! - **The root last**, with the destination's compare-and-swap, once every
 //!   WAL is complete and durable: a destination never names a root whose
 //!   bytes it lacks.
@@ -402,6 +406,62 @@ impl Sink {
     }
 }
 
+/// The source's WALs at the lengths first listed (a live source grows
+/// while it is copied; the copy, its scan and its checks are of this
+/// prefix). Read-only.
+#[derive(Debug)]
+struct Frozen {
+    inner: Arc<dyn WalStore>,
+    lens: std::collections::HashMap<WalId, u64>,
+}
+
+#[async_trait::async_trait]
+impl WalStore for Frozen {
+    async fn create_wal(&self) -> protobase::Result<protobase::NewWal> {
+        Err(Error::ReadOnly)
+    }
+    async fn append(&self, _: WalId, _: u64, _: Bytes) -> protobase::Result<()> {
+        Err(Error::ReadOnly)
+    }
+    async fn sync(&self, _: WalId, _: u64) -> protobase::Result<()> {
+        Err(Error::ReadOnly)
+    }
+    async fn read(&self, wal: WalId, offset: u64, len: u64) -> protobase::Result<Bytes> {
+        let total = *self.lens.get(&wal).ok_or(Error::WalNotFound { wal })?;
+        if offset >= total {
+            return Err(Error::OffsetOutOfRange {
+                wal,
+                offset,
+                len: total,
+            });
+        }
+        let mut b = self
+            .inner
+            .read(wal, offset, len.min(total - offset))
+            .await?;
+        b.truncate(usize::try_from(total - offset).unwrap_or(usize::MAX));
+        Ok(b)
+    }
+    async fn list_wals(&self) -> protobase::Result<Vec<protobase::WalInfo>> {
+        let mut v: Vec<_> = self
+            .lens
+            .iter()
+            .map(|(id, len)| protobase::WalInfo { id: *id, len: *len })
+            .collect();
+        v.sort_by_key(|w| w.id);
+        Ok(v)
+    }
+    async fn close_wal(&self, _: WalId) -> protobase::Result<()> {
+        Ok(())
+    }
+    async fn read_config(&self) -> protobase::Result<Option<Bytes>> {
+        self.inner.read_config().await
+    }
+    async fn close(&self) -> protobase::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads exactly `len` bytes (providers may return less per call).
 async fn read_exact(
     provider: &dyn WalStore,
@@ -742,11 +802,14 @@ pub(crate) async fn run(
 async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
     let staging = tempfile::tempdir()?;
     let src = &source.storage;
-    let wals = src.list_wals().await.map_err(|e| bad(&source.label, e))?;
+    // The root first: its bytes were durable before it was published, so
+    // WAL lengths listed afterwards cover them even while the source is
+    // being written.
     let root = src
         .read_current_root()
         .await
         .map_err(|e| bad(&source.label, e))?;
+    let wals = src.list_wals().await.map_err(|e| bad(&source.label, e))?;
     if let Some(r) = &root {
         src.get_record(r.pointer).await.map_err(|e| {
             bad(
@@ -761,12 +824,17 @@ async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
     }
     let source_wals: std::collections::HashMap<WalId, u64> =
         wals.iter().map(|w| (w.id, w.len)).collect();
+    // A source being written grows: the copy is of the WALs as listed.
+    let frozen = Frozen {
+        inner: src.wal_store().clone(),
+        lens: source_wals.clone(),
+    };
     // Scan every source WAL first (nothing is written yet): records, gaps,
     // problems.
     let mut reports: Vec<WalReport> = Vec::new();
     for w in &wals {
         reports.push(
-            src.scan_wal(w.id, |_| {})
+            protobase::scan::scan_wal(&frozen, w.id, src.config().blob_max_size, |_| {})
                 .await
                 .map_err(|e| bad(&source.label, e))?,
         );
@@ -812,7 +880,7 @@ async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
     'wals: for (w, (ranges, planned)) in wals.iter().zip(&plans) {
         bar.set_message(w.id.to_string());
         for &(start, len) in planned {
-            let (written, back) = copy_chunk(&**src.wal_store(), &sink, w.id, start, len)
+            let (written, back) = copy_chunk(&frozen, &sink, w.id, start, len)
                 .await
                 .map_err(|e| bad(dst, e))?;
             // `back` is the source's bytes (compared by CRC32C); the data
