@@ -38,6 +38,7 @@
 //! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
 //! per variant, each variant in its own test so they run in parallel);
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
+//! `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its first failing schedule.
 //! seeds elsewhere. A failure prints the seed, the schedule and the check
 //! that failed.
 
@@ -935,7 +936,9 @@ fn schedules_of(variant: Variant) {
                 Schedule::generate(seed)
             );
             failures.push(seed);
-            if failures.len() >= 3 {
+            // PROTOBASE_SIM_FAIL_FAST: stop at the first failure (the
+            // simulator-power experiments count schedules to it).
+            if failures.len() >= 3 || std::env::var_os("PROTOBASE_SIM_FAIL_FAST").is_some() {
                 break;
             }
         }
