@@ -38,9 +38,9 @@
 //! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
 //! per variant, each variant in its own test so they run in parallel);
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
-//! `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its first failing schedule.
-//! seeds elsewhere. A failure prints the seed, the schedule and the check
-//! that failed.
+//! seeds elsewhere; `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its
+//! first failing schedule. A failure prints the seed, the schedule and the
+//! check that failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
