@@ -194,8 +194,11 @@ async fn commit_concurrently(dir: PathBuf, seed: u64, backend: Backend, writers:
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
+    // The writers loop until the process is killed; a panic in one ends it.
+    for r in futures_util::future::join_all(tasks).await {
+        if let Err(e) = r {
+            panic!("a writer failed: {e}");
+        }
     }
 }
 
