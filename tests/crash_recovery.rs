@@ -195,11 +195,8 @@ async fn commit_concurrently(dir: PathBuf, seed: u64, backend: Backend, writers:
         }));
     }
     // The writers loop until the process is killed; a panic in one ends it.
-    for r in futures_util::future::join_all(tasks).await {
-        if let Err(e) = r {
-            panic!("a writer failed: {e}");
-        }
-    }
+    let Err(e) = futures_util::future::select_all(tasks).await.0;
+    panic!("a writer failed: {e}");
 }
 
 async fn write_forever(dir: PathBuf, seed: u64, backend: Backend) {
