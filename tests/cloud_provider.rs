@@ -893,3 +893,51 @@ async fn cache_corruption_detected_and_refetched(kind: Kind) {
     assert_eq!(counting.take_gets(), 4);
     r.p.close().await.unwrap();
 }
+
+/// A staging sync that fails drops the bytes it did not make durable (as
+/// Linux drops dirty pages after an fsync error). Slots full of such bytes
+/// must not be uploaded, and the writer's rewrite of them must not be
+/// skipped as "already sealed": before the fix, `append` sealed full slots
+/// at once, the uploader sent the zeros the failed sync left, and a later
+/// commit acknowledged a root over data that was gone (found by the
+/// cloud-cluster simulation, seed 8466786).
+#[cfg(feature = "sim")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_staging_sync_never_uploads_what_it_dropped() {
+    use protobase::sim::disk::{DiskFaults, SimDisk};
+    let e = env(Kind::Memory).await.unwrap();
+    let disk = SimDisk::new(7);
+    // Uploads fail until the failed sync has dropped the bytes.
+    let flaky = Flaky::new(e.store.clone());
+    flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
+    let p = CloudBlockProviderBuilder::new(flaky.clone(), "unused")
+        .with_staging(disk.mount().staging())
+        .prefix("space")
+        .object_size(OS)
+        .upload_interval_ms(1)
+        .build()
+        .await
+        .unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let data = pattern(2 * OS as usize + 5, 9);
+    let bytes = Bytes::copy_from_slice(&data);
+    p.append(wal, 0, bytes.clone()).await.unwrap();
+    disk.set_faults(DiskFaults {
+        eio: 1.0,
+        ..DiskFaults::default()
+    });
+    p.sync(wal, data.len() as u64).await.unwrap_err();
+    disk.set_faults(DiskFaults::default());
+    flaky.fail_puts.store(0, Ordering::SeqCst);
+    // The writer's retry: everything not durable is written again.
+    p.append(wal, 0, bytes).await.unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close_wal(wal).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    p.close().await.unwrap();
+    // Read back from the store alone.
+    let staging = TempDir::new().unwrap();
+    let r = builder(e.store.clone(), &staging).build().await.unwrap();
+    check_reads(&r, wal, &data).await;
+    r.close().await.unwrap();
+}

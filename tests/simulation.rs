@@ -38,8 +38,9 @@
 //! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
 //! per variant, each variant in its own test so they run in parallel);
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
-//! seeds elsewhere. A failure prints the seed, the schedule and the check
-//! that failed.
+//! seeds elsewhere; `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its
+//! first failing schedule. A failure prints the seed, the schedule and the
+//! check that failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -274,12 +275,34 @@ impl Schedule {
 // ---------------------------------------------------------------------------
 // The world
 
-/// The atom every publish writes: who, and the root it builds on.
+/// The atom every publish writes: who, the root it builds on, and the
+/// data atom it publishes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
     client: String,
     n: u32,
     prev: Option<AtomPointer>,
+    data: AtomPointer,
+}
+
+/// The data a client publishes. After a publish that failed or was
+/// cancelled, the client publishes the same data atom again (as an
+/// application retrying its transaction would): that atom was pushed
+/// before the failure, so a store that drops writes on a failed sync and
+/// then acknowledges a later root over them loses data the final chain
+/// check reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Data {
+    client: String,
+    n: u32,
+}
+
+/// A data atom pushed on one incarnation of a node and not yet published.
+#[derive(Clone, Copy)]
+struct Pending {
+    node: usize,
+    incarnation: u64,
+    data: AtomPointer,
 }
 
 /// The recorded history and the ids of register values.
@@ -513,9 +536,37 @@ impl World {
 
     /// One publish by `client` on node `i`, recorded; whether it was
     /// acknowledged.
-    async fn write(&self, i: usize, client: &str, n: u32, cancel_after: Option<Duration>) -> bool {
+    async fn write(
+        &self,
+        i: usize,
+        client: &str,
+        n: u32,
+        cancel_after: Option<Duration>,
+        pending: &mut Option<Pending>,
+    ) -> bool {
         let Some(storage) = self.storage(i) else {
             return false;
+        };
+        let incarnation = self.nodes[i].incarnation.load(Ordering::SeqCst);
+        // Reuse the data atom of a failed publish on this incarnation (a
+        // restart may legitimately have lost it: it was never published).
+        let data = match *pending {
+            Some(p) if p.node == i && p.incarnation == incarnation => p.data,
+            _ => {
+                let d = Data {
+                    client: client.into(),
+                    n,
+                };
+                let Ok(data) = storage.push_atom(&d, AtomFormat::Json).await else {
+                    return false;
+                };
+                *pending = Some(Pending {
+                    node: i,
+                    incarnation,
+                    data,
+                });
+                data
+            }
         };
         let invoked = self.rec.tick();
         let update = match storage.begin_root_update().await {
@@ -531,6 +582,7 @@ impl World {
             client: client.into(),
             n,
             prev: from,
+            data,
         };
         let Ok(ptr) = storage.push_atom(&entry, AtomFormat::Json).await else {
             return false;
@@ -560,6 +612,9 @@ impl World {
             invoked,
             returned,
         });
+        if returned.is_some() {
+            *pending = None;
+        }
         returned.is_some()
     }
 
@@ -719,11 +774,12 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             clients.push(tokio::spawn(async move {
                 let name = format!("n{i}c{c}");
                 let mut rng = fastrand::Rng::with_seed(w.s.seed ^ ((i * 16 + c) as u64 + 1));
+                let mut pending = None;
                 for n in 0..w.s.ops as u32 {
                     if rng.u8(..10) < 6 {
                         let cancel = (rng.f64() < w.s.cancel)
                             .then(|| Duration::from_micros(rng.u64(0..20_000)));
-                        w.write(i, &name, n, cancel).await;
+                        w.write(i, &name, n, cancel, &mut pending).await;
                     } else {
                         w.read(i, &name).await;
                     }
@@ -756,7 +812,11 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
     for i in 0..s.nodes {
         let started = tokio::time::Instant::now();
         let mut n = 100;
-        while !world.write(i, &format!("final-n{i}"), n, None).await {
+        let mut pending = None;
+        while !world
+            .write(i, &format!("final-n{i}"), n, None, &mut pending)
+            .await
+        {
             if started.elapsed() > bound {
                 return Err(format!(
                     "liveness: n{i} could not publish within {bound:?} after the faults healed"
@@ -793,6 +853,15 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             .get_atom(p)
             .await
             .map_err(|e| format!("atom {p} of the final chain: {e}"))?;
+        let data: Data = reader.get_atom(entry.data).await.map_err(|e| {
+            format!(
+                "data atom {} of root {p} of the final chain: {e}",
+                entry.data
+            )
+        })?;
+        if data.client != entry.client {
+            return Err(format!("root {p} of {} publishes {data:?}", entry.client));
+        }
         chain.push(p);
         at = entry.prev;
         if chain.len() > 10_000 {
@@ -867,7 +936,9 @@ fn schedules_of(variant: Variant) {
                 Schedule::generate(seed)
             );
             failures.push(seed);
-            if failures.len() >= 3 {
+            // PROTOBASE_SIM_FAIL_FAST: stop at the first failure (the
+            // simulator-power experiments count schedules to it).
+            if failures.len() >= 3 || std::env::var_os("PROTOBASE_SIM_FAIL_FAST").is_some() {
                 break;
             }
         }

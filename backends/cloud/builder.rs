@@ -185,7 +185,7 @@ impl CloudBlockProviderBuilder {
                 let mut w = StagedWal::new(l.file);
                 w.len = l.len;
                 w.closed = true;
-                w.seal_upto(l.len, os);
+                w.seal_upto(l.len, l.len, os);
                 (l.wal, w)
             })
             .collect();

@@ -161,18 +161,22 @@ impl StagedWal {
         }
     }
 
-    /// Seals every full slot.
-    fn seal_full(&mut self, os: u64) {
-        while (self.next_seal + 1) * os <= self.len {
+    /// Seals every slot that is full below `durable` (bytes the staging
+    /// file has synced).
+    fn seal_full(&mut self, durable: u64, os: u64) {
+        while (self.next_seal + 1).saturating_mul(os) <= durable.min(self.len) {
             self.pending.insert(self.next_seal, os);
             self.next_seal += 1;
         }
     }
 
-    /// Seals full slots and the slot holding byte `upto - 1` (early, if it
-    /// is not full).
-    fn seal_upto(&mut self, upto: u64, os: u64) {
-        self.seal_full(os);
+    /// Seals the full slots below `durable` and the slot holding byte
+    /// `upto - 1` (early, if it is not full). Only after a staging sync
+    /// that covered them: a sealed slot is uploaded from the staging file
+    /// and never written again, so sealing bytes a failed sync may have
+    /// dropped would upload (and later acknowledge roots over) zeros.
+    fn seal_upto(&mut self, durable: u64, upto: u64, os: u64) {
+        self.seal_full(durable, os);
         let start = self.next_seal * os;
         if upto > start {
             let end = self.len.min(start + os);
@@ -743,21 +747,22 @@ impl WalStore for CloudBlockProvider {
         file.write_at(offset, data).await?;
         let mut st = self.inner.staged.lock();
         if let Some(w) = st.get_mut(&wal) {
+            // Not sealed here: only a successful sync seals (see `seal_upto`).
             w.len = w.len.max(end);
-            w.seal_full(os);
         }
         Ok(())
     }
 
     async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
         self.check_open()?;
-        let Some((file, _)) = self.staged_file(wal) else {
+        let Some((file, covered)) = self.staged_file(wal) else {
             // Closed and fully uploaded (retired): nothing left to make durable.
             return Ok(());
         };
+        // `covered`: what was written before the sync started.
         file.sync().await?;
         if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
-            w.seal_upto(upto, self.inner.object_size);
+            w.seal_upto(covered, upto.min(covered), self.inner.object_size);
         }
         if self.inner.durability == Durability::Cloud {
             self.wait_uploaded(wal, upto).await?;
@@ -794,10 +799,14 @@ impl WalStore for CloudBlockProvider {
 
     async fn close_wal(&self, wal: WalId) -> Result<()> {
         let os = self.inner.object_size;
+        let Some((file, covered)) = self.staged_file(wal) else {
+            return Ok(());
+        };
+        // Closing seals the tail: only bytes a sync made durable.
+        file.sync().await?;
         if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
             w.closed = true;
-            let len = w.len;
-            w.seal_upto(len, os);
+            w.seal_upto(covered, covered, os);
         }
         self.inner.wake.notify_one();
         Ok(())
