@@ -267,6 +267,65 @@ async fn three_node_processes_elect_publish_serve_pages_and_survive_a_kill() {
     assert!(served > 0, "no node ever read a peer's atom");
 }
 
+/// Waits until `log` (a node's JSON log) has a line containing `what`,
+/// while the node keeps running.
+fn wait_log(child: &mut Child, log: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the node exited before logging {what:?}: {text}"
+        );
+        assert!(Instant::now() < deadline, "no {what:?} in {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A cluster node started before its peers (nodes started together race)
+/// does not give up on its first root read: it keeps asking, stops cleanly
+/// on SIGTERM meanwhile, and becomes ready once a majority runs.
+#[test]
+fn a_node_started_before_its_peers_waits_for_a_majority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = write_configs(tmp.path());
+    let logs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("n{i}.log")))
+        .collect();
+    let quiet = ["--log-format", "json"];
+    let mut nodes = Nodes(vec![
+        Some(start_node_with(&configs[0], &logs[0], &quiet)),
+        None,
+        None,
+    ]);
+    let n1 = nodes.0[0].as_mut().unwrap();
+    wait_log(n1, &logs[0], "no majority yet");
+    let killed = Command::new("kill")
+        .args(["-TERM", &n1.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_exit(n1, Duration::from_secs(30)).success());
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(text.contains("stopping before ready"), "{text}");
+
+    let n1 = nodes.0[0].insert(start_node_with(&configs[0], &logs[0], &quiet));
+    wait_log(n1, &logs[0], "no majority yet");
+    for i in 1..3 {
+        nodes.0[i] = Some(start_node_with(&configs[i], &logs[i], &quiet));
+    }
+    wait_status(
+        &configs[1],
+        Duration::from_secs(60),
+        "3 live nodes",
+        |rows| rows.len() == 3 && rows.iter().all(|r| r["alive"] == true),
+    );
+    wait_log(nodes.0[0].as_mut().unwrap(), &logs[0], "\"ready\"");
+}
+
 #[test]
 fn a_standalone_node_runs_its_workload_and_stops_on_sigint() {
     let tmp = tempfile::tempdir().unwrap();
