@@ -44,6 +44,11 @@ pub struct FileBlockProvider {
     read_only: bool,
     files: RwLock<HashMap<WalId, Arc<File>>>,
     lock_file: Option<Arc<File>>,
+    /// Held from a `lock_root` call until its lock is released: the OS
+    /// lock belongs to the shared open file, so two calls on one provider
+    /// would both "acquire" it, and the first release would free it under
+    /// the second holder.
+    lock_gate: Arc<tokio::sync::Mutex<()>>,
     /// The root last read or written (`Some(None)`: no root; `None`:
     /// unknown, read the file).
     known_root: Mutex<Option<Option<RootRecord>>>,
@@ -75,6 +80,7 @@ impl FileBlockProvider {
             read_only: false,
             files: RwLock::default(),
             lock_file: Some(Arc::new(lock_file)),
+            lock_gate: Arc::default(),
             known_root: Mutex::new(None),
             closed: AtomicBool::new(false),
         })
@@ -94,6 +100,7 @@ impl FileBlockProvider {
             read_only: true,
             files: RwLock::default(),
             lock_file: None,
+            lock_gate: Arc::default(),
             known_root: Mutex::new(None),
             closed: AtomicBool::new(false),
         })
@@ -219,7 +226,13 @@ impl WalStore for FileBlockProvider {
                 len.min(size.saturating_sub(offset))
             } as usize;
             let mut buf = vec![0u8; n];
-            let got = read_full_at(&file, &mut buf, offset).map_err(ctx)?;
+            // Offsets past i64::MAX cannot name a byte of any file (the OS
+            // refuses them with EINVAL): they are out of range, not I/O errors.
+            let got = if i64::try_from(offset).is_ok() {
+                read_full_at(&file, &mut buf, offset).map_err(ctx)?
+            } else {
+                0
+            };
             if got == 0 && n > 0 {
                 let size = file.metadata().map_err(ctx)?.len();
                 return Err(Error::OffsetOutOfRange {
@@ -318,25 +331,36 @@ impl RootRegister for FileBlockProvider {
         let Some(file) = self.lock_file.clone() else {
             return Err(Error::ReadOnly);
         };
-        struct Unlock(Arc<File>);
+        /// Unlocks the file, then (fields drop after `drop`) opens the gate.
+        struct Unlock(
+            Arc<File>,
+            #[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>,
+        );
         impl Drop for Unlock {
             fn drop(&mut self) {
                 let _ = self.0.unlock();
             }
         }
         let path = self.dir.join(LOCK_FILE);
+        // Waiting for the gate is cancel-safe (nothing taken yet).
+        let gate = self.lock_gate.clone().lock_owned().await;
         let guard = match file.try_lock() {
-            Ok(()) => Unlock(file),
+            Ok(()) => Unlock(file, gate),
             Err(std::fs::TryLockError::WouldBlock) => {
-                // The guard is made where the lock is taken: if this future
-                // is dropped while waiting, the blocking task's result (the
-                // guard) is dropped when it finishes, and unlocks.
-                blocking(move || {
+                // Another process holds the lock. Wait on a blocking thread
+                // (never `block_in_place`: a blocked worker cannot be
+                // cancelled by a timeout around this call). The guard is
+                // made where the lock is taken, with the gate: if this
+                // future is dropped while waiting, the task's result is
+                // dropped when it finishes, which unlocks and opens the
+                // gate for the next caller.
+                tokio::task::spawn_blocking(move || -> Result<Unlock> {
                     file.lock()
                         .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
-                    Ok(Unlock(file))
+                    Ok(Unlock(file, gate))
                 })
-                .await?
+                .await
+                .map_err(|e| Error::io("waiting for the root lock", std::io::Error::other(e)))??
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::io(format!("locking {}", path.display()), e));

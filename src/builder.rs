@@ -11,6 +11,10 @@
 //! | cluster | the node's directory → its peers | a [`QuorumRegister`] of every node's acceptor | the same quorum |
 //! | cloud | staging → cache directory → object store | the store's root chain | single node |
 //! | cloud-cluster | staging → cache directory → peers → object store | the store's root chain | the quorum (a lock with fencing terms) |
+//!
+//! A cluster node's network manager serves its peers with a
+//! [`ClusterHandler`] (behind a [`CacheAwareHandler`]) and clients with a
+//! [`ClientHandler`] in front of both (see [`crate::client`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::block_provider::BlockProvider;
+use crate::client::ClientHandler;
 use crate::clock::{Clock, SeededRng, TokioClock};
 use crate::cluster::root_copy::spawn_root_copy;
 use crate::cluster::{
@@ -63,7 +68,8 @@ pub struct StorageConfig {
     pub buffer_size: usize,
     /// Page size of reads through the page cache (default 1 MiB).
     pub page_size: u64,
-    /// Largest record payload accepted (default 2 GiB).
+    /// Largest record payload accepted (default 2 GiB, at most
+    /// [`MAX_BLOB_MAX_SIZE`](crate::record::MAX_BLOB_MAX_SIZE) = 1 TiB).
     pub blob_max_size: u64,
     /// A WAL rolls over to a new one past this size (default 1 GiB).
     pub max_wal_size: u64,
@@ -141,6 +147,15 @@ impl StorageConfig {
         }
         if self.blob_max_size == 0 {
             return Err(Error::invalid("blob_max_size", "must be at least 1 byte"));
+        }
+        if self.blob_max_size > crate::record::MAX_BLOB_MAX_SIZE {
+            return Err(Error::invalid(
+                "blob_max_size",
+                format!(
+                    "must be at most {} bytes (1 TiB)",
+                    crate::record::MAX_BLOB_MAX_SIZE
+                ),
+            ));
         }
         if self.max_wal_size <= crate::record::WAL_HEADER_LEN {
             return Err(Error::invalid(
@@ -467,15 +482,16 @@ impl StorageBuilder {
         .await?;
         // Peers' page requests: from this node's page cache when it holds
         // the bytes, else from its own storage (never from its peers).
+        // Clients (`protobase put/get/root --connect`) are served by the
+        // outermost handler, from the storage built below.
         let own_acceptor = acceptor.clone();
         let handler = ClusterHandler::new(acceptor.clone(), wals.clone());
-        network
-            .start(Arc::new(CacheAwareHandler::new(
-                cache.clone(),
-                self.config.page_size,
-                Arc::new(handler),
-            )))
-            .await?;
+        let clients = Arc::new(ClientHandler::new(Arc::new(CacheAwareHandler::new(
+            cache.clone(),
+            self.config.page_size,
+            Arc::new(handler),
+        ))));
+        network.start(clients.clone()).await?;
         let quorum = Arc::new(QuorumRegister::new(
             cluster.clone(),
             acceptor,
@@ -500,9 +516,11 @@ impl StorageBuilder {
                 Arc::new(crate::cluster::QuorumLock(quorum)),
                 Some(network),
             );
-            return Ok(storage
+            let storage = storage
                 .with_health(Arc::new(UploaderHealth(cloud.clone())))
-                .with_acceptor(own_acceptor));
+                .with_acceptor(own_acceptor);
+            clients.attach(&storage);
+            return Ok(storage);
         }
         let retries = cluster.max_retries;
         let heartbeat = std::time::Duration::from_millis(cluster.heartbeat_ms);
@@ -516,7 +534,7 @@ impl StorageBuilder {
         spawn_root_copy(Arc::downgrade(&quorum), register, hint.clone(), heartbeat);
         let wals = Arc::new(TieredWalStore::new(wals, tiers));
         let root: Arc<dyn RootRegister> = Arc::new(HintingRegister::new(quorum.clone(), hint));
-        Ok(Storage::assemble(
+        let storage = Storage::assemble(
             self.config,
             Arc::new(MeteredWalStore::new(wals, false)),
             root,
@@ -524,7 +542,9 @@ impl StorageBuilder {
             quorum,
             Some(network),
         )
-        .with_acceptor(own_acceptor))
+        .with_acceptor(own_acceptor);
+        clients.attach(&storage);
+        Ok(storage)
     }
 
     /// Opens the space directory `dir` (refusing, for writing, one that

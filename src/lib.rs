@@ -53,6 +53,7 @@
 
 pub mod block_provider;
 pub mod builder;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -60,6 +61,8 @@ pub mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod network;
 pub mod page_cache;
@@ -70,6 +73,7 @@ pub mod retry;
 pub mod root_commit;
 pub mod root_register;
 pub mod scan;
+mod signal;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
@@ -97,7 +101,7 @@ pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use root_commit::RootUpdate;
 pub use root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
-pub use storage::{AtomFormat, Readiness, Storage};
+pub use storage::{AtomFormat, Readiness, Storage, WeakStorage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteStrategy};
 pub use wal_store::{NewWal, ReadTier, StoreTier, TieredWalStore, WalInfo, WalStore};

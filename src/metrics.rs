@@ -1,4 +1,4 @@
-//! Metrics, through the [`metrics`](::metrics) facade.
+//! Metrics, through the [`metrics`] facade.
 //!
 //! The library records; it installs no recorder and forces no exporter. An
 //! application that wants the figures installs any `metrics` recorder
@@ -22,7 +22,7 @@
 //! | `protobase_commit_seconds` | histogram | — | a root publish, until durable |
 //! | `protobase_commits_total` | counter | `outcome` (`ok`, `error`) | root publishes |
 //! | `protobase_commit_batch_size` | histogram | — | roots made durable by one root write (group commit) |
-//! | `protobase_errors_total` | counter | `op`, `kind` | errors returned by the `Storage` API, by [`ErrorKind`](crate::ErrorKind) |
+//! | `protobase_errors_total` | counter | `op`, `kind` | errors returned by the `Storage` API, by [`ErrorKind`] |
 //! | `protobase_wal_syncs_total` | counter | — | durability barriers of the WAL store (an fdatasync; a staging fsync for cloud) |
 //! | `protobase_wal_sync_seconds` | histogram | — | their latency |
 //! | `protobase_wal_bytes_written_total` | counter | — | bytes appended to the WAL store |

@@ -96,8 +96,14 @@ impl quick_cache::Weighter<PageKey, Bytes> for PageWeighter {
 
 /// In-memory [`PageCache`] on [`quick_cache`] (S3-FIFO eviction, weighted by
 /// page length).
+///
+/// Its hasher has a fixed seed, so eviction is the same from run to run
+/// (simulations replay exactly); keys are WAL ids and page numbers, not
+/// chosen by anyone who could flood it.
 pub struct MemoryPageCache {
-    cache: Option<quick_cache::sync::Cache<PageKey, Bytes, PageWeighter>>,
+    cache: Option<
+        quick_cache::sync::Cache<PageKey, Bytes, PageWeighter, foldhash::quality::FixedState>,
+    >,
     capacity: u64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -111,7 +117,13 @@ impl MemoryPageCache {
     pub fn new(capacity: u64, page_size: u64) -> Self {
         let cache = (capacity > 0).then(|| {
             let items = (capacity / page_size.max(1)).clamp(16, 1 << 20) as usize;
-            quick_cache::sync::Cache::with_weighter(items, capacity, PageWeighter)
+            quick_cache::sync::Cache::with(
+                items,
+                capacity,
+                PageWeighter,
+                foldhash::quality::FixedState::with_seed(0x5eed_ca5e),
+                Default::default(),
+            )
         });
         MemoryPageCache {
             cache,

@@ -37,11 +37,12 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, OwnedMutexGuard, watch};
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::root_register::{RootLock, RootRegister, VersionedRoot};
+use crate::signal::Signal;
 use crate::types::{AtomPointer, RootRecord};
 use crate::vote::{Grant, VoteStrategy};
 use crate::wal_writer::WalWriter;
@@ -77,7 +78,7 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     /// Bumped whenever a root becomes durable or an epoch ends.
-    progress: watch::Sender<u64>,
+    progress: Signal,
     /// Signalled when the last hold is released.
     idle: Notify,
     vote: Arc<dyn VoteStrategy>,
@@ -85,7 +86,7 @@ struct Shared {
 
 impl Shared {
     fn bump(&self) {
-        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+        self.progress.bump();
     }
 }
 
@@ -207,7 +208,7 @@ impl RootCommitter {
             acquire: tokio::sync::Mutex::new(()),
             shared: Arc::new(Shared {
                 state: Mutex::default(),
-                progress: watch::channel(0).0,
+                progress: Signal::default(),
                 idle: Notify::new(),
                 vote,
             }),
@@ -357,34 +358,28 @@ impl RootCommitter {
     /// Waits until no flusher runs (every published root is durable or
     /// abandoned).
     pub(crate) async fn drain(&self) {
-        let mut rx = self.shared.progress.subscribe();
-        loop {
-            if !self.shared.state.lock().flushing {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+        let state = &self.shared.state;
+        self.shared
+            .progress
+            .wait_for(|| (!state.lock().flushing).then_some(()))
+            .await;
     }
 
     /// Waits until `record` (published in `epoch`) is durable.
     async fn wait_durable(&self, record: &RootRecord, epoch: u64) -> Result<()> {
-        let mut rx = self.shared.progress.subscribe();
-        loop {
-            {
-                let st = self.shared.state.lock();
+        let state = &self.shared.state;
+        self.shared
+            .progress
+            .wait_for(|| {
+                let st = state.lock();
                 if st.epoch != epoch {
-                    return Err(abandoned(record, &st, epoch));
+                    return Some(Err(abandoned(record, &st, epoch)));
                 }
-                if st.durable_seq().is_some_and(|d| d >= record.sequence) {
-                    return Ok(());
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(Error::Closed);
-            }
-        }
+                st.durable_seq()
+                    .is_some_and(|d| d >= record.sequence)
+                    .then_some(Ok(()))
+            })
+            .await
     }
 }
 

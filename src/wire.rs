@@ -43,6 +43,12 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of the frame header: `u32` body length and `u16` version.
 pub const FRAME_HEADER_LEN: usize = 6;
 
+/// Deepest MessagePack nesting a frame body may have. An [`Envelope`]
+/// nests about five levels; the decoder's default (1024) lets a peer make it
+/// recurse (through skipped unknown fields) deep enough to overflow a
+/// 2 MiB task stack in debug builds.
+const MAX_NESTING: usize = 32;
+
 /// What was wrong with a frame, or with reading or writing one.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,6 +172,7 @@ pub fn encode_frame(envelope: &Envelope, max_frame_bytes: usize) -> Result<Vec<u
 /// checking that it speaks [`PROTOCOL_VERSION`] and fills the body exactly.
 pub fn decode_body(body: &[u8]) -> Result<Envelope, WireError> {
     let mut de = rmp_serde::Deserializer::new(io::Cursor::new(body));
+    de.set_max_depth(MAX_NESTING);
     let envelope = Envelope::deserialize(&mut de).map_err(|e| WireError::Decode {
         reason: e.to_string(),
     })?;
@@ -488,6 +495,31 @@ mod tests {
             decode_frame(&frame, MAX),
             Err(WireError::TrailingBytes { extra: 3 })
         ));
+    }
+
+    /// Found by the `wire` fuzz target: an unknown field holding thousands
+    /// of nested arrays made the decoder recurse until the stack overflowed
+    /// (debug build, 2 MiB thread).
+    #[test]
+    fn deep_nesting_is_refused_not_recursed_into() {
+        let body = rmp_serde::to_vec_named(&envelope(1, Message::Ack)).unwrap();
+        assert_eq!(body[0], 0x83, "a map of three fields");
+        for depth in [MAX_NESTING / 2, 100_000] {
+            let mut deep = body.clone();
+            deep[0] = 0x84;
+            deep.extend_from_slice(&[0xa1, b'x']);
+            deep.extend(std::iter::repeat_n(0x91u8, depth));
+            deep.push(0xc0);
+            let result = decode_body(&deep);
+            if depth < MAX_NESTING - 4 {
+                assert_eq!(result.unwrap(), envelope(1, Message::Ack));
+            } else {
+                assert!(
+                    matches!(result, Err(WireError::Decode { .. })),
+                    "{result:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -206,6 +206,34 @@ on_all_stores!(
     cache_corruption_detected_and_refetched,
 );
 
+/// A WAL whose every slot was uploaded before it was closed (the uploader
+/// may finish between the last sync and `close_wal`) leaves nothing staged:
+/// closing retires it, and it reads from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_closed_after_its_uploads_leaves_nothing_staged() {
+    let e = env(Kind::Local).await.unwrap();
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let data = pattern((2 * OS + 100) as usize, 9);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    assert_eq!(p.upload_backlog().slots, 0, "every slot is in the store");
+    p.close_wal(wal).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(staging.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["cloud_cache", "staging.lock"]);
+    check_reads(&p, wal, &data).await;
+    p.close().await.unwrap();
+}
+
 /// Checks every read class against `data` (the WAL from offset 0).
 async fn check_reads(p: &dyn BlockProvider, wal: WalId, data: &[u8]) {
     let n = data.len() as u64;
@@ -1065,4 +1093,52 @@ async fn a_node_config_with_an_s3_url_builds_a_working_node() {
     let bad = text("c").replace("timeout = \"20s\"", "tiemout = \"20s\"");
     let err = parse(bad).build().await.unwrap_err().to_string();
     assert!(err.contains("tiemout"), "{err}");
+}
+
+/// A staging sync that fails drops the bytes it did not make durable (as
+/// Linux drops dirty pages after an fsync error). Slots full of such bytes
+/// must not be uploaded, and the writer's rewrite of them must not be
+/// skipped as "already sealed": before the fix, `append` sealed full slots
+/// at once, the uploader sent the zeros the failed sync left, and a later
+/// commit acknowledged a root over data that was gone (found by the
+/// cloud-cluster simulation, seed 8466786).
+#[cfg(feature = "sim")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_staging_sync_never_uploads_what_it_dropped() {
+    use protobase::sim::disk::{DiskFaults, SimDisk};
+    let e = env(Kind::Memory).await.unwrap();
+    let disk = SimDisk::new(7);
+    // Uploads fail until the failed sync has dropped the bytes.
+    let flaky = Flaky::new(e.store.clone());
+    flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
+    let p = CloudBlockProviderBuilder::new(flaky.clone(), "unused")
+        .with_staging(disk.mount().staging())
+        .prefix("space")
+        .object_size(OS)
+        .upload_interval_ms(1)
+        .build()
+        .await
+        .unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let data = pattern(2 * OS as usize + 5, 9);
+    let bytes = Bytes::copy_from_slice(&data);
+    p.append(wal, 0, bytes.clone()).await.unwrap();
+    disk.set_faults(DiskFaults {
+        eio: 1.0,
+        ..DiskFaults::default()
+    });
+    p.sync(wal, data.len() as u64).await.unwrap_err();
+    disk.set_faults(DiskFaults::default());
+    flaky.fail_puts.store(0, Ordering::SeqCst);
+    // The writer's retry: everything not durable is written again.
+    p.append(wal, 0, bytes).await.unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.close_wal(wal).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    p.close().await.unwrap();
+    // Read back from the store alone.
+    let staging = TempDir::new().unwrap();
+    let r = builder(e.store.clone(), &staging).build().await.unwrap();
+    check_reads(&r, wal, &data).await;
+    r.close().await.unwrap();
 }

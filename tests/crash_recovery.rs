@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 const DIR_ENV: &str = "PROTOBASE_CRASH_CHILD_DIR";
 const SEED_ENV: &str = "PROTOBASE_CRASH_CHILD_SEED";
 const BACKEND_ENV: &str = "PROTOBASE_CRASH_CHILD_BACKEND";
+/// How many tasks of the child commit at once (group commit).
+const WRITERS_ENV: &str = "PROTOBASE_CRASH_CHILD_WRITERS";
 
 /// Where the killed writer keeps its space.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,7 +132,71 @@ fn crash_child() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(write_forever(PathBuf::from(dir), seed, Backend::from_env()));
+        .block_on(async {
+            let writers: usize = std::env::var(WRITERS_ENV)
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(1);
+            let dir = PathBuf::from(dir);
+            if writers <= 1 {
+                write_forever(dir, seed, Backend::from_env()).await
+            } else {
+                commit_concurrently(dir, seed, Backend::from_env(), writers).await
+            }
+        });
+}
+
+/// Pushes the blobs of one root (1 to 4, now and then one over 1 MiB).
+async fn push_blobs(storage: &Storage, rng: &mut fastrand::Rng) -> Vec<Blob> {
+    let mut blobs = Vec::new();
+    for _ in 0..rng.usize(1..=4) {
+        let len = if rng.u8(..10) == 0 {
+            rng.usize((1 << 20) + 1..(2 << 20))
+        } else {
+            rng.usize(1..40_000)
+        };
+        let seed = rng.u64(..);
+        let ptr = storage.push_bytes(&blob_bytes(seed, len)).await.unwrap();
+        blobs.push(Blob { ptr, len, seed });
+    }
+    blobs
+}
+
+/// `writers` tasks push their blobs at once and each publishes a root over
+/// the current one: their publishes share flushes and register writes
+/// (group commit). Each acknowledgement is printed as it returns, so the
+/// lines come in any order.
+async fn commit_concurrently(dir: PathBuf, seed: u64, backend: Backend, writers: usize) {
+    let storage = open(&dir, backend, None).await;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (storage, out) = (storage.clone(), out.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(seed ^ (w as u64 + 1).wrapping_mul(0x9e37));
+            loop {
+                let blobs = push_blobs(&storage, &mut rng).await;
+                let s = storage.clone();
+                let root = storage
+                    .update_root(|prev| async move {
+                        let atom = RootAtom {
+                            prev: prev.as_ref().map(|r| r.pointer),
+                            prev_sequence: prev.as_ref().map(|r| r.sequence),
+                            blobs,
+                        };
+                        s.push_atom(&atom, AtomFormat::Json).await
+                    })
+                    .await
+                    .unwrap();
+                let mut out = out.lock().unwrap();
+                writeln!(out, "ACK {} {}", root.sequence, root.pointer).unwrap();
+                out.flush().unwrap();
+            }
+        }));
+    }
+    // The writers loop until the process is killed; a panic in one ends it.
+    let Err(e) = futures_util::future::select_all(tasks).await.0;
+    panic!("a writer failed: {e}");
 }
 
 async fn write_forever(dir: PathBuf, seed: u64, backend: Backend) {
@@ -139,17 +205,7 @@ async fn write_forever(dir: PathBuf, seed: u64, backend: Backend) {
     let mut prev = storage.read_current_root().await.unwrap();
     let mut out = std::io::stdout();
     loop {
-        let mut blobs = Vec::new();
-        for _ in 0..rng.usize(1..=4) {
-            let len = if rng.u8(..10) == 0 {
-                rng.usize((1 << 20) + 1..(2 << 20))
-            } else {
-                rng.usize(1..40_000)
-            };
-            let seed = rng.u64(..);
-            let ptr = storage.push_bytes(&blob_bytes(seed, len)).await.unwrap();
-            blobs.push(Blob { ptr, len, seed });
-        }
+        let blobs = push_blobs(&storage, &mut rng).await;
         let atom = RootAtom {
             prev: prev.as_ref().map(|r| r.pointer),
             prev_sequence: prev.as_ref().map(|r| r.sequence),
@@ -196,6 +252,7 @@ async fn check_space(
     backend: Backend,
     staging: Option<&Path>,
     last_ack: Option<(u64, AtomPointer)>,
+    acked: &[(u64, AtomPointer)],
 ) -> Checked {
     let storage: Storage = open(dir, backend, staging).await;
     let root = storage.read_current_root().await.unwrap();
@@ -214,7 +271,9 @@ async fn check_space(
     // Walk the whole history: every root ever published is reachable.
     let mut next = root.map(|r| (r.pointer, r.sequence));
     let mut walked = 0;
+    let mut chain = std::collections::HashMap::new();
     while let Some((ptr, seq)) = next {
+        chain.insert(seq, ptr);
         let atom: RootAtom = storage
             .get_atom(ptr)
             .await
@@ -240,6 +299,13 @@ async fn check_space(
         walked += 1;
     }
     assert_eq!(walked, root_sequence, "history has a gap");
+    for (seq, ptr) in acked {
+        assert_eq!(
+            chain.get(seq),
+            Some(ptr),
+            "acknowledged root #{seq} at {ptr} is not the chain's #{seq}"
+        );
+    }
 
     let mut torn_tails = 0;
     for w in storage.list_wals().await.unwrap() {
@@ -259,6 +325,7 @@ async fn check_space(
 fn run_child(
     dir: &Path,
     backend: Backend,
+    writers: usize,
     seed: u64,
     acks: usize,
     delay: Duration,
@@ -274,6 +341,7 @@ fn run_child(
         .env(DIR_ENV, dir)
         .env(SEED_ENV, seed.to_string())
         .env(BACKEND_ENV, backend.name())
+        .env(WRITERS_ENV, writers.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -326,7 +394,15 @@ fn run_child(
 
 #[test]
 fn killed_writer_recovers_every_acknowledged_root() {
-    crash_loop(Backend::Fs, ITERATIONS);
+    crash_loop(Backend::Fs, 1, ITERATIONS);
+}
+
+/// Sixteen tasks commit at once (their publishes grouped into shared
+/// flushes and register writes) until SIGKILL: every root acknowledged to
+/// any of them is on the recovered chain, at its sequence.
+#[test]
+fn killed_group_committers_keep_every_acknowledged_root() {
+    crash_loop(Backend::Fs, 16, ITERATIONS / 2);
 }
 
 /// The same on the cloud provider in `Local` durability: after a restart on
@@ -336,10 +412,10 @@ fn killed_writer_recovers_every_acknowledged_root() {
 #[cfg(feature = "cloud")]
 #[test]
 fn killed_cloud_writer_loses_nothing_committed() {
-    crash_loop(Backend::Cloud, ITERATIONS / 2);
+    crash_loop(Backend::Cloud, 1, ITERATIONS / 2);
 }
 
-fn crash_loop(backend: Backend, iterations: usize) {
+fn crash_loop(backend: Backend, writers: usize, iterations: usize) {
     let seed = std::env::var("PROTOBASE_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -356,28 +432,40 @@ fn crash_loop(backend: Backend, iterations: usize) {
     let mut recovered = 0;
     let (mut total_acks, mut torn_tails) = (0, 0);
     for it in 0..iterations {
-        let acks = rng.usize(0..=5);
+        let acks = rng.usize(0..=5 * writers);
         let delay = Duration::from_millis(rng.u64(0..30));
-        let acked = run_child(&dir, backend, rng.u64(..), acks, delay);
+        let mut acked = run_child(&dir, backend, writers, rng.u64(..), acks, delay);
         assert!(acked.len() >= acks);
-        // The child continued the history where the last check left it.
+        // The child continued the history where the last check left it:
+        // distinct sequences after the recovered root (concurrent writers
+        // print theirs in any order).
+        acked.sort_unstable_by_key(|(seq, _)| *seq);
         for (i, (seq, _)) in acked.iter().enumerate() {
-            assert_eq!(
-                *seq,
-                recovered + 1 + i as u64,
-                "iteration {it}: acks {acked:?}"
-            );
+            assert!(*seq > recovered, "iteration {it}: acks {acked:?}");
+            if writers == 1 {
+                assert_eq!(
+                    *seq,
+                    recovered + 1 + i as u64,
+                    "iteration {it}: acks {acked:?}"
+                );
+            } else if i > 0 {
+                assert!(
+                    acked[i - 1].0 < *seq,
+                    "iteration {it}: a sequence acknowledged twice"
+                );
+            }
         }
         total_acks += acked.len();
         if let Some(last) = acked.last() {
             last_ack = Some(*last);
         }
-        let checked = rt.block_on(check_space(&dir, backend, None, last_ack));
+        let checked = rt.block_on(check_space(&dir, backend, None, last_ack, &acked));
         #[cfg(feature = "cloud")]
         if backend == Backend::Cloud {
             // `check_space` closed the provider, which drained its uploads.
             let fresh = tmp.path().join(format!("fresh-staging-{it}"));
-            let from_store = rt.block_on(check_space(&dir, backend, Some(&fresh), last_ack));
+            let from_store =
+                rt.block_on(check_space(&dir, backend, Some(&fresh), last_ack, &acked));
             assert_eq!(
                 from_store.root_sequence, checked.root_sequence,
                 "iteration {it}"

@@ -6,7 +6,7 @@
 //! mutex) and read deltas: a snapshot drains what was recorded before.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use object_store::ObjectStore;
@@ -62,9 +62,9 @@ fn snapshotter() -> &'static Snapshotter {
 }
 
 /// One test at a time; what was recorded before is drained.
-fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    let guard = TURN.lock().unwrap_or_else(|e| e.into_inner());
+async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = TURN.lock().await;
     snapshotter().snapshot();
     guard
 }
@@ -147,7 +147,7 @@ fn check_engine(r: &Recorded) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_counts_match_the_work() {
-    let _turn = turn();
+    let _turn = turn().await;
     let dir = tempfile::tempdir().unwrap();
     let s = StorageBuilder::standalone(dir.path())
         .build()
@@ -211,7 +211,7 @@ async fn node(hub: &InProcessHub, id: &str, ids: &[&str], base: StorageBuilder) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_counts_match_the_work() {
-    let _turn = turn();
+    let _turn = turn().await;
     let hub = InProcessHub::new(11);
     let ids = ["a", "b", "c"];
     let mut nodes = Vec::new();
@@ -273,7 +273,7 @@ async fn cloud_provider(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_counts_match_the_work() {
-    let _turn = turn();
+    let _turn = turn().await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let staging = tempfile::tempdir().unwrap();
     let p = cloud_provider(store.clone(), staging.path()).await;
@@ -337,7 +337,7 @@ async fn cloud_counts_match_the_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_cluster_counts_match_the_work() {
-    let _turn = turn();
+    let _turn = turn().await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let hub = InProcessHub::new(12);
     let ids = ["a", "b", "c"];

@@ -184,18 +184,18 @@ fn a_three_node_cluster_serves_metrics_health_readiness_and_status() {
         assert!(ready["reasons"].as_array().unwrap().is_empty(), "{ready}");
     }
 
-    // /status: the rows of `protobase status --json`, all alive.
-    let (code, body) = wait_for(&http[0], "/status", long, "3 alive", |c, b| {
+    // /status: the rows of `protobase status --json`, all alive, each with
+    // a root (a member outside the first roots' majorities gets one later).
+    let (code, _) = wait_for(&http[0], "/status", long, "3 alive with roots", |c, b| {
         c == 200
-            && serde_json::from_str::<Vec<serde_json::Value>>(b)
-                .is_ok_and(|rows| rows.len() == 3 && rows.iter().all(|r| r["alive"] == true))
+            && serde_json::from_str::<Vec<serde_json::Value>>(b).is_ok_and(|rows| {
+                rows.len() == 3
+                    && rows
+                        .iter()
+                        .all(|r| r["alive"] == true && r["root_sequence"].as_u64().is_some())
+            })
     });
     assert_eq!(code, 200);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert!(
-        rows.iter().all(|r| r["root_sequence"].as_u64().is_some()),
-        "{body}"
-    );
 
     // /metrics: Prometheus text whose counters move with the work done.
     let (code, first) = wait_for(&http[0], "/metrics", long, "commits counted", |c, b| {
@@ -278,4 +278,37 @@ fn a_three_node_cluster_serves_metrics_health_readiness_and_status() {
         1,
         "{status}"
     );
+}
+
+/// A node started before its peers serves `/health` at once and answers
+/// `/ready` with 503 (no majority) while it waits for them; once they run
+/// it is ready.
+#[test]
+fn a_node_waiting_for_its_peers_is_alive_but_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (configs, http) = write_configs(tmp.path());
+    let logs: Vec<PathBuf> = (1..=3)
+        .map(|i| tmp.path().join(format!("n{i}.log")))
+        .collect();
+    let mut nodes = Nodes(vec![Some(start_node(&configs[0], &logs[0])), None, None]);
+    let long = Duration::from_secs(60);
+    wait_for(&http[0], "/health", long, "health", |c, b| {
+        c == 200 && b == "ok\n"
+    });
+    let (_, body) = wait_for(&http[0], "/ready", long, "not ready", |c, _| c == 503);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["majority"], false, "{ready}");
+    assert!(
+        std::fs::read_to_string(&logs[0])
+            .unwrap()
+            .contains("no majority yet"),
+        "the node waits for a majority"
+    );
+    assert!(nodes.0[0].as_mut().unwrap().try_wait().unwrap().is_none());
+    for i in 1..3 {
+        nodes.0[i] = Some(start_node(&configs[i], &logs[i]));
+    }
+    let (_, body) = wait_for(&http[0], "/ready", long, "ready", |c, _| c == 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["majority"], true, "{ready}");
 }

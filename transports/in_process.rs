@@ -79,7 +79,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::common::{TaskSet, broadcast_with, encode_response};
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
@@ -163,7 +163,21 @@ struct Run {
     handler: Arc<dyn MessageHandler>,
     tasks: Arc<TaskSet>,
     /// Set once when the run ends; the node's waiting requests fail with it.
-    cancel: Arc<watch::Sender<Option<NetworkError>>>,
+    cancel: Arc<Cancel>,
+}
+
+/// Why a run ended, and the signal that wakes its waiting requests (in a
+/// stable order, so simulations replay).
+#[derive(Default)]
+struct Cancel {
+    reason: Mutex<Option<NetworkError>>,
+    signal: crate::signal::Signal,
+}
+
+impl Cancel {
+    async fn ended(&self) -> NetworkError {
+        self.signal.wait_for(|| self.reason.lock().clone()).await
+    }
 }
 
 impl Run {
@@ -171,14 +185,15 @@ impl Run {
         Run {
             handler,
             tasks: Arc::new(TaskSet::new()),
-            cancel: Arc::new(watch::channel(None).0),
+            cancel: Arc::default(),
         }
     }
 
     /// Ends the run: waiting requests fail with `error`, handler calls are
     /// aborted (awaited by the caller through the returned task set).
     fn end(self, error: NetworkError) -> Arc<TaskSet> {
-        self.cancel.send_replace(Some(error));
+        *self.cancel.reason.lock() = Some(error);
+        self.cancel.signal.bump();
         self.tasks
     }
 }
@@ -612,7 +627,7 @@ impl InProcessNetwork {
         message: Message,
         timeout: Duration,
     ) -> Result<Message, NetworkError> {
-        let (mut cancel, max_frame_bytes) = {
+        let (cancel, max_frame_bytes) = {
             let state = self.hub.state.lock();
             let Some(me) = state.nodes.get(&self.id) else {
                 return Err(NetworkError::Stopped);
@@ -623,7 +638,7 @@ impl InProcessNetwork {
             if *peer == self.id || !state.nodes.contains_key(peer) {
                 return Err(NetworkError::UnknownPeer(peer.clone()));
             }
-            (run.cancel.subscribe(), state.max_frame_bytes)
+            (run.cancel.clone(), state.max_frame_bytes)
         };
         let request_id = self.hub.next_request_id.fetch_add(1, Ordering::Relaxed);
         let envelope = Envelope {
@@ -662,9 +677,7 @@ impl InProcessNetwork {
         };
         tokio::select! {
             biased;
-            ended = cancel.wait_for(Option::is_some) => {
-                Err(ended.ok().and_then(|e| e.clone()).unwrap_or(NetworkError::Stopped))
-            }
+            ended = cancel.ended() => Err(ended),
             outcome = tokio::time::timeout(timeout, answer) => {
                 outcome.unwrap_or_else(|_| Err(NetworkError::Timeout { peer: peer.clone(), timeout }))
             }

@@ -197,7 +197,7 @@ impl CloudBlockProviderBuilder {
                 let mut w = StagedWal::new(l.file);
                 w.len = l.len;
                 w.closed = true;
-                w.seal_upto(l.len, os);
+                w.seal_upto(l.len, l.len, os);
                 (l.wal, w)
             })
             .collect();
@@ -241,7 +241,7 @@ impl CloudBlockProviderBuilder {
             known_root: Mutex::new(None),
             root_copy: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
-            progress: tokio::sync::watch::channel(0u64).0,
+            progress: Default::default(),
             stopping: AtomicBool::new(false),
             cache,
             retry: self.retry,

@@ -27,9 +27,10 @@
 //!   with the next rewrite (LRU-like, not exact, across restarts).
 //! - Opening is cheap: an entry is kept if its file exists and has the
 //!   indexed size; files the index does not name (crash leftovers) are
-//!   deleted; an unreadable index empties the cache. The CRC32C is checked the
-//!   first time an entry is read in a process (then the entry is trusted and
-//!   read with ranged `pread`s). A file that is short or fails the CRC is
+//!   deleted; an unreadable or inconsistent index (a file named twice, a
+//!   counter behind its entries or near overflow) empties the cache. The
+//!   CRC32C is checked the first time an entry is read in a process (then
+//!   the entry is trusted and read with ranged `pread`s). A file that is short or fails the CRC is
 //!   dropped and the caller fetches the object again: cached bytes that do not
 //!   match what was downloaded are never returned.
 //! - Cache I/O errors never fail a read: they are logged and the object comes
@@ -85,6 +86,28 @@ struct IndexFile {
     next_file: u64,
     clock: u64,
     entries: HashMap<String, Entry>,
+}
+
+impl IndexFile {
+    /// Whether this index could have been written by this cache: its
+    /// version, every file name used once, below `next_file`, every last use
+    /// at most `clock`, and counters and sizes far from overflowing (an index
+    /// that is not is unreadable, which empties the cache).
+    fn is_consistent(&self) -> bool {
+        const ROOM: u64 = u64::MAX / 2;
+        let mut files = std::collections::HashSet::new();
+        let mut total: u64 = 0;
+        self.version == INDEX_VERSION
+            && self.next_file < ROOM
+            && self.clock < ROOM
+            && self.entries.values().all(|e| {
+                total = total.saturating_add(e.size);
+                file_number(&e.file).is_some_and(|n| n < self.next_file)
+                    && files.insert(e.file.as_str())
+                    && e.last_use <= self.clock
+                    && total < ROOM
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -152,7 +175,7 @@ impl SlotCache {
         let index = std::fs::read(dir.join(index_name))
             .ok()
             .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())
-            .filter(|i| i.version == INDEX_VERSION);
+            .filter(IndexFile::is_consistent);
         let (mut entries, next_file, clock) = match index {
             Some(i) => (i.entries, i.next_file, i.clock),
             None => (HashMap::new(), 0, 0),
@@ -490,5 +513,14 @@ impl Drop for SlotCache {
 
 /// A file name this cache could have written (never a path).
 fn valid_name(name: &str) -> bool {
-    name.len() == 20 && name.ends_with(".obj") && name[..16].bytes().all(|b| b.is_ascii_hexdigit())
+    file_number(name).is_some()
+}
+
+/// The number `n` of a file name `{n:016x}.obj` this cache writes.
+fn file_number(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".obj")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
 }

@@ -170,18 +170,22 @@ impl StagedWal {
         }
     }
 
-    /// Seals every full slot.
-    fn seal_full(&mut self, os: u64) {
-        while (self.next_seal + 1) * os <= self.len {
+    /// Seals every slot that is full below `durable` (bytes the staging
+    /// file has synced).
+    fn seal_full(&mut self, durable: u64, os: u64) {
+        while (self.next_seal + 1).saturating_mul(os) <= durable.min(self.len) {
             self.pending.insert(self.next_seal, os);
             self.next_seal += 1;
         }
     }
 
-    /// Seals full slots and the slot holding byte `upto - 1` (early, if it
-    /// is not full).
-    fn seal_upto(&mut self, upto: u64, os: u64) {
-        self.seal_full(os);
+    /// Seals the full slots below `durable` and the slot holding byte
+    /// `upto - 1` (early, if it is not full). Only after a staging sync
+    /// that covered them: a sealed slot is uploaded from the staging file
+    /// and never written again, so sealing bytes a failed sync may have
+    /// dropped would upload (and later acknowledge roots over) zeros.
+    fn seal_upto(&mut self, durable: u64, upto: u64, os: u64) {
+        self.seal_full(durable, os);
         let start = self.next_seal * os;
         if upto > start {
             let end = self.len.min(start + os);
@@ -234,7 +238,7 @@ pub(crate) struct Inner {
     pub(crate) root_copy: Mutex<Option<Bytes>>,
     pub(crate) wake: tokio::sync::Notify,
     /// Bumped after every successful upload.
-    pub(crate) progress: tokio::sync::watch::Sender<u64>,
+    pub(crate) progress: crate::signal::Signal,
     pub(crate) stopping: AtomicBool,
     /// Downloaded slot objects (`None`: disabled).
     cache: Option<Arc<SlotCache>>,
@@ -524,7 +528,7 @@ impl Inner {
             w.failed.insert(slot, (generation, Arc::new(e)));
         }
         self.publish_gauges();
-        self.progress.send_modify(|g| *g = g.wrapping_add(1));
+        self.progress.bump();
     }
 
     /// Some slot (or the root copy) is failing.
@@ -760,21 +764,17 @@ impl CloudBlockProvider {
     pub async fn flush_uploads(&self) -> Result<()> {
         let deadline = self.inner.upload_deadline;
         let since = self.inner.failure_gen.load(Ordering::Acquire);
-        let wait = async {
-            let mut rx = self.inner.progress.subscribe();
-            loop {
-                if self.inner.backlog().slots == 0 && self.inner.root_copy.lock().is_none() {
-                    return Ok(());
-                }
-                if let Some(e) = self.inner.failure_since(None, u64::MAX, since) {
-                    return Err(e);
-                }
-                self.inner.wake.notify_one();
-                if rx.changed().await.is_err() {
-                    return Err(Error::Closed);
-                }
+        let inner = &self.inner;
+        let wait = inner.progress.wait_for(|| {
+            if inner.backlog().slots == 0 && inner.root_copy.lock().is_none() {
+                return Some(Ok(()));
             }
-        };
+            if let Some(e) = inner.failure_since(None, u64::MAX, since) {
+                return Some(Err(e));
+            }
+            inner.wake.notify_one();
+            None
+        });
         tokio::time::timeout(deadline, wait)
             .await
             .unwrap_or_else(|_| Err(self.inner.uploads_late("all uploads", deadline)))
@@ -804,29 +804,24 @@ impl CloudBlockProvider {
         let need = (upto - 1) / self.inner.object_size + 1;
         let deadline = self.inner.upload_deadline;
         let since = self.inner.failure_gen.load(Ordering::Acquire);
-        let wait = async {
-            let mut rx = self.inner.progress.subscribe();
-            loop {
-                let done = self
-                    .inner
-                    .staged
-                    .lock()
-                    .get(&wal)
-                    .is_none_or(|w| w.uploaded_upto() >= need);
-                if done {
-                    return Ok(());
-                }
-                // An upload this commit needs failed for good (or past the
-                // retry budget) since it started waiting: fail with it.
-                if let Some(e) = self.inner.failure_since(Some(wal), need, since) {
-                    return Err(e);
-                }
-                self.inner.wake.notify_one();
-                if rx.changed().await.is_err() {
-                    return Err(Error::Closed);
-                }
+        let inner = &self.inner;
+        let wait = inner.progress.wait_for(|| {
+            let done = inner
+                .staged
+                .lock()
+                .get(&wal)
+                .is_none_or(|w| w.uploaded_upto() >= need);
+            if done {
+                return Some(Ok(()));
             }
-        };
+            // An upload this commit needs failed for good (or past the
+            // retry budget) since it started waiting: fail with it.
+            if let Some(e) = inner.failure_since(Some(wal), need, since) {
+                return Some(Err(e));
+            }
+            inner.wake.notify_one();
+            None
+        });
         tokio::time::timeout(deadline, wait)
             .await
             .unwrap_or_else(|_| {
@@ -953,21 +948,22 @@ impl WalStore for CloudBlockProvider {
         file.write_at(offset, data).await?;
         let mut st = self.inner.staged.lock();
         if let Some(w) = st.get_mut(&wal) {
+            // Not sealed here: only a successful sync seals (see `seal_upto`).
             w.len = w.len.max(end);
-            w.seal_full(os);
         }
         Ok(())
     }
 
     async fn sync(&self, wal: WalId, upto: u64) -> Result<()> {
         self.check_open()?;
-        let Some((file, _)) = self.staged_file(wal) else {
+        let Some((file, covered)) = self.staged_file(wal) else {
             // Closed and fully uploaded (retired): nothing left to make durable.
             return Ok(());
         };
+        // `covered`: what was written before the sync started.
         file.sync().await?;
         if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
-            w.seal_upto(upto, self.inner.object_size);
+            w.seal_upto(covered, upto.min(covered), self.inner.object_size);
         }
         if self.inner.durability == Durability::Cloud {
             self.wait_uploaded(wal, upto).await?;
@@ -1004,10 +1000,29 @@ impl WalStore for CloudBlockProvider {
 
     async fn close_wal(&self, wal: WalId) -> Result<()> {
         let os = self.inner.object_size;
-        if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
-            w.closed = true;
-            let len = w.len;
-            w.seal_upto(len, os);
+        let Some((file, covered)) = self.staged_file(wal) else {
+            return Ok(());
+        };
+        // Closing seals the tail: only bytes a sync made durable.
+        file.sync().await?;
+        let retire = match self.inner.staged.lock().get_mut(&wal) {
+            Some(w) => {
+                w.closed = true;
+                w.seal_upto(covered, covered, os);
+                // Every sealed slot is already in the store (the uploader
+                // finished them before the close): no upload will retire
+                // this WAL, so closing does.
+                w.pending.is_empty() && w.len > 0
+            }
+            None => false,
+        };
+        if retire {
+            if let Err(e) = self.inner.staging.remove(wal).await {
+                tracing::warn!("{e}");
+            }
+            // Reads that still find the entry use its open (unlinked) file.
+            self.inner.staged.lock().remove(&wal);
+            self.inner.progress.bump();
         }
         self.inner.wake.notify_one();
         Ok(())

@@ -103,7 +103,14 @@ impl Inner {
             None => self.chain_start().await?,
         };
         loop {
-            let next = best.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+            // A chain that reached the last index has no successor.
+            let next = match &best {
+                Some((i, _)) => match i.checked_add(1) {
+                    Some(n) => n,
+                    None => break,
+                },
+                None => 0,
+            };
             match self.get_link(next).await? {
                 Some(r) if best.as_ref().is_none_or(|(_, b)| r.is_newer_than(b)) => {
                     best = Some((next, r));
@@ -148,10 +155,11 @@ impl Inner {
             ));
         }
         let index = match &newest {
+            Some((i, _)) => i.checked_add(1).ok_or_else(|| Error::CorruptRoot {
+                location: self.root_key(*i).to_string(),
+                source: FormatError::BadRoot("the root chain is at its last index".into()),
+            })?,
             None => 0,
-            Some((i, _)) => i
-                .checked_add(1)
-                .ok_or_else(|| Error::invalid("root", "root chain position overflows u64"))?,
         };
         let key = self.root_key(index);
         let opts = PutOptions {

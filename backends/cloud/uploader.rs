@@ -214,7 +214,7 @@ async fn copy_root(inner: &Inner) {
             *inner.root_copy_failure.lock() = Some((generation, Arc::new(e)));
         }
     }
-    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
+    inner.progress.bump();
 }
 
 /// Marks a slot uploaded; after a closed WAL's last slot, deletes its
@@ -243,5 +243,5 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         inner.staged.lock().remove(&wal);
     }
     inner.publish_gauges();
-    inner.progress.send_modify(|g| *g = g.wrapping_add(1));
+    inner.progress.bump();
 }

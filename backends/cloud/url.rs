@@ -201,6 +201,12 @@ impl StoreUrl {
         self
     }
 
+    /// The value of option `key` (from the URL's query or
+    /// [`with_option`](Self::with_option)), if set.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
     /// The scheme (`memory`, `file`, `s3`, `gs`, `az`).
     pub fn scheme(&self) -> &'static str {
         self.scheme.as_str()
@@ -294,10 +300,7 @@ impl StoreUrl {
         not(any(feature = "s3", feature = "gcs", feature = "azure")),
         allow(dead_code)
     )]
-    fn split_options(
-        &self,
-        url: &str,
-    ) -> Result<(Vec<(String, String)>, Option<object_store_retry::Retry>)> {
+    fn split_options(&self, url: &str) -> Result<SplitOptions> {
         let mut rest = Vec::new();
         let mut retry = object_store_retry::Retry::default();
         let mut any = false;
@@ -446,6 +449,9 @@ impl StoreUrl {
         ))
     }
 }
+
+/// A store's options but the retry ones, and its retry settings.
+type SplitOptions = (Vec<(String, String)>, Option<object_store_retry::Retry>);
 
 /// The retry options of the HTTP stores.
 mod object_store_retry {

@@ -87,6 +87,9 @@ pub struct QuorumRegister {
     last_round: Mutex<Duration>,
     /// Why the last failed prepare round failed (for errors).
     last_refusals: Mutex<Vec<String>>,
+    /// The grant this node holds (its term) and the version of the root it
+    /// last established or wrote under it: a write's compare.
+    held: Mutex<Option<(u64, Option<RootVersion>)>>,
 }
 
 impl QuorumRegister {
@@ -110,6 +113,7 @@ impl QuorumRegister {
             reported: Mutex::default(),
             last_round: Mutex::default(),
             last_refusals: Mutex::default(),
+            held: Mutex::default(),
         }
     }
 
@@ -204,6 +208,7 @@ impl QuorumRegister {
         }
         let lease = Duration::from_millis(lease_ms).mul_f64(LEASE_USE);
         debug!(node = %self.me(), term, votes = promised_by.len(), ?newest, "grant acquired");
+        *self.held.lock() = Some((term, newest.as_ref().map(|a| RootVersion::of_root(&a.root))));
         Ok(Some(Grant {
             term,
             holder: self.me().to_string(),
@@ -439,6 +444,12 @@ impl VoteStrategy for QuorumRegister {
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
+        {
+            let mut held = self.held.lock();
+            if held.is_some_and(|(t, _)| t == grant.term) {
+                *held = None;
+            }
+        }
         self.release_term(grant.term).await;
         Ok(())
     }
@@ -464,17 +475,40 @@ impl RootRegister for QuorumRegister {
     async fn write_root(
         &self,
         root: &RootRecord,
-        _expected: Option<RootVersion>,
+        expected: Option<RootVersion>,
     ) -> Result<RootVersion> {
-        // The compare is the ballot: acceptors refuse it once a newer
-        // holder was promised, and the holder built on the chosen root.
-        if root.term == 0 {
-            return Err(Error::NotGranted(
-                "a cluster root needs a grant's term".into(),
-            ));
+        // Across nodes the compare is the ballot: acceptors refuse it once a
+        // newer holder was promised. Within this node, the write must build
+        // on what its grant established or last wrote.
+        let held = *self.held.lock();
+        match held {
+            Some((term, _)) if term != root.term => {
+                return Err(Error::NotGranted(format!(
+                    "root of term {} but this node holds term {term}",
+                    root.term
+                )));
+            }
+            None => {
+                return Err(Error::NotGranted(format!(
+                    "no grant held for term {}",
+                    root.term
+                )));
+            }
+            Some((_, version)) if version != expected => {
+                return Err(Error::RootConflict {
+                    expected: expected.map(|v| v.parts().1),
+                    found: version.map(|v| v.parts().1),
+                });
+            }
+            Some(_) => {}
         }
         self.accept_round(root.term, root).await?;
-        Ok(RootVersion::of_root(root))
+        let version = RootVersion::of_root(root);
+        let mut held = self.held.lock();
+        if held.is_some_and(|(t, _)| t == root.term) {
+            *held = Some((root.term, Some(version)));
+        }
+        Ok(version)
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

@@ -187,33 +187,79 @@ async fn acquire_tolerates_a_dead_minority() {
 /// `Accepted` of another term (a stale or forged answer) is not one.
 #[tokio::test]
 async fn writes_count_only_acknowledgements_of_their_own_ballot() {
-    for (ack_term, ok) in [(2u64, true), (1, false), (3, false)] {
+    for (ack_term, ok) in [(1u64, true), (0, false), (2, false)] {
         let mut net = MockNetworkManager::new();
         let sent = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = sent.clone();
-        net.expect_request().returning(move |peer, msg, t| {
-            let Message::Accept { term, root } = msg else {
-                panic!("unexpected {msg:?}")
-            };
-            s.lock().push((peer.clone(), term, root.sequence));
-            if peer == "b" {
-                Ok(Message::Accepted {
-                    term: ack_term,
-                    accepted: true,
-                    promised: ack_term,
-                })
-            } else {
-                Err(NetworkError::Timeout {
+        net.expect_request()
+            .returning(move |peer, msg, t| match msg {
+                Message::Prepare { term, .. } if peer == "b" => Ok(promise(true, term, None)),
+                Message::Accept { term, root } => {
+                    s.lock().push((peer.clone(), term, root.sequence));
+                    if peer == "b" {
+                        Ok(Message::Accepted {
+                            term: ack_term,
+                            accepted: true,
+                            promised: ack_term,
+                        })
+                    } else {
+                        Err(NetworkError::Timeout {
+                            peer: peer.clone(),
+                            timeout: t,
+                        })
+                    }
+                }
+                _ => Err(NetworkError::Timeout {
                     peer: peer.clone(),
                     timeout: t,
-                })
-            }
-        });
+                }),
+            });
         let q = quorum(config(3), acceptor().await, net);
-        let r = q.write_root(&root(2, 1), None).await;
+        let g = q.acquire().await.unwrap();
+        assert_eq!(g.term, 1);
+        let r = q.write_root(&root(1, 1), None).await;
         assert_eq!(r.is_ok(), ok, "ack of term {ack_term}: {r:?}");
-        assert!(sent.lock().iter().all(|(_, t, s)| *t == 2 && *s == 1));
+        assert!(sent.lock().iter().all(|(_, t, s)| *t == 1 && *s == 1));
     }
+}
+
+/// Within the holder, a write must build on what its grant established
+/// (or it last wrote): a stale version is a conflict, a foreign term is
+/// refused, and without a grant nothing is written.
+#[tokio::test]
+async fn writes_compare_against_the_holders_version() {
+    let mut net = MockNetworkManager::new();
+    net.expect_request().returning(|_, msg, _| match msg {
+        Message::Prepare { term, .. } => Ok(promise(true, term, None)),
+        Message::Accept { term, .. } => Ok(Message::Accepted {
+            term,
+            accepted: true,
+            promised: term,
+        }),
+        Message::Release { .. } => Ok(Message::Ack),
+        other => panic!("unexpected {other:?}"),
+    });
+    let q = quorum(config(3), acceptor().await, net);
+    assert!(matches!(
+        q.write_root(&root(1, 1), None).await,
+        Err(Error::NotGranted(_))
+    ));
+    let g = q.acquire().await.unwrap();
+    let v1 = q.write_root(&root(g.term, 1), None).await.unwrap();
+    assert!(matches!(
+        q.write_root(&root(g.term, 2), None).await,
+        Err(Error::RootConflict { .. })
+    ));
+    assert!(matches!(
+        q.write_root(&root(g.term + 1, 2), Some(v1)).await,
+        Err(Error::NotGranted(_))
+    ));
+    q.write_root(&root(g.term, 2), Some(v1)).await.unwrap();
+    q.release(&g).await.unwrap();
+    assert!(matches!(
+        q.write_root(&root(g.term, 3), None).await,
+        Err(Error::NotGranted(_))
+    ));
 }
 
 #[tokio::test]

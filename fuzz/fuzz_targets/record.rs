@@ -1,0 +1,3 @@
+#![no_main]
+//! See `protobase::fuzzing::record`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| protobase::fuzzing::record(data));

@@ -1,0 +1,3 @@
+#![no_main]
+//! See `protobase::fuzzing::scan_wal`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| protobase::fuzzing::scan_wal(data));
