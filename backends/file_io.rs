@@ -25,6 +25,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end
 /// of the file; returns how many were read.
+#[cfg(any(feature = "fs", feature = "cloud"))]
 pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {

@@ -30,7 +30,9 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::backends::memory::MemoryBlockProvider;
-use crate::block_provider::{RootRegister, WalStore};
+#[cfg(feature = "cloud")]
+use crate::block_provider::RootRegister;
+use crate::block_provider::WalStore;
 use crate::config::{NodeConfig, Source, Syntax};
 use crate::error::FormatError;
 use crate::protocol::Envelope;
