@@ -11,6 +11,10 @@
 //! | cluster | the node's directory → its peers | a [`QuorumRegister`] of every node's acceptor | the same quorum |
 //! | cloud | staging → cache directory → object store | the store's root chain | single node |
 //! | cloud-cluster | staging → cache directory → peers → object store | the store's root chain | the quorum (a lock with fencing terms) |
+//!
+//! A cluster node's network manager serves its peers with a
+//! [`ClusterHandler`] (behind a [`CacheAwareHandler`]) and clients with a
+//! [`ClientHandler`] in front of both (see [`crate::client`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::block_provider::BlockProvider;
+use crate::client::ClientHandler;
 use crate::clock::{Clock, SeededRng, TokioClock};
 use crate::cluster::root_copy::spawn_root_copy;
 use crate::cluster::{
@@ -397,14 +402,15 @@ impl StorageBuilder {
         .await?;
         // Peers' page requests: from this node's page cache when it holds
         // the bytes, else from its own storage (never from its peers).
+        // Clients (`protobase put/get/root --connect`) are served by the
+        // outermost handler, from the storage built below.
         let handler = ClusterHandler::new(acceptor.clone(), wals.clone());
-        network
-            .start(Arc::new(CacheAwareHandler::new(
-                cache.clone(),
-                self.config.page_size,
-                Arc::new(handler),
-            )))
-            .await?;
+        let clients = Arc::new(ClientHandler::new(Arc::new(CacheAwareHandler::new(
+            cache.clone(),
+            self.config.page_size,
+            Arc::new(handler),
+        ))));
+        network.start(clients.clone()).await?;
         let quorum = Arc::new(QuorumRegister::new(
             cluster.clone(),
             acceptor,
@@ -421,14 +427,16 @@ impl StorageBuilder {
             let tiers: Vec<Arc<dyn ReadTier>> = vec![cloud.local_tier(), peers, cloud.store_tier()];
             let wals = Arc::new(TieredWalStore::new(wals, tiers));
             let register = Arc::new(HintingRegister::new(register, hint));
-            return Ok(Storage::assemble(
+            let storage = Storage::assemble(
                 self.config,
                 wals,
                 register,
                 cache,
                 Arc::new(QuorumLock(quorum)),
                 Some(network),
-            ));
+            );
+            clients.attach(&storage);
+            return Ok(storage);
         }
         let retries = cluster.max_retries;
         let heartbeat = std::time::Duration::from_millis(cluster.heartbeat_ms);
@@ -442,14 +450,9 @@ impl StorageBuilder {
         spawn_root_copy(Arc::downgrade(&quorum), register, hint.clone(), heartbeat);
         let wals = Arc::new(TieredWalStore::new(wals, tiers));
         let root: Arc<dyn RootRegister> = Arc::new(HintingRegister::new(quorum.clone(), hint));
-        Ok(Storage::assemble(
-            self.config,
-            wals,
-            root,
-            cache,
-            quorum,
-            Some(network),
-        ))
+        let storage = Storage::assemble(self.config, wals, root, cache, quorum, Some(network));
+        clients.attach(&storage);
+        Ok(storage)
     }
 
     /// Opens the space directory `dir` (refusing, for writing, one that

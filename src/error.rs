@@ -53,6 +53,10 @@ pub enum FormatError {
     /// A native WAL header with an unsupported version.
     #[error("unsupported WAL version {0}")]
     UnsupportedVersion(u16),
+    /// The first bytes of a WAL are neither a valid native header nor a
+    /// reference record: a damaged header (never read as a reference WAL).
+    #[error("damaged WAL header: {0}")]
+    BadHeader(String),
     /// The root record's checksum or fields are invalid.
     #[error("invalid root record: {0}")]
     BadRoot(String),

@@ -217,8 +217,31 @@ pub fn wal_header(data: &[u8]) {
     for (i, b) in data.iter().take(16).enumerate() {
         id[i] = *b;
     }
-    let header = record::encode_header(WalId(uuid::Uuid::from_bytes(id)));
+    let wal = WalId(uuid::Uuid::from_bytes(id));
+    let header = record::encode_header(wal);
     assert_eq!(record::detect_kind(&header), Ok(Some(WalKind::Native)));
+
+    // The strict detection never downgrades: "reference" only for bytes
+    // that start with a plausible reference record, and a native header
+    // with its magic damaged is never a reference WAL.
+    let limit = 1 << 20;
+    if let Ok(Some(WalKind::Reference)) =
+        record::detect_wal_kind(wal, data, Some(data.len() as u64), limit)
+        && data.len() >= record::RECORD_PREFIX_LEN as usize
+    {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&data[..8]);
+        let len = u64::from_le_bytes(len);
+        assert!((1..=limit).contains(&len) && data[8] < 3, "{data:?}");
+    }
+    let mut damaged = header.to_vec();
+    damaged.extend_from_slice(data);
+    let n = data.first().map_or(8, |b| usize::from(*b % 8) + 1);
+    damaged[..n].fill(data.get(1).copied().unwrap_or(0));
+    if damaged[..8] != record::WAL_MAGIC {
+        let kind = record::detect_wal_kind(wal, &damaged, Some(damaged.len() as u64), limit);
+        assert!(kind.is_err(), "{kind:?}");
+    }
 }
 
 /// `scan_wal` over arbitrary WAL bytes (byte 0 picks the limit); the report

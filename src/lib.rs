@@ -42,6 +42,7 @@
 
 pub mod block_provider;
 pub mod builder;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -84,7 +85,7 @@ pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use root_commit::RootUpdate;
 pub use root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
-pub use storage::{AtomFormat, Storage};
+pub use storage::{AtomFormat, Storage, WeakStorage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteStrategy};
 pub use wal_store::{NewWal, ReadTier, StoreTier, TieredWalStore, WalInfo, WalStore};

@@ -14,6 +14,33 @@ use crate::protocol::Message;
 /// Name of a node (its `server_id`).
 pub type PeerId = String;
 
+/// Prefix of the ids client links present (see [`client_id`]).
+pub const CLIENT_ID_PREFIX: &str = "client~";
+
+/// The id of a client link that authenticates with `member`'s credentials
+/// (`client~<member>`).
+///
+/// Transports accept client links with the cluster's own credentials (the
+/// TCP pre-shared key; over QUIC a member's certificate, presented with the
+/// client ALPN) and hand their messages to the handler with such an id as
+/// `from`. A client is never a member: handlers answer its client requests
+/// and read-only queries, and refuse every consensus message from it, so a
+/// client can neither vote nor accept (see [`crate::client`]).
+pub fn client_id(member: &str) -> PeerId {
+    format!("{CLIENT_ID_PREFIX}{member}")
+}
+
+/// Whether `id` is a client link's (see [`client_id`]).
+pub fn is_client_id(id: &str) -> bool {
+    id.starts_with(CLIENT_ID_PREFIX)
+}
+
+/// The member whose credentials the client link `id` uses (`None`: not a
+/// client id).
+pub fn client_member(id: &str) -> Option<&str> {
+    id.strip_prefix(CLIENT_ID_PREFIX)
+}
+
 /// A peer and what the transport knows of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -56,6 +83,15 @@ pub enum NetworkError {
     /// The peer is not in the configured set.
     #[error("unknown peer {0}")]
     UnknownPeer(PeerId),
+    /// This node cannot listen on its own address (in use, not local,
+    /// unresolvable): a local problem, not a peer's.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address (`host:port`).
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// The manager was stopped.
     #[error("network manager stopped")]
     Stopped,

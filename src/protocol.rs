@@ -6,11 +6,12 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{RootRecord, WalId};
+use crate::types::{AtomPointer, Format, RootRecord, WalId};
 
 /// Version spoken by this build; peers with another version are refused.
 /// Version 2: prepare/promise and accept with ballots (one acceptor state).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3: client requests (`Client*` messages, see [`crate::client`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A root an acceptor accepted, with the ballot (grant term) it accepted it
 /// under. A holder's write-back of an older root keeps the root's own term
@@ -117,6 +118,101 @@ pub enum Message {
     StatusRequest,
     /// Answer to [`Message::StatusRequest`].
     Status(NodeStatus),
+    /// A client pushes a record through the node (served by
+    /// [`ClientHandler`](crate::client::ClientHandler)); with `sync`, the
+    /// answer waits until the record is durable.
+    ClientPush {
+        /// Record format.
+        format: Format,
+        /// Payload.
+        data: Bytes,
+        /// Make the record durable before answering.
+        sync: bool,
+    },
+    /// Answer to [`Message::ClientPush`].
+    ClientPushed {
+        /// Where the record is.
+        pointer: AtomPointer,
+    },
+    /// A client reads a record through the node (its own WALs, then its
+    /// peers or the object store, as an embedded read).
+    ClientGet {
+        /// The record.
+        pointer: AtomPointer,
+    },
+    /// Answer to [`Message::ClientGet`]: the record, checked.
+    ClientRecord {
+        /// Its format.
+        format: Format,
+        /// Its payload.
+        data: Bytes,
+    },
+    /// A client asks for the current root (a linearizable read in a cluster).
+    ClientReadRoot,
+    /// Answer to [`Message::ClientReadRoot`].
+    ClientRoot(Option<RootRecord>),
+    /// A client publishes a root through the node's grant, optionally only
+    /// if the current root is `expected` (compare-and-swap).
+    ClientPublish {
+        /// The new root's atom (it must be readable).
+        pointer: AtomPointer,
+        /// What the current root must be; `None`: whatever it is.
+        expected: Option<ExpectedRoot>,
+    },
+    /// Answer to [`Message::ClientPublish`]: the durable new root.
+    ClientPublished(RootRecord),
+    /// Answer to a conditional [`Message::ClientPublish`] whose expectation
+    /// failed: nothing was published; this is the current root.
+    ClientConflict {
+        /// The current root.
+        current: Option<RootRecord>,
+    },
+    /// A client asks which WALs the node holds itself.
+    ClientListWals,
+    /// Answer to [`Message::ClientListWals`]: `(wal, length)` pairs.
+    ClientWals(Vec<(WalId, u64)>),
+}
+
+/// What a conditional publish ([`Message::ClientPublish`]) expects the
+/// current root to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedRoot {
+    /// The space has no root yet.
+    Absent,
+    /// The current root names `pointer` (and, when given, has `sequence`).
+    Root {
+        /// The current root's atom.
+        pointer: AtomPointer,
+        /// The current root's sequence, if the caller knows it.
+        sequence: Option<u64>,
+    },
+}
+
+impl ExpectedRoot {
+    /// Whether `current` is what this expects.
+    pub fn matches(&self, current: Option<&RootRecord>) -> bool {
+        match (self, current) {
+            (ExpectedRoot::Absent, None) => true,
+            (ExpectedRoot::Root { pointer, sequence }, Some(r)) => {
+                r.pointer == *pointer && sequence.is_none_or(|s| s == r.sequence)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Message {
+    /// Whether this is a client request (`Client*` sent by a client).
+    pub fn is_client_request(&self) -> bool {
+        matches!(
+            self,
+            Message::ClientPush { .. }
+                | Message::ClientGet { .. }
+                | Message::ClientReadRoot
+                | Message::ClientPublish { .. }
+                | Message::ClientListWals
+        )
+    }
 }
 
 /// What a node reports of itself to operator tools.

@@ -97,12 +97,15 @@ impl Reader {
             return Ok(WalKind::Native);
         }
         // The header is in page 0: a cached copy saves a provider read (for
-        // a cloud node, perhaps a GET).
+        // a cloud node, perhaps a GET). The layout is decided strictly: a
+        // damaged native header is corruption, never a reference WAL.
         let first = match self.cache.get(&PageKey { wal, page: 0 }).await {
-            Some(p) if p.len() as u64 >= WAL_HEADER_LEN => p.slice(..WAL_HEADER_LEN as usize),
-            _ => self.provider.read(wal, 0, WAL_HEADER_LEN).await?,
+            Some(p) if p.len() as u64 >= WAL_HEADER_LEN => {
+                p.slice(..p.len().min(record::DETECT_LEN as usize))
+            }
+            _ => self.provider.read(wal, 0, record::DETECT_LEN).await?,
         };
-        let kind = record::detect_kind(&first)
+        let kind = record::detect_wal_kind(wal, &first, None, self.limit)
             .map_err(|e| Self::corrupt(AtomPointer::new(wal, 0), e))?
             .ok_or(Error::OffsetOutOfRange {
                 wal,

@@ -18,6 +18,27 @@
 //! The magic read as a little-endian `u64` is about 5.8·10¹⁸, far above any
 //! record length, so a reference WAL (whose first 8 bytes are the length of
 //! its first record) can never be mistaken for a native one.
+//!
+//! # Detection cannot be downgraded
+//!
+//! The other direction matters more: a native WAL whose header was damaged
+//! must never be read as a reference WAL, which has no checksums (a tampered
+//! payload would then be returned as valid). [`detect_wal_kind`], which the
+//! reader and the scanner use, therefore calls a WAL *reference* only when
+//! its first bytes are positively a reference record, and reports anything
+//! else as a damaged header ([`FormatError::BadHeader`]):
+//!
+//! 1. the magic, then a header with a valid checksum and version: native;
+//! 2. the magic with a bad checksum or version: a damaged native header;
+//! 3. bytes 12..28 holding the WAL's own id (where a native header keeps
+//!    it): a native WAL whose magic or checksum was damaged;
+//! 4. a plausible reference record: length prefix in `1..=limit`, format
+//!    byte 0, 1 or 2, and, when the detection window holds it, the next
+//!    record's prefix plausible too (or the WAL ending right there);
+//! 5. anything else (a zeroed header, random bytes): a damaged header.
+//!
+//! A zeroed 32-byte header fails rule 4 (length 0), so it is corruption, and
+//! `get` refuses the WAL instead of returning unchecked bytes.
 
 use bytes::{BufMut, Bytes};
 
@@ -113,6 +134,92 @@ pub fn detect_kind(first: &[u8]) -> Result<Option<WalKind>, FormatError> {
             return Err(FormatError::UnsupportedVersion(version));
         }
         return Ok(Some(WalKind::Native));
+    }
+    Ok(Some(WalKind::Reference))
+}
+
+/// Bytes the reader and the scanner read from the start of a WAL to decide
+/// its layout with [`detect_wal_kind`].
+pub const DETECT_LEN: u64 = 4096;
+
+/// Whether `prefix` (at least [`RECORD_PREFIX_LEN`] bytes) starts a
+/// plausible reference record: a length in `1..=limit` and a known format.
+fn plausible_reference_prefix(prefix: &[u8], limit: u64) -> Result<u64, FormatError> {
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&prefix[..8]);
+    let len = u64::from_le_bytes(len);
+    if len == 0 {
+        return Err(FormatError::ZeroLength);
+    }
+    if len > limit {
+        return Err(FormatError::LengthTooLarge { length: len, limit });
+    }
+    Format::from_byte(prefix[8])?;
+    Ok(len)
+}
+
+/// Decides the layout of `wal` from its first bytes `first` (up to
+/// [`DETECT_LEN`], or the whole WAL when shorter; `wal_len` is the WAL's
+/// length when known). Unlike [`detect_kind`], a WAL is *reference* only
+/// when its first bytes positively are a reference record (see the [module
+/// docs](self#detection-cannot-be-downgraded)); a damaged native header is
+/// an error, never a downgrade to unchecked reads. `None`: the WAL is empty.
+pub fn detect_wal_kind(
+    wal: WalId,
+    first: &[u8],
+    wal_len: Option<u64>,
+    limit: u64,
+) -> Result<Option<WalKind>, FormatError> {
+    if first.is_empty() {
+        return Ok(None);
+    }
+    let magic_prefix = first.len().min(8);
+    if first[..magic_prefix] == WAL_MAGIC[..magic_prefix] {
+        if first.len() < 8 {
+            return Err(FormatError::Truncated {
+                needed: WAL_HEADER_LEN,
+                available: first.len() as u64,
+            });
+        }
+        return detect_kind(first);
+    }
+    if first.len() >= 28 && first[12..28] == *wal.0.as_bytes() {
+        return Err(FormatError::BadHeader(format!(
+            "bytes 12..28 hold this WAL's id {wal}, as a native header does, but its magic is \
+             damaged: a native WAL, not a reference one"
+        )));
+    }
+    if first.len() < RECORD_PREFIX_LEN as usize {
+        // Too short to judge (a torn first record of a reference WAL).
+        return Ok(Some(WalKind::Reference));
+    }
+    let damaged = |why: String| {
+        FormatError::BadHeader(format!(
+            "neither a native header nor a reference record ({why})"
+        ))
+    };
+    let len = plausible_reference_prefix(first, limit).map_err(|e| damaged(e.to_string()))?;
+    // The next record, when the window holds its prefix.
+    let next = RECORD_PREFIX_LEN.saturating_add(len);
+    if let Some(total) = wal_len
+        && next > total
+        && total > first.len() as u64
+    {
+        // The first record runs past the end: a torn reference WAL; the
+        // scan reports the torn tail.
+        return Ok(Some(WalKind::Reference));
+    }
+    if let Ok(at) = usize::try_from(next)
+        && let Some(rest) = first.get(at..)
+        && rest.len() >= RECORD_PREFIX_LEN as usize
+        && wal_len.is_none_or(|total| next < total)
+    {
+        // A zero length here is a torn (zero-filled) tail, which a
+        // reference WAL may have; anything else must be a record.
+        if rest[..8] != [0u8; 8] {
+            plausible_reference_prefix(rest, limit)
+                .map_err(|e| damaged(format!("second record at {next}: {e}")))?;
+        }
     }
     Ok(Some(WalKind::Reference))
 }
@@ -298,6 +405,81 @@ mod tests {
         assert!(detect_kind(&bad).is_err());
         assert!(detect_kind(&h[..12]).is_err());
         assert!(u64::from_le_bytes(WAL_MAGIC) > 1 << 60);
+    }
+
+    /// A native WAL: header then two records.
+    fn native_wal(id: WalId) -> Vec<u8> {
+        let mut v = encode_header(id).to_vec();
+        encode_record(&mut v, Format::Json, b"{\"a\":1}");
+        encode_record(&mut v, Format::Raw, b"second");
+        v
+    }
+
+    #[test]
+    fn a_damaged_native_header_is_never_a_reference_wal() {
+        let id = WalId::new_random();
+        let good = native_wal(id);
+        let len = Some(good.len() as u64);
+        assert_eq!(
+            detect_wal_kind(id, &good, len, 1 << 20),
+            Ok(Some(WalKind::Native))
+        );
+        // The whole header zeroed.
+        let mut zeroed = good.clone();
+        zeroed[..32].fill(0);
+        assert!(matches!(
+            detect_wal_kind(id, &zeroed, len, 1 << 20),
+            Err(FormatError::BadHeader(_))
+        ));
+        // Only the magic damaged: the WAL's id is still where a header keeps it.
+        let mut magic = good.clone();
+        magic[..8].copy_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+        magic[8] = 0;
+        let err = detect_wal_kind(id, &magic, len, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("native"), "{err}");
+        // Random bytes: no plausible reference record.
+        let mut random = good.clone();
+        for (i, b) in random[..32].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(201);
+        }
+        assert!(detect_wal_kind(id, &random, len, 1 << 20).is_err());
+        // A truncated magic is a torn native header.
+        assert!(matches!(
+            detect_wal_kind(id, b"PROTO", Some(5), 1 << 20),
+            Err(FormatError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn reference_wals_are_still_recognised() {
+        let id = WalId::new_random();
+        let mut v = Vec::new();
+        for payload in [&b"{\"x\":1}"[..], b"abc", b"[1,2,3]"] {
+            v.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            v.push(1);
+            v.extend_from_slice(payload);
+        }
+        let len = Some(v.len() as u64);
+        assert_eq!(
+            detect_wal_kind(id, &v, len, 1 << 20),
+            Ok(Some(WalKind::Reference))
+        );
+        // Torn after the first record, or zero-filled after it.
+        assert_eq!(
+            detect_wal_kind(id, &v[..12], Some(12), 1 << 20),
+            Ok(Some(WalKind::Reference))
+        );
+        let mut zeros = v[..16].to_vec();
+        zeros.resize(64, 0);
+        assert_eq!(
+            detect_wal_kind(id, &zeros, Some(64), 1 << 20),
+            Ok(Some(WalKind::Reference))
+        );
+        // A first record followed by garbage is not a reference WAL.
+        let mut garbage = v[..16].to_vec();
+        garbage.extend_from_slice(&[0xEE; 16]);
+        assert!(detect_wal_kind(id, &garbage, Some(32), 1 << 20).is_err());
+        assert_eq!(detect_wal_kind(id, &[], Some(0), 1 << 20), Ok(None));
     }
 
     #[test]

@@ -87,19 +87,23 @@ pub async fn scan_wal(
     if len == 0 {
         return Ok(report);
     }
-    let head = provider
-        .read(wal, 0, record::WAL_HEADER_LEN.min(len))
-        .await?;
-    let kind = match record::detect_kind(&head) {
+    let head = provider.read(wal, 0, record::DETECT_LEN.min(len)).await?;
+    let kind = match record::detect_wal_kind(wal, &head, Some(len), limit) {
         Ok(k) => k.unwrap_or(WalKind::Reference),
-        // A header cut short is a crash's torn tail; a complete header that
-        // fails validation makes every record behind it unreadable.
+        // A header cut short is a crash's torn tail, and so is a WAL of
+        // zeros only (a crash after the file grew, before its bytes were
+        // written); a header that fails validation otherwise makes every
+        // record behind it unreadable: corruption, never a reference WAL.
         Err(error @ FormatError::Truncated { .. }) => {
             report.torn_tail = Some(ScanProblem { offset: 0, error });
             return Ok(report);
         }
         Err(error) => {
-            report.corrupt.push(ScanProblem { offset: 0, error });
+            if all_zero(provider, wal, 0, len).await? {
+                report.torn_tail = Some(ScanProblem { offset: 0, error });
+            } else {
+                report.corrupt.push(ScanProblem { offset: 0, error });
+            }
             return Ok(report);
         }
     };

@@ -52,6 +52,29 @@ pub struct Storage {
     inner: Arc<Inner>,
 }
 
+/// A handle to a [`Storage`] that does not keep it open (see
+/// [`Storage::downgrade`]): what a message handler of the storage's own
+/// network manager holds, so the two do not keep each other alive.
+#[derive(Clone)]
+pub struct WeakStorage {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl fmt::Debug for WeakStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakStorage")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl WeakStorage {
+    /// The storage, while any [`Storage`] clone of it exists.
+    pub fn upgrade(&self) -> Option<Storage> {
+        self.inner.upgrade().map(|inner| Storage { inner })
+    }
+}
+
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Storage")
@@ -114,6 +137,13 @@ impl Storage {
                 network,
                 closed: AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// A handle that does not keep this storage alive.
+    pub fn downgrade(&self) -> WeakStorage {
+        WeakStorage {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 

@@ -321,3 +321,693 @@ fn put_refuses_a_cluster_nodes_directory_and_a_staging_area() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("staging directory"), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 12: operator tools that never lie.
+// ---------------------------------------------------------------------------
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `verify` (and the other readers) on an empty, mistyped or missing
+/// directory is an error naming the address, not "0 problems".
+#[test]
+fn verify_refuses_empty_mistyped_and_missing_spaces() {
+    let (t, dir) = space();
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty = empty.to_str().unwrap();
+    let r = run(&["verify", empty], b"");
+    assert_eq!(r.status.code(), Some(1), "{}", stdout_of(&r));
+    assert!(
+        stderr_of(&r).contains("holds no space"),
+        "{}",
+        stderr_of(&r)
+    );
+    assert!(!stdout_of(&r).contains("0 problems"));
+    let missing = t.path().join("mistyped");
+    let r = run(&["verify", missing.to_str().unwrap()], b"");
+    assert_eq!(r.status.code(), Some(1));
+    let err = stderr_of(&r);
+    assert!(
+        err.contains("mistyped") && err.contains("no such directory"),
+        "{err}"
+    );
+    let file = t.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let r = run(&["inspect", file.to_str().unwrap()], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_of(&r).contains("not a directory"));
+    // An existing empty directory has no root: exit 3 as before.
+    assert_eq!(run(&["root", empty], b"").status.code(), Some(3));
+    // A real space is fine.
+    ok(&["put", &dir, "--root"], b"x");
+    assert_eq!(run(&["verify", &dir], b"").status.code(), Some(0));
+}
+
+/// `put --format msgpack|json` accepts exactly one value whose numbers
+/// round-trip; `get --json` keeps every digit.
+#[test]
+fn put_validates_at_the_door_and_get_keeps_integer_precision() {
+    let (_t, dir) = space();
+    for (format, input, says) in [
+        ("msgpack", &b"hello world"[..], "trailing bytes"),
+        ("msgpack", b"{\"a\":1}garbage", "trailing bytes"),
+        ("json", b"{\"a\":1}garbage", "not JSON"),
+        ("json", b"1e400", "overflows"),
+        (
+            "json",
+            b"12345678901234567890123",
+            "does not fit in 64 bits",
+        ),
+        (
+            "msgpack",
+            b"12345678901234567890123",
+            "does not fit in 64 bits",
+        ),
+        ("json", b"[1e-400]", "underflows"),
+    ] {
+        let r = run(&["put", &dir, "--format", format], input);
+        assert_eq!(r.status.code(), Some(1), "{format} {input:?}");
+        assert!(stderr_of(&r).contains(says), "{format}: {}", stderr_of(&r));
+        assert!(r.stdout.is_empty());
+    }
+    // Nothing was stored by the refusals.
+    assert!(!Path::new(&dir).join("space_root").exists());
+    for format in ["json", "msgpack"] {
+        let doc = br#"{"big": 9007199254740993, "max": 18446744073709551615, "neg": -9223372036854775808, "f": 0.1}"#;
+        let out = json_lines(&ok(&["put", &dir, "--format", format], doc));
+        let got = ok(&["get", &dir, &pointer(&out[0]), "--json"], b"");
+        let text = String::from_utf8(got).unwrap();
+        for digits in [
+            "9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "0.1",
+        ] {
+            assert!(text.contains(digits), "{format}: {text}");
+        }
+    }
+    // A JSON record another writer stored with a big integer prints exactly.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ptr = rt.block_on(async {
+        let s = protobase::Storage::open(&dir).await.unwrap();
+        let p = s
+            .push_record(
+                protobase::Format::Json,
+                b"{ \"n\" : 12345678901234567890123 }",
+            )
+            .await
+            .unwrap();
+        s.close().await.unwrap();
+        p
+    });
+    let got = ok(&["get", &dir, &ptr.to_string(), "--json"], b"");
+    assert_eq!(got, b"{\"n\":12345678901234567890123}\n");
+    // MessagePack with a NaN has no JSON form: an error, not `null`.
+    let nan = rmp_serde::to_vec(&f64::NAN).unwrap();
+    let ptr = rt.block_on(async {
+        let s = protobase::Storage::open(&dir).await.unwrap();
+        let p = s
+            .push_record(protobase::Format::MessagePack, &nan)
+            .await
+            .unwrap();
+        s.close().await.unwrap();
+        p
+    });
+    let r = run(&["get", &dir, &ptr.to_string(), "--json"], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_of(&r).contains("no JSON form"), "{}", stderr_of(&r));
+}
+
+/// A native WAL whose header is zeroed is corruption: `get` refuses the
+/// tampered record instead of reading it without its CRC.
+#[test]
+fn a_zeroed_native_header_is_corruption_not_a_reference_wal() {
+    let (_t, dir) = space();
+    let out = json_lines(&ok(
+        &["put", &dir, "--format", "json", "--root"],
+        br#"{"amount": 100}"#,
+    ));
+    let wal = only_wal(&dir);
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0);
+    // Tamper with the payload too: a reference reading would return it.
+    let at = out[0]["offset"].as_u64().unwrap() as usize + 9 + 11;
+    assert_eq!(bytes[at], b'1');
+    bytes[at] = b'9';
+    std::fs::write(&wal, &bytes).unwrap();
+    let r = run(&["get", &dir, &pointer(&out[0]), "--json"], b"");
+    assert_eq!(r.status.code(), Some(1), "{}", stdout_of(&r));
+    assert!(r.stdout.is_empty());
+    assert!(
+        stderr_of(&r).contains("damaged WAL header"),
+        "{}",
+        stderr_of(&r)
+    );
+    let r = run(&["verify", &dir], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stdout_of(&r).contains("CORRUPT"), "{}", stdout_of(&r));
+    let inspect = stdout_of(&run(&["inspect", &dir], b""));
+    assert!(inspect.contains("damaged"), "{inspect}");
+}
+
+/// `get` takes the pointer `put` prints (JSON) and the line `root` prints.
+#[test]
+fn get_accepts_the_json_pointer_put_prints() {
+    let (_t, dir) = space();
+    let printed = ok(&["put", &dir, "--root"], b"payload");
+    let line = String::from_utf8(printed).unwrap();
+    assert_eq!(ok(&["get", &dir, line.trim()], b""), b"payload");
+    let root = String::from_utf8(ok(&["root", &dir], b"")).unwrap();
+    assert_eq!(ok(&["get", &dir, root.trim()], b""), b"payload");
+    let r = run(&["get", &dir, "{\"transaction_id\": 5}"], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_of(&r).contains("pointer"));
+}
+
+/// Output into a closed pipe ends the command quietly (no panic, exit 0).
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let (_t, dir) = space();
+    ok(&["put", &dir, "--lines", "--root"], b"a\nb\nc\n");
+    for args in [
+        vec!["inspect", &dir],
+        vec!["verify", &dir],
+        vec!["root", &dir],
+    ] {
+        let mut child = bin()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr_of(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+/// Every subcommand's `--help` lists its exit codes.
+#[test]
+fn every_subcommand_help_lists_exit_codes() {
+    for cmd in [
+        "root", "get", "put", "inspect", "verify", "certs", "bench", "node", "status", "copy",
+    ] {
+        let help = stdout_of(&run(&[cmd, "--help"], b""));
+        assert!(help.contains("Exit codes:"), "{cmd}: {help}");
+    }
+    let top = stdout_of(&run(&["--help"], b""));
+    assert!(top.contains("s3://") && top.contains("Exit codes"), "{top}");
+}
+
+/// `put --root --if-root` publishes only over the expected root (exit 5
+/// otherwise, nothing published).
+#[test]
+fn put_if_root_is_a_compare_and_swap() {
+    let (_t, dir) = space();
+    let first = json_lines(&ok(&["put", &dir, "--root", "--if-root", "none"], b"one"));
+    let r = run(&["put", &dir, "--root", "--if-root", "none"], b"two");
+    assert_eq!(r.status.code(), Some(5), "{}", stderr_of(&r));
+    let root_line = String::from_utf8(ok(&["root", &dir], b"")).unwrap();
+    assert_eq!(
+        pointer(&json_lines(root_line.as_bytes())[0]),
+        pointer(&first[0])
+    );
+    // The line `root` printed is the expectation of the next update.
+    let second = json_lines(&ok(
+        &["put", &dir, "--root", "--if-root", root_line.trim()],
+        b"two",
+    ));
+    let r = run(
+        &["put", &dir, "--root", "--if-root", root_line.trim()],
+        b"three",
+    );
+    assert_eq!(r.status.code(), Some(5));
+    let root = json_lines(&ok(&["root", &dir], b""));
+    assert_eq!(pointer(&root[0]), pointer(&second[0]));
+    assert_eq!(root[0]["sequence"], 2);
+}
+
+/// Object-store spaces and node descriptions are addresses of every
+/// command; a mistyped prefix and S3 without credentials are errors that
+/// say what is missing.
+#[test]
+fn stores_and_node_descriptions_are_addresses_everywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let bucket = t.path().join("bucket");
+    let url = format!("file://{}/spaces/one", bucket.display());
+    let first = json_lines(&ok(
+        &["put", &url, "--root", "--object-size", "4096"],
+        b"in a store",
+    ));
+    let second = json_lines(&ok(
+        &["put", &url, "--lines", "--root", "--format", "json"],
+        b"{\"i\":1}\n{\"i\":2}\n",
+    ));
+    assert_eq!(second.len(), 2);
+    let root = json_lines(&ok(&["root", &url], b""));
+    assert_eq!(pointer(&root[0]), pointer(&second[1]));
+    assert_eq!(ok(&["get", &url, &pointer(&first[0])], b""), b"in a store");
+    let inspect = stdout_of(&run(&["inspect", &url], b""));
+    assert!(inspect.contains("4096-byte slots"), "{inspect}");
+    assert_eq!(run(&["verify", &url], b"").status.code(), Some(0));
+
+    // The same space through a cloud node's description.
+    let node = t.path().join("cloud.toml");
+    std::fs::write(
+        &node,
+        "[backend]\ntype = \"cloud\"\nprefix = \"spaces/one\"\nstaging_dir = \"staging\"\n\
+         object_size = 4096\n[backend.store]\ntype = \"local\"\ndir = \"bucket\"\n",
+    )
+    .unwrap();
+    let node = node.to_str().unwrap();
+    assert_eq!(
+        pointer(&json_lines(&ok(&["root", node], b""))[0]),
+        pointer(&second[1])
+    );
+    let v = json_lines(&ok(&["get", node, &pointer(&second[0]), "--json"], b""));
+    assert_eq!(v[0]["i"], 1);
+    assert_eq!(run(&["verify", node], b"").status.code(), Some(0));
+    let third = json_lines(&ok(&["put", node, "--root"], b"through the node"));
+    assert_eq!(
+        ok(&["get", &url, &pointer(&third[0])], b""),
+        b"through the node"
+    );
+
+    // A mistyped prefix holds no space; a wrong slot size is refused.
+    let typo = format!("file://{}/spaces/onee", bucket.display());
+    let r = run(&["verify", &typo], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_of(&r).contains("holds no space"),
+        "{}",
+        stderr_of(&r)
+    );
+    let r = run(&["inspect", &url, "--object-size", "1024"], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_of(&r).contains("4096-byte slots"),
+        "{}",
+        stderr_of(&r)
+    );
+
+    // S3 without an endpoint or credentials: "no credentials", at once.
+    let r = bin()
+        .args(["root", "s3://bucket/p"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_of(&r).contains("no credentials"),
+        "{}",
+        stderr_of(&r)
+    );
+    let r = run(&["root", "ftp://x/y"], b"");
+    assert!(stderr_of(&r).contains("unknown scheme"));
+    let r = run(&["root", "memory://"], b"");
+    assert_eq!(r.status.code(), Some(1));
+}
+
+/// A development CA is reused: certificates issued before stay valid.
+#[test]
+fn certs_reuses_the_ca_unless_forced() {
+    use protobase::cluster::TlsFiles;
+    use protobase::transports::{TlsConfig, Trust};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let out = out.to_str().unwrap();
+    let first = json_lines(&ok(&["certs", "--out", out, "a", "b"], b""));
+    assert_eq!(first[0]["ca_reused"], false);
+    let ca_before = std::fs::read(dir.path().join("certs/ca.pem")).unwrap();
+    let second = json_lines(&ok(&["certs", "--out", out, "c"], b""));
+    assert_eq!(second[0]["ca_reused"], true);
+    assert_eq!(
+        std::fs::read(dir.path().join("certs/ca.pem")).unwrap(),
+        ca_before
+    );
+    let verifies = |id: &str| {
+        let files: TlsFiles = serde_json::from_value(serde_json::json!({
+            "cert": dir.path().join(format!("certs/{id}.pem")),
+            "key": dir.path().join(format!("certs/{id}.key")),
+            "ca": dir.path().join("certs/ca.pem"),
+        }))
+        .unwrap();
+        let trust = Trust::ca_from_pem_file(files.ca.as_ref().unwrap()).unwrap();
+        let tls = TlsConfig::from_pem_files(&files.cert, &files.key, trust).unwrap();
+        // A server configuration of `a` trusting the CA admits `id`'s
+        // certificate only if the CA issued it.
+        tls.check_identity(id).is_ok()
+            && std::fs::read(&files.cert).is_ok_and(|pem| {
+                let ca = std::fs::read(files.ca.as_ref().unwrap()).unwrap();
+                issued_by(&pem, &ca)
+            })
+    };
+    for id in ["a", "b", "c"] {
+        assert!(verifies(id), "{id}");
+    }
+    // A CA without its key is refused; --force replaces the CA.
+    std::fs::remove_file(dir.path().join("certs/ca.key")).unwrap();
+    let r = run(&["certs", "--out", out, "d"], b"");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_of(&r).contains("--force"), "{}", stderr_of(&r));
+    let forced = json_lines(&ok(&["certs", "--out", out, "--force", "a"], b""));
+    assert_eq!(forced[0]["ca_reused"], false);
+    assert!(verifies("a"));
+    assert!(!verifies("b"), "b was issued by the replaced CA");
+}
+
+/// Whether the certificate `pem` verifies against the CA `ca_pem` (a QUIC
+/// node trusting that CA accepts it).
+fn issued_by(pem: &[u8], ca_pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+    let cert = CertificateDer::pem_slice_iter(pem).next().unwrap().unwrap();
+    verifier
+        .verify_client_cert(&cert, &[], UnixTime::now())
+        .is_ok()
+}
+
+/// Kills a child that outlives `limit` (a hung test fails instead of
+/// blocking forever); not a timing assertion.
+struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    fn new(pid: u32, limit: std::time::Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + limit;
+            while std::time::Instant::now() < end {
+                if d.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if !d.load(Ordering::SeqCst) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `put --lines --root` streams: each line's pointer is printed once its
+/// root is durable, while stdin is still open (reading the line back and
+/// the root prove it).
+#[test]
+fn put_lines_streams_each_line_while_stdin_stays_open() {
+    use std::io::BufRead;
+    let (_t, dir) = space();
+    let mut child = bin()
+        .args(["put", &dir, "--lines", "--root"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _dog = Watchdog::new(child.id(), std::time::Duration::from_secs(120));
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for i in 0..3 {
+        writeln!(stdin, "line {i}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(
+            !line.is_empty(),
+            "no pointer for line {i} before stdin closed"
+        );
+        let p = pointer(&json_lines(line.as_bytes())[0]);
+        assert_eq!(ok(&["get", &dir, &p], b""), format!("line {i}").as_bytes());
+        let root = json_lines(&ok(&["root", &dir], b""));
+        assert_eq!(pointer(&root[0]), p, "line {i} is the durable root");
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest}");
+    assert!(child.wait().unwrap().success());
+}
+
+/// SIGKILL in the middle of a stream fed by a pipe that stays open: every
+/// pointer printed before the kill names a record that reads back, and the
+/// root after restart is the last printed line's record or a later line's.
+#[test]
+fn put_lines_root_killed_mid_stream_keeps_every_printed_pointer() {
+    use std::io::BufRead;
+    let (_t, dir) = space();
+    let mut child = bin()
+        .args(["put", &dir, "--lines", "--root", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dog = Watchdog::new(child.id(), std::time::Duration::from_secs(180));
+    let mut stdin = child.stdin.take().unwrap();
+    // The feeder never closes the pipe: it writes until the process dies.
+    let feeder = std::thread::spawn(move || {
+        for n in 0u64.. {
+            if writeln!(stdin, "{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(200)).is_err() {
+                return n;
+            }
+        }
+        unreachable!()
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    while printed.len() < 40 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "put ended early");
+        printed.push(json_lines(line.as_bytes())[0].clone());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Lines printed before the kill, still in the pipe.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    printed.extend(json_lines(rest.as_bytes()));
+    let fed = feeder.join().unwrap();
+    assert!(fed as usize >= printed.len());
+    for (i, p) in printed.iter().enumerate() {
+        let atom = json_lines(&ok(&["get", &dir, &pointer(p), "--json"], b""));
+        assert_eq!(atom[0]["n"], i as u64, "printed line {i}");
+    }
+    let root = json_lines(&ok(&["root", &dir], b""));
+    let atom = json_lines(&ok(&["get", &dir, &pointer(&root[0]), "--json"], b""));
+    let n = atom[0]["n"].as_u64().unwrap();
+    assert!(
+        n + 1 >= printed.len() as u64,
+        "root names line {n}, but {} lines were acknowledged",
+        printed.len()
+    );
+    let v = run(&["verify", &dir], b"");
+    assert_eq!(v.status.code(), Some(0), "{}", stdout_of(&v));
+}
+
+/// `put --lines` holds a bounded amount of the input in memory.
+#[test]
+fn put_lines_memory_stays_bounded() {
+    let (_t, dir) = space();
+    let mut child = bin()
+        .args(["put", &dir, "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _dog = Watchdog::new(child.id(), std::time::Duration::from_secs(300));
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let line = format!("{}\n", "y".repeat(4095));
+    let total = 64usize << 20;
+    for _ in 0..total / line.len() {
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    stdin.flush().unwrap();
+    // All but a bounded read-ahead has been consumed: the peak so far.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        hwm_kib < 40 << 10,
+        "peak memory {hwm_kib} KiB for {} MiB of input",
+        total >> 20
+    );
+}
+
+/// `bench`: one baseline column and a `better` column; in-memory cloud rows
+/// are marked as no measurement of a real store; `--dir` is left as found.
+#[test]
+fn bench_table_says_what_is_better_and_cleans_its_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mine"), b"kept").unwrap();
+    let out = bin()
+        .args(["bench", "--quick", "--dir", dir.to_str().unwrap()])
+        .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let header = text.lines().find(|l| l.starts_with("scenario")).unwrap();
+    assert_eq!(header.matches("baseline").count(), 1, "{header}");
+    assert!(header.contains("better"), "{header}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    assert!(row("push_small ").contains("higher"));
+    assert!(row("tcp_rtt ").contains("lower"));
+    assert!(row("cloud_commit (*)").contains("lower"));
+    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(json["cloud_commit"]["measurement"], false);
+    assert_eq!(json["push_small"]["better"], "higher");
+    assert!(json["push_small"].get("measurement").is_none());
+    for key in ["value", "unit", "baseline", "ratio"] {
+        assert!(json["commit_serial"].get(key).is_some(), "{key}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("mine")]);
+    // A --dir the benchmark created is removed entirely.
+    let fresh = t.path().join("fresh");
+    let out = bin()
+        .args(["bench", "--quick", "--dir", fresh.to_str().unwrap()])
+        .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!fresh.exists());
+}
+
+/// Issue 12, defect 1, as the issue ran it: a store written with 5 MiB
+/// slots copied with `--object-size 1048576` is refused (never "complete"
+/// with a quarter of the bytes); without the wrong size the copy is
+/// complete and verifies without a torn tail.
+#[test]
+fn copy_of_a_store_with_the_wrong_object_size_is_refused_as_in_the_issue() {
+    let t = tempfile::tempdir().unwrap();
+    let bucket = t.path().join("bucket");
+    let url = format!("file://{}/spaces/big", bucket.display());
+    // 12 MiB in 1 MiB lines, default (5 MiB) slots.
+    let line = format!("{}\n", "z".repeat((1 << 20) - 1));
+    let input = line.repeat(12);
+    let out = json_lines(&ok(&["put", &url, "--lines", "--root"], input.as_bytes()));
+    assert_eq!(out.len(), 12);
+    let restored = t.path().join("restored");
+    let restored = restored.to_str().unwrap();
+    let r = run(&["copy", &url, restored, "--object-size", "1048576"], b"");
+    assert_eq!(r.status.code(), Some(1), "{}", stdout_of(&r));
+    assert!(
+        stderr_of(&r).contains("written with 5242880-byte slots"),
+        "{}",
+        stderr_of(&r)
+    );
+    assert!(!stdout_of(&r).contains("\"complete\":true"));
+    let r = run(&["copy", &url, restored], b"");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr_of(&r));
+    let s = json_lines(&r.stdout);
+    assert_eq!(s[0]["complete"], true);
+    assert_eq!(s[0]["records"], 12);
+    assert_eq!(s[0]["destination_records"], 12);
+    assert!(s[0]["bytes"].as_u64().unwrap() > 12 << 20, "{}", s[0]);
+    let v = run(&["verify", restored], b"");
+    let text = stdout_of(&v);
+    assert_eq!(v.status.code(), Some(0), "{text}");
+    assert!(
+        !text.contains("torn") && text.contains("12 records, 0 problems"),
+        "{text}"
+    );
+    assert_eq!(
+        ok(&["get", restored, &pointer(&out[11])], b"").len(),
+        (1 << 20) - 1
+    );
+    // S3 without endpoint or credentials stops at once with "no credentials".
+    let r = bin()
+        .args(["copy", "s3://bucket/p", restored])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_of(&r).contains("no credentials"),
+        "{}",
+        stderr_of(&r)
+    );
+}
+
+/// `inspect … | head -1` in a shell: no panic, exit 0 (pipefail).
+#[test]
+fn inspect_piped_into_head_exits_quietly() {
+    let (_t, dir) = space();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Many WALs: more output than `head` reads.
+        for _ in 0..40 {
+            let s = protobase::Storage::open(&dir).await.unwrap();
+            s.push_bytes(b"x").await.unwrap();
+            s.close().await.unwrap();
+        }
+    });
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; \"$0\" inspect \"$1\" | head -1",
+            env!("CARGO_BIN_EXE_protobase"),
+            &dir,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out).lines().count(), 1);
+}

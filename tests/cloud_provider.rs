@@ -149,6 +149,34 @@ on_all_stores!(
     cache_corruption_detected_and_refetched,
 );
 
+/// A WAL whose every slot was uploaded before it was closed (the uploader
+/// may finish between the last sync and `close_wal`) leaves nothing staged:
+/// closing retires it, and it reads from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_closed_after_its_uploads_leaves_nothing_staged() {
+    let e = env(Kind::Local).await.unwrap();
+    let staging = TempDir::new().unwrap();
+    let p = builder(e.store.clone(), &staging).build().await.unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let data = pattern((2 * OS + 100) as usize, 9);
+    p.append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    assert_eq!(p.upload_backlog().slots, 0, "every slot is in the store");
+    p.close_wal(wal).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(staging.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["cloud_cache", "staging.lock"]);
+    check_reads(&p, wal, &data).await;
+    p.close().await.unwrap();
+}
+
 /// Checks every read class against `data` (the WAL from offset 0).
 async fn check_reads(p: &dyn BlockProvider, wal: WalId, data: &[u8]) {
     let n = data.len() as u64;

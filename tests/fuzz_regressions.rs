@@ -18,8 +18,8 @@ use protobase::fuzzing;
 
 #[cfg(feature = "cli")]
 #[allow(dead_code, unreachable_pub)]
-#[path = "../src/bin/protobase/copy_endpoint.rs"]
-mod copy_endpoint;
+#[path = "../src/bin/protobase/address.rs"]
+mod address;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -132,7 +132,7 @@ fn pointer() {
         fuzzing::pointer(d);
         #[cfg(feature = "cli")]
         if let Ok(s) = std::str::from_utf8(d) {
-            fuzzing::endpoint(s, copy_endpoint::parse(s).map(|e| e.to_string()));
+            fuzzing::endpoint(s, address::parse(s).map(|e| e.to_string()));
         }
     });
 }

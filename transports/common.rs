@@ -390,6 +390,10 @@ pub(crate) fn check_members(
     let mut seen = std::collections::HashSet::new();
     for (id, _) in peers {
         check_id(id)?;
+        if crate::network::is_client_id(id) {
+            // Client ids name client links, never members.
+            return Err(MemberProblem::InvalidId(id.clone()));
+        }
         if id == server_id {
             return Err(MemberProblem::SelfAsPeer(id.clone()));
         }

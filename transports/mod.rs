@@ -28,4 +28,4 @@ pub use quic::{QuicConfig, QuicNetworkManager};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpConfig, TcpNetworkManager};
 #[cfg(feature = "quic")]
-pub use tls::{DevCerts, TlsConfig, Trust, generate_dev_certs};
+pub use tls::{DevCerts, TlsConfig, Trust, generate_dev_certs, generate_dev_certs_with_ca};

@@ -52,7 +52,11 @@
 //! be replayed on another connection; the two directions use different
 //! labels, so one side's proof cannot be reflected as the other's. The client
 //! checks that the server is the peer it dialled; the server accepts only the
-//! ids of its configured peers, and that id is the `from` its handler sees.
+//! ids of its configured peers and client ids (`client~…`, see
+//! [`client_id`](crate::network::client_id): operator tools and clients
+//! holding the same key), and that id is the `from` its handler sees. A
+//! client id is never a member: the cluster's handlers refuse its votes and
+//! accepts.
 //! MACs are compared in constant time. The handshake messages are small and
 //! fixed in shape, so an unauthenticated peer cannot make a node allocate
 //! more than a few hundred bytes.
@@ -535,7 +539,14 @@ impl Inner {
             socket.bind(addr)?;
             socket.listen(1024)
         };
-        bind().map_err(|e| unreachable(format!("cannot listen on {addr}: {e}")))
+        bind().map_err(|e| NetworkError::Listen {
+            address: addr.to_string(),
+            reason: if e.kind() == io::ErrorKind::AddrInUse {
+                format!("{e} (another process uses this port)")
+            } else {
+                e.to_string()
+            },
+        })
     }
 
     /// The open connection to `slot`, opening one if needed.
@@ -776,7 +787,7 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) 
         &mut stream,
         &config.server_id,
         &config.pre_shared_key,
-        |id| inner.by_id.contains_key(id),
+        |id| inner.by_id.contains_key(id) || crate::network::is_client_id(id),
     );
     let peer = match tokio::time::timeout(inner.read_timeout(), handshake).await {
         Ok(Ok(peer)) => peer,
@@ -857,8 +868,9 @@ impl NetworkManager for TcpNetworkManager {
 
     /// Binds the listener (the address of a previous run, if any) and serves
     /// inbound connections with `handler`. On a running manager it replaces
-    /// the handler. Fails with [`NetworkError::Unreachable`] (naming this
-    /// node) when the address cannot be bound.
+    /// the handler. Fails with [`NetworkError::Listen`] when the address
+    /// cannot be bound (in use, say); other failures to use a given listener
+    /// are [`NetworkError::Unreachable`] naming this node.
     async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
         if let Some(run) = self.inner.current_run() {
             *run.handler.write() = handler;
@@ -968,7 +980,10 @@ enum HandshakeError {
     UnknownPeer(String),
     #[error("expected peer {expected:?}, found {found:?}")]
     WrongPeer { expected: String, found: String },
-    #[error("authentication failed: the peer does not know the pre-shared key")]
+    #[error(
+        "authentication failed: the pre-shared keys of this node and the peer differ \
+         (check this node's key too)"
+    )]
     BadMac,
     #[error("the peer refused the handshake (wrong key or not configured there)")]
     Refused,
@@ -1262,6 +1277,72 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, HandshakeError::WrongPeer { .. }), "{err}");
         node.stop().await.unwrap();
+    }
+
+    /// A client link (`client~…`, same key) is accepted, and the handler
+    /// sees its client id, never a member's.
+    #[tokio::test]
+    async fn a_client_link_is_accepted_under_its_client_id() {
+        #[derive(Debug, Default)]
+        struct From(Mutex<Vec<PeerId>>);
+        #[async_trait]
+        impl MessageHandler for From {
+            async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
+                self.0.lock().push(from);
+                Some(message)
+            }
+        }
+        let config = TcpConfig::new("n1", "127.0.0.1:0", KEY).with_peer("n0", "127.0.0.1:9");
+        let node = TcpNetworkManager::new(config).unwrap();
+        let seen = Arc::new(From::default());
+        node.start(seen.clone()).await.unwrap();
+        let addr = node.local_addr().unwrap().to_string();
+        let client = TcpNetworkManager::new(
+            TcpConfig::new(crate::network::client_id("n0"), "127.0.0.1:0", KEY)
+                .with_peer("n1", addr.as_str()),
+        )
+        .unwrap();
+        client.start(seen.clone()).await.unwrap();
+        let r = client
+            .request(&"n1".into(), heartbeat_message(), Duration::from_secs(5))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(*seen.0.lock(), vec!["client~n0".to_string()]);
+        // A wrong key is still refused, and blamed on the keys, not the peer.
+        let stranger = TcpNetworkManager::new(
+            TcpConfig::new(
+                crate::network::client_id("n0"),
+                "127.0.0.1:0",
+                &b"wrong key"[..],
+            )
+            .with_peer("n1", addr.as_str())
+            .with_max_retries(0),
+        )
+        .unwrap();
+        stranger.start(seen.clone()).await.unwrap();
+        let r = stranger
+            .request(&"n1".into(), heartbeat_message(), Duration::from_secs(5))
+            .await;
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("pre-shared keys"), "{err}");
+        // A member id may not be a client id.
+        assert!(
+            TcpNetworkManager::new(
+                TcpConfig::new("n1", "127.0.0.1:0", KEY).with_peer("client~x", "127.0.0.1:9")
+            )
+            .is_err()
+        );
+        for n in [&client, &stranger, &node] {
+            n.stop().await.unwrap();
+        }
+    }
+
+    fn heartbeat_message() -> Message {
+        Message::Heartbeat {
+            node: "x".into(),
+            root_sequence: 0,
+            term: 0,
+        }
     }
 
     #[tokio::test]

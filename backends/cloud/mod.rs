@@ -804,9 +804,24 @@ impl WalStore for CloudBlockProvider {
         };
         // Closing seals the tail: only bytes a sync made durable.
         file.sync().await?;
-        if let Some(w) = self.inner.staged.lock().get_mut(&wal) {
-            w.closed = true;
-            w.seal_upto(covered, covered, os);
+        let retire = match self.inner.staged.lock().get_mut(&wal) {
+            Some(w) => {
+                w.closed = true;
+                w.seal_upto(covered, covered, os);
+                // Every sealed slot is already in the store (the uploader
+                // finished them before the close): no upload will retire
+                // this WAL, so closing does.
+                w.pending.is_empty() && w.len > 0
+            }
+            None => false,
+        };
+        if retire {
+            if let Err(e) = self.inner.staging.remove(wal).await {
+                tracing::warn!("{e}");
+            }
+            // Reads that still find the entry use its open (unlinked) file.
+            self.inner.staged.lock().remove(&wal);
+            self.inner.progress.bump();
         }
         self.inner.wake.notify_one();
         Ok(())

@@ -1,5 +1,6 @@
 //! [`ClusterHandler`]: answers peers' (and operator tools') messages on a
-//! cluster node.
+//! cluster node. Client links (ids from
+//! [`client_id`](crate::network::client_id)) get pages and the status only.
 
 use std::sync::Arc;
 
@@ -57,6 +58,19 @@ impl ClusterHandler {
 #[async_trait]
 impl MessageHandler for ClusterHandler {
     async fn handle(&self, from: PeerId, message: Message) -> Option<Message> {
+        // A client link (see `network::client_id`) is never a member: it may
+        // read pages and ask for the status, nothing that votes or accepts.
+        if crate::network::is_client_id(&from)
+            && !matches!(
+                message,
+                Message::PageRequest { .. } | Message::StatusRequest
+            )
+        {
+            debug!(%from, "refused a member's message from a client");
+            return Some(Message::Error {
+                message: "clients cannot vote, accept or send member messages".into(),
+            });
+        }
         Some(match message {
             Message::Prepare { term, lease_ms } => {
                 match self.acceptor.prepare(&from, term, lease_ms).await {
@@ -103,5 +117,42 @@ impl MessageHandler for ClusterHandler {
                 message: format!("unexpected message {other:?}"),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::memory::MemoryBlockProvider;
+    use crate::cluster::acceptor_store::MemoryAcceptorStore;
+
+    /// Even without the client wrapper, a client link cannot vote.
+    #[tokio::test]
+    async fn a_client_id_gets_no_promise_and_changes_nothing() {
+        let acceptor = Acceptor::open(
+            "n1".into(),
+            Arc::new(MemoryAcceptorStore::default()),
+            std::time::Duration::from_secs(5),
+            Arc::new(crate::clock::TokioClock),
+        )
+        .await
+        .unwrap();
+        let h = ClusterHandler::new(acceptor.clone(), Arc::new(MemoryBlockProvider::new()));
+        let prepare = Message::Prepare {
+            term: 7,
+            lease_ms: 1000,
+        };
+        let answer = h.handle("client~n2".into(), prepare.clone()).await;
+        assert!(matches!(answer, Some(Message::Error { .. })), "{answer:?}");
+        assert_eq!(acceptor.snapshot().promised, 0);
+        let answer = h.handle("n2".into(), prepare).await;
+        assert!(
+            matches!(answer, Some(Message::Promise(ref p)) if p.granted),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            h.handle("client~n2".into(), Message::StatusRequest).await,
+            Some(Message::Status(_))
+        ));
     }
 }

@@ -20,10 +20,9 @@
 //!
 //! A [`SimDisk`] outlives the storages that mount it: [`SimDisk::mount`]
 //! gives a handle ([`MountedDisk`]) that implements
-//! [`WalStore`](crate::WalStore), [`RootRegister`](crate::RootRegister) and
-//! [`AcceptorStore`](crate::cluster::AcceptorStore); after
+//! [`WalStore`], [`RootRegister`] and [`AcceptorStore`]; after
 //! [`SimDisk::power_loss`] every older handle fails with
-//! [`Error::Closed`](crate::Error::Closed), as a crashed process does
+//! [`Error::Closed`], as a crashed process does
 //! nothing more. Latency uses tokio's timers, so a paused clock makes a run
 //! take no wall-clock time; every random choice comes from the disk's seed.
 

@@ -146,6 +146,22 @@ const HOW_TO: &str = "S3 tests need moto: python3 -m venv .ci/venv && \
      moto_server binary, or PROTOBASE_TEST_S3_ENDPOINT to a running S3-compatible \
      server, or PROTOBASE_SKIP_S3=1 to skip the S3 tests)";
 
+/// moto checks `If-None-Match: *` and then stores the object, and its
+/// server is threaded: two racing conditional PUTs of one key can both
+/// succeed, which S3 never allows (the root compare-and-swap tests then
+/// fail at random). This runs moto with its object PUT behind a lock.
+const ATOMIC_PUT: &str = r#"import sys, threading
+from moto.s3.responses import S3Response
+_lock = threading.Lock()
+_put = S3Response.put_object
+def put_object(self):
+    with _lock:
+        return _put(self)
+S3Response.put_object = put_object
+from moto.server import main
+main(sys.argv[1:])
+"#;
+
 /// Starts moto on a free port and waits until it serves CreateBucket.
 pub fn start() -> Result<Moto, String> {
     let bin = moto_bin().ok_or_else(|| format!("no moto_server found. {HOW_TO}"))?;
@@ -162,11 +178,17 @@ pub fn start() -> Result<Moto, String> {
 trap 'kill $pid 2>/dev/null' EXIT HUP INT TERM
 cat >/dev/null
 kill $pid 2>/dev/null; wait $pid 2>/dev/null"#;
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("moto-wrapper")
-        .arg(&bin)
+    // moto_server's own python (its venv's), when there, runs it with
+    // object PUTs made atomic; else moto_server as it is.
+    let python = bin.with_file_name("python3");
+    let mut wrapper = Command::new("sh");
+    wrapper.arg("-c").arg(script).arg("moto-wrapper");
+    if python.exists() {
+        wrapper.arg(&python).args(["-c", ATOMIC_PUT]);
+    } else {
+        wrapper.arg(&bin);
+    }
+    let child = wrapper
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -16,7 +16,9 @@ use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 #[non_exhaustive]
 pub struct QuicConfig {
     /// This node's id; its certificate must be valid for it (subject
-    /// alternative name).
+    /// alternative name). A client link's id is
+    /// [`client_id(member)`](crate::network::client_id): it presents the
+    /// member's certificate with the client ALPN and is served as a client.
     pub server_id: PeerId,
     /// UDP address to listen on, `host:port`; port 0 picks a free port.
     pub listen_addr: String,
@@ -121,7 +123,9 @@ impl QuicConfig {
         if self.idle_timeout_ms < 100 {
             return Err(QuicConfigError::IdleTimeout(self.idle_timeout_ms));
         }
-        self.tls.check_identity(&self.server_id)?;
+        // A client link (`client~<member>`) presents the member's certificate.
+        let identity = crate::network::client_member(&self.server_id).unwrap_or(&self.server_id);
+        self.tls.check_identity(identity)?;
         Ok(())
     }
 }

@@ -25,7 +25,12 @@
 //!   only from a certificate trusted by [`TlsConfig`](super::TlsConfig)'s
 //!   [`Trust`](super::Trust) and valid for one of the configured peers' ids;
 //!   that id is the `from` the handler sees. The client checks that the
-//!   server's certificate is valid for the id it dialled. A node with an
+//!   server's certificate is valid for the id it dialled. A *client link*
+//!   (an operator tool, `--connect`; its id is
+//!   [`client_id(member)`](crate::network::client_id)) presents a member's
+//!   certificate under the client ALPN ([`CLIENT_ALPN`](super::tls::CLIENT_ALPN));
+//!   the server then hands `client~<member>` to the handler, which never
+//!   lets a client vote or accept. A node with an
 //!   untrusted certificate fails the handshake and never gets a stream
 //!   accepted, so it can neither vote nor publish.
 //! - **Frames** are those of [`crate::wire`], limited to
@@ -99,6 +104,9 @@ struct Inner {
     server: quinn::ServerConfig,
     reset_key: Arc<ring::hmac::Key>,
     peer_ids: Vec<PeerId>,
+    /// Every member (peers and this node): whose certificates client links
+    /// may present.
+    member_ids: Vec<PeerId>,
     /// Peers in configuration order.
     slots: Vec<Arc<PeerSlot>>,
     by_id: HashMap<PeerId, Arc<PeerSlot>>,
@@ -153,9 +161,20 @@ impl QuicNetworkManager {
         config.validate()?;
         let peer_ids = config.peer_ids();
         let tls_error = |e: String| QuicConfigError::Tls(TlsError::Config(e));
-        let client_crypto = QuicClientConfig::try_from(config.tls.client_config()?)
-            .map_err(|e| tls_error(e.to_string()))?;
-        let server_crypto = QuicServerConfig::try_from(config.tls.server_config(&peer_ids)?)
+        let mut client_tls = config.tls.client_config()?;
+        if crate::network::is_client_id(&config.server_id) {
+            client_tls.alpn_protocols = vec![super::tls::CLIENT_ALPN.to_vec()];
+        }
+        let client_crypto =
+            QuicClientConfig::try_from(client_tls).map_err(|e| tls_error(e.to_string()))?;
+        // Client links may present any member's certificate, this node's too.
+        let mut members = peer_ids.clone();
+        members.push(
+            crate::network::client_member(&config.server_id)
+                .unwrap_or(&config.server_id)
+                .to_string(),
+        );
+        let server_crypto = QuicServerConfig::try_from(config.tls.server_config(&members)?)
             .map_err(|e| tls_error(e.to_string()))?;
         let transport = Arc::new(transport_config(&config));
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
@@ -175,6 +194,7 @@ impl QuicNetworkManager {
                 server,
                 reset_key,
                 peer_ids,
+                member_ids: members,
                 slots,
                 by_id,
                 next_request_id: AtomicU64::new(1),
@@ -290,7 +310,13 @@ fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
 /// its private key), so peers learn at once that an old connection is gone.
 fn reset_key(config: &QuicConfig) -> ring::hmac::Key {
     let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
-    let tag = ring::hmac::sign(&seed, b"protobase quic stateless reset");
+    // A client link presents a member's key: give it a reset key of its own.
+    let label: &[u8] = if crate::network::is_client_id(&config.server_id) {
+        b"protobase quic stateless reset (client link)"
+    } else {
+        b"protobase quic stateless reset"
+    };
+    let tag = ring::hmac::sign(&seed, label);
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref())
 }
 
@@ -368,8 +394,8 @@ impl Inner {
     }
 
     fn bind_error(&self, reason: String) -> NetworkError {
-        NetworkError::Unreachable {
-            peer: self.config.server_id.clone(),
+        NetworkError::Listen {
+            address: self.config.listen_addr.clone(),
             reason,
         }
     }
@@ -537,8 +563,8 @@ impl NetworkManager for QuicNetworkManager {
 
     /// Binds the UDP endpoint (the address of a previous run, if any) and
     /// serves inbound connections with `handler`. On a running manager it
-    /// replaces the handler. Fails with [`NetworkError::Unreachable`] (naming
-    /// this node) when the address cannot be bound.
+    /// replaces the handler. Fails with [`NetworkError::Listen`] when the
+    /// address cannot be bound.
     async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
         if let Some(run) = self.inner.current_run() {
             *run.handler.write() = handler;

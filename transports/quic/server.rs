@@ -64,8 +64,20 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incomi
             return;
         }
     };
-    // The certificate verifier admitted only certificates of configured
-    // peers; find which one.
+    // The certificate verifier admitted only certificates of members; find
+    // which one. A member connects under the member ALPN with a peer's
+    // certificate; a client link under the client ALPN with any member's
+    // (this node's included), and is then served as `client~<member>`.
+    let client = conn
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == tls::CLIENT_ALPN);
+    let candidates = if client {
+        &inner.member_ids
+    } else {
+        &inner.peer_ids
+    };
     let peer = conn
         .peer_identity()
         .and_then(|identity| {
@@ -76,7 +88,14 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incomi
         .and_then(|chain| {
             chain
                 .first()
-                .and_then(|cert| tls::identify(cert, &inner.peer_ids).cloned())
+                .and_then(|cert| tls::identify(cert, candidates).cloned())
+        })
+        .map(|id| {
+            if client {
+                crate::network::client_id(&id)
+            } else {
+                id
+            }
         });
     let Some(peer) = peer else {
         warn!("inbound connection without a configured peer's certificate; closing");

@@ -101,26 +101,25 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Creates a CA and one certificate per node id (subject alternative name =
-/// the id, valid for client and server authentication), for a development
-/// or test cluster. Keys are ECDSA P-256.
-pub fn generate_dev_certs<S: AsRef<str>>(node_ids: &[S]) -> Result<DevCerts, TlsError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
+fn ca_params() -> Result<rcgen::CertificateParams, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "protobase development CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().map_err(generate)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
-    let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca_params, ca_key);
+    Ok(ca_params)
+}
 
+/// One certificate per node id, signed by `issuer`.
+fn node_certs<S: AsRef<str>>(
+    node_ids: &[S],
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> Result<Vec<NodeCert>, TlsError> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut nodes = Vec::new();
     for id in node_ids {
         let id = id.as_ref();
@@ -133,16 +132,79 @@ pub fn generate_dev_certs<S: AsRef<str>>(node_ids: &[S]) -> Result<DevCerts, Tls
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let key = KeyPair::generate().map_err(generate)?;
-        let cert = params.signed_by(&key, &issuer).map_err(generate)?;
+        let cert = params.signed_by(&key, issuer).map_err(generate)?;
         nodes.push(NodeCert {
             id: id.to_owned(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         });
     }
+    Ok(nodes)
+}
+
+/// Creates a CA and one certificate per node id (subject alternative name =
+/// the id, valid for client and server authentication), for a development
+/// or test cluster. Keys are ECDSA P-256.
+pub fn generate_dev_certs<S: AsRef<str>>(node_ids: &[S]) -> Result<DevCerts, TlsError> {
+    use rcgen::{Issuer, KeyPair};
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let ca_params = ca_params()?;
+    let ca_key = KeyPair::generate().map_err(generate)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let nodes = node_certs(node_ids, &issuer)?;
     Ok(DevCerts {
         ca_cert_pem: ca_cert.pem(),
         ca_key_pem,
+        nodes,
+    })
+}
+
+/// Certificates for `node_ids` signed by an existing development CA (its
+/// certificate and key, PEM, as [`generate_dev_certs`] wrote them), so
+/// certificates issued before stay valid. Each new certificate is checked
+/// to verify against `ca_cert_pem`; a CA this crate did not create (another
+/// subject name) is refused.
+pub fn generate_dev_certs_with_ca<S: AsRef<str>>(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    node_ids: &[S],
+) -> Result<DevCerts, TlsError> {
+    use rcgen::{Issuer, KeyPair};
+    let key = KeyPair::from_pem(ca_key_pem).map_err(|e| TlsError::Pem {
+        what: "CA private key",
+        path: PathBuf::from("ca.key"),
+        reason: e.to_string(),
+    })?;
+    let issuer = Issuer::new(ca_params()?, key);
+    let nodes = node_certs(node_ids, &issuer)?;
+    let cas = super::certs_from_pem(ca_cert_pem.as_bytes(), PathBuf::from("ca.pem"))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(super::roots(&cas)?),
+        super::provider(),
+    )
+    .build()
+    .map_err(|e| TlsError::Config(e.to_string()))?;
+    for node in &nodes {
+        let cert = super::certs_from_pem(node.cert_pem.as_bytes(), PathBuf::from("<new>"))?;
+        let Some(first) = cert.first() else {
+            return Err(TlsError::NoCertificate {
+                path: PathBuf::from("<new>"),
+            });
+        };
+        verifier
+            .verify_client_cert(first, &[], rustls_pki_types::UnixTime::now())
+            .map_err(|e| {
+                TlsError::Config(format!(
+                    "a certificate signed with ca.key does not verify against ca.pem ({e}): the \
+                     two do not belong together, or the CA was not made by protobase certs"
+                ))
+            })?;
+    }
+    Ok(DevCerts {
+        ca_cert_pem: ca_cert_pem.to_owned(),
+        ca_key_pem: ca_key_pem.to_owned(),
         nodes,
     })
 }

@@ -31,12 +31,17 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-pub use self::dev::{DevCerts, NodeCert, generate_dev_certs};
+pub use self::dev::{DevCerts, NodeCert, generate_dev_certs, generate_dev_certs_with_ca};
 pub(crate) use self::verify::identify;
 use self::verify::{PeersOnly, Pinned, cert_names};
 
-/// ALPN protocol id of the protobase QUIC transport.
+/// ALPN protocol id of the protobase QUIC transport (members).
 pub const ALPN: &[u8] = b"protobase/1";
+
+/// ALPN protocol id of client links (operator tools, `--connect`): they
+/// present a member's certificate but are served as clients
+/// ([`client_id`](crate::network::client_id)), never as members.
+pub const CLIENT_ALPN: &[u8] = b"protobase-client/1";
 
 /// Errors loading certificates or building TLS configurations, naming the
 /// file or node concerned.
@@ -259,7 +264,11 @@ impl TlsConfig {
     }
 
     /// The rustls server configuration of a node that accepts only `peers`
-    /// (client certificates required).
+    /// (client certificates required). It offers both ALPN ids: members
+    /// connect with [`ALPN`], client links with [`CLIENT_ALPN`]; the QUIC
+    /// transport admits a member only under `ALPN` and a certificate of one
+    /// of its peers, and a client only under `CLIENT_ALPN` (a certificate of
+    /// any member, this node's included, so pass every member in `peers`).
     pub fn server_config(&self, peers: &[String]) -> Result<rustls::ServerConfig, TlsError> {
         let provider = provider();
         let inner: Arc<dyn ClientCertVerifier> = match &self.trust {
@@ -282,7 +291,7 @@ impl TlsConfig {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = vec![ALPN.to_vec(), CLIENT_ALPN.to_vec()];
         Ok(config)
     }
 

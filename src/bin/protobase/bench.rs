@@ -1,10 +1,14 @@
 //! `protobase bench`: throughput and latency against raw baselines measured
 //! in the same run.
 //!
-//! Prints a human table, then as the last line one JSON object keyed by
-//! scenario: `{"value", "unit", "baseline", "ratio"}` with
-//! `ratio = value / baseline` (both in the same unit; for rates higher is
-//! better, for latencies lower is better).
+//! Prints a human table (one baseline column, a `better` column saying
+//! whether higher or lower values are better, and what each baseline is),
+//! then as the last line one JSON object keyed by scenario: `{"value",
+//! "unit", "baseline", "ratio", "better"}` with `ratio = value / baseline`
+//! (both in the same unit). Cloud rows run on an in-memory store unless an
+//! S3 endpoint is given: they are then marked `(*)` in the table and
+//! `"measurement": false` in the JSON (they measure no real store). With
+//! `--dir`, whatever the benchmark created there is removed at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use protobase::{AtomPointer, Storage, StorageBuilder};
 use serde_json::json;
+
+use crate::out::outln;
 
 pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -34,6 +40,40 @@ impl Row {
             self.value / self.baseline
         } else {
             0.0
+        }
+    }
+
+    /// Whether a higher value is better: rates (`…/s`) yes, latencies no.
+    fn higher_is_better(&self) -> bool {
+        self.unit.ends_with("/s")
+    }
+}
+
+/// Removes what the benchmark created in a `--dir` given by the user (the
+/// directory itself only if the benchmark created it), also on an error.
+struct Cleanup {
+    dir: PathBuf,
+    created: bool,
+    before: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if !self.before.contains(&e.file_name()) {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
         }
     }
 }
@@ -99,9 +139,19 @@ pub(crate) fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
 
 pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCode> {
     let _tmp;
+    let _cleanup;
     let base = match dir {
         Some(d) => {
+            let created = !d.exists();
             std::fs::create_dir_all(&d)?;
+            let before = std::fs::read_dir(&d)?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            _cleanup = Cleanup {
+                dir: d.clone(),
+                created,
+                before,
+            };
             d
         }
         None => {
@@ -142,19 +192,40 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
         rows.push(row);
     }
 
-    println!("cloud scenarios ran on: {cloud_store}");
-    println!(
-        "{:<24} {:>14} {:<10} {:>14}  {:>7}  baseline",
-        "scenario", "value", "unit", "baseline", "ratio"
+    let in_memory =
+        !std::env::var(crate::bench_cloud::S3_ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty());
+    let is_cloud = |r: &Row| r.name.starts_with("cloud_") || r.name.starts_with("cc_");
+    outln!("cloud scenarios ran on: {cloud_store}");
+    if in_memory {
+        outln!(
+            "(*) in-memory object store: cloud rows measure this process's own code only, not \
+             any real store; set {} for a measurement",
+            crate::bench_cloud::S3_ENDPOINT_VAR
+        );
+    }
+    outln!(
+        "{:<26} {:>14} {:<10} {:>14} {:>7}  {:<6}  compared with",
+        "scenario",
+        "value",
+        "unit",
+        "baseline",
+        "ratio",
+        "better"
     );
     for r in &rows {
-        println!(
-            "{:<24} {:>14.1} {:<10} {:>14.1}  {:>7.3}  {}",
-            r.name,
+        let mark = if in_memory && is_cloud(r) { " (*)" } else { "" };
+        outln!(
+            "{:<26} {:>14.1} {:<10} {:>14.1} {:>7.3}  {:<6}  {}",
+            format!("{}{mark}", r.name),
             r.value,
             r.unit,
             r.baseline,
             r.ratio(),
+            if r.higher_is_better() {
+                "higher"
+            } else {
+                "lower"
+            },
             r.baseline_desc
         );
     }
@@ -162,12 +233,20 @@ pub(crate) async fn run(quick: bool, dir: Option<PathBuf>) -> BenchResult<ExitCo
     for r in &rows {
         let mut entry =
             json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()});
-        if r.name.starts_with("cloud_") || r.name.starts_with("cc_") {
+        entry["better"] = json!(if r.higher_is_better() {
+            "higher"
+        } else {
+            "lower"
+        });
+        if is_cloud(r) {
             entry["store"] = json!(cloud_store);
+            if in_memory {
+                entry["measurement"] = json!(false);
+            }
         }
         obj.insert(r.name.to_string(), entry);
     }
-    println!("{}", serde_json::Value::Object(obj));
+    outln!("{}", serde_json::Value::Object(obj));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,11 +1,18 @@
 //! `protobase`: inspect, read, write, verify, copy and benchmark spaces;
-//! run a node from a config file and ask a cluster for its status; create
-//! development certificates for clusters over QUIC.
+//! run a node from a config file, talk to running nodes as a client and ask
+//! a cluster for its status; create development certificates for clusters
+//! over QUIC.
 //!
-//! Exit codes: 0 success, 1 failure (including a `verify` that found
-//! problems), 2 bad usage, 3 `root` on a space without a root, 4 a `copy`
-//! stopped by `--max-bytes`.
+//! Every command that reads or writes a space takes an *address* (see
+//! `address.rs`): a directory, `file:///dir`, `s3://bucket/prefix?endpoint=…`,
+//! `memory://` (copy) or a node description. Exit codes are listed in each
+//! subcommand's `--help`: 0 success, 1 failure (including a `verify` that
+//! found problems), 2 bad usage, 3 `root` on a space without a root, 4 a
+//! `copy` stopped by `--max-bytes`, 5 a conditional publish (`--if-root`)
+//! that found another root. Output to a closed pipe ends the command
+//! quietly (exit 0).
 
+mod address;
 mod bench;
 mod bench_cc;
 mod bench_cloud;
@@ -13,22 +20,40 @@ mod bench_cluster;
 mod certs;
 mod commands;
 mod copy;
-mod copy_endpoint;
+mod json_text;
 mod node;
+mod out;
+mod space;
 mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Inspect, read, write, verify and benchmark protobase spaces.
+/// Inspect, read, write, verify, copy and benchmark protobase spaces; run
+/// nodes and talk to them.
 #[derive(Debug, Parser)]
-#[command(name = "protobase", version, about)]
+#[command(name = "protobase", version, about, after_help = ADDRESSES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const ADDRESSES: &str = "\
+Space addresses (every command that reads or writes a space):
+  ./space, /var/lib/space            a space directory
+  file:///srv/bucket/prefix          a local directory used as an object store
+  s3://bucket/prefix?endpoint=URL    S3 or an S3-compatible server (&region=R;
+                                     credentials from AWS_ACCESS_KEY_ID/..._SECRET_...)
+  gs://bucket/prefix, az://c/prefix  GCS, Azure (builds with those features)
+  memory://                          a fresh in-memory store (copy: a dry run)
+  node.toml, node.json               a node description: its directory or store
+                                     (slot size, credentials; env overrides apply)
+
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 no root (root), 4 copy
+stopped by --max-bytes, 5 --if-root found another root (put). A closed
+output pipe ends a command quietly (exit 0).";
 
 /// Result of a command.
 pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
@@ -36,7 +61,7 @@ pub(crate) type CmdResult = Result<ExitCode, Box<dyn std::error::Error>>;
 /// How `node` writes its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines (coloured only on a terminal; NO_COLOR disables).
     Human,
     /// One JSON object per line.
     Json,
@@ -51,79 +76,159 @@ enum Workload {
 
 /// How `put` encodes its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum PutFormat {
+pub(crate) enum PutFormat {
     /// Bytes as given (format byte 0).
     Raw,
-    /// A JSON document, validated (format byte 1).
+    /// Exactly one JSON value, numbers that round-trip (format byte 1).
     Json,
-    /// A JSON document stored as MessagePack, or MessagePack bytes as given (format byte 2).
+    /// One JSON value stored as MessagePack, or exactly one MessagePack
+    /// value as given (format byte 2).
     Msgpack,
 }
+
+/// How to reach a running node (`--connect`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConnectArgs {
+    /// Send the command to a running cluster node instead of opening a
+    /// space: a node description (.toml/.json: its transport and
+    /// credentials; the client is `client~<its id>`, never a voting member)
+    /// or `id@host:port` (TCP, key from PROTOBASE_TRANSPORT__PSK).
+    #[arg(long, value_name = "NODE")]
+    pub(crate) connect: Option<String>,
+    /// With --connect and a description: the member to talk to (default:
+    /// the described node).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node: Option<String>,
+    /// With --connect: deadline of each request, in ms.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub(crate) timeout_ms: u64,
+}
+
+const ROOT_EXIT: &str = "Exit codes: 0 the root was printed, 1 failure (unreadable space, \
+unreachable node), 2 bad usage, 3 the space has no root.";
+const GET_EXIT: &str = "Exit codes: 0 the record was printed, 1 failure (bad pointer, missing or \
+corrupt record, a raw record with --json), 2 bad usage.";
+const PUT_EXIT: &str = "Exit codes: 0 every record was stored (and published), 1 failure \
+(invalid input names its line; earlier lines stay stored and printed), 2 bad usage, 5 --if-root \
+found another root (nothing published; the current root is printed on stderr).";
+const INSPECT_EXIT: &str = "Exit codes: 0 listed, 1 failure (no such space), 2 bad usage.";
+const VERIFY_EXIT: &str = "Exit codes: 0 clean, 1 problems found (corrupt records, an unreadable \
+root, with --strict a torn tail) or no space at the address, 2 bad usage.";
+const CERTS_EXIT: &str = "Exit codes: 0 written, 1 failure (an existing CA without its key, a \
+bad id), 2 bad usage.";
+const BENCH_EXIT: &str = "Exit codes: 0 done, 1 failure, 2 bad usage.";
+const NODE_EXIT: &str = "Exit codes: 0 stopped by SIGINT/SIGTERM after flushing, 1 failure \
+(bad config, address in use, storage error), 2 bad usage.";
+const STATUS_EXIT: &str = "Exit codes: 0 a majority of members answered, 1 no majority answered \
+(or a bad config), 2 bad usage.";
+const COPY_EXIT: &str = "Exit codes: 0 complete (every byte copied and re-verified at the \
+destination, the root written last), 1 failure or corrupt source records (nothing is reported \
+complete), 2 bad usage, 4 stopped by --max-bytes (re-run to continue).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the current root as one JSON line (exit 3 when there is none).
+    #[command(after_help = ROOT_EXIT)]
     Root {
-        /// Space directory.
-        dir: PathBuf,
+        /// Space address (omit with --connect).
+        address: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Write a record's payload to stdout.
+    #[command(after_help = GET_EXIT)]
     Get {
-        /// Space directory.
-        dir: PathBuf,
-        /// `<wal-uuid>:<offset>`.
-        pointer: String,
-        /// Decode a JSON or MessagePack record and print it as one JSON line.
+        /// Space address, then the pointer: `<wal-uuid>:<offset>` or the
+        /// JSON `put` prints (with --connect: the pointer only).
+        #[arg(required = true, num_args = 1..=2, value_name = "ADDRESS] [POINTER")]
+        args: Vec<String>,
+        /// Decode a JSON or MessagePack record and print it as one JSON line
+        /// (numbers keep every digit).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Push stdin as a record and print its pointer as JSON.
+    #[command(after_help = PUT_EXIT)]
     Put {
-        /// Space directory (created if missing).
-        dir: PathBuf,
+        /// Space address, created if missing (omit with --connect).
+        address: Option<String>,
         /// Record format.
         #[arg(long, value_enum, default_value_t = PutFormat::Raw)]
         format: PutFormat,
         /// Publish each record as the root; its line is printed once durable.
         #[arg(long)]
         root: bool,
-        /// Every stdin line is its own record (one pointer line each).
+        /// Every stdin line is its own record, streamed: each is pushed (and
+        /// published) and its pointer printed as soon as it is durable.
         #[arg(long)]
         lines: bool,
+        /// With --root: publish only if the current root is this one (the
+        /// line `root` prints, a pointer, or `none`); exit 5 otherwise.
+        #[arg(long, value_name = "ROOT", requires = "root", conflicts_with = "lines")]
+        if_root: Option<String>,
+        /// Slot size of a new object-store space (default 5 MiB).
+        #[arg(long)]
+        object_size: Option<u64>,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// List WALs with sizes and record counts.
+    #[command(after_help = INSPECT_EXIT)]
     Inspect {
-        /// Space directory.
-        dir: PathBuf,
+        /// Space address.
+        address: String,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
     },
     /// Check every record and the root; exit 0 only when clean.
+    #[command(after_help = VERIFY_EXIT)]
     Verify {
-        /// Space directory.
-        dir: PathBuf,
+        /// Space address.
+        address: String,
         /// Also count a torn tail (left by a crash, unreachable) as a problem.
         #[arg(long)]
         strict: bool,
+        /// The description of the cluster node whose directory this is: WALs
+        /// it does not hold are looked for on its peers.
+        #[arg(long, value_name = "NODE")]
+        config: Option<PathBuf>,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
     },
     /// Create a development CA and a certificate per node (QUIC transport's
     /// mutual TLS); print the files and each node's `tls` settings as JSON.
+    /// An existing CA in --out is reused (so existing certificates stay
+    /// valid) unless --force.
+    #[command(after_help = CERTS_EXIT)]
     Certs {
         /// Directory for the PEM files (created if missing).
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// Replace an existing CA (certificates it signed stop verifying).
+        #[arg(long)]
+        force: bool,
         /// Node ids (each certificate's name).
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Run the benchmark: a human table, then one JSON line.
+    #[command(after_help = BENCH_EXIT)]
     Bench {
         /// Fewer iterations (a smoke run).
         #[arg(long)]
         quick: bool,
-        /// Directory for the benchmark's files (default: a temp dir).
+        /// Directory for the benchmark's files (default: a temp dir); what
+        /// the benchmark creates there is removed when it ends.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Run one node (any variant) from a config file until SIGINT/SIGTERM.
+    /// Run one node (any variant) from a config file until SIGINT/SIGTERM;
+    /// a cluster node also serves clients (`--connect`).
+    #[command(after_help = NODE_EXIT)]
     Node {
         /// Node description (.toml or .json).
         #[arg(long)]
@@ -139,6 +244,7 @@ enum Command {
         rate: f64,
     },
     /// Ask every cluster member for liveness, root sequence and term.
+    #[command(after_help = STATUS_EXIT)]
     Status {
         /// Node description of any member (.toml or .json).
         #[arg(long)]
@@ -150,15 +256,23 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Copy a space: directory, file:///object-store-dir, s3://bucket/prefix?endpoint=URL or node.toml.
+    /// Copy a space between two addresses, verified: `copy SRC DST`, or
+    /// `copy --config NODE.toml DST` for a whole cluster.
+    #[command(after_help = COPY_EXIT)]
     Copy {
-        /// Source location.
-        src: String,
-        /// Destination location.
-        dst: String,
-        /// Slot size of object-store sides not given by a node description (must match the writer's).
-        #[arg(long, default_value_t = 5 << 20)]
-        object_size: u64,
+        /// Source and destination addresses (only the destination with
+        /// --config).
+        #[arg(required = true, num_args = 1..=2, value_name = "SRC] [DST")]
+        locations: Vec<String>,
+        /// Copy the whole space of the cluster this node description belongs
+        /// to (every member's WALs, the quorum's root).
+        #[arg(long, value_name = "NODE")]
+        config: Option<PathBuf>,
+        /// Slot size of the destination store (default: the destination's,
+        /// the source's, else 5 MiB); a store source's slot size is read
+        /// from the source and must agree when given.
+        #[arg(long)]
+        object_size: Option<u64>,
         /// Stop after writing this many bytes (exit 4; re-run to continue).
         #[arg(long)]
         max_bytes: Option<u64>,
@@ -179,17 +293,43 @@ fn main() -> ExitCode {
     };
     let outcome = rt.block_on(async {
         match cli.command {
-            Command::Root { dir } => commands::root(&dir).await,
-            Command::Get { dir, pointer, json } => commands::get(&dir, &pointer, json).await,
+            Command::Root { address, connect } => {
+                commands::root(address.as_deref(), &connect).await
+            }
+            Command::Get {
+                args,
+                json,
+                connect,
+            } => commands::get(&args, json, &connect).await,
             Command::Put {
-                dir,
+                address,
                 format,
                 root,
                 lines,
-            } => commands::put(&dir, format, root, lines).await,
-            Command::Inspect { dir } => commands::inspect(&dir).await,
-            Command::Verify { dir, strict } => commands::verify(&dir, strict).await,
-            Command::Certs { out, ids } => certs::run(&out, &ids),
+                if_root,
+                object_size,
+                connect,
+            } => {
+                let opts = commands::PutOptions {
+                    format,
+                    root,
+                    lines,
+                    if_root,
+                    object_size,
+                };
+                commands::put(address.as_deref(), opts, &connect).await
+            }
+            Command::Inspect {
+                address,
+                object_size,
+            } => commands::inspect(&address, object_size).await,
+            Command::Verify {
+                address,
+                strict,
+                config,
+                object_size,
+            } => commands::verify(&address, strict, config.as_deref(), object_size).await,
+            Command::Certs { out, force, ids } => certs::run(&out, &ids, force),
             Command::Bench { quick, dir } => bench::run(quick, dir).await,
             Command::Node {
                 config,
@@ -206,8 +346,8 @@ fn main() -> ExitCode {
                 timeout_ms,
             } => status::run(&config, json, timeout_ms).await,
             Command::Copy {
-                src,
-                dst,
+                locations,
+                config,
                 object_size,
                 max_bytes,
             } => {
@@ -215,12 +355,19 @@ fn main() -> ExitCode {
                     object_size,
                     max_bytes,
                 };
-                copy::run(&src, &dst, opts).await
+                copy::run(&locations, config.as_deref(), opts).await
             }
         }
     });
+    // Let tasks of the runtime (uploaders, links) end before exiting.
+    drop(rt);
     match outcome {
         Ok(code) => code,
+        Err(e) if out::is_broken_pipe(&*e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<out::Usage>() => {
+            eprintln!("error: {e}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("protobase: {e}");
             ExitCode::FAILURE

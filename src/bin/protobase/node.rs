@@ -2,7 +2,8 @@
 //! SIGINT or SIGTERM, then flushes and exits 0.
 //!
 //! A cluster node serves votes, root updates, pages and status requests to
-//! its peers for as long as it runs. `--workload demo` also writes an atom
+//! its peers, and clients (`protobase put/get/root --connect`, see
+//! `protobase::client`), for as long as it runs. `--workload demo` also writes an atom
 //! and publishes it as the root `--rate` times a second; each atom records
 //! the previous root's atom, read first (often from a peer's WAL, through a
 //! page request), so a cluster can be watched live and checked afterwards.
@@ -12,9 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protobase::{AtomFormat, NodeConfig, Storage};
+use protobase::{AtomFormat, ErrorKind, NodeConfig, Storage};
 use serde::{Deserialize, Serialize};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -35,8 +36,13 @@ pub(crate) struct DemoAtom {
 pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a terminal (never in a redirected log), and never
+    // with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),
@@ -53,9 +59,34 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
     }
     let config = NodeConfig::load(config)?;
     let node = config.node_id().to_string();
+    let mut signals = Signals::new()?;
     info!(node = %node, variant = config.variant(), file = %config.source, "starting");
     let storage = Arc::new(config.build().await?);
-    let root = storage.read_current_root().await?;
+    // Peers started at the same time may not answer the first root read (a
+    // QUIC handshake with a peer not listening yet waits for a
+    // retransmission): a cluster node keeps serving its peers and asks
+    // again until a majority answers, or it is stopped.
+    let root = loop {
+        match storage.read_current_root().await {
+            Ok(root) => break root,
+            Err(e) if e.kind() == ErrorKind::Unavailable && config.cluster.is_some() => {
+                let retry = config
+                    .cluster
+                    .as_ref()
+                    .map_or(1000, |c| c.retry_interval_ms.max(100));
+                warn!(node = %node, error = %e, "no majority yet; asking again");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(retry)) => {}
+                    signal_name = signals.next() => {
+                        info!(node = %node, signal = signal_name, "stopping before ready");
+                        storage.close().await?;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let listen = config
         .cluster
         .as_ref()
@@ -75,7 +106,7 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
             stop_rx,
         ))
     });
-    let signal_name = wait_for_signal().await?;
+    let signal_name = signals.next().await;
     info!(node = %node, signal = signal_name, "stopping");
     let _ = stop_tx.send(true);
     if let Some(task) = workload
@@ -88,13 +119,27 @@ pub(crate) async fn run(config: &Path, demo: bool, rate: f64) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> Result<&'static str, std::io::Error> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, listened to from the start (a signal before the
+/// node is ready stops it too).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, std::io::Error> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Writes and publishes one atom every `every` until `stop` turns true.

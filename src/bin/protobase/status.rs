@@ -1,15 +1,19 @@
 //! `protobase status --config node.toml`: asks every cluster member for its
 //! liveness, root and term, and prints a table (or JSON with `--json`).
+//! Exits 1 unless a majority answered. It talks to the members as a client
+//! (`client~<id>`), so it reaches the described node itself over QUIC too.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use protobase::NodeConfig;
-use protobase::protocol::{Message, NodeStatus};
+use protobase::client::Client;
+use protobase::protocol::NodeStatus;
 use serde::Serialize;
 
 use crate::CmdResult;
+use crate::out::outln;
 
 /// One member's line.
 #[derive(Debug, Serialize)]
@@ -25,16 +29,15 @@ struct Row {
 }
 
 async fn ask(config: &NodeConfig, id: &str, timeout: Duration) -> Result<NodeStatus, String> {
-    let link = config.operator_link(id).await.map_err(|e| e.to_string())?;
-    let answer = link
-        .request(&id.to_string(), Message::StatusRequest, timeout)
-        .await;
-    let _ = link.stop().await;
-    match answer {
-        Ok(Message::Status(s)) => Ok(s),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
+    // A client link: it presents this node's credentials (over QUIC its
+    // certificate, under the client ALPN), so the node itself answers too.
+    let client = Client::connect(config, Some(id))
+        .await
+        .map_err(|e| e.to_string())?
+        .with_timeout(timeout);
+    let answer = client.status().await;
+    client.close().await;
+    answer.map_err(|e| e.to_string())
 }
 
 pub(crate) async fn run(config: &Path, json: bool, timeout_ms: u64) -> CmdResult {
@@ -67,25 +70,32 @@ pub(crate) async fn run(config: &Path, json: bool, timeout_ms: u64) -> CmdResult
     });
     let rows = futures_util::future::join_all(asks).await;
     if json {
-        println!("{}", serde_json::to_string(&rows)?);
+        outln!("{}", serde_json::to_string(&rows)?);
     } else {
-        print_table(&rows);
+        print_table(&rows)?;
     }
-    Ok(if rows.iter().any(|r| r.alive) {
+    let alive = rows.iter().filter(|r| r.alive).count();
+    let majority = rows.len() / 2 + 1;
+    Ok(if alive >= majority {
         ExitCode::SUCCESS
     } else {
+        eprintln!(
+            "protobase: {alive} of {} members answered: no majority ({majority} needed), the \
+             cluster cannot publish roots",
+            rows.len()
+        );
         ExitCode::FAILURE
     })
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row]) -> std::io::Result<()> {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    println!(
+    crate::out::line(format_args!(
         "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9}  {:<12} note",
         "node", "address", "alive", "term", "root seq", "root term", "root writer"
-    );
+    ))?;
     for r in rows {
-        println!(
+        crate::out::line(format_args!(
             "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9}  {:<12} {}",
             r.id,
             r.address,
@@ -95,6 +105,7 @@ fn print_table(rows: &[Row]) {
             opt(r.root_term),
             r.root_writer.as_deref().unwrap_or("-"),
             r.error.as_deref().unwrap_or("")
-        );
+        ))?;
     }
+    Ok(())
 }
