@@ -34,8 +34,10 @@ pub(crate) enum StoreSpec {
     /// A store of the node configuration's kinds (local directory, S3, ...).
     Config(StoreConfig),
     /// Google Cloud Storage (feature `gcs`).
+    #[cfg_attr(not(feature = "gcs"), allow(dead_code))]
     Gcs(String),
     /// Azure Blob Storage (feature `azure`).
+    #[cfg_attr(not(feature = "azure"), allow(dead_code))]
     Azure(String),
     /// A fresh in-memory store.
     Memory(Arc<object_store::memory::InMemory>),
