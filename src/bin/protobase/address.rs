@@ -94,6 +94,12 @@ impl Address {
     /// Parses a command-line address.
     pub(crate) fn parse(arg: &str) -> Result<Address, Box<dyn std::error::Error>> {
         let text = arg.to_string();
+        if arg.trim().is_empty() {
+            return Err(bad(
+                format!("{arg:?}"),
+                "an empty space address (give a directory, URL or node config)",
+            ));
+        }
         let path = Path::new(arg);
         if is_description(path) && !arg.contains("://") {
             if !path.is_file() {
