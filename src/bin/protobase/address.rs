@@ -95,8 +95,10 @@ impl Address {
     pub(crate) fn parse(arg: &str) -> Result<Address, Box<dyn std::error::Error>> {
         let text = arg.to_string();
         if arg.trim().is_empty() {
+            // (The raw argument is named, so a blank one shows as itself.)
+            let shown = if arg.is_empty() { "\"\"" } else { arg };
             return Err(bad(
-                format!("{arg:?}"),
+                shown,
                 "an empty space address (give a directory, URL or node config)",
             ));
         }
