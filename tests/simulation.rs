@@ -59,6 +59,10 @@ use protobase::{AtomFormat, AtomPointer, NetworkManager, RootRecord, Storage, St
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_SCHEDULES: u64 = 2_000;
+/// Virtual time after which a client gives up on one operation (as a caller
+/// with a deadline would): a wedged space shows as a liveness failure with
+/// its seed instead of a hang.
+const OP_TIMEOUT: Duration = Duration::from_secs(120);
 const BASE_SEED: u64 = 0x51_3000;
 
 // ---------------------------------------------------------------------------
@@ -554,7 +558,9 @@ impl World {
                     client: client.into(),
                     n,
                 };
-                let Ok(data) = storage.push_atom(&d, AtomFormat::Json).await else {
+                let Ok(Ok(data)) =
+                    tokio::time::timeout(OP_TIMEOUT, storage.push_atom(&d, AtomFormat::Json)).await
+                else {
                     return false;
                 };
                 *pending = Some(Pending {
@@ -566,11 +572,15 @@ impl World {
             }
         };
         let invoked = self.rec.tick();
-        let update = match storage.begin_root_update().await {
-            Ok(u) => u,
-            Err(e) => {
+        let update = match tokio::time::timeout(OP_TIMEOUT, storage.begin_root_update()).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => {
                 // Nothing was published.
                 self.rec.note(format!("{client} begin failed: {e}"));
+                return false;
+            }
+            Err(_) => {
+                self.rec.note(format!("{client} begin timed out"));
                 return false;
             }
         };
@@ -581,15 +591,17 @@ impl World {
             prev: from,
             data,
         };
-        let Ok(ptr) = storage.push_atom(&entry, AtomFormat::Json).await else {
+        let Ok(Ok(ptr)) =
+            tokio::time::timeout(OP_TIMEOUT, storage.push_atom(&entry, AtomFormat::Json)).await
+        else {
             return false;
         };
         let (from_id, to_id) = (self.rec.id(from), self.rec.id(Some(ptr)));
         let publish = update.publish(ptr);
-        let outcome = match cancel_after {
-            Some(d) => tokio::time::timeout(d, publish).await.ok(),
-            None => Some(publish.await),
-        };
+        // A publish past the deadline is abandoned: its outcome is unknown.
+        let outcome = tokio::time::timeout(cancel_after.unwrap_or(OP_TIMEOUT), publish)
+            .await
+            .ok();
         let (returned, what) = match outcome {
             Some(Ok(root)) => {
                 self.rec.acked.lock().push(root.clone());
@@ -619,7 +631,10 @@ impl World {
     async fn read(&self, i: usize, client: &str) -> Option<RootRecord> {
         let storage = self.storage(i)?;
         let invoked = self.rec.tick();
-        let got = storage.read_current_root().await;
+        let Ok(got) = tokio::time::timeout(OP_TIMEOUT, storage.read_current_root()).await else {
+            self.rec.note(format!("{client} read timed out"));
+            return None;
+        };
         let returned = self.rec.tick();
         match got {
             Ok(root) => {

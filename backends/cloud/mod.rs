@@ -1012,7 +1012,9 @@ impl WalStore for CloudBlockProvider {
                 // Every sealed slot is already in the store (the uploader
                 // finished them before the close): no upload will retire
                 // this WAL, so closing does.
-                w.pending.is_empty() && w.len > 0
+                // (Bytes appended after the sync began are not sealed: they
+                // keep the WAL.)
+                w.pending.is_empty() && w.len > 0 && w.next_seal.saturating_mul(os) >= w.len
             }
             None => false,
         };

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -108,15 +109,23 @@ def test_cluster_survives_a_killed_node(tmp_path):
         cluster.kill("b")  # a + the restarted c are a majority
         p = a.push_bytes(b"with c")
         assert a.set_root(p).sequence == 10
+        # The restarted c copies the chosen root into its own space_root
+        # (every heartbeat, by a quorum read: a and c are a majority), so
+        # tools reading its directory find a committed root. Wait for that
+        # copy while the majority is still up (a generous deadline, not a
+        # timing assertion).
+        root = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            c = pb.standalone(Path(cluster.dirs["c"]), read_only=True)
+            root = c.read_current_root()
+            c.close()
+            if root is not None and root.sequence >= 7:
+                break
+            time.sleep(0.05)
     finally:
         a.close()
         cluster.stop_peers()
-    # the restarted c stored roots published after its restart (how soon a
-    # follower's space_root shows the last accepted root is the cluster's
-    # business: the publish of 10 with b dead already needed c's vote)
-    c = pb.standalone(Path(cluster.dirs["c"]), read_only=True)
-    root = c.read_current_root()
-    c.close()
     assert root is not None and root.sequence >= 7
 
 

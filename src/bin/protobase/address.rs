@@ -85,6 +85,14 @@ fn is_description(path: &Path) -> bool {
 impl Address {
     /// Parses a command-line address.
     pub(crate) fn parse(arg: &str) -> Result<Address, Box<dyn std::error::Error>> {
+        if arg.trim().is_empty() {
+            // (The raw argument is named, so a blank one shows as itself.)
+            let shown = if arg.is_empty() { "\"\"" } else { arg };
+            return Err(bad(
+                shown,
+                "an empty space address (give a directory, URL or node config)",
+            ));
+        }
         let path = Path::new(arg);
         if is_description(path) && !arg.contains("://") {
             if !path.is_file() {
