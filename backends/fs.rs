@@ -12,6 +12,18 @@
 //!
 //! Blocking file calls run in place on a multi-thread runtime and on tokio's
 //! blocking pool otherwise.
+//!
+//! # One writer per WAL file
+//!
+//! A writer holds an exclusive OS lock (`flock`) on every WAL file it
+//! appends to, from [`create_wal`](WalStore::create_wal) or
+//! [`reopen_wal`](WalStore::reopen_wal) until
+//! [`close_wal`](WalStore::close_wal), `close` or the end of the process
+//! (the OS releases it after a crash). Several processes may write one
+//! space at once (root updates are serialised by `space_root.lock`), each
+//! to WALs of its own: a process continues an earlier process's WAL (see
+//! [`crate::wal_resume`]) only when it gets that WAL's lock, and a WAL
+//! another process is writing is never taken over. Readers take no lock.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -178,6 +190,11 @@ impl WalStore for FileBlockProvider {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::io(format!("creating WAL {}", path.display()), e))?;
+            // Its writer holds it (see the module docs). Another process
+            // may hold the lock for a moment, looking at the empty file
+            // for a WAL to continue (it never takes one without a header).
+            f.lock()
+                .map_err(|e| Error::io(format!("locking WAL {}", path.display()), e))?;
             // Make the new name durable now, so a later fdatasync suffices.
             sync_dir(&dir)?;
             Ok(f)
@@ -293,6 +310,53 @@ impl WalStore for FileBlockProvider {
         self.closed.store(true, Ordering::Release);
         self.files.write().clear();
         Ok(())
+    }
+
+    fn continues_wals(&self) -> bool {
+        !self.read_only
+    }
+
+    async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
+        if self.read_only {
+            return Ok(None);
+        }
+        self.check_open()?;
+        let path = self.wal_path(wal);
+        let file = blocking(move || {
+            let f = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::WalNotFound { wal });
+                }
+                Err(e) => return Err(Error::io(format!("opening WAL {}", path.display()), e)),
+            };
+            match f.try_lock() {
+                Ok(()) => Ok(Some(f)),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(Error::io(format!("locking WAL {}", path.display()), e))
+                }
+            }
+        })
+        .await?;
+        let Some(file) = file else {
+            return Ok(None);
+        };
+        // The locked handle replaces any read handle: appends go through it
+        // and `close_wal` drops it, which unlocks.
+        self.files.write().insert(wal, Arc::new(file));
+        Ok(Some(NewWal::dense(wal)))
+    }
+
+    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
+        self.check_writable()?;
+        let file = self.handle(wal)?;
+        blocking(move || {
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(format!("cutting WAL {wal} to {len} bytes"), e))
+        })
+        .await
     }
 }
 

@@ -12,6 +12,10 @@
 //! | cloud | staging → cache directory → object store | the store's root chain | single node |
 //! | cloud-cluster | staging → cache directory → peers → object store | the store's root chain | the quorum (a lock with fencing terms) |
 //!
+//! A standalone storage opened for writing continues a WAL an earlier
+//! process left instead of starting one per process (see
+//! [`crate::wal_resume`]); the other variants start a new WAL per process.
+//!
 //! A cluster node's network manager serves its peers with a
 //! [`ClusterHandler`] (behind a [`CacheAwareHandler`]) and clients with a
 //! [`ClientHandler`] in front of both (see [`crate::client`]).
@@ -442,14 +446,20 @@ impl StorageBuilder {
                 );
                 return Ok(storage.with_health(Arc::new(UploaderHealth(cloud.clone()))));
             }
-            return Ok(Storage::assemble(
+            let read_only = self.config.read_only;
+            let storage = Storage::assemble(
                 self.config,
                 Arc::new(MeteredWalStore::new(wals, true)),
                 register,
                 cache,
                 vote,
                 self.network,
-            ));
+            );
+            if !read_only {
+                // No new WAL per process (standalone only: see wal_resume).
+                storage.continue_wal().await?;
+            }
+            return Ok(storage);
         };
         if self.vote.is_some() {
             return Err(Error::invalid(

@@ -185,6 +185,23 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
+    /// The current root points into a WAL at or past the end of its valid
+    /// records: the WAL was damaged below the root. Opening the space for
+    /// writing refuses to continue (and so to cut) such a WAL; a read-only
+    /// open still works, to inspect it.
+    #[error(
+        "the current root points to WAL {wal} at offset {root_offset}, but that WAL's valid \
+         records end at {valid_end}: the WAL is damaged below the root; refusing to write to \
+         the space (open it read-only and run `protobase verify`)"
+    )]
+    RootPastWalEnd {
+        /// The WAL the root points into.
+        wal: WalId,
+        /// The root's offset.
+        root_offset: u64,
+        /// Where the WAL's valid records end (first invalid byte).
+        valid_end: u64,
+    },
     /// A record could not be decoded into (or encoded from) the requested type.
     #[error("cannot {action} atom{}: {message}", at.map(|(w, o)| format!(" at {w}:{o}")).unwrap_or_default())]
     Encoding {
@@ -321,7 +338,9 @@ impl Error {
             | Error::WrongFormat { .. }
             | Error::Encoding { .. } => ErrorKind::Invalid,
             Error::WalNotFound { .. } => ErrorKind::NotFound,
-            Error::Corrupt { .. } | Error::CorruptRoot { .. } => ErrorKind::Data,
+            Error::Corrupt { .. } | Error::CorruptRoot { .. } | Error::RootPastWalEnd { .. } => {
+                ErrorKind::Data
+            }
             Error::RootConflict { .. } | Error::Locked { .. } => ErrorKind::Conflict,
             Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,

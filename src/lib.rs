@@ -80,6 +80,7 @@ pub mod sim;
 pub mod storage;
 pub mod types;
 pub mod vote;
+pub mod wal_resume;
 pub mod wal_store;
 mod wal_writer;
 pub mod wire;

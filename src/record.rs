@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! native WAL:    header (32 bytes) | record | record | …
-//! header:        b"PROTOWAL" | u16 LE version | u16 reserved | 16-byte WAL uuid | u32 LE CRC32C of the first 28 bytes
+//! header:        b"PROTOWAL" | u16 LE version | u16 LE flags | 16-byte WAL uuid | u32 LE CRC32C of the first 28 bytes
 //! record:        u64 LE payload length | u8 format | payload | u32 LE CRC32C(format byte + payload)
 //! skip record:  u64 LE gap length | u8 0xFF | u32 LE CRC32C(length bytes + 0xFF)
 //! reference WAL: record without the CRC trailer, no header
@@ -100,15 +100,40 @@ impl WalKind {
     }
 }
 
+/// Header flag (bits of the u16 at bytes 10..12, formerly reserved and
+/// zero): the WAL's writer held it exclusively (a per-WAL lock of the
+/// store), so once no writer holds it another process may continue it (see
+/// [`crate::wal_resume`]). WALs without it (written by earlier versions,
+/// which did not lock their WALs) are never continued. Readers ignore the
+/// flags.
+pub const HEADER_FLAG_CONTINUABLE: u16 = 1;
+
 /// The header of a new native WAL.
 pub fn encode_header(wal: WalId) -> [u8; WAL_HEADER_LEN as usize] {
+    encode_header_with_flags(wal, 0)
+}
+
+/// The header of a new native WAL with header `flags` (see
+/// [`HEADER_FLAG_CONTINUABLE`]).
+pub fn encode_header_with_flags(wal: WalId, flags: u16) -> [u8; WAL_HEADER_LEN as usize] {
     let mut h = [0u8; WAL_HEADER_LEN as usize];
     h[..8].copy_from_slice(&WAL_MAGIC);
     h[8..10].copy_from_slice(&WAL_VERSION.to_le_bytes());
+    h[10..12].copy_from_slice(&flags.to_le_bytes());
     h[12..28].copy_from_slice(wal.0.as_bytes());
     let crc = crc32c::crc32c(&h[..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
     h
+}
+
+/// The flags of a valid native header of `wal` (the WAL's own id in it),
+/// `None` for anything else.
+pub fn native_header_flags(wal: WalId, first: &[u8]) -> Option<u16> {
+    let h = first.get(..WAL_HEADER_LEN as usize)?;
+    if !matches!(detect_kind(h), Ok(Some(WalKind::Native))) || h[12..28] != *wal.0.as_bytes() {
+        return None;
+    }
+    Some(u16::from_le_bytes([h[10], h[11]]))
 }
 
 /// Decides the layout of a WAL from its first bytes (at least 8, or the whole

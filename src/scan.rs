@@ -64,8 +64,48 @@ pub async fn scan_wal(
     provider: &dyn WalStore,
     wal: WalId,
     limit: u64,
-    mut progress: impl FnMut(u64) + Send,
+    progress: impl FnMut(u64) + Send,
 ) -> Result<WalReport> {
+    Ok(scan_wal_from(provider, wal, 0, limit, true, progress)
+        .await?
+        .report)
+}
+
+/// A scan that may start after the first record.
+pub(crate) struct PartialScan {
+    /// What the scan found (`offsets` empty unless asked for).
+    pub(crate) report: WalReport,
+    /// Offset of the first valid record seen.
+    pub(crate) first_valid: Option<u64>,
+    /// Offset of the last valid record seen.
+    pub(crate) last_valid: Option<u64>,
+}
+
+impl PartialScan {
+    /// Offset of the first invalid record seen (corrupt or torn).
+    pub(crate) fn first_problem(&self) -> Option<u64> {
+        let r = &self.report;
+        r.corrupt
+            .iter()
+            .map(|p| p.offset)
+            .chain(r.torn_tail.as_ref().map(|p| p.offset))
+            .min()
+    }
+}
+
+/// Scans `wal` from `start` (a record boundary known from elsewhere, e.g. a
+/// root's pointer; `0` or anything below the first record: from the first
+/// record). The WAL's layout is still decided from its first bytes.
+pub(crate) async fn scan_wal_from(
+    provider: &dyn WalStore,
+    wal: WalId,
+    start: u64,
+    limit: u64,
+    keep_offsets: bool,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<PartialScan> {
+    let mut first_valid = None;
+    let mut last_valid = None;
     let len = provider
         .list_wals()
         .await?
@@ -84,8 +124,13 @@ pub async fn scan_wal(
         corrupt: Vec::new(),
         torn_tail: None,
     };
+    let done = |report| PartialScan {
+        report,
+        first_valid: None,
+        last_valid: None,
+    };
     if len == 0 {
-        return Ok(report);
+        return Ok(done(report));
     }
     let head = provider.read(wal, 0, record::DETECT_LEN.min(len)).await?;
     let kind = match record::detect_wal_kind(wal, &head, Some(len), limit) {
@@ -96,7 +141,7 @@ pub async fn scan_wal(
         // record behind it unreadable: corruption, never a reference WAL.
         Err(error @ FormatError::Truncated { .. }) => {
             report.torn_tail = Some(ScanProblem { offset: 0, error });
-            return Ok(report);
+            return Ok(done(report));
         }
         Err(error) => {
             if all_zero(provider, wal, 0, len).await? {
@@ -104,11 +149,11 @@ pub async fn scan_wal(
             } else {
                 report.corrupt.push(ScanProblem { offset: 0, error });
             }
-            return Ok(report);
+            return Ok(done(report));
         }
     };
     report.kind = Some(kind);
-    let mut pos = kind.first_record();
+    let mut pos = kind.first_record().max(start);
     // window holds bytes [win_start, win_start + window.len())
     let mut win_start = pos;
     let mut window = bytes::Bytes::new();
@@ -198,7 +243,11 @@ pub async fn scan_wal(
             Ok((_, payload, _)) => {
                 report.records += 1;
                 report.payload_bytes += payload.len() as u64;
-                report.offsets.push(pos);
+                if keep_offsets {
+                    report.offsets.push(pos);
+                }
+                first_valid.get_or_insert(pos);
+                last_valid = Some(pos);
             }
             Err(error) => {
                 let problem = ScanProblem { offset: pos, error };
@@ -212,7 +261,11 @@ pub async fn scan_wal(
         pos += total;
         progress(pos);
     }
-    Ok(report)
+    Ok(PartialScan {
+        report,
+        first_valid,
+        last_valid,
+    })
 }
 
 /// Whether `wal` holds only zero bytes in `from..to`.

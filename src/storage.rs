@@ -185,6 +185,24 @@ impl Storage {
         }
     }
 
+    /// Continues a WAL an earlier process left, if there is one to
+    /// continue (the builder, standalone variants, before first use; see
+    /// [`crate::wal_resume`]).
+    pub(crate) async fn continue_wal(&self) -> Result<()> {
+        let root = self.inner.register.read_root().await?.map(|v| v.root);
+        if let Some(wal) = crate::wal_resume::continue_wal(
+            self.inner.wals.as_ref(),
+            root.as_ref(),
+            self.inner.config.max_wal_size,
+            self.inner.config.blob_max_size,
+        )
+        .await?
+        {
+            self.inner.writer.adopt(wal)?;
+        }
+        Ok(())
+    }
+
     /// Adds a health source (the builder, before the storage is shared).
     #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
     pub(crate) fn with_health(mut self, source: Arc<dyn HealthSource>) -> Self {

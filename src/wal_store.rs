@@ -103,6 +103,38 @@ pub trait WalStore: Send + Sync + fmt::Debug {
 
     /// Closes the store; later calls fail with [`Error::Closed`].
     async fn close(&self) -> Result<()>;
+
+    /// Whether this store can continue WALs an earlier process wrote
+    /// ([`reopen_wal`](Self::reopen_wal) and
+    /// [`truncate_wal`](Self::truncate_wal)); default `false`. See
+    /// [`crate::wal_resume`] for how the engine uses them.
+    fn continues_wals(&self) -> bool {
+        false
+    }
+
+    /// Takes `wal`, written by an earlier writer, over for appending:
+    /// `Ok(Some(_))` when no other writer (of this process or another) holds
+    /// it; from then on this caller is its only writer until
+    /// [`close_wal`](Self::close_wal) (or the process ends). `Ok(None)`:
+    /// another writer holds it, or the store cannot continue WALs (the
+    /// default). A store that creates WALs must hold them the same way from
+    /// [`create_wal`](Self::create_wal) on, so that no one continues a WAL
+    /// its writer is still appending to.
+    async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
+        let _ = wal;
+        Ok(None)
+    }
+
+    /// Cuts a WAL taken over with [`reopen_wal`](Self::reopen_wal) to
+    /// `len` bytes, durably (the cut survives a crash before anything is
+    /// appended after it). Default: refused.
+    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
+        let _ = len;
+        Err(Error::invalid(
+            "truncate_wal",
+            format!("this store cannot cut WALs (WAL {wal})"),
+        ))
+    }
 }
 
 /// One place where bytes of a WAL may be found (a node's own files, a cache
@@ -218,6 +250,18 @@ impl WalStore for TieredWalStore {
     async fn close(&self) -> Result<()> {
         self.writes.close().await
     }
+
+    fn continues_wals(&self) -> bool {
+        self.writes.continues_wals()
+    }
+
+    async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
+        self.writes.reopen_wal(wal).await
+    }
+
+    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
+        self.writes.truncate_wal(wal, len).await
+    }
 }
 
 /// A [`WalStore`] that counts what passes through it: durability barriers
@@ -295,5 +339,17 @@ impl WalStore for MeteredWalStore {
 
     async fn close(&self) -> Result<()> {
         self.inner.close().await
+    }
+
+    fn continues_wals(&self) -> bool {
+        self.inner.continues_wals()
+    }
+
+    async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
+        self.inner.reopen_wal(wal).await
+    }
+
+    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
+        self.inner.truncate_wal(wal, len).await
     }
 }

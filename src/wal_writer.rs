@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 use crate::error::{Error, Result};
 use crate::record::{self, SKIP_RECORD_LEN, WAL_HEADER_LEN, WalKind};
 use crate::types::{AtomPointer, Format, WalId};
+use crate::wal_resume::Continued;
 use crate::wal_store::{NewWal, WalStore};
 
 /// Bytes of unwritten chunks above which pushers wait for the writer.
@@ -244,7 +245,14 @@ impl WalWriter {
             barrier_alignment,
         } = self.provider.create_wal().await?;
         let mut buf = BytesMut::with_capacity(self.buffer_size + 64);
-        buf.extend_from_slice(&record::encode_header(id));
+        // A store that holds its WALs for their writer lets a later process
+        // continue them (see `crate::wal_resume`).
+        let flags = if self.provider.continues_wals() {
+            record::HEADER_FLAG_CONTINUABLE
+        } else {
+            0
+        };
+        buf.extend_from_slice(&record::encode_header_with_flags(id, flags));
         let mut st = self.state.lock();
         if st.closed {
             return Err(Error::Closed);
@@ -269,6 +277,40 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Makes `wal`, taken over at its valid end (see `crate::wal_resume`),
+    /// the active WAL: everything below `end` is durable already.
+    pub(crate) fn adopt(&self, wal: Continued) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        if st.active.is_some() || st.wals.contains_key(&wal.id) {
+            return Err(Error::invalid(
+                "wal",
+                format!("cannot continue WAL {}: a WAL is active already", wal.id),
+            ));
+        }
+        let end = wal.end;
+        st.wals.insert(
+            wal.id,
+            OwnWal {
+                tail: end,
+                end,
+                buf_start: end,
+                buf: BytesMut::with_capacity(self.buffer_size + 64),
+                chunks: VecDeque::new(),
+                written: end,
+                synced: end,
+                sealed: false,
+                io: Arc::new(tokio::sync::Mutex::new(())),
+                alignment: wal.alignment.max(1),
+            },
+        );
+        st.active = Some(wal.id);
+        debug!(wal = %wal.id, end = wal.end, "continuing WAL");
+        Ok(())
+    }
+
     fn spawn_write(self: &Arc<Self>, id: WalId) {
         let this = self.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -276,6 +318,14 @@ impl WalWriter {
                 if let Err(e) = this.write_pending(id).await {
                     // Data stays in memory; the next flush retries and reports.
                     warn!(wal = %id, error = %e, "background WAL write failed");
+                    return;
+                }
+                // A WAL that rolled over with everything in it durable
+                // already (its last sync ended it) gets no further sync to
+                // retire it: retire it here, so the store releases it (a
+                // cloud provider empties its staging file once uploaded).
+                if let Err(e) = this.retire_if_done(id).await {
+                    warn!(wal = %id, error = %e, "closing a full WAL failed");
                 }
             });
         }
@@ -376,22 +426,23 @@ impl WalWriter {
         };
         self.write_chunks_locked(id).await?;
         self.sync_locked(id, end).await?;
+        self.retire_if_done(id).await
+    }
+
+    /// Retires `id` (forgets it and closes it in the store) when it is
+    /// sealed and everything in it is durable. Records pushed after a sync
+    /// began (before a rollover sealed the WAL) are written but not yet
+    /// durable: the WAL is kept until a sync covers its tail.
+    async fn retire_if_done(&self, id: WalId) -> Result<()> {
         let retire = {
             let mut st = self.state.lock();
-            match st.wals.get_mut(&id) {
-                Some(w) => {
-                    // Records pushed after `end` was taken (before a
-                    // rollover sealed the WAL) are written but not yet
-                    // durable: keep the WAL until a sync covers its tail.
-                    let done =
-                        w.sealed && w.chunks.is_empty() && w.buf.is_empty() && w.synced >= w.end;
-                    if done {
-                        st.wals.remove(&id);
-                    }
-                    done
-                }
-                None => false,
+            let done = st.wals.get(&id).is_some_and(|w| {
+                w.sealed && w.chunks.is_empty() && w.buf.is_empty() && w.synced >= w.end
+            });
+            if done {
+                st.wals.remove(&id);
             }
+            done
         };
         if retire {
             self.provider.close_wal(id).await?;
@@ -401,16 +452,28 @@ impl WalWriter {
 
     /// Makes everything pushed so far, in every WAL, durable.
     pub(crate) async fn sync_all(&self) -> Result<()> {
-        let ids: Vec<WalId> = {
+        let (ids, sealed): (Vec<WalId>, Vec<WalId>) = {
             let st = self.state.lock();
-            st.wals
-                .iter()
-                .filter(|(_, w)| w.synced < w.end)
-                .map(|(id, _)| *id)
-                .collect()
+            (
+                st.wals
+                    .iter()
+                    .filter(|(_, w)| w.synced < w.end)
+                    .map(|(id, _)| *id)
+                    .collect(),
+                st.wals
+                    .iter()
+                    .filter(|(_, w)| w.sealed && w.synced >= w.end)
+                    .map(|(id, _)| *id)
+                    .collect(),
+            )
         };
         for id in ids {
             self.sync(id).await?;
+        }
+        // Full WALs whose background retirement has not run yet: once this
+        // returns, every WAL the writer is done with is closed in the store.
+        for id in sealed {
+            self.retire_if_done(id).await?;
         }
         Ok(())
     }

@@ -212,6 +212,44 @@ fn inspect_counts_and_verify_detects_corruption_and_torn_tails() {
     assert_eq!(r.status.code(), Some(1), "the root is unreadable");
 }
 
+/// Every `protobase put` is a process run: they continue one WAL instead
+/// of leaving a WAL file each (issue 15), and a torn tail one of them left
+/// is cut by the next.
+#[test]
+fn put_runs_continue_one_wal_and_cut_a_torn_tail() {
+    let (_t, dir) = space();
+    let mut puts = Vec::new();
+    for i in 0..6u32 {
+        let data = format!("record {i}");
+        let args: &[&str] = if i % 2 == 0 {
+            &["put", &dir, "--root"]
+        } else {
+            &["put", &dir]
+        };
+        let out = json_lines(&ok(args, data.as_bytes()));
+        puts.push((pointer(&out[0]), data));
+    }
+    let wal = only_wal(&dir);
+    // A crash's torn tail: half a record's worth of garbage.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
+    f.write_all(&[0x17; 11]).unwrap();
+    drop(f);
+    assert_eq!(
+        run(&["verify", &dir, "--strict"], b"").status.code(),
+        Some(1)
+    );
+    let out = json_lines(&ok(&["put", &dir, "--root"], b"after the tail"));
+    puts.push((pointer(&out[0]), "after the tail".into()));
+    assert_eq!(only_wal(&dir), wal);
+    assert_eq!(
+        run(&["verify", &dir, "--strict"], b"").status.code(),
+        Some(0)
+    );
+    for (ptr, data) in &puts {
+        assert_eq!(ok(&["get", &dir, ptr], b""), data.as_bytes());
+    }
+}
+
 #[test]
 fn verify_tolerates_a_torn_tail_unless_strict() {
     let (_t, dir) = space();

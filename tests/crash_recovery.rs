@@ -492,4 +492,25 @@ fn crash_loop(backend: Backend, writers: usize, iterations: usize) {
         "too few roots were acknowledged to test anything"
     );
     assert!(recovered >= total_acks as u64);
+    if backend == Backend::Fs {
+        // Each child continued a WAL an earlier one left (cutting its torn
+        // tail) instead of starting one: WAL files follow the data, not the
+        // number of runs. A WAL rolls over near `max_wal_size` (256 KiB).
+        let wals: Vec<u64> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                e.file_name().to_str()?.parse::<protobase::WalId>().ok()?;
+                Some(e.metadata().unwrap().len())
+            })
+            .collect();
+        let bytes: u64 = wals.iter().sum();
+        let bound = bytes / (128 << 10) + 2;
+        println!("{} WAL files, {bytes} bytes", wals.len());
+        assert!(
+            wals.len() as u64 <= bound,
+            "{} WAL files for {bytes} bytes after {iterations} runs (bound {bound})",
+            wals.len()
+        );
+    }
 }

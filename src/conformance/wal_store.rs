@@ -10,6 +10,7 @@
 //! | [`rewrites_of_unsynced_bytes`] | bytes appended again at the same offsets (what the engine does after a failed sync) are accepted and read back |
 //! | [`aligned_barriers`] | on a store with `barrier_alignment > 1`, a sync mid-unit is followed by appends at the next aligned offset, and the gap reads as zeros |
 //! | [`concurrent_wals`] | many WALs written and read at once stay apart |
+//! | [`continued_wals`] | on a store that [continues WALs](WalStore::continues_wals), a WAL is given to one writer at a time, and a cut is read back and appended after |
 //! | [`run_all`] | all of the above |
 //!
 //! Durability across a crash cannot be checked through the trait alone: each
@@ -182,8 +183,59 @@ pub async fn concurrent_wals(store: &dyn WalStore) {
     .await;
 }
 
+/// On a store that continues WALs: a WAL its writer holds is not given to
+/// another ([`WalStore::reopen_wal`] is `None`); once closed it is; a cut
+/// ([`WalStore::truncate_wal`]) reads back and appending resumes at it.
+/// A store that does not continue WALs gives none.
+pub async fn continued_wals(store: &dyn WalStore) {
+    let wal = store.create_wal().await.expect("create_wal").id;
+    let data = pattern(3_000, 9);
+    store
+        .append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .expect("append");
+    store.sync(wal, data.len() as u64).await.expect("sync");
+    assert_eq!(
+        store.reopen_wal(wal).await.expect("reopen_wal"),
+        None,
+        "a WAL its writer holds was given to another"
+    );
+    store.close_wal(wal).await.expect("close_wal");
+    if !store.continues_wals() {
+        assert_eq!(store.reopen_wal(wal).await.expect("reopen_wal"), None);
+        return;
+    }
+    let again = store.reopen_wal(wal).await.expect("reopen_wal");
+    assert_eq!(again.map(|w| w.id), Some(wal), "a closed WAL was not given");
+    assert_eq!(store.reopen_wal(wal).await.expect("reopen_wal"), None);
+    store.truncate_wal(wal, 1_000).await.expect("truncate_wal");
+    let len = store
+        .list_wals()
+        .await
+        .expect("list_wals")
+        .into_iter()
+        .find(|w| w.id == wal)
+        .map(|w| w.len);
+    assert_eq!(len, Some(1_000), "the cut is not the WAL's length");
+    assert!(matches!(
+        store.read(wal, 1_000, 10).await,
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    let more = pattern(500, 3);
+    store
+        .append(wal, 1_000, Bytes::copy_from_slice(&more))
+        .await
+        .expect("append after the cut");
+    store.sync(wal, 1_500).await.expect("sync");
+    let mut expected = data[..1_000].to_vec();
+    expected.extend_from_slice(&more);
+    assert_eq!(read_all(store, wal, 0, 1_500).await, expected);
+    store.close_wal(wal).await.expect("close_wal");
+}
+
 /// Every check.
 pub async fn run_all(store: &dyn WalStore) {
+    continued_wals(store).await;
     append_read_round_trip(store).await;
     reads_past_the_end_and_unknown_wals(store).await;
     rewrites_of_unsynced_bytes(store).await;

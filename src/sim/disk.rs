@@ -125,6 +125,11 @@ struct State {
     staging: BTreeMap<WalId, File>,
     /// The generation whose provider holds the staging area.
     staging_locked: Option<u64>,
+    /// Which mount holds each WAL for appending (an OS lock on the WAL
+    /// file: it dies with the process, at a power loss).
+    wal_writers: BTreeMap<WalId, u64>,
+    /// Mounts made (ids of [`MountedDisk`]s).
+    mounts: u64,
     root: Option<RootRecord>,
     root_in_flight: Option<InFlight<Option<RootRecord>>>,
     acceptor: AcceptorState,
@@ -165,9 +170,15 @@ impl SimDisk {
 
     /// A handle for a new process (or node incarnation) using the disk.
     pub fn mount(&self) -> Arc<MountedDisk> {
+        let (generation, id) = {
+            let mut st = self.state.lock();
+            st.mounts += 1;
+            (st.generation, st.mounts)
+        };
         Arc::new(MountedDisk {
             disk: self.clone(),
-            generation: self.state.lock().generation,
+            generation,
+            id,
             lock: self.lock.lock().clone(),
         })
     }
@@ -196,6 +207,7 @@ impl SimDisk {
             st.acceptor = if rng.f64() < 0.5 { w.before } else { w.after };
         }
         // The old processes' locks die with them.
+        st.wal_writers.clear();
         *self.lock.lock() = Arc::default();
     }
 }
@@ -206,7 +218,19 @@ impl SimDisk {
 pub struct MountedDisk {
     disk: SimDisk,
     generation: u64,
+    /// This mount's id (the holder of its WAL locks).
+    id: u64,
     lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for MountedDisk {
+    fn drop(&mut self) {
+        // A process's WAL locks go with its open files.
+        let mut st = self.disk.state.lock();
+        if st.generation == self.generation {
+            st.wal_writers.retain(|_, m| *m != self.id);
+        }
+    }
 }
 
 /// How an operation ends, drawn before it runs.
@@ -270,6 +294,7 @@ impl WalStore for MountedDisk {
         let mut st = self.disk.state.lock();
         self.alive(&st)?;
         st.files.insert(id, File::default());
+        st.wal_writers.insert(id, self.id);
         Ok(NewWal::dense(id))
     }
 
@@ -335,7 +360,11 @@ impl WalStore for MountedDisk {
             .collect())
     }
 
-    async fn close_wal(&self, _wal: WalId) -> Result<()> {
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        let mut st = self.disk.state.lock();
+        if st.generation == self.generation && st.wal_writers.get(&wal) == Some(&self.id) {
+            st.wal_writers.remove(&wal);
+        }
         Ok(())
     }
 
@@ -346,6 +375,52 @@ impl WalStore for MountedDisk {
     }
 
     async fn close(&self) -> Result<()> {
+        let mut st = self.disk.state.lock();
+        if st.generation == self.generation {
+            st.wal_writers.retain(|_, m| *m != self.id);
+        }
+        Ok(())
+    }
+
+    fn continues_wals(&self) -> bool {
+        true
+    }
+
+    async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
+        if let Fate::Eio = self.op(false).await? {
+            return Err(Self::io_error(format!("opening WAL {wal}"), EIO));
+        }
+        let mut st = self.disk.state.lock();
+        self.alive(&st)?;
+        if !st.files.contains_key(&wal) {
+            return Err(Error::WalNotFound { wal });
+        }
+        if st.wal_writers.contains_key(&wal) {
+            return Ok(None);
+        }
+        st.wal_writers.insert(wal, self.id);
+        Ok(Some(NewWal::dense(wal)))
+    }
+
+    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
+        if let Fate::Eio = self.op(false).await? {
+            return Err(Self::io_error(format!("cutting WAL {wal}"), EIO));
+        }
+        let mut st = self.disk.state.lock();
+        self.alive(&st)?;
+        if st.wal_writers.get(&wal) != Some(&self.id) {
+            return Err(Error::invalid(
+                "truncate_wal",
+                format!("WAL {wal} is not held by this writer"),
+            ));
+        }
+        let f = st.files.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
+        let len = usize::try_from(len).map_err(|_| Error::invalid("truncate_wal", "length"))?;
+        // set_len, then fsync of the whole file: the cut and everything
+        // before it are durable.
+        f.data.truncate(len);
+        f.durable = f.data.clone();
+        f.unsynced.clear();
         Ok(())
     }
 }

@@ -1,0 +1,199 @@
+//! Continuing a WAL across process runs: a space does not get a new WAL
+//! file per process.
+//!
+//! A standalone storage opened for writing (file variant; any WAL store
+//! whose [`WalStore::continues_wals`] is true) looks for a WAL an earlier
+//! process left and continues it instead of creating one. Without this,
+//! every open/push/close cycle (every `protobase put`) left a WAL file.
+//!
+//! # Which WAL
+//!
+//! A *candidate* is a WAL of the store that
+//!
+//! - is shorter than `max_wal_size` (room left),
+//! - has a valid native header naming itself, with
+//!   [`HEADER_FLAG_CONTINUABLE`](crate::record::HEADER_FLAG_CONTINUABLE):
+//!   its writer held it exclusively. Reference-format WALs (written by the
+//!   Python implementation) and WALs of earlier versions (whose writers did
+//!   not lock them, so one may still be running) are never appended to, nor
+//!   are WALs without a whole header (an empty file may be a WAL such a
+//!   writer has just created);
+//! - can be verified cheaply: at most [`SCAN_BUDGET`] bytes are scanned,
+//!   counted from the current root's record when the root points into the
+//!   WAL (a published root names a durable record, and everything before it
+//!   was synced with it), from the header otherwise.
+//!
+//! The root's WAL comes first (the usual open → push → commit → close
+//! cycle continues the WAL of its last commit), then the others, largest
+//! first; at most [`MAX_CANDIDATES`] are tried.
+//!
+//! # Safely
+//!
+//! 1. *One writer.* The store must give the WAL to one writer only
+//!    ([`WalStore::reopen_wal`]; the file store takes an exclusive `flock`
+//!    on the WAL file, and holds one on every WAL it creates, until the WAL
+//!    is closed or the process ends). A WAL that another process (or
+//!    another storage of this process) is writing is skipped. Everything
+//!    below happens under that lock, so no one appends between the scan and
+//!    the cut.
+//! 2. *Verify.* The WAL is scanned with [`crate::scan`] from the known
+//!    record boundary to its end. Its valid end is the first invalid byte
+//!    (a torn tail: a record cut short, zeros, garbage, a bad checksum), or
+//!    its length.
+//! 3. *Never below the root.* When the current root points into the WAL and
+//!    its record is not a valid record of the scan, the WAL is damaged below
+//!    the root: the open fails with [`Error::RootPastWalEnd`] and nothing is
+//!    cut (a read-only open still works, to inspect it).
+//! 4. *Never append after bytes a reader could take for records.* If valid
+//!    records follow an invalid one (damage in the middle, not a torn tail)
+//!    the WAL is left as it is and not continued. Otherwise the torn tail is
+//!    cut ([`WalStore::truncate_wal`], durable before anything is appended),
+//!    and the engine continues writing at the valid end.
+//!
+//! Records before the valid end are untouched, so every pointer to a
+//! durable record stays valid. The bytes cut were never durable (a sync
+//! covers everything its writer wrote before it), so no acknowledged
+//! pointer names them; a pointer a crashed process handed out for them
+//! before they became durable may later name a different record.
+//!
+//! Cluster nodes and cloud providers keep starting a new WAL per process:
+//! peers and cache directories may hold copies of a cluster WAL's torn
+//! tail, and cloud slots are sealed objects.
+
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::record::{self, HEADER_FLAG_CONTINUABLE, WAL_HEADER_LEN, WalKind};
+use crate::scan::scan_wal_from;
+use crate::types::{RootRecord, WalId};
+use crate::wal_store::{WalInfo, WalStore};
+
+/// Most bytes scanned to verify a WAL before continuing it (64 MiB).
+pub const SCAN_BUDGET: u64 = 64 << 20;
+
+/// Most WALs tried before creating a new one.
+pub const MAX_CANDIDATES: usize = 4;
+
+/// A WAL taken over for appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Continued {
+    /// The WAL.
+    pub(crate) id: WalId,
+    /// Where the next record goes (its valid end).
+    pub(crate) end: u64,
+    /// Its barrier alignment.
+    pub(crate) alignment: u64,
+}
+
+/// Finds a WAL of `store` to continue, verifies it and cuts its torn tail
+/// (see the [module docs](self)). `Ok(None)`: none; create a new one.
+pub(crate) async fn continue_wal(
+    store: &dyn WalStore,
+    root: Option<&RootRecord>,
+    max_wal_size: u64,
+    limit: u64,
+) -> Result<Option<Continued>> {
+    if !store.continues_wals() {
+        return Ok(None);
+    }
+    let root_at = root.map(|r| r.pointer);
+    let start_of = |w: &WalInfo| match root_at {
+        Some(p) if p.wal_id == w.id => p.offset,
+        _ => WAL_HEADER_LEN,
+    };
+    let mut candidates: Vec<WalInfo> = store
+        .list_wals()
+        .await?
+        .into_iter()
+        .filter(|w| {
+            w.len >= WAL_HEADER_LEN
+                && w.len < max_wal_size
+                && w.len.saturating_sub(start_of(w)) <= SCAN_BUDGET
+        })
+        .collect();
+    let is_root = |w: &WalInfo| root_at.is_some_and(|p| p.wal_id == w.id);
+    candidates.sort_by_key(|w| (!is_root(w), std::cmp::Reverse(w.len), w.id));
+    for w in candidates.into_iter().take(MAX_CANDIDATES) {
+        let new = match store.reopen_wal(w.id).await {
+            Ok(Some(new)) => new,
+            Ok(None) => {
+                debug!(wal = %w.id, "WAL held by another writer: not continued");
+                continue;
+            }
+            Err(e) => {
+                warn!(wal = %w.id, error = %e, "cannot take the WAL over: not continued");
+                continue;
+            }
+        };
+        let root_offset = root_at.filter(|p| p.wal_id == w.id).map(|p| p.offset);
+        match verify_and_cut(store, w.id, start_of(&w), root_offset, limit).await {
+            Ok(Some(end)) => {
+                debug!(wal = %w.id, end, "continuing WAL");
+                return Ok(Some(Continued {
+                    id: w.id,
+                    end,
+                    alignment: new.barrier_alignment.max(1),
+                }));
+            }
+            Ok(None) => store.close_wal(w.id).await?,
+            Err(e @ Error::RootPastWalEnd { .. }) => {
+                let _ = store.close_wal(w.id).await;
+                return Err(e);
+            }
+            Err(e) => {
+                // Not continued (nothing was appended; a cut that failed
+                // half-way only removed invalid bytes): a new WAL instead.
+                warn!(wal = %w.id, error = %e, "verifying the WAL failed: not continued");
+                store.close_wal(w.id).await?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Scans `wal` (held by us) from `start`; returns its valid end after
+/// cutting what lies behind it, or `None` when it must not be continued.
+async fn verify_and_cut(
+    store: &dyn WalStore,
+    wal: WalId,
+    start: u64,
+    root_offset: Option<u64>,
+    limit: u64,
+) -> Result<Option<u64>> {
+    let head = store.read(wal, 0, WAL_HEADER_LEN).await?;
+    let flags = record::native_header_flags(wal, &head);
+    if flags.is_none_or(|f| f & HEADER_FLAG_CONTINUABLE == 0) {
+        return Ok(None);
+    }
+    let scan = scan_wal_from(store, wal, start, limit, false, |_| {}).await?;
+    if scan.report.kind != Some(WalKind::Native) {
+        return Ok(None);
+    }
+    let problem = scan.first_problem();
+    let valid_end = problem.unwrap_or(scan.report.len);
+    if let Some(root_offset) = root_offset
+        && scan.first_valid != Some(root_offset)
+    {
+        return Err(Error::RootPastWalEnd {
+            wal,
+            root_offset,
+            valid_end,
+        });
+    }
+    if let (Some(p), Some(last)) = (problem, scan.last_valid)
+        && last > p
+    {
+        warn!(%wal, offset = p, "invalid record followed by valid ones: WAL not continued");
+        return Ok(None);
+    }
+    if valid_end < scan.report.len {
+        warn!(
+            %wal,
+            valid_end,
+            len = scan.report.len,
+            "cutting the torn tail of a WAL before continuing it"
+        );
+        store.truncate_wal(wal, valid_end).await?;
+    }
+    Ok(Some(valid_end))
+}
