@@ -1142,3 +1142,167 @@ async fn a_failed_staging_sync_never_uploads_what_it_dropped() {
     check_reads(&r, wal, &data).await;
     r.close().await.unwrap();
 }
+
+/// WAL files (named by their id) in a staging directory.
+fn staged_wals(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<WalId>().is_ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 15, item 2: after 2,000 1-KiB pushes with a 256 KiB
+/// `max_wal_size` and a 64 KiB slot, `close` leaves no WAL file in
+/// staging (every slot is in the store), in both durabilities; a provider
+/// reopened on that staging directory uploads nothing, and everything reads
+/// back from the store alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_is_empty_after_close_and_a_reopen_uploads_nothing() {
+    const SLOT: u64 = 64 << 10;
+    for durability in [Durability::Local, Durability::Cloud] {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let counted = Flaky::new(store.clone());
+        let staging = TempDir::new().unwrap();
+        let p = Arc::new(
+            CloudBlockProviderBuilder::new(counted.clone(), staging.path())
+                .prefix("space")
+                .object_size(SLOT)
+                .upload_interval_ms(20)
+                .durability(durability)
+                .build()
+                .await
+                .unwrap(),
+        );
+        let s = StorageBuilder::cloud(p.clone())
+            .max_wal_size(256 << 10)
+            .build()
+            .await
+            .unwrap();
+        let mut ptrs = Vec::new();
+        for i in 0..2000u32 {
+            let data = pattern(1024, i as u8);
+            ptrs.push((s.push_bytes(&data).await.unwrap(), data));
+            if i % 250 == 249 {
+                s.set_root(ptrs.last().unwrap().0).await.unwrap();
+            }
+        }
+        let wals: std::collections::BTreeSet<WalId> = ptrs.iter().map(|(p, _)| p.wal_id).collect();
+        assert!(wals.len() > 4, "{durability:?}: {} WALs", wals.len());
+        // While running: once durable and uploaded, only the active WAL
+        // is left in staging (rolled-over WALs are retired).
+        s.flush_wal().await.unwrap();
+        p.flush_uploads().await.unwrap();
+        assert_eq!(
+            staged_wals(staging.path()).len(),
+            1,
+            "{durability:?}: retired WALs left in staging while running"
+        );
+        s.close().await.unwrap();
+        assert_eq!(
+            staged_wals(staging.path()),
+            Vec::<String>::new(),
+            "{durability:?}: WAL files left in staging after close"
+        );
+
+        let before = counted.wal_puts.load(Ordering::SeqCst);
+        let q = CloudBlockProviderBuilder::new(counted.clone(), staging.path())
+            .prefix("space")
+            .object_size(SLOT)
+            .build()
+            .await
+            .unwrap();
+        q.flush_uploads().await.unwrap();
+        q.close().await.unwrap();
+        assert_eq!(
+            counted.wal_puts.load(Ordering::SeqCst),
+            before,
+            "{durability:?}: the reopen uploaded slots again"
+        );
+
+        let fresh = TempDir::new().unwrap();
+        let r = CloudBlockProviderBuilder::new(store.clone(), fresh.path())
+            .prefix("space")
+            .object_size(SLOT)
+            .build()
+            .await
+            .unwrap();
+        let s2 = StorageBuilder::cloud(Arc::new(r))
+            .read_only(true)
+            .build()
+            .await
+            .unwrap();
+        for (ptr, data) in &ptrs {
+            assert_eq!(&s2.get_bytes(*ptr).await.unwrap()[..], &data[..]);
+        }
+        s2.close().await.unwrap();
+    }
+}
+
+/// A provider that crashed (dropped without `close`) with some slots in the
+/// store and some not: the next provider on its staging directory uploads
+/// only the slots the store lacks, then retires the staging file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_uploads_only_the_slots_the_store_lacks() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let flaky = Flaky::new(store.clone());
+    let staging = TempDir::new().unwrap();
+    let p = builder(flaky.clone(), &staging)
+        .upload_interval_ms(60_000)
+        .build()
+        .await
+        .unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let data = pattern(8 * OS as usize + 100, 3);
+    let first = 5 * OS as usize;
+    p.append(wal, 0, Bytes::copy_from_slice(&data[..first]))
+        .await
+        .unwrap();
+    p.sync(wal, first as u64).await.unwrap();
+    p.flush_uploads().await.unwrap();
+    // From now on the store refuses every upload: slots 5..=8 stay staged.
+    flaky.fail_puts.store(u64::MAX, Ordering::SeqCst);
+    p.append(wal, first as u64, Bytes::copy_from_slice(&data[first..]))
+        .await
+        .unwrap();
+    p.sync(wal, data.len() as u64).await.unwrap();
+    drop(p); // a crash
+
+    let counted = Flaky::new(store.clone());
+    let q = builder(counted.clone(), &staging).build().await.unwrap();
+    q.flush_uploads().await.unwrap();
+    assert_eq!(
+        counted.wal_puts.load(Ordering::SeqCst),
+        4,
+        "slots 5, 6, 7 and the short slot 8 only"
+    );
+    assert_eq!(staged_wals(staging.path()), Vec::<String>::new());
+    q.close().await.unwrap();
+    let fresh = TempDir::new().unwrap();
+    let r = builder(store.clone(), &fresh).build().await.unwrap();
+    check_reads(&r, wal, &data).await;
+    r.close().await.unwrap();
+}
+
+/// A staging directory serves one provider: a second one is refused with
+/// [`Error::Locked`] naming the lock file, until the first is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_provider_on_a_staging_directory_is_refused() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let staging = TempDir::new().unwrap();
+    let p = builder(store.clone(), &staging).build().await.unwrap();
+    let err = builder(store.clone(), &staging).build().await.unwrap_err();
+    match &err {
+        Error::Locked { path } => assert!(path.ends_with("staging.lock"), "{path:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains("locked by another process"),
+        "{err}"
+    );
+    p.close().await.unwrap();
+    let q = builder(store, &staging).build().await.unwrap();
+    q.close().await.unwrap();
+}

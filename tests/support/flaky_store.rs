@@ -24,6 +24,8 @@ pub struct Flaky {
     pub inner: Arc<dyn ObjectStore>,
     pub fail_puts: AtomicU64,
     pub puts: AtomicU64,
+    /// PUTs of WAL slot objects (attempts, failed ones included).
+    pub wal_puts: AtomicU64,
     /// GETs (not HEADs) of WAL slot objects.
     pub wal_gets: AtomicU64,
     /// GETs of WAL slot objects still to fail.
@@ -42,6 +44,7 @@ impl Flaky {
             inner,
             fail_puts: AtomicU64::new(0),
             puts: AtomicU64::new(0),
+            wal_puts: AtomicU64::new(0),
             wal_gets: AtomicU64::new(0),
             fail_gets: AtomicU64::new(0),
             hang_puts: AtomicU64::new(0),
@@ -110,6 +113,9 @@ impl ObjectStore for Flaky {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.puts.fetch_add(1, Ordering::SeqCst);
+        if location.as_ref().contains("/wal/") {
+            self.wal_puts.fetch_add(1, Ordering::SeqCst);
+        }
         self.delay().await;
         if location.as_ref().contains("/wal/") && take_one(&self.hang_puts) {
             std::future::pending::<()>().await;
