@@ -12,7 +12,7 @@
 //!
 //! - is shorter than `max_wal_size` (room left),
 //! - has a valid native header naming itself, with
-//!   [`HEADER_FLAG_CONTINUABLE`](crate::record::HEADER_FLAG_CONTINUABLE):
+//!   [`crate::record::HEADER_FLAG_CONTINUABLE`]:
 //!   its writer held it exclusively. Reference-format WALs (written by the
 //!   Python implementation) and WALs of earlier versions (whose writers did
 //!   not lock them, so one may still be running) are never appended to, nor

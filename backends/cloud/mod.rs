@@ -30,10 +30,8 @@
 //! retrying every failure (5xx, a request past `request_timeout`) with
 //! exponential backoff and jitter; it never drops a slot. A WAL's staging file is deleted once the WAL is closed and all its
 //! slots are in the store. Staging files left by a crash are found when the
-//! provider is built: the slots the store lacks are uploaded again (whole
-//! slots; the store copy becomes the staging copy), so `Durability::Local`
-//! loses nothing that was synced, and a file whose slots are all in the
-//! store is deleted at once (one LIST per left-over WAL).
+//! provider is built and uploaded again (whole slots; the store copy becomes
+//! the staging copy), so `Durability::Local` loses nothing that was synced.
 //!
 //! # Reads
 //!
