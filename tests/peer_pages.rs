@@ -191,7 +191,10 @@ async fn cluster(lie: Lie) -> Cluster {
         .unwrap();
     let other_pointers = write_records(&other, 12, 1000).await;
     assert_eq!(
-        other_pointers.iter().map(|p| p.0.offset).collect::<Vec<_>>(),
+        other_pointers
+            .iter()
+            .map(|p| p.0.offset)
+            .collect::<Vec<_>>(),
         pointers.iter().map(|p| p.0.offset).collect::<Vec<_>>()
     );
     let other_wal = other_pointers[0].0.wal_id;
@@ -269,7 +272,11 @@ impl Cluster {
             assert!(p.len() as u64 <= PAGE, "page {page} has {} bytes", p.len());
             let end = start + p.len();
             assert!(end <= truth.len(), "page {page} runs past the WAL's end");
-            assert_eq!(&p[..], &truth[start..end], "page {page} differs from the WAL");
+            assert_eq!(
+                &p[..],
+                &truth[start..end],
+                "page {page} differs from the WAL"
+            );
         }
         assert!(cached > 0, "the reader cached no page at all");
     }
@@ -506,11 +513,9 @@ impl MessageHandler for CloudHostile {
             )
             .await
         {
-            Some(Message::PageResponse { offset, data, .. }) => Some(Message::PageResponse {
-                wal,
-                offset,
-                data,
-            }),
+            Some(Message::PageResponse { offset, data, .. }) => {
+                Some(Message::PageResponse { wal, offset, data })
+            }
             other => other,
         }
     }
