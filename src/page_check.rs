@@ -23,8 +23,8 @@
 //!   are read from the node's own storage or the object store only.
 //! - **The records** ([`RecordCheck`]), CRC by CRC. A page starts at an
 //!   arbitrary offset, usually inside a record, so the check starts where a
-//!   record is known to start: the pointer being read (the *anchor*), or the
-//!   first record after the header for a read at offset 0. The anchor's
+//!   record is known to start: the pointer being read (the *anchor*); a read
+//!   at offset 0 must also start with this WAL's header. The anchor's
 //!   record must be whole in the answer and pass its CRC (unless it runs past
 //!   the end of a full-length answer: the reader then reads it whole, checked
 //!   again); otherwise the answer is refused. The records after it are
@@ -47,9 +47,10 @@
 //!
 //! # Limits
 //!
-//! - Bytes of a page *before* the anchor (other than a page at offset 0) are
-//!   not checked when the page is cached: where records start there is not
-//!   known. They are checked when used: the reader CRC-checks every record it
+//! - Bytes of a page *before* the anchor are not checked when the page is
+//!   cached: where records start there is not known (and on page 0, a bad
+//!   record before the anchor must not make the good records after it
+//!   unreadable). They are checked when used: the reader CRC-checks every record it
 //!   takes from a cached page and evicts a page that fails, then reads it
 //!   again from another source; records that straddle a page boundary are
 //!   always read whole, checked. A node's cache-aware handler may serve
@@ -200,10 +201,9 @@ impl ReadCheck for RecordCheck {
         }
         let mut pos = rel_anchor;
         if offset == 0 && self.kind == WalKind::Native {
-            // The header, then every record from the first one.
+            // The header must be this WAL's.
             record::detect_wal_kind(wal, bytes, None, self.limit)
                 .map_err(|e| Self::corrupt(wal, 0, e))?;
-            pos = self.kind.first_record().min(rel_anchor);
         }
         loop {
             // `pos <= got`, which fits a usize.
@@ -285,12 +285,6 @@ impl ReadCheck for RecordCheck {
                 return failed(e);
             }
             let next = pos.saturating_add(total);
-            if pos < rel_anchor && next > rel_anchor {
-                // The walk from the header steps over the anchor: the
-                // pointer is not a record start; its own read decides.
-                pos = rel_anchor;
-                continue;
-            }
             pos = next;
         }
     }
@@ -346,8 +340,9 @@ mod tests {
             check(starts[1]).check(id, 0, 4096, &b),
             Err(Error::Corrupt { offset, .. }) if offset == starts[1]
         ));
-        // At offset 0 the walk from the header finds it before the anchor.
-        assert!(check(starts[2]).check(id, 0, 4096, &b).is_err());
+        // A damaged record before the anchor does not refuse the anchor's
+        // (it is checked when read).
+        assert!(check(starts[2]).check(id, 0, 4096, &b).is_ok());
         // Anchored before it (page not at 0): cut there.
         let page = b.slice(1..);
         assert_eq!(
