@@ -35,6 +35,7 @@
 //! | `protobase_term` | gauge | — | the newest term this node's acceptor promised |
 //! | `protobase_peer_fetch_seconds` | histogram | `outcome` (`ok`, `not_found`, `error`) | a WAL piece read from peers |
 //! | `protobase_peer_fetch_bytes_total` | counter | — | bytes read from peers |
+//! | `protobase_pages_rejected_total` | counter | `tier` (`peers`, `local`, `store`, `cache`) | answers (a peer's page, a tier's bytes) or cached pages that failed their check ([`page_check`](crate::page_check)): not used, not cached, read elsewhere |
 //! | `protobase_peer_up` | gauge | `peer` | 1 while the transport has a working link to the peer |
 //! | `protobase_peer_state_changes_total` | counter | `peer`, `state` (`up`, `down`) | peers coming up and going down |
 //! | `protobase_object_store_request_seconds` | histogram | `op` (`get`, `put`, `list`, ...), `outcome` | object-store requests |
@@ -93,6 +94,8 @@ pub const TERM: &str = "protobase_term";
 pub const PEER_FETCH_SECONDS: &str = "protobase_peer_fetch_seconds";
 /// `protobase_peer_fetch_bytes_total`.
 pub const PEER_FETCH_BYTES: &str = "protobase_peer_fetch_bytes_total";
+/// `protobase_pages_rejected_total`.
+pub const PAGES_REJECTED: &str = "protobase_pages_rejected_total";
 /// `protobase_peer_up`.
 pub const PEER_UP: &str = "protobase_peer_up";
 /// `protobase_peer_state_changes_total`.
@@ -165,6 +168,11 @@ pub fn describe() {
     describe_gauge!(TERM, Count, "Newest term this node's acceptor promised");
     describe_histogram!(PEER_FETCH_SECONDS, Seconds, "A WAL piece read from peers");
     describe_counter!(PEER_FETCH_BYTES, Bytes, "Bytes read from peers");
+    describe_counter!(
+        PAGES_REJECTED,
+        Count,
+        "Answers or cached pages that failed their check, by tier"
+    );
     describe_gauge!(
         PEER_UP,
         Count,
