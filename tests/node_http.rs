@@ -250,7 +250,19 @@ fn a_three_node_cluster_serves_metrics_health_readiness_and_status() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let (_, body) = wait_for(&http[0], "/ready", long, "not ready", |c, _| c == 503);
+    // (The root read can fail, and /ready turn 503, before the links notice
+    // the peers are gone: wait for both.)
+    let (_, body) = wait_for(
+        &http[0],
+        "/ready",
+        long,
+        "not ready, no majority",
+        |c, b| {
+            c == 503
+                && serde_json::from_str::<serde_json::Value>(b)
+                    .is_ok_and(|v| v["majority"] == serde_json::Value::Bool(false))
+        },
+    );
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["majority"], false, "{ready}");
     assert!(!ready["reasons"].as_array().unwrap().is_empty(), "{ready}");
@@ -298,12 +310,18 @@ fn a_node_waiting_for_its_peers_is_alive_but_not_ready() {
     let (_, body) = wait_for(&http[0], "/ready", long, "not ready", |c, _| c == 503);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["majority"], false, "{ready}");
-    assert!(
-        std::fs::read_to_string(&logs[0])
-            .unwrap()
-            .contains("no majority yet"),
-        "the node waits for a majority"
-    );
+    // (The log line and the 503 come from different tasks: poll the log.)
+    let deadline = Instant::now() + long;
+    while !std::fs::read_to_string(&logs[0])
+        .unwrap_or_default()
+        .contains("no majority yet")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node does not say it waits for a majority"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(nodes.0[0].as_mut().unwrap().try_wait().unwrap().is_none());
     for i in 1..3 {
         nodes.0[i] = Some(start_node(&configs[i], &logs[i]));
