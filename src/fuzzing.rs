@@ -307,6 +307,7 @@ pub fn page_check(data: &[u8]) {
         kind,
         limit,
         anchor,
+        anchor_only: selector & 8 != 0,
     };
     if let Ok(trusted) = check_answer(&check, wal, offset, len, page.clone()) {
         assert!(trusted.len() <= page.len());
@@ -328,16 +329,28 @@ pub fn page_check(data: &[u8]) {
     }
     let whole = Bytes::from(whole);
     let n = whole.len() as u64;
-    for &anchor in &starts {
+    let ends: Vec<u64> = starts.iter().skip(1).copied().chain([n]).collect();
+    for (&anchor, &end) in starts.iter().zip(&ends) {
         let check = RecordCheck {
             kind: WalKind::Native,
             limit,
             anchor,
+            anchor_only: false,
         };
         assert_eq!(check.check(wal, 0, n, &whole).ok(), Some(whole.len()));
         // A page starting inside the header (a record's tail) at 5.
         let inside = whole.slice(5..);
         assert_eq!(check.check(wal, 5, n - 5, &inside).ok(), Some(inside.len()));
+        // A read for that record alone is cut right after it.
+        let only = RecordCheck {
+            anchor_only: true,
+            ..check
+        };
+        assert_eq!(only.check(wal, 0, n, &whole).ok(), Some(end as usize));
+        assert_eq!(
+            only.check(wal, 5, n - 5, &inside).ok(),
+            Some(end as usize - 5)
+        );
     }
 }
 

@@ -224,6 +224,34 @@ pub(crate) fn since(start: std::time::Instant) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Times an operation on the hot paths (push, get), where a system clock
+/// read on each side would be a good part of the operation's cost: `quanta`
+/// reads the CPU's time-stamp counter where it is invariant, and falls back
+/// to the system's monotonic clock where it is not.
+#[derive(Clone, Copy)]
+pub(crate) struct Timer(quanta::Instant);
+
+impl Timer {
+    #[inline]
+    pub(crate) fn start() -> Self {
+        Timer(clock().now())
+    }
+
+    /// Seconds since `start`.
+    #[inline]
+    pub(crate) fn seconds(self) -> f64 {
+        clock()
+            .now()
+            .saturating_duration_since(self.0)
+            .as_secs_f64()
+    }
+}
+
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
 /// Counts an error of a `Storage` operation.
 pub(crate) fn error(op: &'static str, kind: ErrorKind) {
     ::metrics::counter!(ERRORS, "op" => op, "kind" => kind.as_str()).increment(1);

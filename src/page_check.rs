@@ -164,6 +164,10 @@ pub struct RecordCheck {
     pub limit: u64,
     /// Offset of a record start within the read (the pointer being read).
     pub anchor: u64,
+    /// Only the anchor's record will be used (a read that is not cached):
+    /// the answer is cut right after it, and the records after it are not
+    /// checked.
+    pub anchor_only: bool,
 }
 
 impl RecordCheck {
@@ -284,6 +288,10 @@ impl ReadCheck for RecordCheck {
             if let Err(e) = record::decode_record(self.kind, &record, self.limit) {
                 return failed(e);
             }
+            if self.anchor_only && pos == rel_anchor {
+                // `total <= rest_len`: the record ends inside the answer.
+                return Ok(at.saturating_add(usize::try_from(total).unwrap_or(usize::MAX)));
+            }
             let next = pos.saturating_add(total);
             pos = next;
         }
@@ -310,6 +318,7 @@ mod tests {
             kind: WalKind::Native,
             limit: 1 << 20,
             anchor,
+            anchor_only: false,
         }
     }
 

@@ -28,7 +28,7 @@ use crate::wal_store::WalStore;
 use crate::wal_writer::{MemoryRead, WalWriter};
 
 /// Bytes read at once when records are read without the page cache.
-const READ_AHEAD: u64 = 4096;
+const READ_AHEAD: u64 = 512;
 
 pub(crate) struct Reader {
     provider: Arc<dyn WalStore>,
@@ -63,6 +63,34 @@ impl Reader {
             offset: ptr.offset,
             source,
         }
+    }
+
+    /// Reads the record at `ptr` if that needs no waiting: from the
+    /// writer's memory, or from a page the cache has at hand. `None` when
+    /// [`read`](Self::read) must do it (which also reports every error).
+    pub(crate) fn read_now(&self, ptr: AtomPointer) -> Option<(Format, Bytes)> {
+        let (kind, bytes) = match self.writer.read_memory(ptr).ok()? {
+            MemoryRead::Found(bytes) => (WalKind::Native, bytes),
+            MemoryRead::NotHere => {
+                let kind = *self.kinds.read().get(&ptr.wal_id)?;
+                if ptr.offset < kind.first_record() || self.cache.capacity() < self.page_size {
+                    return None;
+                }
+                let key = PageKey {
+                    wal: ptr.wal_id,
+                    page: ptr.offset / self.page_size,
+                };
+                let page = self.cache.try_get(&key)?;
+                let in_page = usize::try_from(ptr.offset % self.page_size).ok()?;
+                if in_page >= page.len() {
+                    return None;
+                }
+                (kind, page.slice(in_page..))
+            }
+        };
+        // A record that fails, or runs past the page: `read` decides.
+        let (format, payload, _) = record::decode_record(kind, &bytes, self.limit).ok()?;
+        Some((format, payload))
     }
 
     /// Reads and validates the record at `ptr`.
@@ -147,12 +175,14 @@ impl Reader {
         self.cache.remove(&key).await;
     }
 
-    /// The check of a read made for the record at `ptr`.
-    fn record_check(&self, kind: WalKind, ptr: AtomPointer) -> RecordCheck {
+    /// The check of a read made for the record at `ptr`; `anchor_only`
+    /// when nothing but that record is used (the read is not cached).
+    fn record_check(&self, kind: WalKind, ptr: AtomPointer, anchor_only: bool) -> RecordCheck {
         RecordCheck {
             kind,
             limit: self.limit,
             anchor: ptr.offset,
+            anchor_only,
         }
     }
 
@@ -219,7 +249,7 @@ impl Reader {
                 key.wal,
                 start,
                 self.page_size,
-                &self.record_check(kind, ptr),
+                &self.record_check(kind, ptr, false),
             )
             .await?;
         if (page.len() as u64) <= ptr.offset - start {
@@ -234,7 +264,7 @@ impl Reader {
     }
 
     async fn read_direct(&self, kind: WalKind, ptr: AtomPointer) -> Result<(Format, Bytes)> {
-        let check = self.record_check(kind, ptr);
+        let check = self.record_check(kind, ptr, true);
         let head = self
             .provider
             .read_checked(ptr.wal_id, ptr.offset, READ_AHEAD, &check)
