@@ -165,7 +165,7 @@ impl FileBlockProvider {
             return Ok(f.clone());
         }
         let path = self.wal_path(wal);
-        let file = match File::open(&path) {
+        let file = match open_for_reads(&path) {
             Ok(f) => Arc::new(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::WalNotFound { wal });
@@ -434,4 +434,23 @@ impl RootRegister for FileBlockProvider {
         *self.known_root.lock() = None;
         Ok(RootLock::new(guard))
     }
+}
+
+/// Opens a WAL for reads. On Linux without access-time updates where the
+/// process may ask for that (it owns the file): every read would otherwise
+/// check whether the access time is due.
+fn open_for_reads(path: &Path) -> std::io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            r => return r,
+        }
+    }
+    File::open(path)
 }

@@ -60,6 +60,10 @@ pub enum FormatError {
     /// The root record's checksum or fields are invalid.
     #[error("invalid root record: {0}")]
     BadRoot(String),
+    /// An answer to a read does not match its request: another WAL or
+    /// offset, or more bytes than were asked for (a peer's page answer).
+    #[error("answer does not match its request: {0}")]
+    Mismatch(String),
 }
 
 /// A short classification of an [`Error`], stable across versions.
@@ -269,6 +273,24 @@ pub enum Error {
     /// A peer could not be reached or misbehaved.
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    /// Bytes a read tier or a peer answered failed their check (see
+    /// [`crate::page_check`]): they were not used, cached or served on, and
+    /// the read went on to the next source. A read that no source could
+    /// serve returns the first such `source` error itself (an
+    /// [`Error::Corrupt`], [`Error::OffsetOutOfRange`]...), never this
+    /// wrapper, except from a [`ReadTier`](crate::ReadTier) asked directly.
+    #[error("bytes of WAL {wal} at offset {offset} from {from} rejected: {source}")]
+    Rejected {
+        /// Who answered: `peer <id>`, or a read tier's name.
+        from: String,
+        /// WAL read.
+        wal: WalId,
+        /// Offset asked for.
+        offset: u64,
+        /// Why the answer was refused.
+        #[source]
+        source: Box<Error>,
+    },
     /// A backend-specific failure (object store, peers…), classified by
     /// `kind` and keeping the backend's own error as its source.
     #[error("{backend}: {message}")]
@@ -345,8 +367,18 @@ impl Error {
             Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
             Error::CommitFailed { source, .. } => source.kind(),
+            Error::Rejected { source, .. } => source.kind(),
             Error::Backend { kind, .. } => *kind,
             Error::Io { .. } | Error::Network(_) | Error::NoMajority(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    /// The error a rejected answer carried ([`Error::Rejected`] unwrapped);
+    /// any other error as it is.
+    pub fn unwrap_rejected(self) -> Error {
+        match self {
+            Error::Rejected { source, .. } => source.unwrap_rejected(),
+            e => e,
         }
     }
 

@@ -18,6 +18,7 @@
 //! | [`record`] | [`record_total_len`](crate::record::record_total_len), [`decode_record`](crate::record::decode_record), native and reference, any limit |
 //! | [`wal_header`] | [`detect_kind`](crate::record::detect_kind) |
 //! | [`scan_wal`] | [`crate::scan::scan_wal`] over a [`MemoryBlockProvider`] |
+//! | [`page_check`] | [`RecordCheck`](crate::page_check::RecordCheck) and [`HeaderCheck`](crate::page_check::HeaderCheck) over a peer's page |
 //! | [`root_json`] | [`RootRecord::from_json`] |
 //! | [`cloud_roots`] | the cloud root chain and `space_root` copy, via `read_root` over `object_store`'s `InMemory` (feature `cloud`) |
 //! | [`cache_dir`] | the cloud [`SlotCache`](crate::backends::cloud::SlotCache)'s index and slot files (feature `cloud`) |
@@ -47,6 +48,7 @@ pub const TARGETS: &[&str] = &[
     "record",
     "wal_header",
     "scan_wal",
+    "page_check",
     "root_json",
     "cloud_roots",
     "cache_dir",
@@ -273,10 +275,97 @@ pub fn scan_wal(data: &[u8]) {
     assert_eq!(report.payload_bytes, wal_bytes.len() as u64);
 }
 
+/// A peer's page: [`RecordCheck`](crate::page_check::RecordCheck) and
+/// [`HeaderCheck`](crate::page_check::HeaderCheck) over arbitrary bytes at
+/// an arbitrary offset, anchor and requested length (bytes 0..=9 choose
+/// them, the rest is the page); they never panic and never trust more than
+/// was answered. Then a native WAL built from the input's chunks passes
+/// whole, anchored on any of its records, from offset 0 and from inside it.
+pub fn page_check(data: &[u8]) {
+    use crate::page_check::{HeaderCheck, ReadCheck, RecordCheck, check_answer};
+
+    let mut input = Input(data);
+    let selector = input.u8();
+    let kind = if selector & 1 == 0 {
+        WalKind::Native
+    } else {
+        WalKind::Reference
+    };
+    let offset = match (selector >> 1) % 4 {
+        0 => 0,
+        1 => u64::from(input.u8()),
+        2 => u64::MAX - u64::from(input.u8()),
+        _ => input.u64(),
+    };
+    let anchor = offset.saturating_add(u64::from(input.u8()));
+    let slack = u64::from(input.u8());
+    let page = Bytes::copy_from_slice(input.rest());
+    let len = (page.len() as u64).saturating_add(slack % 3);
+    let wal = WalId(uuid::Uuid::from_u128(0x1717));
+    let limit = 1 << 20;
+    let check = RecordCheck {
+        kind,
+        limit,
+        anchor,
+        anchor_only: selector & 8 != 0,
+    };
+    if let Ok(trusted) = check_answer(&check, wal, offset, len, page.clone()) {
+        assert!(trusted.len() <= page.len());
+        assert_eq!(&trusted[..], &page[..trusted.len()]);
+    }
+    let _ = check_answer(&HeaderCheck { limit }, wal, offset, len, page.clone());
+    // More than asked for is never trusted.
+    if !page.is_empty() {
+        let short = page.len() as u64 - 1;
+        assert!(check_answer(&check, wal, offset, short, page.clone()).is_err());
+    }
+
+    // Round trip: the input's chunks as records of a native WAL of `wal`.
+    let mut whole = record::encode_header(wal).to_vec();
+    let mut starts = Vec::new();
+    for chunk in page.chunks(29).filter(|c| !c.is_empty()) {
+        starts.push(whole.len() as u64);
+        record::encode_record(&mut whole, Format::Raw, chunk);
+    }
+    let whole = Bytes::from(whole);
+    let n = whole.len() as u64;
+    let ends: Vec<u64> = starts.iter().skip(1).copied().chain([n]).collect();
+    for (&anchor, &end) in starts.iter().zip(&ends) {
+        let check = RecordCheck {
+            kind: WalKind::Native,
+            limit,
+            anchor,
+            anchor_only: false,
+        };
+        assert_eq!(check.check(wal, 0, n, &whole).ok(), Some(whole.len()));
+        // A page starting inside the header (a record's tail) at 5.
+        let inside = whole.slice(5..);
+        assert_eq!(check.check(wal, 5, n - 5, &inside).ok(), Some(inside.len()));
+        // A read for that record alone is cut right after it.
+        let only = RecordCheck {
+            anchor_only: true,
+            ..check
+        };
+        assert_eq!(only.check(wal, 0, n, &whole).ok(), Some(end as usize));
+        assert_eq!(
+            only.check(wal, 5, n - 5, &inside).ok(),
+            Some(end as usize - 5)
+        );
+    }
+}
+
 fn scan_bytes(bytes: Vec<u8>, limit: u64) -> crate::scan::WalReport {
     block_on(async {
         let provider = MemoryBlockProvider::new();
         let wal = provider.create_wal().await.expect("memory WAL").id;
+        let mut bytes = bytes;
+        if bytes.len() >= record::WAL_HEADER_LEN as usize
+            && record::detect_kind(&bytes) == Ok(Some(WalKind::Native))
+        {
+            // A valid header names the WAL it starts (checked by the scan):
+            // name the memory WAL.
+            bytes[..record::WAL_HEADER_LEN as usize].copy_from_slice(&record::encode_header(wal));
+        }
         if !bytes.is_empty() {
             provider
                 .append(wal, 0, Bytes::from(bytes))
@@ -715,6 +804,12 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             [&[1u8][..], &native].concat(),
             [&[1u8][..], &reference].concat(),
             [&[3u8][..], &native].concat(),
+        ],
+        "page_check" => vec![
+            [&[0u8, 32, 0][..], &native].concat(),
+            [&[2u8, 16, 16, 0][..], &native[16..]].concat(),
+            [&[1u8, 0, 0][..], &reference].concat(),
+            [&[0u8, 32, 2][..], &native[..50]].concat(),
         ],
         "root_json" => vec![
             root.to_json(),

@@ -66,6 +66,7 @@ pub mod fuzzing;
 pub mod metrics;
 pub mod network;
 pub mod page_cache;
+pub mod page_check;
 pub mod protocol;
 mod reader;
 pub mod record;

@@ -35,6 +35,7 @@
 //! | `protobase_term` | gauge | — | the newest term this node's acceptor promised |
 //! | `protobase_peer_fetch_seconds` | histogram | `outcome` (`ok`, `not_found`, `error`) | a WAL piece read from peers |
 //! | `protobase_peer_fetch_bytes_total` | counter | — | bytes read from peers |
+//! | `protobase_pages_rejected_total` | counter | `tier` (`peers`, `local`, `store`, `cache`) | answers (a peer's page, a tier's bytes) or cached pages that failed their check ([`page_check`](crate::page_check)): not used, not cached, read elsewhere |
 //! | `protobase_peer_up` | gauge | `peer` | 1 while the transport has a working link to the peer |
 //! | `protobase_peer_state_changes_total` | counter | `peer`, `state` (`up`, `down`) | peers coming up and going down |
 //! | `protobase_object_store_request_seconds` | histogram | `op` (`get`, `put`, `list`, ...), `outcome` | object-store requests |
@@ -93,6 +94,8 @@ pub const TERM: &str = "protobase_term";
 pub const PEER_FETCH_SECONDS: &str = "protobase_peer_fetch_seconds";
 /// `protobase_peer_fetch_bytes_total`.
 pub const PEER_FETCH_BYTES: &str = "protobase_peer_fetch_bytes_total";
+/// `protobase_pages_rejected_total`.
+pub const PAGES_REJECTED: &str = "protobase_pages_rejected_total";
 /// `protobase_peer_up`.
 pub const PEER_UP: &str = "protobase_peer_up";
 /// `protobase_peer_state_changes_total`.
@@ -165,6 +168,11 @@ pub fn describe() {
     describe_gauge!(TERM, Count, "Newest term this node's acceptor promised");
     describe_histogram!(PEER_FETCH_SECONDS, Seconds, "A WAL piece read from peers");
     describe_counter!(PEER_FETCH_BYTES, Bytes, "Bytes read from peers");
+    describe_counter!(
+        PAGES_REJECTED,
+        Count,
+        "Answers or cached pages that failed their check, by tier"
+    );
     describe_gauge!(
         PEER_UP,
         Count,
@@ -214,6 +222,34 @@ pub fn describe() {
 #[inline]
 pub(crate) fn since(start: std::time::Instant) -> f64 {
     start.elapsed().as_secs_f64()
+}
+
+/// Times an operation on the hot paths (push, get), where a system clock
+/// read on each side would be a good part of the operation's cost: `quanta`
+/// reads the CPU's time-stamp counter where it is invariant, and falls back
+/// to the system's monotonic clock where it is not.
+#[derive(Clone, Copy)]
+pub(crate) struct Timer(quanta::Instant);
+
+impl Timer {
+    #[inline]
+    pub(crate) fn start() -> Self {
+        Timer(clock().now())
+    }
+
+    /// Seconds since `start`.
+    #[inline]
+    pub(crate) fn seconds(self) -> f64 {
+        clock()
+            .now()
+            .saturating_duration_since(self.0)
+            .as_secs_f64()
+    }
+}
+
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 /// Counts an error of a `Storage` operation.

@@ -75,6 +75,14 @@ impl CacheStats {
 pub trait PageCache: Send + Sync + fmt::Debug {
     /// The cached page, counting a hit or a miss.
     async fn get(&self, key: &PageKey) -> Option<Bytes>;
+    /// The cached page if the cache has it at hand, without waiting (the
+    /// engine's fast path for reads). `None` does not mean absent: the
+    /// caller then asks [`get`](Self::get), which alone counts the miss. A
+    /// page returned is one `get` would return, and counts as a hit. The
+    /// default never answers.
+    fn try_get(&self, _key: &PageKey) -> Option<Bytes> {
+        None
+    }
     /// Caches a page (evicting others if needed).
     async fn insert(&self, key: PageKey, page: Bytes);
     /// Drops a page.
@@ -156,6 +164,13 @@ impl PageCache for MemoryPageCache {
         counter.fetch_add(1, Ordering::Relaxed);
         self.counters.record(found.is_some());
         found
+    }
+
+    fn try_get(&self, key: &PageKey) -> Option<Bytes> {
+        let found = self.cache.as_ref()?.get(key)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.counters.record(true);
+        Some(found)
     }
 
     async fn insert(&self, key: PageKey, page: Bytes) {

@@ -5,22 +5,30 @@
 //! record that runs past its page is read in one piece from the provider.
 //! When the cache cannot hold a page (capacity below the page size), records
 //! are read directly with a small read-ahead instead of whole pages.
+//!
+//! Every read below the cache carries a check ([`crate::page_check`]): the
+//! provider's sources (own files, peers, the object store) answer only
+//! bytes that pass it, so only checked pages enter the cache. A cached page
+//! whose record fails its CRC (or whose page 0 fails the header check) is
+//! evicted and read again, checked, from the sources.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use tracing::warn;
 
 use crate::error::{Error, FormatError, Result};
 use crate::page_cache::{PageCache, PageKey};
+use crate::page_check::{HeaderCheck, RecordCheck};
 use crate::record::{self, WAL_HEADER_LEN, WalKind};
 use crate::types::{AtomPointer, Format, WalId};
 use crate::wal_store::WalStore;
 use crate::wal_writer::{MemoryRead, WalWriter};
 
 /// Bytes read at once when records are read without the page cache.
-const READ_AHEAD: u64 = 4096;
+const READ_AHEAD: u64 = 512;
 
 pub(crate) struct Reader {
     provider: Arc<dyn WalStore>,
@@ -55,6 +63,34 @@ impl Reader {
             offset: ptr.offset,
             source,
         }
+    }
+
+    /// Reads the record at `ptr` if that needs no waiting: from the
+    /// writer's memory, or from a page the cache has at hand. `None` when
+    /// [`read`](Self::read) must do it (which also reports every error).
+    pub(crate) fn read_now(&self, ptr: AtomPointer) -> Option<(Format, Bytes)> {
+        let (kind, bytes) = match self.writer.read_memory(ptr).ok()? {
+            MemoryRead::Found(bytes) => (WalKind::Native, bytes),
+            MemoryRead::NotHere => {
+                let kind = *self.kinds.read().get(&ptr.wal_id)?;
+                if ptr.offset < kind.first_record() || self.cache.capacity() < self.page_size {
+                    return None;
+                }
+                let key = PageKey {
+                    wal: ptr.wal_id,
+                    page: ptr.offset / self.page_size,
+                };
+                let page = self.cache.try_get(&key)?;
+                let in_page = usize::try_from(ptr.offset % self.page_size).ok()?;
+                if in_page >= page.len() {
+                    return None;
+                }
+                (kind, page.slice(in_page..))
+            }
+        };
+        // A record that fails, or runs past the page: `read` decides.
+        let (format, payload, _) = record::decode_record(kind, &bytes, self.limit).ok()?;
+        Some((format, payload))
     }
 
     /// Reads and validates the record at `ptr`.
@@ -98,13 +134,27 @@ impl Reader {
         }
         // The header is in page 0: a cached copy saves a provider read (for
         // a cloud node, perhaps a GET). The layout is decided strictly: a
-        // damaged native header is corruption, never a reference WAL.
-        let first = match self.cache.get(&PageKey { wal, page: 0 }).await {
-            Some(p) if p.len() as u64 >= WAL_HEADER_LEN => {
-                p.slice(..p.len().min(record::DETECT_LEN as usize))
+        // damaged native header, or one naming another WAL, is corruption,
+        // never a reference WAL. A cached page 0 that fails is evicted.
+        let key = PageKey { wal, page: 0 };
+        if let Some(p) = self.cache.get(&key).await
+            && p.len() as u64 >= WAL_HEADER_LEN
+        {
+            let first = p.slice(..p.len().min(record::DETECT_LEN as usize));
+            match record::detect_wal_kind(wal, &first, None, self.limit) {
+                Ok(Some(kind)) => {
+                    self.kinds.write().insert(wal, kind);
+                    return Ok(kind);
+                }
+                Ok(None) => {}
+                Err(e) => self.evict(key, 0, &e).await,
             }
-            _ => self.provider.read(wal, 0, record::DETECT_LEN).await?,
-        };
+        }
+        let check = HeaderCheck { limit: self.limit };
+        let first = self
+            .provider
+            .read_checked(wal, 0, record::DETECT_LEN, &check)
+            .await?;
         let kind = record::detect_wal_kind(wal, &first, None, self.limit)
             .map_err(|e| Self::corrupt(AtomPointer::new(wal, 0), e))?
             .ok_or(Error::OffsetOutOfRange {
@@ -114,6 +164,26 @@ impl Reader {
             })?;
         self.kinds.write().insert(wal, kind);
         Ok(kind)
+    }
+
+    /// Drops a cached page that failed a check at `offset` (it is read again
+    /// from the provider, checked).
+    async fn evict(&self, key: PageKey, offset: u64, error: &FormatError) {
+        warn!(wal = %key.wal, page = key.page, offset, %error,
+            "a cached page failed its check: evicted, reading it again");
+        ::metrics::counter!(crate::metrics::PAGES_REJECTED, "tier" => "cache").increment(1);
+        self.cache.remove(&key).await;
+    }
+
+    /// The check of a read made for the record at `ptr`; `anchor_only`
+    /// when nothing but that record is used (the read is not cached).
+    fn record_check(&self, kind: WalKind, ptr: AtomPointer, anchor_only: bool) -> RecordCheck {
+        RecordCheck {
+            kind,
+            limit: self.limit,
+            anchor: ptr.offset,
+            anchor_only,
+        }
     }
 
     async fn read_paged(&self, kind: WalKind, ptr: AtomPointer) -> Result<(Format, Bytes)> {
@@ -127,22 +197,38 @@ impl Reader {
             let fresh = cached.is_none();
             let page = match cached.take() {
                 Some(p) => p,
-                None => self.load_page(key, ptr).await?,
+                None => self.load_page(kind, key, ptr).await?,
             };
             let short = (page.len() as u64) < self.page_size;
             if page.len() > in_page {
                 let rest = page.slice(in_page..);
-                match record::record_total_len(kind, &rest, self.limit) {
+                let failed = match record::record_total_len(kind, &rest, self.limit) {
                     Ok(total) if total <= rest.len() as u64 => {
-                        let (f, p, _) = record::decode_record(kind, &rest, self.limit)
-                            .map_err(|e| Self::corrupt(ptr, e))?;
-                        return Ok((f, p));
+                        match record::decode_record(kind, &rest, self.limit) {
+                            Ok((f, p, _)) => return Ok((f, p)),
+                            Err(e) => e,
+                        }
                     }
                     // Runs past the page: read it in one piece below.
-                    Ok(_) | Err(FormatError::Truncated { .. }) => {}
-                    Err(e) if fresh || !short => return Err(Self::corrupt(ptr, e)),
-                    Err(_) => {}
+                    Ok(_) | Err(FormatError::Truncated { .. }) => {
+                        if !fresh && short {
+                            // Cached while the WAL was shorter: read the
+                            // page again.
+                            self.cache.remove(&key).await;
+                            continue;
+                        }
+                        return self.read_direct(kind, ptr).await;
+                    }
+                    Err(e) => e,
+                };
+                if fresh {
+                    return Err(Self::corrupt(ptr, failed));
                 }
+                // A cached page that fails its check is never trusted
+                // again: evicted, and read again (checked) from the
+                // provider's sources.
+                self.evict(key, ptr.offset, &failed).await;
+                continue;
             }
             if !fresh && short {
                 // Cached while the WAL was shorter: read the page again.
@@ -153,9 +239,19 @@ impl Reader {
         }
     }
 
-    async fn load_page(&self, key: PageKey, ptr: AtomPointer) -> Result<Bytes> {
+    async fn load_page(&self, kind: WalKind, key: PageKey, ptr: AtomPointer) -> Result<Bytes> {
         let start = key.page * self.page_size;
-        let page = self.provider.read(key.wal, start, self.page_size).await?;
+        // Only bytes that passed the check reach the cache (and, through a
+        // node's cache-aware handler, other peers).
+        let page = self
+            .provider
+            .read_checked(
+                key.wal,
+                start,
+                self.page_size,
+                &self.record_check(kind, ptr, false),
+            )
+            .await?;
         if (page.len() as u64) <= ptr.offset - start {
             return Err(Error::OffsetOutOfRange {
                 wal: ptr.wal_id,
@@ -168,16 +264,19 @@ impl Reader {
     }
 
     async fn read_direct(&self, kind: WalKind, ptr: AtomPointer) -> Result<(Format, Bytes)> {
+        let check = self.record_check(kind, ptr, true);
         let head = self
             .provider
-            .read(ptr.wal_id, ptr.offset, READ_AHEAD)
+            .read_checked(ptr.wal_id, ptr.offset, READ_AHEAD, &check)
             .await?;
         let total =
             record::record_total_len(kind, &head, self.limit).map_err(|e| Self::corrupt(ptr, e))?;
         let bytes = if total <= head.len() as u64 {
             head
         } else {
-            self.provider.read(ptr.wal_id, ptr.offset, total).await?
+            self.provider
+                .read_checked(ptr.wal_id, ptr.offset, total, &check)
+                .await?
         };
         let (f, p, _) =
             record::decode_record(kind, &bytes, self.limit).map_err(|e| Self::corrupt(ptr, e))?;

@@ -28,8 +28,10 @@
 //! its first bytes are positively a reference record, and reports anything
 //! else as a damaged header ([`FormatError::BadHeader`]):
 //!
-//! 1. the magic, then a header with a valid checksum and version: native;
-//! 2. the magic with a bad checksum or version: a damaged native header;
+//! 1. the magic, then a header with a valid checksum and version that names
+//!    the WAL being read (bytes 12..28): native;
+//! 2. the magic with a bad checksum or version, or naming another WAL: a
+//!    damaged (or misplaced) native header;
 //! 3. bytes 12..28 holding the WAL's own id (where a native header keeps
 //!    it): a native WAL whose magic or checksum was damaged;
 //! 4. a plausible reference record: length prefix in `1..=limit`, format
@@ -163,6 +165,50 @@ pub fn detect_kind(first: &[u8]) -> Result<Option<WalKind>, FormatError> {
     Ok(Some(WalKind::Reference))
 }
 
+/// Checks that the native header at the start of `first` (whose magic,
+/// version and checksum [`detect_kind`] accepted) names `wal`: a header is
+/// the writer's own statement of which WAL the bytes belong to, so bytes of
+/// another WAL (a peer answering the wrong page, a misnamed file) are not
+/// read as this one.
+fn check_header_names(wal: WalId, first: &[u8]) -> Result<(), FormatError> {
+    let Some(id) = first.get(12..28) else {
+        return Err(FormatError::Truncated {
+            needed: WAL_HEADER_LEN,
+            available: first.len() as u64,
+        });
+    };
+    if id != wal.0.as_bytes() {
+        let mut named = [0u8; 16];
+        named.copy_from_slice(id);
+        return Err(FormatError::BadHeader(format!(
+            "the header names WAL {}, not {wal}",
+            WalId(uuid::Uuid::from_bytes(named))
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `first` starts with a valid native header (magic, version,
+/// checksum) naming `wal`. Bytes a peer sends for the start of a WAL must
+/// pass this: the layout of a WAL is never taken from a peer's say-so
+/// (reference WALs carry no checksums, so a peer claiming one would turn
+/// every later check off).
+pub fn check_native_header(wal: WalId, first: &[u8]) -> Result<(), FormatError> {
+    if first.len() < WAL_HEADER_LEN as usize {
+        return Err(FormatError::Truncated {
+            needed: WAL_HEADER_LEN,
+            available: first.len() as u64,
+        });
+    }
+    if first[..8] != WAL_MAGIC {
+        return Err(FormatError::BadHeader(
+            "no native magic where a native header must be".into(),
+        ));
+    }
+    detect_kind(first)?;
+    check_header_names(wal, first)
+}
+
 /// Bytes the reader and the scanner read from the start of a WAL to decide
 /// its layout with [`detect_wal_kind`].
 pub const DETECT_LEN: u64 = 4096;
@@ -206,7 +252,9 @@ pub fn detect_wal_kind(
                 available: first.len() as u64,
             });
         }
-        return detect_kind(first);
+        let kind = detect_kind(first)?;
+        check_header_names(wal, first)?;
+        return Ok(kind);
     }
     if first.len() >= 28 && first[12..28] == *wal.0.as_bytes() {
         return Err(FormatError::BadHeader(format!(
@@ -472,6 +520,29 @@ mod tests {
         assert!(matches!(
             detect_wal_kind(id, b"PROTO", Some(5), 1 << 20),
             Err(FormatError::Truncated { .. })
+        ));
+    }
+
+    /// Issue 17: a valid header of another WAL is not this WAL's header.
+    #[test]
+    fn a_header_naming_another_wal_is_refused() {
+        let id = WalId::new_random();
+        let other = native_wal(WalId::new_random());
+        let err = detect_wal_kind(id, &other, Some(other.len() as u64), 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, FormatError::BadHeader(ref m) if m.contains("names WAL")),
+            "{err}"
+        );
+        assert!(check_native_header(id, &other).is_err());
+        let own = native_wal(id);
+        assert_eq!(check_native_header(id, &own), Ok(()));
+        assert!(check_native_header(id, &own[..31]).is_err());
+        // A reference-looking start is no native header.
+        let mut r = 23u64.to_le_bytes().to_vec();
+        r.resize(40, 0);
+        assert!(matches!(
+            check_native_header(id, &r),
+            Err(FormatError::BadHeader(_))
         ));
     }
 

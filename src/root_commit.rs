@@ -47,6 +47,10 @@ use crate::types::{AtomPointer, RootRecord};
 use crate::vote::{Grant, VoteStrategy};
 use crate::wal_writer::WalWriter;
 
+/// Most scheduler passes a flusher waits for publishes to gather before
+/// its next write.
+const GATHER_YIELDS: usize = 16;
+
 #[derive(Default)]
 struct State {
     /// Open updates, publishes waiting for durability, and a running flusher.
@@ -323,35 +327,59 @@ impl RootCommitter {
                 Ok(()) => self.register.write_root(&target, expected).await,
                 Err(e) => Err(e),
             };
-            let mut st = self.shared.state.lock();
-            match written {
-                Ok(version) if st.epoch == epoch => {
-                    // Roots this one write made durable (group commit).
-                    let batch =
-                        target.sequence - st.durable_seq().unwrap_or(0).min(target.sequence);
-                    self.metrics.batch.record(batch as f64);
-                    st.durable = Some(VersionedRoot {
-                        root: target,
-                        version,
-                    });
+            let mut gather = false;
+            let ended = {
+                let mut st = self.shared.state.lock();
+                match written {
+                    Ok(version) if st.epoch == epoch => {
+                        // Roots this one write made durable (group commit).
+                        let batch =
+                            target.sequence - st.durable_seq().unwrap_or(0).min(target.sequence);
+                        self.metrics.batch.record(batch as f64);
+                        st.durable = Some(VersionedRoot {
+                            root: target,
+                            version,
+                        });
+                        gather = batch > 1;
+                        false
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        debug!(error = %e, root = ?target, "making roots durable failed");
+                        // Only a failed register write can have stored
+                        // something this process does not know.
+                        st.stale |= register_tried;
+                        st.failure = Some((st.epoch, Arc::new(e)));
+                        st.epoch += 1;
+                        st.current = st.durable.as_ref().map(|d| d.root.clone());
+                        st.flushing = false;
+                        true
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    debug!(error = %e, root = ?target, "making roots durable failed");
-                    // Only a failed register write can have stored something
-                    // this process does not know.
-                    st.stale |= register_tried;
-                    st.failure = Some((st.epoch, Arc::new(e)));
-                    st.epoch += 1;
-                    st.current = st.durable.as_ref().map(|d| d.root.clone());
-                    st.flushing = false;
-                    drop(st);
-                    self.shared.bump();
-                    return;
+            };
+            self.shared.bump();
+            if ended {
+                return;
+            }
+            // After a group, let the publishers just woken publish again
+            // before the next write, so that it covers them too (bigger
+            // groups): yield while publishes keep coming, a bounded number
+            // of times. A lone publisher is not kept waiting.
+            let published = || {
+                self.shared
+                    .state
+                    .lock()
+                    .current
+                    .as_ref()
+                    .map(|r| r.sequence)
+            };
+            for _ in 0..if gather { GATHER_YIELDS } else { 0 } {
+                let before = published();
+                tokio::task::yield_now().await;
+                if published() == before {
+                    break;
                 }
             }
-            drop(st);
-            self.shared.bump();
         }
     }
 

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::page_check::{ReadCheck, check_answer, is_short_answer};
 use crate::types::WalId;
 
 /// A WAL and its current length as the store sees it.
@@ -92,6 +93,21 @@ pub trait WalStore: Send + Sync + fmt::Debug {
     /// Reads up to `len` bytes of `wal` starting at `offset`.
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes>;
 
+    /// Reads like [`read`](Self::read), returning only bytes that pass
+    /// `check` (see [`crate::page_check`]): the default reads, then checks.
+    /// A store that reads from several sources ([`TieredWalStore`]) checks
+    /// each source's answer and goes on to the next when it fails.
+    async fn read_checked(
+        &self,
+        wal: WalId,
+        offset: u64,
+        len: u64,
+        check: &dyn ReadCheck,
+    ) -> Result<Bytes> {
+        let bytes = self.read(wal, offset, len).await?;
+        check_answer(check, wal, offset, len, bytes)
+    }
+
     /// Every WAL the store holds, with its length.
     async fn list_wals(&self) -> Result<Vec<WalInfo>>;
 
@@ -146,10 +162,57 @@ pub trait ReadTier: Send + Sync + fmt::Debug {
     /// [`WalStore::read`] otherwise.
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Option<Bytes>>;
 
+    /// Reads like [`read`](Self::read), returning only bytes that pass
+    /// `check` (see [`crate::page_check`]). An answer that fails is
+    /// [`Error::Rejected`] (counted in `protobase_pages_rejected_total`), and
+    /// [`TieredWalStore`] then asks the next tier. The default reads, then
+    /// checks; a tier with several sources of its own (the peers) checks each.
+    async fn read_checked(
+        &self,
+        wal: WalId,
+        offset: u64,
+        len: u64,
+        check: &dyn ReadCheck,
+    ) -> Result<Option<Bytes>> {
+        let Some(bytes) = self.read(wal, offset, len).await? else {
+            return Ok(None);
+        };
+        match check_answer(check, wal, offset, len, bytes) {
+            Ok(b) => Ok(Some(b)),
+            // The tier's copy ends before the record: final, like its own
+            // "offset out of range", when the tier is authoritative.
+            Err(e @ Error::OffsetOutOfRange { .. }) if self.authoritative() => Err(e),
+            Err(e) => {
+                if is_short_answer(&e) {
+                    tracing::debug!(%wal, offset, len, tier = self.name(), error = %e,
+                        "bytes read end inside the record");
+                } else {
+                    ::metrics::counter!(crate::metrics::PAGES_REJECTED, "tier" => self.name())
+                        .increment(1);
+                    tracing::warn!(%wal, offset, len, tier = self.name(), error = %e,
+                        "bytes read failed their check: not used");
+                }
+                Err(Error::Rejected {
+                    from: self.name().to_string(),
+                    wal,
+                    offset,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
     /// A short name of the tier (`local`, `peers`, `store`), the `tier`
     /// label of the `protobase_wal_bytes_read_total` metric.
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    /// Whether this tier's [`Error::OffsetOutOfRange`] is final (the tier
+    /// holds the WAL, and it is shorter). Peers' answers are not: a peer
+    /// may hold less than another source, or lie.
+    fn authoritative(&self) -> bool {
+        true
     }
 }
 
@@ -178,7 +241,11 @@ impl ReadTier for StoreTier {
 /// store. A tier that fails (a peer timing out, a store answering 5xx) is
 /// passed over like one that does not have the bytes, and its error is
 /// returned only when no later tier has them; "offset out of range" from a
-/// tier is final (the tier knows the WAL, and it is shorter).
+/// tier is final (the tier knows the WAL, and it is shorter), except from a
+/// tier that is not [`authoritative`](ReadTier::authoritative) (the peers).
+/// A [`read_checked`](WalStore::read_checked) checks each tier's answer, and
+/// one that fails its check is passed over the same way (see
+/// [`crate::page_check`]).
 #[derive(Debug)]
 pub struct TieredWalStore {
     writes: Arc<dyn WalStore>,
@@ -232,7 +299,33 @@ impl WalStore for TieredWalStore {
                 }
             }
         }
-        Err(failure.unwrap_or(Error::WalNotFound { wal }))
+        Err(failure.map_or(Error::WalNotFound { wal }, Error::unwrap_rejected))
+    }
+
+    async fn read_checked(
+        &self,
+        wal: WalId,
+        offset: u64,
+        len: u64,
+        check: &dyn ReadCheck,
+    ) -> Result<Bytes> {
+        let mut failure = None;
+        for (tier, counter) in self.tiers.iter().zip(&self.read_bytes) {
+            match tier.read_checked(wal, offset, len, check).await {
+                Ok(Some(bytes)) => {
+                    counter.increment(bytes.len() as u64);
+                    return Ok(bytes);
+                }
+                Ok(None) => {}
+                Err(e @ Error::OffsetOutOfRange { .. }) if tier.authoritative() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%wal, offset, tier = tier.name(), error = %e,
+                        "read tier failed or its answer was rejected");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        Err(failure.map_or(Error::WalNotFound { wal }, Error::unwrap_rejected))
     }
 
     async fn list_wals(&self) -> Result<Vec<WalInfo>> {
@@ -319,6 +412,20 @@ impl WalStore for MeteredWalStore {
 
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         let b = self.inner.read(wal, offset, len).await?;
+        if let Some(c) = &self.read {
+            c.increment(b.len() as u64);
+        }
+        Ok(b)
+    }
+
+    async fn read_checked(
+        &self,
+        wal: WalId,
+        offset: u64,
+        len: u64,
+        check: &dyn ReadCheck,
+    ) -> Result<Bytes> {
+        let b = self.inner.read_checked(wal, offset, len, check).await?;
         if let Some(c) = &self.read {
             c.increment(b.len() as u64);
         }

@@ -40,8 +40,53 @@ use crate::wal_store::{NewWal, WalStore};
 
 /// Bytes of unwritten chunks above which pushers wait for the writer.
 const BACKLOG_BUFFERS: usize = 8;
+/// Room past `buffer_size` in a fresh buffer, so that the record that
+/// fills it usually fits without a reallocation.
+const RECORD_SLACK: usize = 4096;
 /// Written but unsynced bytes above which the background writer syncs.
-pub(crate) const RETAIN_LIMIT: u64 = 64 << 20;
+pub(crate) const RETAIN_LIMIT: u64 = 8 << 20;
+/// Most idle buffers kept for reuse.
+const POOL_MAX: usize = 16;
+
+/// Buffers of synced chunks, kept for the next ones: a fresh allocation of
+/// this size is fresh pages, and faulting them in costs as much as filling
+/// them.
+struct BufferPool {
+    capacity: usize,
+    spare: Mutex<Vec<BytesMut>>,
+}
+
+impl BufferPool {
+    fn new(capacity: usize) -> Self {
+        BufferPool {
+            capacity,
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer of `capacity` bytes.
+    fn take(&self) -> BytesMut {
+        match self.spare.lock().pop() {
+            Some(mut b) => {
+                // Reclaims the whole allocation (the buffer is unique).
+                b.reserve(self.capacity);
+                b
+            }
+            None => BytesMut::with_capacity(self.capacity),
+        }
+    }
+
+    /// Keeps `chunk`'s allocation if nothing else refers to it.
+    fn give(&self, chunk: Bytes) {
+        if let Ok(mut b) = chunk.try_into_mut() {
+            b.clear();
+            let mut spare = self.spare.lock();
+            if spare.len() < POOL_MAX {
+                spare.push(b);
+            }
+        }
+    }
+}
 
 struct OwnWal {
     /// Next record offset.
@@ -64,6 +109,8 @@ struct OwnWal {
     io: Arc<tokio::sync::Mutex<()>>,
     /// Where writing resumes after a barrier (multiples of this).
     alignment: u64,
+    /// Where fresh buffers come from and synced chunks go.
+    pool: Arc<BufferPool>,
 }
 
 impl OwnWal {
@@ -72,6 +119,12 @@ impl OwnWal {
             let chunk = self.buf.split().freeze();
             self.chunks.push_back((self.buf_start, chunk));
             self.buf_start = self.tail;
+            // The rest of the allocation serves small chunks (barriers); a
+            // nearly used-up one is replaced at full size at once, not
+            // grown by doubling, which would copy every byte again.
+            if self.buf.capacity() < self.pool.capacity / 2 {
+                self.buf = self.pool.take();
+            }
         }
     }
 
@@ -115,7 +168,9 @@ impl OwnWal {
     fn drop_synced(&mut self) {
         while let Some((start, c)) = self.chunks.front() {
             if start + c.len() as u64 <= self.synced {
-                self.chunks.pop_front();
+                if let Some((_, c)) = self.chunks.pop_front() {
+                    self.pool.give(c);
+                }
             } else {
                 break;
             }
@@ -144,6 +199,10 @@ enum Pushed {
     NeedWal(Option<WalId>),
 }
 
+/// A push that has to wait (a backlog to write, or no active WAL); the
+/// record is buffered already unless a WAL must be opened first.
+pub(crate) struct PushWait(Pushed);
+
 /// Outcome of looking for a record in the writer's memory.
 pub(crate) enum MemoryRead {
     /// The record's bytes (from its start; may hold more after it).
@@ -158,6 +217,7 @@ pub(crate) struct WalWriter {
     max_wal_size: u64,
     state: Mutex<State>,
     create: tokio::sync::Mutex<()>,
+    pool: Arc<BufferPool>,
 }
 
 impl WalWriter {
@@ -168,18 +228,40 @@ impl WalWriter {
             max_wal_size,
             state: Mutex::default(),
             create: tokio::sync::Mutex::new(()),
+            pool: Arc::new(BufferPool::new(buffer_size.saturating_add(RECORD_SLACK))),
         }
     }
 
-    /// Frames `payload` into the active WAL and returns its pointer. The
-    /// record is readable at once; it is durable after a later `sync`.
-    pub(crate) async fn push(
+    /// Frames `payload` into the active WAL and returns its pointer, if
+    /// that needs no waiting; otherwise what the push must wait for (finish
+    /// it with [`push_wait`](Self::push_wait)). The record is readable at
+    /// once; it is durable after a later `sync`.
+    pub(crate) fn push_now(
         self: &Arc<Self>,
         format: Format,
         payload: &[u8],
+    ) -> Result<std::result::Result<AtomPointer, PushWait>> {
+        Ok(match self.try_push(format, payload)? {
+            Pushed::Done(ptr) => Ok(ptr),
+            Pushed::SpawnWrite(ptr) => {
+                self.spawn_write(ptr.wal_id);
+                Ok(ptr)
+            }
+            Pushed::Backlog(ptr) => Err(PushWait(Pushed::Backlog(ptr))),
+            Pushed::NeedWal(sealed) => Err(PushWait(Pushed::NeedWal(sealed))),
+        })
+    }
+
+    /// The part of a push that waits: a backlog to write or a WAL to open.
+    pub(crate) async fn push_wait(
+        self: &Arc<Self>,
+        format: Format,
+        payload: &[u8],
+        wait: PushWait,
     ) -> Result<AtomPointer> {
+        let mut next = wait.0;
         loop {
-            match self.try_push(format, payload)? {
+            match next {
                 Pushed::Done(ptr) => return Ok(ptr),
                 Pushed::SpawnWrite(ptr) => {
                     self.spawn_write(ptr.wal_id);
@@ -197,6 +279,7 @@ impl WalWriter {
                     self.open_wal().await?;
                 }
             }
+            next = self.try_push(format, payload)?;
         }
     }
 
@@ -244,7 +327,7 @@ impl WalWriter {
             id,
             barrier_alignment,
         } = self.provider.create_wal().await?;
-        let mut buf = BytesMut::with_capacity(self.buffer_size + 64);
+        let mut buf = self.pool.take();
         // A store that holds its WALs for their writer lets a later process
         // continue them (see `crate::wal_resume`).
         let flags = if self.provider.continues_wals() {
@@ -270,6 +353,7 @@ impl WalWriter {
                 sealed: false,
                 io: Arc::new(tokio::sync::Mutex::new(())),
                 alignment: barrier_alignment.max(1),
+                pool: self.pool.clone(),
             },
         );
         st.active = Some(id);
@@ -297,13 +381,14 @@ impl WalWriter {
                 tail: end,
                 end,
                 buf_start: end,
-                buf: BytesMut::with_capacity(self.buffer_size + 64),
+                buf: self.pool.take(),
                 chunks: VecDeque::new(),
                 written: end,
                 synced: end,
                 sealed: false,
                 io: Arc::new(tokio::sync::Mutex::new(())),
                 alignment: wal.alignment.max(1),
+                pool: self.pool.clone(),
             },
         );
         st.active = Some(wal.id);

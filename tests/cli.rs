@@ -737,7 +737,7 @@ fn certs_reuses_the_ca_unless_forced() {
 fn issued_by(pem: &[u8], ca_pem: &[u8]) -> bool {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, UnixTime};
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(ca.unwrap()).unwrap();

@@ -92,6 +92,11 @@ fn wal_header() {
 }
 
 #[test]
+fn page_check() {
+    replay("page_check", fuzzing::page_check);
+}
+
+#[test]
 fn scan_wal() {
     replay("scan_wal", fuzzing::scan_wal);
 }

@@ -11,27 +11,9 @@ use protobase::StorageBuilder;
 
 const PSK: &str = "node-cluster-test-key";
 
-/// Children killed on drop, so a failing test leaves no process behind.
-struct Nodes(Vec<Option<Child>>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+#[path = "support/processes.rs"]
+mod processes;
+use processes::{Nodes, free_ports};
 
 fn write_configs(dir: &Path) -> Vec<PathBuf> {
     let ports = free_ports(3);

@@ -11,27 +11,9 @@ use std::time::{Duration, Instant};
 
 const PSK: &str = "node-http-test-key";
 
-/// Children killed on drop, so a failing test leaves no process behind.
-struct Nodes(Vec<Option<Child>>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+#[path = "support/processes.rs"]
+mod processes;
+use processes::{Nodes, free_ports};
 
 /// Three node files; returns them and each node's HTTP address.
 fn write_configs(dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
@@ -250,7 +232,19 @@ fn a_three_node_cluster_serves_metrics_health_readiness_and_status() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let (_, body) = wait_for(&http[0], "/ready", long, "not ready", |c, _| c == 503);
+    // (The root read can fail, and /ready turn 503, before the links notice
+    // the peers are gone: wait for both.)
+    let (_, body) = wait_for(
+        &http[0],
+        "/ready",
+        long,
+        "not ready, no majority",
+        |c, b| {
+            c == 503
+                && serde_json::from_str::<serde_json::Value>(b)
+                    .is_ok_and(|v| v["majority"] == serde_json::Value::Bool(false))
+        },
+    );
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["majority"], false, "{ready}");
     assert!(!ready["reasons"].as_array().unwrap().is_empty(), "{ready}");
@@ -298,12 +292,18 @@ fn a_node_waiting_for_its_peers_is_alive_but_not_ready() {
     let (_, body) = wait_for(&http[0], "/ready", long, "not ready", |c, _| c == 503);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["majority"], false, "{ready}");
-    assert!(
-        std::fs::read_to_string(&logs[0])
-            .unwrap()
-            .contains("no majority yet"),
-        "the node waits for a majority"
-    );
+    // (The log line and the 503 come from different tasks: poll the log.)
+    let deadline = Instant::now() + long;
+    while !std::fs::read_to_string(&logs[0])
+        .unwrap_or_default()
+        .contains("no majority yet")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node does not say it waits for a majority"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(nodes.0[0].as_mut().unwrap().try_wait().unwrap().is_none());
     for i in 1..3 {
         nodes.0[i] = Some(start_node(&configs[i], &logs[i]));

@@ -126,6 +126,10 @@ impl PageCache for CloudPageCache {
         Some(page)
     }
 
+    fn try_get(&self, key: &PageKey) -> Option<Bytes> {
+        self.memory.try_get(key)
+    }
+
     async fn insert(&self, key: PageKey, page: Bytes) {
         self.memory.insert(key, page.clone()).await;
         let (disk, name) = (self.disk.clone(), Self::name(&key));

@@ -16,6 +16,13 @@
 //! append-only), so a cached page is only used for bytes it contains: a
 //! request reaching past a short (not yet full) page goes to the default
 //! handler, which knows whether the WAL has grown.
+//!
+//! What this handler serves is never a peer's unchecked say-so: the pages it
+//! keeps here come from the node's own storage (the default handler never
+//! asks peers), and the pages the node's reader caches passed their check
+//! ([`crate::page_check`]) before entering the cache; a cached page whose
+//! record later fails its CRC is evicted by the reader. The requesting node
+//! checks what it receives the same way.
 
 use std::sync::Arc;
 
@@ -82,11 +89,22 @@ impl CacheAwareHandler {
     /// Caches the whole pages inside an answer the default handler gave.
     async fn keep_pages(&self, wal: WalId, offset: u64, data: &Bytes) {
         let ps = self.page_size;
-        let end = offset + data.len() as u64;
-        let mut start = offset.div_ceil(ps) * ps;
-        while start + ps <= end {
-            let at = (start - offset) as usize;
-            let page = data.slice(at..at + ps as usize);
+        let Some(end) = offset.checked_add(data.len() as u64) else {
+            return;
+        };
+        let Some(mut start) = offset.div_ceil(ps).checked_mul(ps) else {
+            return;
+        };
+        while let Some(page_end) = start.checked_add(ps)
+            && page_end <= end
+        {
+            let (Ok(at), Ok(to)) = (
+                usize::try_from(start - offset),
+                usize::try_from(page_end - offset),
+            ) else {
+                return;
+            };
+            let page = data.slice(at..to);
             self.cache
                 .insert(
                     PageKey {
@@ -96,7 +114,7 @@ impl CacheAwareHandler {
                     page,
                 )
                 .await;
-            start += ps;
+            start = page_end;
         }
     }
 }

@@ -385,13 +385,13 @@ async fn peer_reads_skip_not_found_and_remember_the_holder() {
     });
     let p = peer_tier(net, RootHint::default());
     assert_eq!(
-        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        &p.read(wal, 64, 100).await.unwrap().unwrap()[..],
         b"page bytes"
     );
     assert_eq!(*asked.lock(), vec!["b".to_string(), "c".to_string()]);
     asked.lock().clear();
     assert_eq!(
-        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        &p.read(wal, 64, 100).await.unwrap().unwrap()[..],
         b"page bytes"
     );
     assert_eq!(
@@ -416,7 +416,7 @@ async fn peer_reads_ask_the_newest_roots_writer_first() {
     ));
     let p = peer_tier(net, hint);
     assert_eq!(
-        &p.read(wal, 0, 100).await.unwrap().unwrap()[..],
+        &p.read(wal, 64, 100).await.unwrap().unwrap()[..],
         b"from the writer"
     );
     assert_eq!(*asked.lock(), vec!["c".to_string()]);
@@ -444,7 +444,7 @@ async fn peer_reads_retry_failures_then_give_up() {
         }
     });
     let p = peer_tier(net, RootHint::default());
-    assert_eq!(&p.read(wal, 0, 10).await.unwrap().unwrap()[..], b"late");
+    assert_eq!(&p.read(wal, 64, 10).await.unwrap().unwrap()[..], b"late");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     // Everyone keeps failing: 1 + retries rounds, then a typed error.
@@ -459,7 +459,7 @@ async fn peer_reads_retry_failures_then_give_up() {
         })
     });
     let err = peer_tier(net, RootHint::default())
-        .read(wal, 0, 10)
+        .read(wal, 64, 10)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
@@ -475,11 +475,101 @@ async fn peer_reads_retry_failures_then_give_up() {
     });
     assert_eq!(
         peer_tier(net, RootHint::default())
-            .read(wal, 0, 10)
+            .read(wal, 64, 10)
             .await
             .unwrap(),
         None
     );
+}
+
+/// Issue 17: answers that do not match their request, or whose first bytes
+/// are not the WAL's own native header, are not used: the next peer is
+/// asked, and the offender is asked last for that WAL from then on.
+#[tokio::test]
+async fn peer_answers_that_fail_their_check_go_on_to_the_next_peer() {
+    let wal = WalId::new_random();
+    let other = WalId::new_random();
+    let good = Bytes::from(crate::record::encode_header(wal).to_vec());
+    let foreign = Bytes::from(crate::record::encode_header(other).to_vec());
+    // What b answers, by case; c always answers the truth.
+    let cases: Vec<Box<dyn Fn(WalId, u64) -> Message + Send + Sync>> = vec![
+        // Too long.
+        Box::new(|wal, offset| Message::PageResponse {
+            wal,
+            offset,
+            data: Some(Bytes::from(vec![7u8; 64])),
+        }),
+        // Another WAL named in the answer.
+        Box::new(move |_, offset| Message::PageResponse {
+            wal: other,
+            offset,
+            data: Some(Bytes::from(vec![7u8; 32])),
+        }),
+        // Another offset.
+        Box::new(|wal, offset| Message::PageResponse {
+            wal,
+            offset: offset + 1,
+            data: Some(Bytes::from(vec![7u8; 32])),
+        }),
+        // Another WAL's header under the right envelope.
+        Box::new({
+            let foreign = foreign.clone();
+            move |wal, offset| Message::PageResponse {
+                wal,
+                offset,
+                data: Some(foreign.clone()),
+            }
+        }),
+        // No native magic: a plausible reference record.
+        Box::new(|wal, offset| {
+            let mut v = 23u64.to_le_bytes().to_vec();
+            v.resize(32, 0);
+            Message::PageResponse {
+                wal,
+                offset,
+                data: Some(Bytes::from(v)),
+            }
+        }),
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let case = Arc::new(case);
+        let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let a2 = asked.clone();
+        let good2 = good.clone();
+        let mut net = MockNetworkManager::new();
+        net.expect_request().returning(move |peer, msg, _| {
+            let Message::PageRequest { wal, offset, .. } = msg else {
+                panic!("unexpected {msg:?}")
+            };
+            a2.lock().push(peer.clone());
+            Ok(if peer == "b" {
+                case(wal, offset)
+            } else {
+                page_answer_bytes(wal, offset, good2.clone())
+            })
+        });
+        let p = peer_tier(net, RootHint::default());
+        let got = p.read(wal, 0, 32).await.unwrap().unwrap();
+        assert_eq!(got, good, "case {i}");
+        assert_eq!(
+            *asked.lock(),
+            vec!["b".to_string(), "c".to_string()],
+            "case {i}"
+        );
+        // b is asked last from now on (c is the holder anyway; forget it).
+        p.holders.write().clear();
+        asked.lock().clear();
+        p.read(wal, 0, 32).await.unwrap().unwrap();
+        assert_eq!(*asked.lock(), vec!["c".to_string()], "case {i}");
+    }
+}
+
+fn page_answer_bytes(wal: WalId, offset: u64, data: Bytes) -> Message {
+    Message::PageResponse {
+        wal,
+        offset,
+        data: Some(data),
+    }
 }
 
 #[tokio::test]

@@ -35,8 +35,14 @@ pub async fn get_insert_remove(cache: &dyn PageCache, page_size: usize) {
         Some(page(2, page_size / 2)),
         "the newest insert wins"
     );
+    let fast = cache.try_get(&k);
+    assert!(
+        fast.is_none() || fast == Some(page(2, page_size / 2)),
+        "try_get answers what get would: {fast:?}"
+    );
     cache.remove(&k).await;
     assert_eq!(cache.get(&k).await, None);
+    assert_eq!(cache.try_get(&k), None, "try_get after remove");
     let after = cache.stats();
     assert!(after.hits >= before.hits + 2, "{before:?} -> {after:?}");
     assert!(after.misses >= before.misses + 2, "{before:?} -> {after:?}");

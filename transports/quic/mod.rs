@@ -102,7 +102,7 @@ struct Inner {
     config: QuicConfig,
     client: quinn::ClientConfig,
     server: quinn::ServerConfig,
-    reset_key: Arc<ring::hmac::Key>,
+    reset_key: Arc<aws_lc_rs::hmac::Key>,
     peer_ids: Vec<PeerId>,
     /// Every member (peers and this node): whose certificates client links
     /// may present.
@@ -308,16 +308,16 @@ fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
 
 /// A stateless-reset key stable across restarts of this node (derived from
 /// its private key), so peers learn at once that an old connection is gone.
-fn reset_key(config: &QuicConfig) -> ring::hmac::Key {
-    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
+fn reset_key(config: &QuicConfig) -> aws_lc_rs::hmac::Key {
+    let seed = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, config.tls.key.secret_der());
     // A client link presents a member's key: give it a reset key of its own.
     let label: &[u8] = if crate::network::is_client_id(&config.server_id) {
         b"protobase quic stateless reset (client link)"
     } else {
         b"protobase quic stateless reset"
     };
-    let tag = ring::hmac::sign(&seed, label);
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref())
+    let tag = aws_lc_rs::hmac::sign(&seed, label);
+    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, tag.as_ref())
 }
 
 impl fmt::Debug for QuicNetworkManager {

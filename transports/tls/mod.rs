@@ -322,7 +322,7 @@ impl TlsConfig {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn roots(cas: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {

@@ -230,6 +230,11 @@ enum Command {
         /// (to measure what recording metrics costs).
         #[arg(long)]
         metrics: bool,
+        /// Run only these groups of scenarios (repeatable): `local`
+        /// (push, commit, get), `cluster` (RTTs, votes, peer pages),
+        /// `cloud` (cloud and cloud-cluster). Default: all.
+        #[arg(long, value_enum)]
+        only: Vec<bench::Group>,
     },
     /// Run one node (any variant) from a config file until SIGINT/SIGTERM;
     /// a cluster node also serves clients (`--connect`).
@@ -339,7 +344,8 @@ fn main() -> ExitCode {
                 quick,
                 dir,
                 metrics,
-            } => bench::run(quick, dir, metrics).await,
+                only,
+            } => bench::run(quick, dir, metrics, &only).await,
             Command::Node {
                 config,
                 log_format,
