@@ -229,21 +229,19 @@ pub(crate) fn since(start: std::time::Instant) -> f64 {
 /// reads the CPU's time-stamp counter where it is invariant, and falls back
 /// to the system's monotonic clock where it is not.
 #[derive(Clone, Copy)]
-pub(crate) struct Timer(quanta::Instant);
+pub(crate) struct Timer(u64);
 
 impl Timer {
     #[inline]
     pub(crate) fn start() -> Self {
-        Timer(clock().now())
+        Timer(clock().raw())
     }
 
-    /// Seconds since `start`.
+    /// Seconds since `start` (the counter is scaled only here).
     #[inline]
     pub(crate) fn seconds(self) -> f64 {
-        clock()
-            .now()
-            .saturating_duration_since(self.0)
-            .as_secs_f64()
+        let c = clock();
+        c.delta_as_nanos(self.0, c.raw()) as f64 * 1e-9
     }
 }
 
