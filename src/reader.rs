@@ -36,7 +36,9 @@ pub(crate) struct Reader {
     writer: Arc<WalWriter>,
     page_size: u64,
     limit: u64,
-    kinds: RwLock<HashMap<WalId, WalKind>>,
+    /// Layouts of the WALs read so far (looked up on every read: a fast
+    /// hash; WAL ids are random, not chosen by whoever reads).
+    kinds: RwLock<HashMap<WalId, WalKind, foldhash::fast::RandomState>>,
 }
 
 impl Reader {
