@@ -338,6 +338,36 @@ mod tests {
     }
 
     #[test]
+    fn an_anchor_only_read_is_cut_after_its_record_and_checks_nothing_else() {
+        let id = WalId::new_random();
+        let (v, starts) = wal_with(id, &[b"one", b"two two", b"three three three"]);
+        let mut bad = v.clone();
+        bad[starts[2] as usize + 10] ^= 1;
+        let b = Bytes::from(bad);
+        let only = |anchor| RecordCheck {
+            anchor_only: true,
+            ..check(anchor)
+        };
+        // The damaged record after the anchor's is neither checked nor
+        // returned: the answer ends where the anchor's record ends.
+        let n = only(starts[0]).check(id, 0, 4096, &b).unwrap() as u64;
+        assert_eq!(n, starts[1]);
+        let page = b.slice(starts[1] as usize..);
+        let n = only(starts[1]).check(id, starts[1], 4096, &page).unwrap() as u64;
+        assert_eq!(n, starts[2] - starts[1]);
+        // The anchor's own record is still checked.
+        assert!(matches!(
+            only(starts[2]).check(id, 0, 4096, &b),
+            Err(Error::Corrupt { offset, .. }) if offset == starts[2]
+        ));
+        // Without `anchor_only` the same answer is cut at the damage.
+        assert_eq!(
+            check(starts[0]).check(id, 0, 4096, &b).unwrap() as u64,
+            starts[2]
+        );
+    }
+
+    #[test]
     fn a_bad_anchor_is_refused_and_a_bad_later_record_cuts() {
         let id = WalId::new_random();
         let (v, starts) = wal_with(id, &[b"one", b"two two", b"three three three"]);

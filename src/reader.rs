@@ -36,7 +36,9 @@ pub(crate) struct Reader {
     writer: Arc<WalWriter>,
     page_size: u64,
     limit: u64,
-    kinds: RwLock<HashMap<WalId, WalKind>>,
+    /// Layouts of the WALs read so far (looked up on every read: a fast
+    /// hash; WAL ids are random, not chosen by whoever reads).
+    kinds: RwLock<HashMap<WalId, WalKind, foldhash::fast::RandomState>>,
 }
 
 impl Reader {
@@ -76,12 +78,8 @@ impl Reader {
                 if ptr.offset < kind.first_record() || self.cache.capacity() < self.page_size {
                     return None;
                 }
-                let key = PageKey {
-                    wal: ptr.wal_id,
-                    page: ptr.offset / self.page_size,
-                };
+                let (key, in_page) = self.page_of(ptr);
                 let page = self.cache.try_get(&key)?;
-                let in_page = usize::try_from(ptr.offset % self.page_size).ok()?;
                 if in_page >= page.len() {
                     return None;
                 }
@@ -175,6 +173,16 @@ impl Reader {
         self.cache.remove(&key).await;
     }
 
+    /// The page holding `ptr`, and `ptr`'s position in it.
+    fn page_of(&self, ptr: AtomPointer) -> (PageKey, usize) {
+        let key = PageKey {
+            wal: ptr.wal_id,
+            page: ptr.offset / self.page_size,
+        };
+        // Below `page_size`, which the cache's pages fit in memory.
+        (key, (ptr.offset % self.page_size) as usize)
+    }
+
     /// The check of a read made for the record at `ptr`; `anchor_only`
     /// when nothing but that record is used (the read is not cached).
     fn record_check(&self, kind: WalKind, ptr: AtomPointer, anchor_only: bool) -> RecordCheck {
@@ -187,11 +195,7 @@ impl Reader {
     }
 
     async fn read_paged(&self, kind: WalKind, ptr: AtomPointer) -> Result<(Format, Bytes)> {
-        let key = PageKey {
-            wal: ptr.wal_id,
-            page: ptr.offset / self.page_size,
-        };
-        let in_page = (ptr.offset % self.page_size) as usize;
+        let (key, in_page) = self.page_of(ptr);
         let mut cached = self.cache.get(&key).await;
         loop {
             let fresh = cached.is_none();

@@ -339,8 +339,17 @@ impl Storage {
     /// Pushes a record and returns its pointer. The record is readable at
     /// once and durable after [`flush_wal`](Self::flush_wal) or a root
     /// publish.
-    #[tracing::instrument(level = "trace", skip_all, fields(len = data.len()))]
     pub async fn push_record(&self, format: Format, data: &[u8]) -> Result<AtomPointer> {
+        // A span only when someone listens at trace level (see `get_record`).
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let span = tracing::trace_span!("push_record", len = data.len());
+            return tracing::Instrument::instrument(self.push_record_timed(format, data), span)
+                .await;
+        }
+        self.push_record_timed(format, data).await
+    }
+
+    async fn push_record_timed(&self, format: Format, data: &[u8]) -> Result<AtomPointer> {
         let timer = crate::metrics::Timer::start();
         // Most pushes only frame the record into memory: no await on that
         // path (a push is a few hundred nanoseconds; layers of futures
@@ -408,8 +417,17 @@ impl Storage {
     }
 
     /// Reads a record: its format and payload.
-    #[tracing::instrument(level = "trace", skip_all, fields(wal = %ptr.wal_id, offset = ptr.offset))]
     pub async fn get_record(&self, ptr: AtomPointer) -> Result<(Format, Bytes)> {
+        // A span only when someone listens at trace level: on a warm space
+        // a read is a few hundred nanoseconds.
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let span = tracing::trace_span!("get_record", wal = %ptr.wal_id, offset = ptr.offset);
+            return tracing::Instrument::instrument(self.get_record_timed(ptr), span).await;
+        }
+        self.get_record_timed(ptr).await
+    }
+
+    async fn get_record_timed(&self, ptr: AtomPointer) -> Result<(Format, Bytes)> {
         let timer = crate::metrics::Timer::start();
         let r = match self.check_open() {
             // Most reads of a warm space need no waiting: no await on that

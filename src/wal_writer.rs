@@ -201,7 +201,12 @@ enum Pushed {
 
 /// A push that has to wait (a backlog to write, or no active WAL); the
 /// record is buffered already unless a WAL must be opened first.
-pub(crate) struct PushWait(Pushed);
+pub(crate) enum PushWait {
+    /// Buffered; too much is unwritten: write it before returning.
+    Backlog(AtomPointer),
+    /// No active WAL (the sealed one, if any, should be written).
+    NeedWal(Option<WalId>),
+}
 
 /// Outcome of looking for a record in the writer's memory.
 pub(crate) enum MemoryRead {
@@ -247,8 +252,8 @@ impl WalWriter {
                 self.spawn_write(ptr.wal_id);
                 Ok(ptr)
             }
-            Pushed::Backlog(ptr) => Err(PushWait(Pushed::Backlog(ptr))),
-            Pushed::NeedWal(sealed) => Err(PushWait(Pushed::NeedWal(sealed))),
+            Pushed::Backlog(ptr) => Err(PushWait::Backlog(ptr)),
+            Pushed::NeedWal(sealed) => Err(PushWait::NeedWal(sealed)),
         })
     }
 
@@ -257,29 +262,26 @@ impl WalWriter {
         self: &Arc<Self>,
         format: Format,
         payload: &[u8],
-        wait: PushWait,
+        mut wait: PushWait,
     ) -> Result<AtomPointer> {
-        let mut next = wait.0;
         loop {
-            match next {
-                Pushed::Done(ptr) => return Ok(ptr),
-                Pushed::SpawnWrite(ptr) => {
-                    self.spawn_write(ptr.wal_id);
-                    return Ok(ptr);
-                }
-                Pushed::Backlog(ptr) => {
+            match wait {
+                PushWait::Backlog(ptr) => {
                     // Too much unwritten: write it before acknowledging more.
                     self.write_pending(ptr.wal_id).await?;
                     return Ok(ptr);
                 }
-                Pushed::NeedWal(sealed) => {
+                PushWait::NeedWal(sealed) => {
                     if let Some(id) = sealed {
                         self.spawn_write(id);
                     }
                     self.open_wal().await?;
                 }
             }
-            next = self.try_push(format, payload)?;
+            match self.push_now(format, payload)? {
+                Ok(ptr) => return Ok(ptr),
+                Err(next) => wait = next,
+            }
         }
     }
 
