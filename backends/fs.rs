@@ -347,17 +347,6 @@ impl WalStore for FileBlockProvider {
         self.files.write().insert(wal, Arc::new(file));
         Ok(Some(NewWal::dense(wal)))
     }
-
-    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
-        self.check_writable()?;
-        let file = self.handle(wal)?;
-        blocking(move || {
-            file.set_len(len)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io(format!("cutting WAL {wal} to {len} bytes"), e))
-        })
-        .await
-    }
 }
 
 #[async_trait]

@@ -12,7 +12,10 @@
 //! early (a fixed-size object of an object store, see
 //! [`NewWal::barrier_alignment`](crate::wal_store::NewWal::barrier_alignment)):
 //! the next record starts `gap length` bytes after the skip record's end, and
-//! the bytes between are never written. No pointer ever names a skip record;
+//! the bytes between are never written. A writer continuing a WAL after a
+//! crash also writes one at the end of the valid records to fence the torn
+//! tail behind it (see [`crate::wal_resume`]): there the gap holds what the
+//! crash left, never read by a scan. No pointer ever names a skip record;
 //! scans (`inspect`, `verify`, `copy`) follow it.
 //!
 //! The magic read as a little-endian `u64` is about 5.8·10¹⁸, far above any

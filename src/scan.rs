@@ -50,6 +50,11 @@ pub struct WalReport {
     pub corrupt: Vec<ScanProblem>,
     /// The invalid end of the WAL, if any.
     pub torn_tail: Option<ScanProblem>,
+    /// Offset of the *close mark* that ends the WAL, if it has one: a skip
+    /// record with no gap, left by a writer that closed a WAL it may
+    /// continue later (see [`crate::wal_resume`]). Its 13 bytes are not
+    /// data; a copy to an object store leaves them out.
+    pub close_mark: Option<u64>,
 }
 
 impl WalReport {
@@ -77,8 +82,6 @@ pub(crate) struct PartialScan {
     pub(crate) report: WalReport,
     /// Offset of the first valid record seen.
     pub(crate) first_valid: Option<u64>,
-    /// Offset of the last valid record seen.
-    pub(crate) last_valid: Option<u64>,
 }
 
 impl PartialScan {
@@ -105,7 +108,6 @@ pub(crate) async fn scan_wal_from(
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<PartialScan> {
     let mut first_valid = None;
-    let mut last_valid = None;
     let len = provider
         .list_wals()
         .await?
@@ -123,11 +125,11 @@ pub(crate) async fn scan_wal_from(
         gaps: Vec::new(),
         corrupt: Vec::new(),
         torn_tail: None,
+        close_mark: None,
     };
     let done = |report| PartialScan {
         report,
         first_valid: None,
-        last_valid: None,
     };
     if len == 0 {
         return Ok(done(report));
@@ -186,7 +188,11 @@ pub(crate) async fn scan_wal_from(
                         });
                         break;
                     };
-                    report.gaps.push((start, next));
+                    if gap > 0 {
+                        report.gaps.push((start, next));
+                    } else if next == len {
+                        report.close_mark = Some(pos);
+                    }
                     pos = next;
                     window = bytes::Bytes::new();
                     win_start = pos;
@@ -247,7 +253,6 @@ pub(crate) async fn scan_wal_from(
                     report.offsets.push(pos);
                 }
                 first_valid.get_or_insert(pos);
-                last_valid = Some(pos);
             }
             Err(error) => {
                 let problem = ScanProblem { offset: pos, error };
@@ -264,7 +269,6 @@ pub(crate) async fn scan_wal_from(
     Ok(PartialScan {
         report,
         first_valid,
-        last_valid,
     })
 }
 

@@ -35,26 +35,34 @@
 //!    is closed or the process ends). A WAL that another process (or
 //!    another storage of this process) is writing is skipped. Everything
 //!    below happens under that lock, so no one appends between the scan and
-//!    the cut.
+//!    the fence.
 //! 2. *Verify.* The WAL is scanned with [`crate::scan`] from the known
-//!    record boundary to its end. Its valid end is the first invalid byte
-//!    (a torn tail: a record cut short, zeros, garbage, a bad checksum), or
-//!    its length.
+//!    record boundary to its end. A whole WAL is continued at its end.
 //! 3. *Never below the root.* When the current root points into the WAL and
 //!    its record is not a valid record of the scan, the WAL is damaged below
 //!    the root: the open fails with [`Error::RootPastWalEnd`] and nothing is
-//!    cut (a read-only open still works, to inspect it).
-//! 4. *Never append after bytes a reader could take for records.* If valid
-//!    records follow an invalid one (damage in the middle, not a torn tail)
-//!    the WAL is left as it is and not continued. Otherwise the torn tail is
-//!    cut ([`WalStore::truncate_wal`], durable before anything is appended),
-//!    and the engine continues writing at the valid end.
+//!    written (a read-only open still works, to inspect it).
+//! 4. *Closed WALs are never repaired.* A writer that closes a WAL it may
+//!    continue later ends it with a *close mark*: a skip record with no gap
+//!    (the next writer writes over it). Every byte of such a WAL was synced,
+//!    so an unreadable record in it is damage (bit rot, an outside write),
+//!    never a crash's torn tail: the WAL is left as it is, for
+//!    `protobase verify` and the operator, and the engine starts a new one.
+//!    Only a WAL without the mark — its writer crashed — has a torn tail.
+//! 5. *A torn tail is fenced, not cut.* Behind the first record a crashed
+//!    WAL cannot read, the writer's first bytes are a skip record (see
+//!    [`crate::record`]) whose gap covers everything up to the old end of the
+//!    file; new records start after the old end of the file. Nothing
+//!    is truncated and no offset is ever used twice: a pointer that a
+//!    crashed process handed out for a record that never became durable
+//!    reads an error (or, if the record did reach the disk whole, that
+//!    record) — never a different record. A scan follows the skip record
+//!    and never reads the fenced bytes. The fence is written and synced
+//!    with the first records, like any other bytes: a crash before that
+//!    leaves the same torn tail, fenced again by the next process.
 //!
 //! Records before the valid end are untouched, so every pointer to a
-//! durable record stays valid. The bytes cut were never durable (a sync
-//! covers everything its writer wrote before it), so no acknowledged
-//! pointer names them; a pointer a crashed process handed out for them
-//! before they became durable may later name a different record.
+//! durable record stays valid.
 //!
 //! Cluster nodes and cloud providers keep starting a new WAL per process:
 //! peers and cache directories may hold copies of a cluster WAL's torn
@@ -63,7 +71,7 @@
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::record::{self, HEADER_FLAG_CONTINUABLE, WAL_HEADER_LEN, WalKind};
+use crate::record::{self, HEADER_FLAG_CONTINUABLE, SKIP_RECORD_LEN, WAL_HEADER_LEN, WalKind};
 use crate::scan::scan_wal_from;
 use crate::types::{RootRecord, WalId};
 use crate::wal_store::{WalInfo, WalStore};
@@ -79,14 +87,17 @@ pub const MAX_CANDIDATES: usize = 4;
 pub(crate) struct Continued {
     /// The WAL.
     pub(crate) id: WalId,
-    /// Where the next record goes (its valid end).
+    /// The end of its valid records: the writer's next bytes go here.
     pub(crate) end: u64,
+    /// When a torn tail follows `end`: the WAL's length. The writer's first
+    /// bytes are then a skip record whose gap reaches past it.
+    pub(crate) fence_to: Option<u64>,
     /// Its barrier alignment.
     pub(crate) alignment: u64,
 }
 
-/// Finds a WAL of `store` to continue, verifies it and cuts its torn tail
-/// (see the [module docs](self)). `Ok(None)`: none; create a new one.
+/// Finds a WAL of `store` to continue and verifies it (see the
+/// [module docs](self)). `Ok(None)`: none; create a new one.
 pub(crate) async fn continue_wal(
     store: &dyn WalStore,
     root: Option<&RootRecord>,
@@ -126,12 +137,13 @@ pub(crate) async fn continue_wal(
             }
         };
         let root_offset = root_at.filter(|p| p.wal_id == w.id).map(|p| p.offset);
-        match verify_and_cut(store, w.id, start_of(&w), root_offset, limit).await {
-            Ok(Some(end)) => {
-                debug!(wal = %w.id, end, "continuing WAL");
+        match verify(store, w.id, start_of(&w), root_offset, limit).await {
+            Ok(Some((end, fence_to))) => {
+                debug!(wal = %w.id, end, ?fence_to, "continuing WAL");
                 return Ok(Some(Continued {
                     id: w.id,
                     end,
+                    fence_to,
                     alignment: new.barrier_alignment.max(1),
                 }));
             }
@@ -141,8 +153,7 @@ pub(crate) async fn continue_wal(
                 return Err(e);
             }
             Err(e) => {
-                // Not continued (nothing was appended; a cut that failed
-                // half-way only removed invalid bytes): a new WAL instead.
+                // Not continued (nothing was written): a new WAL instead.
                 warn!(wal = %w.id, error = %e, "verifying the WAL failed: not continued");
                 store.close_wal(w.id).await?;
             }
@@ -151,15 +162,16 @@ pub(crate) async fn continue_wal(
     Ok(None)
 }
 
-/// Scans `wal` (held by us) from `start`; returns its valid end after
-/// cutting what lies behind it, or `None` when it must not be continued.
-async fn verify_and_cut(
+/// Scans `wal` (held by us) from `start`: `Some((where the writer resumes,
+/// torn tail's end if one must be fenced))`, or `None` when it must not be
+/// continued.
+async fn verify(
     store: &dyn WalStore,
     wal: WalId,
     start: u64,
     root_offset: Option<u64>,
     limit: u64,
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, Option<u64>)>> {
     let head = store.read(wal, 0, WAL_HEADER_LEN).await?;
     let flags = record::native_header_flags(wal, &head);
     if flags.is_none_or(|f| f & HEADER_FLAG_CONTINUABLE == 0) {
@@ -169,31 +181,47 @@ async fn verify_and_cut(
     if scan.report.kind != Some(WalKind::Native) {
         return Ok(None);
     }
+    let len = scan.report.len;
     let problem = scan.first_problem();
-    let valid_end = problem.unwrap_or(scan.report.len);
     if let Some(root_offset) = root_offset
         && scan.first_valid != Some(root_offset)
     {
         return Err(Error::RootPastWalEnd {
             wal,
             root_offset,
-            valid_end,
+            valid_end: problem.unwrap_or(len),
         });
     }
-    if let (Some(p), Some(last)) = (problem, scan.last_valid)
-        && last > p
-    {
-        warn!(%wal, offset = p, "invalid record followed by valid ones: WAL not continued");
+    let Some(problem) = problem else {
+        // Whole: continue at its end, over its close mark if it has one.
+        return Ok(Some((scan.report.close_mark.unwrap_or(len), None)));
+    };
+    if ends_with_close_mark(store, wal, len).await? {
+        // Closed by its writer, so every byte was synced: what cannot be
+        // read is damage, not a crash's torn tail. (The scan did not reach
+        // the mark, so these 13 bytes may also be the end of a record that
+        // looks like one: leaving the WAL alone is right either way.)
+        warn!(%wal, offset = problem, "damaged WAL: left as it is, not continued");
         return Ok(None);
     }
-    if valid_end < scan.report.len {
-        warn!(
-            %wal,
-            valid_end,
-            len = scan.report.len,
-            "cutting the torn tail of a WAL before continuing it"
-        );
-        store.truncate_wal(wal, valid_end).await?;
-    }
-    Ok(Some(valid_end))
+    warn!(
+        %wal,
+        valid_end = problem,
+        len,
+        "fencing the torn tail of a crashed WAL before continuing it"
+    );
+    Ok(Some((problem, Some(len))))
+}
+
+/// Whether the last bytes of `wal` are a close mark (a skip record with no
+/// gap).
+async fn ends_with_close_mark(store: &dyn WalStore, wal: WalId, len: u64) -> Result<bool> {
+    let Some(at) = len
+        .checked_sub(SKIP_RECORD_LEN)
+        .filter(|at| *at >= WAL_HEADER_LEN)
+    else {
+        return Ok(false);
+    };
+    let tail = store.read(wal, at, SKIP_RECORD_LEN).await?;
+    Ok(record::decode_skip(&tail) == Ok(Some(0)))
 }

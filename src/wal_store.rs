@@ -121,8 +121,7 @@ pub trait WalStore: Send + Sync + fmt::Debug {
     async fn close(&self) -> Result<()>;
 
     /// Whether this store can continue WALs an earlier process wrote
-    /// ([`reopen_wal`](Self::reopen_wal) and
-    /// [`truncate_wal`](Self::truncate_wal)); default `false`. See
+    /// ([`reopen_wal`](Self::reopen_wal)); default `false`. See
     /// [`crate::wal_resume`] for how the engine uses them.
     fn continues_wals(&self) -> bool {
         false
@@ -139,17 +138,6 @@ pub trait WalStore: Send + Sync + fmt::Debug {
     async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
         let _ = wal;
         Ok(None)
-    }
-
-    /// Cuts a WAL taken over with [`reopen_wal`](Self::reopen_wal) to
-    /// `len` bytes, durably (the cut survives a crash before anything is
-    /// appended after it). Default: refused.
-    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
-        let _ = len;
-        Err(Error::invalid(
-            "truncate_wal",
-            format!("this store cannot cut WALs (WAL {wal})"),
-        ))
     }
 }
 
@@ -351,10 +339,6 @@ impl WalStore for TieredWalStore {
     async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
         self.writes.reopen_wal(wal).await
     }
-
-    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
-        self.writes.truncate_wal(wal, len).await
-    }
 }
 
 /// A [`WalStore`] that counts what passes through it: durability barriers
@@ -454,9 +438,5 @@ impl WalStore for MeteredWalStore {
 
     async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
         self.inner.reopen_wal(wal).await
-    }
-
-    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
-        self.inner.truncate_wal(wal, len).await
     }
 }

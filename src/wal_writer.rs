@@ -364,7 +364,8 @@ impl WalWriter {
     }
 
     /// Makes `wal`, taken over at its valid end (see `crate::wal_resume`),
-    /// the active WAL: everything below `end` is durable already.
+    /// the active WAL: everything below `end` is durable already; a torn
+    /// tail behind it is fenced with a skip record.
     pub(crate) fn adopt(&self, wal: Continued) -> Result<()> {
         let mut st = self.state.lock();
         if st.closed {
@@ -377,22 +378,37 @@ impl WalWriter {
             ));
         }
         let end = wal.end;
-        st.wals.insert(
-            wal.id,
-            OwnWal {
-                tail: end,
-                end,
-                buf_start: end,
-                buf: self.pool.take(),
-                chunks: VecDeque::new(),
-                written: end,
-                synced: end,
-                sealed: false,
-                io: Arc::new(tokio::sync::Mutex::new(())),
-                alignment: wal.alignment.max(1),
-                pool: self.pool.clone(),
-            },
-        );
+        let alignment = wal.alignment.max(1);
+        let mut own = OwnWal {
+            tail: end,
+            end,
+            buf_start: end,
+            buf: self.pool.take(),
+            chunks: VecDeque::new(),
+            written: end,
+            synced: end,
+            sealed: false,
+            io: Arc::new(tokio::sync::Mutex::new(())),
+            alignment,
+            pool: self.pool.clone(),
+        };
+        if let Some(old_len) = wal.fence_to {
+            // A skip record over the torn tail; records resume past it.
+            let fenced = end
+                .checked_add(SKIP_RECORD_LEN)
+                .map(|e| e.max(old_len))
+                .and_then(|e| e.checked_next_multiple_of(alignment))
+                .ok_or_else(|| {
+                    Error::invalid("wal", format!("WAL {} has no room to fence", wal.id))
+                })?;
+            record::encode_skip(&mut own.buf, fenced - end - SKIP_RECORD_LEN);
+            own.tail = end + SKIP_RECORD_LEN;
+            own.seal_buffer();
+            own.end = own.tail;
+            own.tail = fenced;
+            own.buf_start = fenced;
+        }
+        st.wals.insert(wal.id, own);
         st.active = Some(wal.id);
         debug!(wal = %wal.id, end = wal.end, "continuing WAL");
         Ok(())
@@ -607,10 +623,20 @@ impl WalWriter {
     pub(crate) async fn close(&self) -> Result<()> {
         {
             let mut st = self.state.lock();
+            let first_close = !st.closed;
             st.closed = true;
             st.active = None;
+            // A WAL a later writer may continue gets a close mark (see
+            // `crate::wal_resume`): synced with the rest, it tells that
+            // writer every byte before it was synced.
+            let mark = first_close && self.provider.continues_wals();
             for w in st.wals.values_mut() {
                 w.sealed = true;
+                if mark {
+                    record::encode_skip(&mut w.buf, 0);
+                    w.tail += SKIP_RECORD_LEN;
+                    w.end = w.tail;
+                }
             }
         }
         self.sync_all().await?;

@@ -202,8 +202,9 @@ fn inspect_counts_and_verify_detects_corruption_and_torn_tails() {
     assert!(String::from_utf8_lossy(&r.stdout).contains("CORRUPT"));
     bytes[mid] ^= 0xff;
 
-    // Cut the last record short: a torn tail, and the root now points at it.
-    bytes.truncate(bytes.len() - 2);
+    // Cut the last record short (behind it: the 13-byte close mark the
+    // last writer left): a torn tail, and the root now points at it.
+    bytes.truncate(bytes.len() - 13 - 2);
     std::fs::write(&wal, &bytes).unwrap();
     let r = run(&["verify", &dir], b"");
     let stdout = String::from_utf8_lossy(&r.stdout).to_string();

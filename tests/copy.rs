@@ -97,7 +97,9 @@ async fn dump(storage: &Storage) -> Dump {
             let (format, bytes) = storage.get_record(ptr).await.unwrap();
             records.push((offset, format, bytes.to_vec()));
         }
-        wals.push((w.id, w.len, records));
+        // The data's length: a file writer's close mark is not data (a
+        // copy to a store leaves it out).
+        wals.push((w.id, report.close_mark.unwrap_or(w.len), records));
     }
     let root = storage.read_current_root().await.unwrap();
     storage.close().await.unwrap();

@@ -493,7 +493,7 @@ fn crash_loop(backend: Backend, writers: usize, iterations: usize) {
     );
     assert!(recovered >= total_acks as u64);
     if backend == Backend::Fs {
-        // Each child continued a WAL an earlier one left (cutting its torn
+        // Each child continued a WAL an earlier one left (fencing its torn
         // tail) instead of starting one: WAL files follow the data, not the
         // number of runs. A WAL rolls over near `max_wal_size` (256 KiB).
         let wals: Vec<u64> = std::fs::read_dir(&dir)

@@ -1,7 +1,8 @@
 //! A space grows with its data, not with its history (DESIGN.md §10, issue
 //! 15): a process continues an earlier process's WAL instead of leaving a
-//! WAL file per run, after verifying it and cutting its torn tail; a WAL
-//! damaged below the root is refused, never cut; reference WALs, WALs of
+//! WAL file per run, after verifying it and fencing a crash's torn tail; a
+//! WAL damaged below the root is refused, a damaged WAL that was closed
+//! cleanly is left alone, nothing is ever cut; reference WALs, WALs of
 //! earlier versions and WALs another writer holds are never appended to.
 
 use std::io::Write;
@@ -199,13 +200,14 @@ fn torn_tails(next: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// A torn tail (bytes after the last synced record: half a record, zeros,
-/// garbage, a record failing its checksum) is cut when the next process
-/// opens the space; the records before it still read, pointers handed out
-/// before are unaffected, and the next record starts where the valid ones
-/// end — with or without a root in that WAL.
+/// A torn tail (bytes a crashed writer left after the last synced record:
+/// half a record, zeros, garbage, a record failing its checksum) is fenced
+/// when the next process opens the space: a skip record over its first
+/// bytes, the rest untouched, the next record after the old end (no offset
+/// is used twice); the records before it still read, pointers handed out
+/// before are unaffected — with or without a root in that WAL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_tail_is_cut_on_reopen_and_earlier_records_still_read() {
+async fn a_torn_tail_is_fenced_on_reopen_and_earlier_records_still_read() {
     let mut next = Vec::new();
     record::encode_record(&mut next, Format::Raw, &payload(99));
     for publish in [true, false] {
@@ -213,7 +215,14 @@ async fn a_torn_tail_is_cut_on_reopen_and_earlier_records_still_read() {
             let dir = TempDir::new().unwrap();
             let before = cycle(dir.path(), &[1, 2, 3], publish).await;
             let wal = before[0].wal_id;
-            let valid_len = wal_files(dir.path())[0].1;
+            // A crashed writer leaves no close mark: drop it.
+            let valid_len = wal_files(dir.path())[0].1 - record::SKIP_RECORD_LEN;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(wal_path(dir.path(), wal))
+                .unwrap()
+                .set_len(valid_len)
+                .unwrap();
             {
                 let mut f = std::fs::OpenOptions::new()
                     .append(true)
@@ -225,7 +234,23 @@ async fn a_torn_tail_is_cut_on_reopen_and_earlier_records_still_read() {
             let after = cycle(dir.path(), &[4], publish).await;
             let ctx = format!("{what} (root: {publish})");
             assert_eq!(wal_files(dir.path()).len(), 1, "{ctx}");
-            assert_eq!(after[0], AtomPointer::new(wal, valid_len), "{ctx}");
+            let fence = record::SKIP_RECORD_LEN as usize;
+            let next = valid_len + tail.len().max(fence) as u64;
+            assert_eq!(after[0], AtomPointer::new(wal, next), "{ctx}");
+            let raw = std::fs::read(wal_path(dir.path(), wal)).unwrap();
+            let v = valid_len as usize;
+            assert_eq!(
+                record::decode_skip(&raw[v..]),
+                Ok(Some(next - valid_len - fence as u64)),
+                "{ctx}: no fence"
+            );
+            if tail.len() > fence {
+                assert_eq!(
+                    &raw[v + fence..v + tail.len()],
+                    &tail[fence..],
+                    "{ctx}: cut"
+                );
+            }
             let mut written: Vec<(u64, AtomPointer)> = [1, 2, 3].into_iter().zip(before).collect();
             written.push((4, after[0]));
             check_all(dir.path(), &written).await;
@@ -286,6 +311,69 @@ async fn a_wal_damaged_below_the_root_is_refused_not_cut() {
         // Read-only: the records before the damage still read.
         let r = open_read_only(dir.path()).await;
         assert_eq!(&r.get_bytes(ptrs[0]).await.unwrap()[..], &payload(1)[..]);
+        r.close().await.unwrap();
+    }
+}
+
+/// A WAL its writer closed cleanly (it ends with the close mark) holds
+/// only synced bytes, so a record it cannot read is damage, not a torn
+/// tail: the next writer leaves it byte for byte as it is and starts a new
+/// WAL; the damaged record keeps reporting its damage and the others read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_wal_that_was_closed_cleanly_is_left_alone() {
+    for damage in [
+        "last record's checksum",
+        "a length prefix",
+        "a record zeroed",
+    ] {
+        let dir = TempDir::new().unwrap();
+        let ptrs = cycle(dir.path(), &[1, 2, 3], false).await;
+        let wal = ptrs[0].wal_id;
+        let path = wal_path(dir.path(), wal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mark = bytes.len() - record::SKIP_RECORD_LEN as usize;
+        assert_eq!(
+            record::decode_skip(&bytes[mark..]),
+            Ok(Some(0)),
+            "close mark"
+        );
+        let bad = match damage {
+            "last record's checksum" => {
+                bytes[mark - 1] ^= 0x01;
+                2
+            }
+            "a length prefix" => {
+                let at = ptrs[1].offset as usize;
+                bytes[at + 7] = 0x40;
+                1
+            }
+            _ => {
+                let (a, b) = (ptrs[1].offset as usize, ptrs[2].offset as usize);
+                bytes[a..b].fill(0);
+                1
+            }
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        let after = cycle(dir.path(), &[4], true).await;
+        assert_ne!(
+            after[0].wal_id, wal,
+            "{damage}: a damaged WAL was continued"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{damage}: changed");
+        assert_eq!(wal_files(dir.path()).len(), 2, "{damage}");
+        let r = open_read_only(dir.path()).await;
+        for (i, ptr) in ptrs.iter().enumerate() {
+            let got = r.get_bytes(*ptr).await;
+            if i == bad {
+                assert!(
+                    matches!(got, Err(Error::Corrupt { wal: w, .. }) if w == wal),
+                    "{damage}: {got:?}"
+                );
+            } else {
+                assert_eq!(&got.unwrap()[..], &payload(i as u64 + 1)[..], "{damage}");
+            }
+        }
+        assert_eq!(&r.get_bytes(after[0]).await.unwrap()[..], &payload(4)[..]);
         r.close().await.unwrap();
     }
 }
@@ -407,11 +495,11 @@ async fn the_file_store_gives_a_wal_to_one_writer_at_a_time() {
 
 /// On a simulated disk (feature `sim`), power losses tear the unsynced
 /// tail of the WAL being written, in any combination; each next process
-/// continues that WAL after cutting the tail, and every committed record
+/// continues that WAL behind a fence over the tail, and every committed record
 /// still reads back.
 #[cfg(feature = "sim")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_losses_on_a_simulated_disk_are_cut_and_continued() {
+async fn power_losses_on_a_simulated_disk_are_fenced_and_continued() {
     use protobase::sim::SimDisk;
     use std::sync::Arc;
     let seed = std::env::var("PROTOBASE_TEST_SEED")

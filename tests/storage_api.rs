@@ -616,18 +616,35 @@ async fn three_records(backend: Backend) -> (Space, Vec<AtomPointer>) {
     (space, ptrs)
 }
 
-/// Reopens with and without the page cache and checks that `ptrs[bad]`
-/// fails as `expect` says while the other records still read.
+/// Reopens with and without the page cache, read-only and for writing,
+/// and checks that `ptrs[bad]` fails as `expect` says while the other
+/// records still read. (A damaged WAL that was closed cleanly is left as
+/// it is by a writer: see `protobase::wal_resume`.)
 async fn check_corrupt(
     space: &Space,
     ptrs: &[AtomPointer],
     bad: usize,
     expect: impl Fn(&FormatError) -> bool,
 ) {
-    for cache in [256 << 20, 0] {
+    check_corrupt_opened(space, ptrs, bad, expect, &[true, false]).await
+}
+
+/// [`check_corrupt`] with the given `read_only` modes.
+async fn check_corrupt_opened(
+    space: &Space,
+    ptrs: &[AtomPointer],
+    bad: usize,
+    expect: impl Fn(&FormatError) -> bool,
+    modes: &[bool],
+) {
+    for (cache, read_only) in [256 << 20, 0]
+        .into_iter()
+        .flat_map(|c| modes.iter().map(move |m| (c, *m)))
+    {
         let storage = space
             .builder()
             .page_cache_size(cache)
+            .read_only(read_only)
             .build()
             .await
             .unwrap();
@@ -649,7 +666,9 @@ async fn check_corrupt(
                         protobase::ErrorKind::Data
                     );
                 }
-                other => panic!("cache {cache}: record {bad}: got {other:?}"),
+                other => {
+                    panic!("cache {cache}, read-only {read_only}: record {bad}: got {other:?}")
+                }
             }
         }
         for (i, ptr) in ptrs.iter().enumerate() {
@@ -665,8 +684,10 @@ async fn check_corrupt(
     }
 }
 
+/// Scans `wal` through a read-only storage (a writer would fence a torn
+/// tail it finds).
 async fn scan(space: &Space, wal: WalId) -> protobase::scan::WalReport {
-    let storage = space.open().await;
+    let storage = space.builder().read_only(true).build().await.unwrap();
     let report = storage.scan_wal(wal, |_| {}).await.unwrap();
     storage.close().await.unwrap();
     report
@@ -781,11 +802,12 @@ async fn truncated_record_file() {
             .unwrap()
             .set_len(new_len)
             .unwrap();
-        check_corrupt(
+        check_corrupt_opened(
             &space,
             &ptrs,
             2,
             |e| matches!(e, FormatError::Truncated { available, .. } if *available == cut),
+            &[true],
         )
         .await;
         // Reading the truncated record changed nothing on disk.
@@ -798,6 +820,32 @@ async fn truncated_record_file() {
         );
         assert!(report.is_clean(false) && !report.is_clean(true));
         assert_eq!(report.records, 2);
+
+        // Without its close mark the WAL looks like a crashed writer's: a
+        // writer continues it behind a fence over the torn record, never
+        // reusing its offset, so the old pointer reads an error, not the
+        // new record.
+        let storage = space.open().await;
+        let next = storage.push_bytes(b"after the fence").await.unwrap();
+        assert_eq!(next.wal_id, wal, "cut {cut}: the WAL was not continued");
+        assert!(next.offset >= new_len, "cut {cut}: offset {next} reused");
+        storage.close().await.unwrap();
+        let storage = space.builder().read_only(true).build().await.unwrap();
+        assert_err!(
+            storage.get_bytes(ptrs[2]).await,
+            Error::Corrupt { wal: w, .. } if w == wal
+        );
+        for i in 0..2 {
+            assert_eq!(storage.get_bytes(ptrs[i]).await.unwrap(), PAYLOADS[i]);
+        }
+        assert_eq!(
+            storage.get_bytes(next).await.unwrap(),
+            &b"after the fence"[..]
+        );
+        storage.close().await.unwrap();
+        let report = scan(&space, wal).await;
+        assert!(report.is_clean(true), "cut {cut}: {report:?}");
+        assert_eq!(report.records, 3, "cut {cut}: {report:?}");
     }
 }
 

@@ -401,28 +401,6 @@ impl WalStore for MountedDisk {
         st.wal_writers.insert(wal, self.id);
         Ok(Some(NewWal::dense(wal)))
     }
-
-    async fn truncate_wal(&self, wal: WalId, len: u64) -> Result<()> {
-        if let Fate::Eio = self.op(false).await? {
-            return Err(Self::io_error(format!("cutting WAL {wal}"), EIO));
-        }
-        let mut st = self.disk.state.lock();
-        self.alive(&st)?;
-        if st.wal_writers.get(&wal) != Some(&self.id) {
-            return Err(Error::invalid(
-                "truncate_wal",
-                format!("WAL {wal} is not held by this writer"),
-            ));
-        }
-        let f = st.files.get_mut(&wal).ok_or(Error::WalNotFound { wal })?;
-        let len = usize::try_from(len).map_err(|_| Error::invalid("truncate_wal", "length"))?;
-        // set_len, then fsync of the whole file: the cut and everything
-        // before it are durable.
-        f.data.truncate(len);
-        f.durable = f.data.clone();
-        f.unsynced.clear();
-        Ok(())
-    }
 }
 
 #[async_trait]

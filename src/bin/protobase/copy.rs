@@ -840,6 +840,20 @@ async fn copy(source: &Source, dst: &Address, opts: &CopyOptions) -> CmdResult {
     // Only WALs with slot gaps tie the destination's slot size.
     let aligned = gap_alignment(&reports).map(|g| source.slot.unwrap_or(g));
     let sink = open_destination(dst, source, opts, aligned).await?;
+    // A store destination gets a WAL's data without the close mark a file
+    // writer leaves (a skip record ending an object would be read as the
+    // end of a slot); a directory gets it as it is.
+    let wals: Vec<protobase::WalInfo> = wals
+        .iter()
+        .zip(&reports)
+        .map(|(w, rep)| {
+            let mut w = *w;
+            if matches!(sink, Sink::Store { .. }) {
+                w.len = rep.close_mark.unwrap_or(w.len);
+            }
+            w
+        })
+        .collect();
     check_destination(
         dst,
         &sink,
