@@ -33,7 +33,10 @@
 //!    may not have taken effect);
 //! 2. every acknowledged root is on the chain the final root reaches, and
 //!    every atom of that chain reads back;
-//! 3. the liveness bound above held.
+//! 3. the liveness bound above held;
+//! 4. nothing panicked, in any task of the world (a peer's bytes, a fault
+//!    or a cancellation must never panic a node, even where the rest of
+//!    the world would carry on without the task).
 //!
 //! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
 //! per variant, each variant in its own test so they run in parallel);
@@ -920,7 +923,60 @@ fn run_seed(seed: u64) -> Result<(), String> {
         .start_paused(true)
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(run(s))
+    let (outcome, panics) = panics::recorded(|| rt.block_on(run(s)));
+    // A panic anywhere (a handler task, the uploader, a client) fails the
+    // schedule even when the world carried on without the task: a peer's
+    // bytes must never panic a node (tokio only reports a task's panic to
+    // whoever awaits its handle).
+    if let Some(first) = panics.first() {
+        return Err(format!(
+            "{} panic(s) in the world, first: {first}",
+            panics.len()
+        ));
+    }
+    outcome
+}
+
+/// Panics on the simulating thread, recorded by a process-wide hook
+/// (variants run on threads of their own; a world runs on one thread).
+mod panics {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Once;
+
+    thread_local! {
+        static RECORDING: Cell<bool> = const { Cell::new(false) };
+        static SEEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Runs `f` and returns what it returned and the panics (message and
+    /// location) raised on this thread meanwhile, caught or not.
+    pub(super) fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if RECORDING.with(Cell::get) {
+                    let at = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    let msg = info
+                        .payload()
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    SEEN.with(|s| s.borrow_mut().push(format!("{msg}{at}")));
+                }
+                default(info);
+            }));
+        });
+        SEEN.with(|s| s.borrow_mut().clear());
+        RECORDING.with(|r| r.set(true));
+        let out = f();
+        RECORDING.with(|r| r.set(false));
+        (out, SEEN.with(|s| std::mem::take(&mut *s.borrow_mut())))
+    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
