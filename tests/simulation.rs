@@ -669,18 +669,36 @@ impl World {
 /// A member that sends what no honest node would: out-of-range terms,
 /// unbounded leases, roots with bad checksums or terms above their ballot,
 /// accepts under other nodes' ballots and releases of their grants.
-async fn hostile(world: Arc<World>, until: tokio::time::Instant) {
+async fn hostile(world: Arc<World>, until: tokio::time::Instant) -> u64 {
+    /// Answers nothing: the member never votes for anyone.
+    struct Silent;
+    #[async_trait::async_trait]
+    impl protobase::MessageHandler for Silent {
+        async fn handle(&self, _from: protobase::PeerId, _message: Message) -> Option<Message> {
+            None
+        }
+    }
     let m = world.hub.node(HOSTILE);
+    // A node that was never started sends nothing (`Stopped`): until
+    // session 6 the attacker's messages never left it.
+    m.start(Arc::new(Silent))
+        .await
+        .expect("starting the hostile member");
+    let sent = Arc::new(AtomicU64::new(0));
     let mut rng = fastrand::Rng::with_seed(world.s.seed ^ 0xBAD);
-    let forged = |rng: &mut fastrand::Rng, term: u64| {
+    // A root no acceptor may take under `ballot`: a bad checksum, or a
+    // term above the ballot. (A member may write any *valid* root under a
+    // ballot it prepared, as an honest leader does: consensus cannot tell a
+    // wrong root from a right one, so the attacker never sends one.)
+    let forged = |rng: &mut fastrand::Rng, ballot: u64| {
+        let above = ballot.checked_add(1 + rng.u64(..3)).filter(|_| rng.bool());
         let mut r = RootRecord::new(
             AtomPointer::new(protobase::WalId(uuid::Uuid::from_u128(rng.u128(..))), 32),
             rng.u64(..1 << 40),
-            term,
+            above.unwrap_or(ballot),
             Some(HOSTILE.into()),
         );
-        // Either a bad checksum or a term above any ballot it is sent under.
-        if rng.bool() {
+        if above.is_none() {
             r.pointer.offset += 1;
         }
         r
@@ -697,12 +715,12 @@ async fn hostile(world: Arc<World>, until: tokio::time::Instant) {
                 term,
                 lease_ms: u64::MAX,
             },
+            // Under a ballot an honest node may hold.
             1 => {
-                let mut root = forged(&mut rng, term);
-                root.term = term;
+                let ballot = term.saturating_sub(1).max(1);
                 Message::Accept {
-                    term: term.saturating_sub(1).max(1),
-                    root,
+                    term: ballot,
+                    root: forged(&mut rng, ballot),
                 }
             }
             2 => Message::Accept {
@@ -715,9 +733,17 @@ async fn hostile(world: Arc<World>, until: tokio::time::Instant) {
             },
             _ => Message::QueryAccepted,
         };
-        let _ = m.request(&target, msg, Duration::from_millis(50)).await;
+        let answered = m.request(&target, msg, Duration::from_millis(50)).await;
+        if !matches!(answered, Err(protobase::NetworkError::Stopped)) {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
         tokio::time::sleep(Duration::from_millis(rng.u64(5..60))).await;
     }
+    let sent = sent.load(Ordering::Relaxed);
+    world
+        .rec
+        .note(format!("hostile member: {sent} messages delivered"));
+    sent
 }
 
 /// Runs one schedule; `Err` names the failed check (with the end of the
@@ -810,7 +836,11 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
         .await
         .map_err(|e| format!("nemesis panicked: {e}"))?;
     if let Some(a) = attacker {
-        a.await.map_err(|e| format!("attacker panicked: {e}"))?;
+        let delivered = a.await.map_err(|e| format!("attacker panicked: {e}"))?;
+        // An attacker whose messages never arrive tests nothing.
+        if delivered == 0 {
+            return Err("the hostile member delivered no message".into());
+        }
     }
     // Heal everything and bring every node back.
     world.hub.heal();
