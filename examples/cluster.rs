@@ -19,7 +19,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // can name the others. In production each node runs in its own process
     // with a ClusterConfig naming the others' host:port and a shared key.
     let mut nodes: Vec<Storage> = Vec::new();
-    for (config, network) in bind_local_tcp_cluster(&["a", "b", "c"], "example-key", &settings)? {
+    for (config, network) in
+        bind_local_tcp_cluster(&["a", "b", "c"], "example-only-key", &settings)?
+    {
         let dir = tmp.path().join(&config.server_id);
         println!(
             "node {} listens on {}:{}",

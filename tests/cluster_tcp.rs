@@ -1,7 +1,7 @@
 //! Cluster integration tests over real sockets on 127.0.0.1 (ports chosen
 //! by the OS), each node in its own space directory. The same scenarios run
-//! over TCP (module `tcp`, 3 and 5 nodes) and over QUIC with mutual TLS
-//! (module `quic`, 3 nodes):
+//! over TCP (module `tcp`, 3 and 5 nodes) and, with mutual TLS, over QUIC
+//! and over TCP (modules `tls::quic` and `tls::tcp_tls`, 3 nodes):
 //!
 //! - records written on one node are read on every other through page
 //!   requests, including one larger than the 1 MiB page and one larger than
@@ -14,7 +14,7 @@
 //! - TCP: peers without the key, garbage, oversized length prefixes and
 //!   malformed frames (even from an authenticated peer) are refused and
 //!   change neither the roots nor the promised terms of any node;
-//! - QUIC: nodes with certificates from another CA (under a member's id or
+//! - TLS: nodes with certificates from another CA (under a member's id or
 //!   their own), even a whole storage node, can neither vote nor publish,
 //!   and change neither the roots nor the promised terms of any node.
 //!
@@ -51,6 +51,8 @@ enum Net {
     Tcp,
     #[cfg(feature = "quic")]
     Quic,
+    #[cfg(feature = "tcp-tls")]
+    TcpTls,
 }
 
 fn base_config() -> ClusterConfig {
@@ -115,6 +117,14 @@ impl Cluster {
                     .map(|(c, m)| (c, m.local_addr().unwrap(), m as Arc<dyn NetworkManager>))
                     .collect()
             }
+            #[cfg(feature = "tcp-tls")]
+            Net::TcpTls => {
+                protobase::cluster::bind_local_tcp_tls_cluster(&names, certs.path(), &base_config())
+                    .unwrap()
+                    .into_iter()
+                    .map(|(c, m)| (c, m.local_addr().unwrap(), m as Arc<dyn NetworkManager>))
+                    .collect()
+            }
         };
         let mut nodes = Vec::new();
         for (config, addr, network) in bound {
@@ -154,6 +164,17 @@ impl Cluster {
         let network: Arc<dyn NetworkManager> = match self.net {
             #[cfg(feature = "tcp")]
             Net::Tcp => {
+                let listener = tcp::bind_again(node.addr()).await;
+                Arc::new(
+                    protobase::transports::TcpNetworkManager::with_listener(
+                        node.config.tcp_config().unwrap(),
+                        listener,
+                    )
+                    .unwrap(),
+                )
+            }
+            #[cfg(feature = "tcp-tls")]
+            Net::TcpTls => {
                 let listener = tcp::bind_again(node.addr()).await;
                 Arc::new(
                     protobase::transports::TcpNetworkManager::with_listener(
@@ -473,13 +494,9 @@ fn probe(c: &Cluster, as_id: &str, target: &str, addr: SocketAddr) -> Arc<dyn Ne
     match c.net {
         #[cfg(feature = "tcp")]
         Net::Tcp => Arc::new(tcp::manager(as_id, target, addr, tcp::PSK)),
-        #[cfg(feature = "quic")]
-        Net::Quic => Arc::new(quic::manager(
-            as_id,
-            target,
-            addr,
-            quic::tls_of(c.certs.path(), as_id),
-        )),
+        #[cfg(any(feature = "quic", feature = "tcp-tls"))]
+        #[allow(unreachable_patterns)]
+        net => tls::manager(net, as_id, target, addr, tls::tls_of(c.certs.path(), as_id)),
     }
 }
 
@@ -655,7 +672,7 @@ mod tcp {
     }
 
     fn hello(nonce: &[u8; 32], id: &str) -> Vec<u8> {
-        let mut out = b"PBT1".to_vec();
+        let mut out = b"PBT2".to_vec();
         out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
         out.extend_from_slice(nonce);
         out.push(id.len() as u8);
@@ -671,10 +688,10 @@ mod tcp {
         let mut client_nonce = [0u8; 32];
         fastrand::fill(&mut client_nonce);
         stream.write_all(&hello(&client_nonce, me)).await.unwrap();
-        let mut reply = vec![0u8; 4 + 2 + 32 + 1 + server.len() + 32];
+        let mut reply = vec![0u8; 4 + 2 + 32 + 1 + server.len()];
         stream.read_exact(&mut reply).await.unwrap();
-        assert_eq!(&reply[..4], b"PBT1");
-        assert_eq!(&reply[39..39 + server.len()], server.as_bytes());
+        assert_eq!(&reply[..4], b"PBT2");
+        assert_eq!(&reply[39..], server.as_bytes());
         let server_nonce = &reply[6..38];
         let mut transcript = PROTOCOL_VERSION.to_le_bytes().to_vec();
         transcript.extend_from_slice(&client_nonce);
@@ -683,17 +700,16 @@ mod tcp {
             transcript.push(id.len() as u8);
             transcript.extend_from_slice(id.as_bytes());
         }
-        let server_proof = &reply[39 + server.len()..];
+        // The client proves first; the node's proof is its acceptance.
+        let mine = proof(PSK.as_bytes(), b"protobase-tcp client", &transcript);
+        stream.write_all(&mine).await.unwrap();
+        let mut server_proof = [0u8; 32];
+        stream.read_exact(&mut server_proof).await.unwrap();
         assert_eq!(
-            server_proof,
+            &server_proof[..],
             &proof(PSK.as_bytes(), b"protobase-tcp server", &transcript)[..],
             "the node proved it knows the key"
         );
-        let mine = proof(PSK.as_bytes(), b"protobase-tcp client", &transcript);
-        stream.write_all(&mine).await.unwrap();
-        let mut verdict = [0u8; 1];
-        stream.read_exact(&mut verdict).await.unwrap();
-        assert_eq!(verdict[0], 0xA5, "the node accepted the handshake");
         stream
     }
 
@@ -863,18 +879,16 @@ mod tcp {
 }
 
 // ---------------------------------------------------------------------------
-// QUIC
+// Mutual TLS: QUIC and TLS over TCP
 // ---------------------------------------------------------------------------
 
-#[cfg(feature = "quic")]
-mod quic {
+#[cfg(any(feature = "quic", feature = "tcp-tls"))]
+mod tls {
     use std::path::Path;
 
     use protobase::NetworkError;
     use protobase::cluster::{PeerAddress, TlsFiles, Transport};
-    use protobase::transports::{
-        QuicConfig, QuicNetworkManager, TlsConfig, Trust, generate_dev_certs,
-    };
+    use protobase::transports::{TlsConfig, Trust, generate_dev_certs};
 
     use super::*;
 
@@ -890,25 +904,57 @@ mod quic {
         .unwrap()
     }
 
+    /// A manager of `net` that presents `tls` as `as_id` and knows only
+    /// `target` at `addr`.
     pub(super) fn manager(
+        net: Net,
         as_id: &str,
         target: &str,
         addr: SocketAddr,
         tls: TlsConfig,
-    ) -> QuicNetworkManager {
-        let config = QuicConfig::new(as_id, "127.0.0.1:0", tls)
-            .with_peer(target, addr.to_string())
-            .with_read_timeout_ms(500)
-            .with_retry_interval_ms(20)
-            .with_max_retries(1);
-        QuicNetworkManager::new(config).unwrap()
+    ) -> Arc<dyn NetworkManager> {
+        match net {
+            #[cfg(feature = "quic")]
+            Net::Quic => {
+                let config = protobase::transports::QuicConfig::new(as_id, "127.0.0.1:0", tls)
+                    .with_peer(target, addr.to_string())
+                    .with_read_timeout_ms(500)
+                    .with_retry_interval_ms(20)
+                    .with_max_retries(1);
+                Arc::new(protobase::transports::QuicNetworkManager::new(config).unwrap())
+            }
+            #[cfg(feature = "tcp-tls")]
+            Net::TcpTls => {
+                let config =
+                    protobase::transports::TcpConfig::new(as_id, "127.0.0.1:0", Vec::new())
+                        .with_tls(tls)
+                        .with_peer(target, addr.to_string())
+                        .with_read_timeout_ms(500)
+                        .with_retry_interval_ms(20)
+                        .with_max_retries(1);
+                Arc::new(protobase::transports::TcpNetworkManager::new(config).unwrap())
+            }
+            #[allow(unreachable_patterns)]
+            other => panic!("{other:?} is not a TLS transport"),
+        }
+    }
+
+    fn transport_of(net: Net) -> Transport {
+        match net {
+            #[cfg(feature = "quic")]
+            Net::Quic => Transport::Quic,
+            #[cfg(feature = "tcp-tls")]
+            Net::TcpTls => Transport::TcpTls,
+            #[allow(unreachable_patterns)]
+            other => panic!("{other:?} is not a TLS transport"),
+        }
     }
 
     /// Nodes whose certificates come from another CA — under a member's id
     /// and under their own, as bare managers and as a whole storage node —
     /// cannot vote, publish or read pages, and change nothing.
-    async fn untrusted_certificates_cannot_vote_or_publish(n: usize) {
-        let c = Cluster::start(Net::Quic, n).await;
+    async fn untrusted_certificates_cannot_vote_or_publish(net: Net, n: usize) {
+        let c = Cluster::start(net, n).await;
         let (first, _) = publish_retrying(c.storage(0), "node-0", 0, 5).await;
         c.converge_on(&first).await;
         let before = snapshot(&c).await;
@@ -924,7 +970,13 @@ mod quic {
 
         // 1. Bare managers: the TLS handshake fails, nothing is handled.
         for as_id in [peer_id.as_str(), "mallory"] {
-            let rogue = manager(as_id, &target_id, addr, tls_of(foreign_dir.path(), as_id));
+            let rogue = manager(
+                net,
+                as_id,
+                &target_id,
+                addr,
+                tls_of(foreign_dir.path(), as_id),
+            );
             rogue.start(Arc::new(Silent)).await.unwrap();
             for attack in vote_publish_read(first.pointer.wal_id) {
                 let r = rogue
@@ -949,7 +1001,7 @@ mod quic {
             .with_host("127.0.0.1")
             .with_port(0)
             .with_servers(servers)
-            .with_transport(Transport::Quic)
+            .with_transport(transport_of(net))
             .with_tls(TlsFiles::with_ca(
                 foreign_dir.path().join("mallory.pem"),
                 foreign_dir.path().join("mallory.key"),
@@ -970,25 +1022,38 @@ mod quic {
         unchanged_and_still_working(c, &before, first).await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_nodes_read_each_others_records() {
-        records_written_on_one_node_are_read_on_every_other(Net::Quic, 3).await;
+    /// The cluster scenarios on one TLS transport.
+    macro_rules! tls_cluster_tests {
+        ($module:ident, $feature:literal, $net:expr) => {
+            #[cfg(feature = $feature)]
+            mod $module {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn three_nodes_read_each_others_records() {
+                    records_written_on_one_node_are_read_on_every_other($net, 3).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn three_nodes_serialise_concurrent_root_updates() {
+                    concurrent_root_updates_are_serialised($net, 3).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn three_nodes_a_killed_node_catches_up_and_publishes() {
+                    a_killed_node_catches_up_and_publishes($net, 3).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn three_nodes_refuse_untrusted_certificates() {
+                    untrusted_certificates_cannot_vote_or_publish($net, 3).await;
+                }
+            }
+        };
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_nodes_serialise_concurrent_root_updates() {
-        concurrent_root_updates_are_serialised(Net::Quic, 3).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_nodes_a_killed_node_catches_up_and_publishes() {
-        a_killed_node_catches_up_and_publishes(Net::Quic, 3).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_nodes_refuse_untrusted_certificates() {
-        untrusted_certificates_cannot_vote_or_publish(3).await;
-    }
+    tls_cluster_tests!(quic, "quic", Net::Quic);
+    tls_cluster_tests!(tcp_tls, "tcp-tls", Net::TcpTls);
 }
 
 #[cfg(feature = "quic")]
@@ -1002,7 +1067,7 @@ mod transport_selection {
         let mut config = base_config()
             .with_port(0)
             .with_servers([PeerAddress::new("solo", "127.0.0.1:0")])
-            .with_psk("key")
+            .with_psk("a cluster key of some length")
             .with_tls(TlsFiles::with_ca(
                 dir.join("solo.pem"),
                 dir.join("solo.key"),

@@ -9,7 +9,8 @@ async fn three_nodes_publish_and_read_each_others_atoms() {
         .with_heartbeat_ms(50)
         .with_read_timeout_ms(500)
         .with_retry_interval_ms(20);
-    let nodes = bind_local_tcp_cluster(&["a", "b", "c"], "secret", &base).unwrap();
+    let nodes =
+        bind_local_tcp_cluster(&["a", "b", "c"], "smoke test pre-shared key", &base).unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut storages = Vec::new();
     for ((cfg, net), dir) in nodes.into_iter().zip(&dirs) {

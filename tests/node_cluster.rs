@@ -595,7 +595,10 @@ async fn a_cluster_driven_only_by_clients_survives_a_kill_and_copies_whole() {
     assert!(!err.contains('\u{1b}'), "colour codes in a redirected log");
     let wrong = Command::new(env!("CARGO_BIN_EXE_protobase"))
         .args(["status", "--config", c1])
-        .env("PROTOBASE_TRANSPORT__PSK", "not the key")
+        .env(
+            "PROTOBASE_TRANSPORT__PSK",
+            "not the cluster's key, but long",
+        )
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
@@ -603,6 +606,18 @@ async fn a_cluster_driven_only_by_clients_survives_a_kill_and_copies_whole() {
         String::from_utf8_lossy(&wrong.stdout).contains("pre-shared keys"),
         "{}",
         String::from_utf8_lossy(&wrong.stdout)
+    );
+    // A key too short to be safe is refused before anything is sent.
+    let short = Command::new(env!("CARGO_BIN_EXE_protobase"))
+        .args(["status", "--config", c1])
+        .env("PROTOBASE_TRANSPORT__PSK", "short key")
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&short.stdout).contains("fewer than 16"),
+        "{}",
+        String::from_utf8_lossy(&short.stdout)
     );
 
     // Two of three down: status exits 1.

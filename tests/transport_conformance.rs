@@ -1,8 +1,9 @@
 //! The transport conformance suite (`protobase::conformance::network`) run
 //! against every transport (`conformance_tests!` expands the same checks for
-//! each), plus transport-specific checks: authentication and hostile input
-//! for TCP, mutual TLS for QUIC, fault injection for the in-process
-//! transport.
+//! each: TCP with the pre-shared key and with TLS, QUIC, in-process), plus
+//! transport-specific checks: authentication, hostile input and what is
+//! readable on the path for TCP, mutual TLS for QUIC, fault injection for
+//! the in-process transport.
 //!
 //! TCP and QUIC run on real sockets on 127.0.0.1 with ports chosen by the
 //! OS; the in-process transport runs on tokio's paused clock, so its
@@ -378,8 +379,21 @@ mod tcp {
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    /// `n` managers on 127.0.0.1, listeners pre-bound to OS-chosen ports.
+    /// `n` managers on 127.0.0.1, listeners pre-bound to OS-chosen ports,
+    /// node `i` with the key `key_of(i)`.
     fn managers(n: usize, key_of: impl Fn(usize) -> Vec<u8>) -> Vec<Arc<TcpNetworkManager>> {
+        managers_with(n, |i, mut c| {
+            c.pre_shared_key = key_of(i);
+            c
+        })
+    }
+
+    /// `n` managers on 127.0.0.1, node `i`'s configuration passed through
+    /// `configure(i, _)`.
+    pub(super) fn managers_with(
+        n: usize,
+        configure: impl Fn(usize, TcpConfig) -> TcpConfig,
+    ) -> Vec<Arc<TcpNetworkManager>> {
         let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
@@ -391,26 +405,41 @@ mod tcp {
                 let peers = (0..n)
                     .filter(|j| *j != i)
                     .map(|j| (format!("n{j}"), addrs[j].to_string()));
-                let config = TcpConfig::new(format!("n{i}"), addrs[i].to_string(), key_of(i))
+                let config = TcpConfig::new(format!("n{i}"), addrs[i].to_string(), KEY)
                     .with_peers(peers)
                     .with_read_timeout_ms(2_000)
                     .with_retry_interval_ms(20)
                     .with_max_retries(2)
                     .with_max_frame_bytes(SUITE_FRAME_LIMIT);
+                let config = configure(i, config);
                 Arc::new(TcpNetworkManager::with_listener(config, listener).unwrap())
             })
             .collect()
     }
 
-    /// Remembers the nodes it built, for raw streams.
+    /// Remembers the nodes it built, for raw streams. With `tls`, the nodes
+    /// use mutual TLS (one development CA) instead of the pre-shared key.
     #[derive(Default)]
     pub(crate) struct Harness {
         built: parking_lot::Mutex<Vec<Arc<TcpNetworkManager>>>,
+        #[cfg_attr(not(feature = "tcp-tls"), allow(dead_code))]
+        tls: bool,
     }
 
     #[async_trait]
     impl NetworkHarness for Harness {
         async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+            #[cfg(feature = "tcp-tls")]
+            let nodes = if self.tls {
+                let ids: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+                let certs = protobase::transports::generate_dev_certs(&ids).unwrap();
+                managers_with(n, |i, c| {
+                    c.with_tls(certs.tls_config(&format!("n{i}")).unwrap().unwrap())
+                })
+            } else {
+                managers(n, |_| KEY.to_vec())
+            };
+            #[cfg(not(feature = "tcp-tls"))]
             let nodes = managers(n, |_| KEY.to_vec());
             *self.built.lock() = nodes.clone();
             nodes
@@ -443,6 +472,124 @@ mod tcp {
             tokio::test(flavor = "multi_thread", worker_threads = 2),
             Harness::default()
         );
+    }
+
+    /// The same suite over mutual TLS 1.3 (feature `tcp-tls`).
+    #[cfg(feature = "tcp-tls")]
+    mod suite_over_tls {
+        use super::*;
+        conformance_tests!(
+            tokio::test(flavor = "multi_thread", worker_threads = 2),
+            Harness {
+                tls: true,
+                ..Harness::default()
+            }
+        );
+    }
+
+    /// What a passive listener on the path sees: n0 talks to n1 through a
+    /// relay that records every byte, and sends a message carrying
+    /// `marker`; returns the recorded bytes (both directions).
+    async fn wire_bytes_between(tls: bool, marker: &str) -> Vec<u8> {
+        /// Copies `r` to `w`, recording every byte.
+        async fn pump(
+            mut r: tokio::net::tcp::OwnedReadHalf,
+            mut w: tokio::net::tcp::OwnedWriteHalf,
+            record: Arc<parking_lot::Mutex<Vec<u8>>>,
+        ) {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                record.lock().extend_from_slice(&buf[..n]);
+            }
+            let _ = w.shutdown().await;
+        }
+        struct Echo;
+        #[async_trait]
+        impl MessageHandler for Echo {
+            async fn handle(&self, _from: PeerId, message: Message) -> Option<Message> {
+                Some(message)
+            }
+        }
+        let server_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_addr = server_listener.local_addr().unwrap();
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let relay_task = tokio::spawn(async move {
+            let (inbound, _) = relay.accept().await.unwrap();
+            let outbound = TcpStream::connect(server_addr).await.unwrap();
+            let (ir, iw) = inbound.into_split();
+            let (or, ow) = outbound.into_split();
+            tokio::join!(pump(ir, ow, record.clone()), pump(or, iw, record));
+        });
+        let certs = protobase::transports::generate_dev_certs(&["n0", "n1"]).unwrap();
+        let config = |id: &str, listen: String, peer: &str, addr: String| {
+            let c = TcpConfig::new(id, listen, KEY).with_peer(peer, addr);
+            #[cfg(feature = "tcp-tls")]
+            let c = if tls {
+                c.with_tls(certs.tls_config(id).unwrap().unwrap())
+            } else {
+                c
+            };
+            #[cfg(not(feature = "tcp-tls"))]
+            let _ = (tls, &certs);
+            c
+        };
+        let n1 = TcpNetworkManager::with_listener(
+            config("n1", server_addr.to_string(), "n0", "127.0.0.1:9".into()),
+            server_listener,
+        )
+        .unwrap();
+        n1.start(Arc::new(Echo)).await.unwrap();
+        let n0 = TcpNetworkManager::new(config(
+            "n0",
+            "127.0.0.1:0".into(),
+            "n1",
+            relay_addr.to_string(),
+        ))
+        .unwrap();
+        n0.start(Arc::new(Echo)).await.unwrap();
+        let message = Message::Heartbeat {
+            node: marker.into(),
+            root_sequence: 1,
+            term: 1,
+        };
+        let answer = n0
+            .request(&"n1".into(), message.clone(), suite::REQUEST_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(answer, message);
+        n0.stop().await.unwrap();
+        n1.stop().await.unwrap();
+        let _ = tokio::time::timeout(suite::HANG_GUARD, relay_task).await;
+        seen.lock().clone()
+    }
+
+    /// With the pre-shared key, frames cross the network in clear (the mode
+    /// authenticates endpoints only); with TLS nothing of them can be read
+    /// on the path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_are_readable_on_the_path_with_the_psk_and_not_with_tls() {
+        let marker = "an-easily-found-marker-string";
+        let contains = |hay: &[u8]| hay.windows(marker.len()).any(|w| w == marker.as_bytes());
+        let plain = wire_bytes_between(false, marker).await;
+        assert!(
+            contains(&plain),
+            "the PSK mode's frames were not seen in clear"
+        );
+        #[cfg(feature = "tcp-tls")]
+        {
+            let encrypted = wire_bytes_between(true, marker).await;
+            assert!(encrypted.len() > marker.len(), "nothing crossed the relay");
+            assert!(
+                !contains(&encrypted),
+                "a TLS frame was readable on the path"
+            );
+        }
     }
 
     /// Reads until the node closes the connection; true if it did (within
@@ -604,7 +751,11 @@ mod tcp {
         let base = || TcpConfig::new("n0", "127.0.0.1:0", KEY);
         assert!(matches!(
             TcpNetworkManager::new(TcpConfig::new("n0", "127.0.0.1:0", Vec::new())),
-            Err(TcpConfigError::EmptyKey)
+            Err(TcpConfigError::KeyTooShort { len: 0, .. })
+        ));
+        assert!(matches!(
+            TcpNetworkManager::new(TcpConfig::new("n0", "127.0.0.1:0", &b"short"[..])),
+            Err(TcpConfigError::KeyTooShort { len: 5, .. })
         ));
         assert!(matches!(
             TcpNetworkManager::new(base().with_peer("n0", "127.0.0.1:1")),

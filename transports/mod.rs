@@ -4,7 +4,8 @@
 //!   duplicate, reorder, partition, kill/restart), always compiled, for
 //!   deterministic tests of the cluster protocol.
 //! - [`tcp`] (feature `tcp`, default): tokio TCP with a pre-shared-key
-//!   handshake and request multiplexing over one connection per peer.
+//!   handshake, or mutual TLS 1.3 ([`tls`], feature `tcp-tls`), and
+//!   request multiplexing over one connection per peer.
 //! - [`quic`] (feature `quic`): quinn with mutual TLS ([`tls`]), one
 //!   connection per peer and one stream per request.
 //!
@@ -21,8 +22,8 @@ pub mod quic;
 #[cfg(feature = "tcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
 pub mod tcp;
-#[cfg(feature = "quic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "quic", feature = "tcp-tls"))))]
 pub mod tls;
 
 pub use in_process::{Faults, HubStats, InProcessHub, InProcessNetwork};
@@ -30,5 +31,5 @@ pub use in_process::{Faults, HubStats, InProcessHub, InProcessNetwork};
 pub use quic::{QuicConfig, QuicNetworkManager};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpConfig, TcpNetworkManager};
-#[cfg(feature = "quic")]
+#[cfg(feature = "tls")]
 pub use tls::{DevCerts, TlsConfig, Trust, generate_dev_certs, generate_dev_certs_with_ca};

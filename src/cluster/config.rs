@@ -19,7 +19,7 @@ pub struct PeerAddress {
 
 /// The transport a cluster node's network manager uses when the builder
 /// creates it (see [`ClusterConfig::network_manager`]). In configuration
-/// files: `"tcp"` or `"quic"`.
+/// files: `"tcp"`, `"tcp_tls"` or `"quic"`.
 ///
 /// Any other [`NetworkManager`](crate::NetworkManager) (the in-process
 /// transport, a custom one) is given to the builder directly with
@@ -32,6 +32,10 @@ pub enum Transport {
     Tcp,
     /// QUIC with mutual TLS (feature `quic`): needs [`ClusterConfig::tls`].
     Quic,
+    /// TCP with mutual TLS 1.3 (feature `tcp-tls`): needs
+    /// [`ClusterConfig::tls`], the same files as QUIC.
+    #[serde(rename = "tcp_tls", alias = "tcp-tls")]
+    TcpTls,
 }
 
 impl Default for Transport {
@@ -50,6 +54,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Tcp => "tcp",
             Transport::Quic => "quic",
+            Transport::TcpTls => "tcp-tls",
         })
     }
 }
@@ -334,6 +339,11 @@ impl ClusterConfig {
                 crate::transports::TcpNetworkManager::new(self.tcp_config()?)
                     .map_err(|e| crate::error::Error::invalid("TCP config", e.to_string()))?,
             )),
+            #[cfg(feature = "tcp-tls")]
+            Transport::TcpTls => Ok(Arc::new(
+                crate::transports::TcpNetworkManager::new(self.tcp_config()?)
+                    .map_err(|e| crate::error::Error::invalid("TCP config", e.to_string()))?,
+            )),
             #[cfg(feature = "quic")]
             Transport::Quic => Ok(Arc::new(
                 crate::transports::QuicNetworkManager::new(self.quic_config()?)
@@ -348,18 +358,19 @@ impl ClusterConfig {
     }
 }
 
-#[cfg(feature = "quic")]
+#[cfg(feature = "tls")]
 impl ClusterConfig {
-    /// The QUIC transport settings of this node: listens on `host:port`,
-    /// loads the PEM files of [`tls`](Self::tls), and uses the same
-    /// timeouts and retries as TCP.
-    pub fn quic_config(&self) -> crate::error::Result<crate::transports::QuicConfig> {
+    /// This node's TLS identity and trust, loaded from the PEM files of
+    /// [`tls`](Self::tls) (QUIC and TLS over TCP).
+    pub fn tls_config(&self) -> crate::error::Result<crate::transports::tls::TlsConfig> {
         use crate::transports::tls::{TlsConfig, Trust};
         let invalid = |reason: String| crate::error::Error::invalid("tls", reason);
-        let files = self
-            .tls
-            .as_ref()
-            .ok_or_else(|| invalid("a cluster over QUIC needs tls certificate files".into()))?;
+        let files = self.tls.as_ref().ok_or_else(|| {
+            invalid(format!(
+                "a cluster over {} needs tls certificate files",
+                self.transport
+            ))
+        })?;
         let trust = match (&files.ca, files.pinned.is_empty()) {
             (Some(ca), true) => Trust::ca_from_pem_file(ca),
             (None, false) => Trust::pinned_from_pem_files(&files.pinned),
@@ -373,12 +384,21 @@ impl ClusterConfig {
             }
         }
         .map_err(|e| invalid(e.to_string()))?;
-        let tls = TlsConfig::from_pem_files(&files.cert, &files.key, trust)
-            .map_err(|e| invalid(e.to_string()))?;
+        TlsConfig::from_pem_files(&files.cert, &files.key, trust)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+#[cfg(feature = "quic")]
+impl ClusterConfig {
+    /// The QUIC transport settings of this node: listens on `host:port`,
+    /// loads the PEM files of [`tls`](Self::tls), and uses the same
+    /// timeouts and retries as TCP.
+    pub fn quic_config(&self) -> crate::error::Result<crate::transports::QuicConfig> {
         Ok(crate::transports::QuicConfig::new(
             self.server_id.clone(),
             format!("{}:{}", self.host, self.port),
-            tls,
+            self.tls_config()?,
         )
         .with_peers(self.peers().map(|p| (p.id.clone(), p.address.clone())))
         .with_read_timeout_ms(self.read_timeout_ms)
@@ -389,21 +409,33 @@ impl ClusterConfig {
 
 #[cfg(feature = "tcp")]
 impl ClusterConfig {
-    /// The TCP transport settings of this node (listens on `host:port`,
-    /// authenticates peers with `psk`).
+    /// The TCP transport settings of this node (listens on `host:port`):
+    /// peers authenticate with `psk`, or, for [`Transport::TcpTls`], with
+    /// the certificates of [`tls`](Self::tls) over mutual TLS.
     pub fn tcp_config(&self) -> crate::error::Result<crate::transports::TcpConfig> {
-        let psk = self.psk.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
-            crate::error::Error::invalid("psk", "a cluster over TCP needs a pre-shared key")
-        })?;
-        Ok(crate::transports::TcpConfig::new(
-            self.server_id.clone(),
-            format!("{}:{}", self.host, self.port),
-            psk.as_bytes().to_vec(),
-        )
-        .with_peers(self.peers().map(|p| (p.id.clone(), p.address.clone())))
-        .with_read_timeout_ms(self.read_timeout_ms)
-        .with_retry_interval_ms(self.retry_interval_ms)
-        .with_max_retries(self.max_retries))
+        let listen = format!("{}:{}", self.host, self.port);
+        let config = match self.transport {
+            #[cfg(feature = "tcp-tls")]
+            Transport::TcpTls => {
+                crate::transports::TcpConfig::new(self.server_id.clone(), listen, Vec::new())
+                    .with_tls(self.tls_config()?)
+            }
+            _ => {
+                let psk = self.psk.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
+                    crate::error::Error::invalid("psk", "a cluster over TCP needs a pre-shared key")
+                })?;
+                crate::transports::TcpConfig::new(
+                    self.server_id.clone(),
+                    listen,
+                    psk.as_bytes().to_vec(),
+                )
+            }
+        };
+        Ok(config
+            .with_peers(self.peers().map(|p| (p.id.clone(), p.address.clone())))
+            .with_read_timeout_ms(self.read_timeout_ms)
+            .with_retry_interval_ms(self.retry_interval_ms)
+            .with_max_retries(self.max_retries))
     }
 }
 

@@ -3,7 +3,7 @@
 //! so every node's configuration can name all the others.
 
 use std::net::SocketAddr;
-#[cfg(feature = "quic")]
+#[cfg(feature = "tls")]
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,6 +50,37 @@ pub fn bind_local_tcp_cluster(
     psk: &str,
     base: &ClusterConfig,
 ) -> Result<Vec<(ClusterConfig, Arc<TcpNetworkManager>)>> {
+    bind_tcp(ids, base, |config| ClusterConfig {
+        psk: Some(psk.to_string()),
+        transport: crate::cluster::config::Transport::Tcp,
+        ..config
+    })
+}
+
+/// As [`bind_local_tcp_cluster`], with mutual TLS instead of a pre-shared
+/// key: creates a development CA and a certificate per node in `cert_dir`
+/// (as [`bind_local_quic_cluster`] does) and configures transport
+/// [`Transport::TcpTls`](crate::cluster::Transport::TcpTls).
+#[cfg(feature = "tcp-tls")]
+pub fn bind_local_tcp_tls_cluster(
+    ids: &[&str],
+    cert_dir: &Path,
+    base: &ClusterConfig,
+) -> Result<Vec<(ClusterConfig, Arc<TcpNetworkManager>)>> {
+    write_dev_certs(ids, cert_dir)?;
+    bind_tcp(ids, base, |config| ClusterConfig {
+        transport: crate::cluster::config::Transport::TcpTls,
+        tls: Some(dev_tls_files(cert_dir, &config.server_id)),
+        ..config
+    })
+}
+
+#[cfg(feature = "tcp")]
+fn bind_tcp(
+    ids: &[&str],
+    base: &ClusterConfig,
+    configure: impl Fn(ClusterConfig) -> ClusterConfig,
+) -> Result<Vec<(ClusterConfig, Arc<TcpNetworkManager>)>> {
     let listeners = ids
         .iter()
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -65,16 +96,32 @@ pub fn bind_local_tcp_cluster(
         .zip(listeners)
         .zip(addrs)
         .map(|((id, listener), addr)| {
-            let config = ClusterConfig {
-                psk: Some(psk.to_string()),
-                transport: crate::cluster::config::Transport::Tcp,
-                ..node_config(id, addr, &servers, base)
-            };
+            let config = configure(node_config(id, addr, &servers, base));
             let net = TcpNetworkManager::with_listener(config.tcp_config()?, listener)
                 .map_err(|e| Error::invalid("TCP config", e.to_string()))?;
             Ok((config, Arc::new(net)))
         })
         .collect()
+}
+
+/// A development CA and a certificate per node, written to `cert_dir`
+/// (`ca.pem`, `<id>.pem`, `<id>.key`).
+#[cfg(feature = "tls")]
+fn write_dev_certs(ids: &[&str], cert_dir: &Path) -> Result<()> {
+    crate::transports::tls::generate_dev_certs(ids)
+        .and_then(|certs| certs.write_to(cert_dir).map(|_| ()))
+        .map_err(|e| Error::invalid("tls", e.to_string()))
+}
+
+/// Node `id`'s files of [`write_dev_certs`].
+#[cfg(feature = "tls")]
+fn dev_tls_files(cert_dir: &Path, id: &str) -> crate::cluster::config::TlsFiles {
+    crate::cluster::config::TlsFiles {
+        cert: cert_dir.join(format!("{id}.pem")),
+        key: cert_dir.join(format!("{id}.key")),
+        ca: Some(cert_dir.join("ca.pem")),
+        pinned: Vec::new(),
+    }
 }
 
 /// Binds one UDP socket per id on `127.0.0.1:0`, creates a development CA
@@ -88,11 +135,7 @@ pub fn bind_local_quic_cluster(
     cert_dir: &Path,
     base: &ClusterConfig,
 ) -> Result<Vec<(ClusterConfig, Arc<QuicNetworkManager>)>> {
-    let certs = crate::transports::tls::generate_dev_certs(ids)
-        .map_err(|e| Error::invalid("tls", e.to_string()))?;
-    certs
-        .write_to(cert_dir)
-        .map_err(|e| Error::invalid("tls", e.to_string()))?;
+    write_dev_certs(ids, cert_dir)?;
     let sockets = ids
         .iter()
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
@@ -110,12 +153,7 @@ pub fn bind_local_quic_cluster(
         .map(|((id, socket), addr)| {
             let config = ClusterConfig {
                 transport: crate::cluster::config::Transport::Quic,
-                tls: Some(crate::cluster::config::TlsFiles {
-                    cert: cert_dir.join(format!("{id}.pem")),
-                    key: cert_dir.join(format!("{id}.key")),
-                    ca: Some(cert_dir.join("ca.pem")),
-                    pinned: Vec::new(),
-                }),
+                tls: Some(dev_tls_files(cert_dir, id)),
                 ..node_config(id, addr, &servers, base)
             };
             let net = QuicNetworkManager::with_socket(config.quic_config()?, socket)

@@ -30,6 +30,8 @@ pub use handler::ClusterHandler;
 pub use local::bind_local_quic_cluster;
 #[cfg(feature = "tcp")]
 pub use local::bind_local_tcp_cluster;
+#[cfg(feature = "tcp-tls")]
+pub use local::bind_local_tcp_tls_cluster;
 pub use peer_tier::{HintingRegister, PeerTier, RootHint};
 pub use quorum::{QuorumLock, QuorumRegister};
 

@@ -62,7 +62,9 @@ pub use backend::{BackendConfig, FsBackend, MemoryBackend};
 pub use cloud::{CloudBackend, DurabilityConfig, StoreUrl};
 pub use error::{ConfigError, Source};
 pub use page_cache::{MemoryPageCacheConfig, PageCacheConfig};
-pub use transport::{InProcessTransport, TcpTransport, TransportConfig};
+pub use transport::{
+    InProcessTransport, QuicTransport, TcpTlsTransport, TcpTransport, TransportConfig,
+};
 pub use vote::{MajorityVoteConfig, SingleNodeVoteConfig, VoteConfig};
 
 use crate::builder::StorageConfig;

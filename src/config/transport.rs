@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `tcp` | `psk`, `max_frame_bytes` | [`TcpNetworkManager`](crate::transports::TcpNetworkManager) (feature `tcp`) |
 //! | `quic` | `cert`, `key`, `ca` or `pinned` (PEM files) | [`QuicNetworkManager`](crate::transports::QuicNetworkManager) with mutual TLS (feature `quic`) |
+//! | `tcp_tls` | as `quic` | [`TcpNetworkManager`](crate::transports::TcpNetworkManager) with mutual TLS 1.3 (feature `tcp-tls`) |
 //! | `in_process` | `hub` | [`InProcessNetwork`](crate::transports::InProcessNetwork) on a named hub shared by the process |
 //!
 //! Listen address, peers and timeouts come from the `[cluster]` section.
@@ -109,16 +110,17 @@ pub struct QuicTransport {
     pub pinned: Vec<std::path::PathBuf>,
 }
 
-#[cfg(feature = "quic")]
-#[typetag::serde(name = "quic")]
-impl TransportConfig for QuicTransport {
-    fn build(
+impl QuicTransport {
+    /// The network manager of `transport` (QUIC or TLS over TCP) with these
+    /// TLS files.
+    #[cfg(feature = "tls")]
+    fn tls_network_manager(
         &self,
         cluster: &ClusterConfig,
-        _ctx: &BuildContext<'_>,
+        transport: crate::cluster::Transport,
     ) -> Result<Arc<dyn NetworkManager>> {
         let mut cluster = cluster.clone();
-        cluster.transport = crate::cluster::Transport::Quic;
+        cluster.transport = transport;
         cluster.tls = Some(crate::cluster::TlsFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -128,7 +130,8 @@ impl TransportConfig for QuicTransport {
         cluster.network_manager()
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
+    #[cfg(feature = "tls")]
+    fn resolve_tls_paths(&mut self, base: &Path) {
         use super::backend::resolve;
         resolve(base, &mut self.cert);
         resolve(base, &mut self.key);
@@ -138,6 +141,47 @@ impl TransportConfig for QuicTransport {
         for p in &mut self.pinned {
             resolve(base, p);
         }
+    }
+}
+
+#[cfg(feature = "quic")]
+#[typetag::serde(name = "quic")]
+impl TransportConfig for QuicTransport {
+    fn build(
+        &self,
+        cluster: &ClusterConfig,
+        _ctx: &BuildContext<'_>,
+    ) -> Result<Arc<dyn NetworkManager>> {
+        self.tls_network_manager(cluster, crate::cluster::Transport::Quic)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.resolve_tls_paths(base);
+    }
+}
+
+/// `type = "tcp_tls"`: the TCP transport with mutual TLS 1.3 instead of the
+/// pre-shared key: the same settings (certificate, key, CA or pinned
+/// certificates) as [`QuicTransport`]. Every frame is encrypted and
+/// authenticated: for networks you do not trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TcpTlsTransport(pub QuicTransport);
+
+#[cfg(feature = "tcp-tls")]
+#[typetag::serde(name = "tcp_tls")]
+impl TransportConfig for TcpTlsTransport {
+    fn build(
+        &self,
+        cluster: &ClusterConfig,
+        _ctx: &BuildContext<'_>,
+    ) -> Result<Arc<dyn NetworkManager>> {
+        self.0
+            .tls_network_manager(cluster, crate::cluster::Transport::TcpTls)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.0.resolve_tls_paths(base);
     }
 }
 

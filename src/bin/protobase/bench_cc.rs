@@ -57,9 +57,10 @@ async fn start(base: &Path, store: &Arc<dyn ObjectStore>) -> BenchResult<Vec<Nod
         .with_read_timeout_ms(2_000)
         .with_heartbeat_ms(100);
     let mut nodes = Vec::new();
-    for (i, (cfg, net)) in bind_local_tcp_cluster(&["a", "b", "c"], "bench", &config)?
-        .into_iter()
-        .enumerate()
+    for (i, (cfg, net)) in
+        bind_local_tcp_cluster(&["a", "b", "c"], crate::bench_cluster::BENCH_PSK, &config)?
+            .into_iter()
+            .enumerate()
     {
         let p = Arc::new(provider(store, fresh(base, &format!("cc_stage_{i}"))?, true).await?);
         let network: Arc<dyn NetworkManager> = net;

@@ -1,5 +1,6 @@
 //! Cluster scenarios of `protobase bench`: 3 nodes on loopback, over the TCP
-//! transport and over the QUIC transport (mutual TLS).
+//! transport (pre-shared key, and mutual TLS: `tls_tcp_rtt`,
+//! `page_fetch_remote_tls`) and over the QUIC transport (mutual TLS).
 //!
 //! Latencies are p50 in microseconds (lower is better); baselines are raw
 //! tokio TCP exchanges (and a raw fdatasync) measured in the same run, and
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use protobase::backends::fs::FileBlockProvider;
 use protobase::cluster::{
     Acceptor, ClusterConfig, ClusterHandler, FileAcceptorStore, PeerTier, QuorumRegister, RootHint,
-    Transport, bind_local_quic_cluster, bind_local_tcp_cluster,
+    Transport, bind_local_quic_cluster, bind_local_tcp_cluster, bind_local_tcp_tls_cluster,
 };
 use protobase::record;
 use protobase::{NetworkManager, ReadTier, StorageBuilder, VoteStrategy, WalStore};
@@ -133,6 +134,9 @@ fn raw_fdatasync(f: &std::fs::File) -> BenchResult<Duration> {
     Ok(t.elapsed())
 }
 
+/// The pre-shared key of the benchmark's TCP clusters.
+pub(crate) const BENCH_PSK: &str = "protobase benchmark pre-shared key";
+
 fn bench_config() -> ClusterConfig {
     ClusterConfig::default().with_heartbeat_ms(0)
 }
@@ -150,13 +154,20 @@ async fn manual_cluster(base: &Path, transport: Transport) -> BenchResult<Vec<Ma
     let mut out = Vec::new();
     let ids = ["n1", "n2", "n3"];
     let bound: Vec<(ClusterConfig, Arc<dyn NetworkManager>)> = match transport {
-        Transport::Tcp => bind_local_tcp_cluster(&ids, "bench", &bench_config())?
+        Transport::Tcp => bind_local_tcp_cluster(&ids, BENCH_PSK, &bench_config())?
             .into_iter()
             .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
             .collect(),
         Transport::Quic => {
             let certs = fresh(base, "quic_certs")?;
             bind_local_quic_cluster(&ids, &certs, &bench_config())?
+                .into_iter()
+                .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
+                .collect()
+        }
+        Transport::TcpTls => {
+            let certs = fresh(base, "tcp_tls_certs")?;
+            bind_local_tcp_tls_cluster(&ids, &certs, &bench_config())?
                 .into_iter()
                 .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
                 .collect()
@@ -200,6 +211,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
 
     let tcp = manual_cluster(base, Transport::Tcp).await?;
     let quic = manual_cluster(base, Transport::Quic).await?;
+    let tls = manual_cluster(base, Transport::TcpTls).await?;
     // tcp_rtt: a framed request/response through the TCP transport;
     // quic_rtt: the same through QUIC, paired with TCP's.
     let (tcp_rtt, rtt) = paired(&mut ping, rtt_n, || heartbeat_rtt(&tcp)).await?;
@@ -210,7 +222,11 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     let (page_fetch, raw_page) = measure_page_fetch_remote(&tcp, &mut page_link, page_n).await?;
     let (page_fetch_quic, raw_page_quic) =
         measure_page_fetch_remote(&quic, &mut page_link, page_n).await?;
-    for n in tcp.iter().chain(&quic) {
+    // The same over TLS on TCP, against the same raw TCP baselines.
+    let (tls_tcp_rtt, tls_rtt) = paired(&mut ping, rtt_n, || heartbeat_rtt(&tls)).await?;
+    let (page_fetch_tls, raw_page_tls) =
+        measure_page_fetch_remote(&tls, &mut page_link, page_n).await?;
+    for n in tcp.iter().chain(&quic).chain(&tls) {
         n.network.stop().await?;
     }
 
@@ -218,7 +234,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     // majority of durable acks, release) through Storage on node 1 of 3;
     // baseline: a raw round trip plus a raw append + fdatasync.
     let mut storages = Vec::new();
-    for (config, net) in bind_local_tcp_cluster(&["s1", "s2", "s3"], "bench", &bench_config())? {
+    for (config, net) in bind_local_tcp_cluster(&["s1", "s2", "s3"], BENCH_PSK, &bench_config())? {
         let dir = fresh(base, &format!("cluster_{}", config.server_id))?;
         storages.push(
             StorageBuilder::standalone(dir)
@@ -301,6 +317,20 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             unit: "us p50",
             baseline: raw_page_quic,
             baseline_desc: "raw TCP request + 64 KiB response (page over QUIC)",
+        },
+        Row {
+            name: "tls_tcp_rtt",
+            value: tls_tcp_rtt,
+            unit: "us p50",
+            baseline: tls_rtt,
+            baseline_desc: "raw tokio TCP ping-pong, 64 bytes (transport over TLS)",
+        },
+        Row {
+            name: "page_fetch_remote_tls",
+            value: page_fetch_tls,
+            unit: "us p50",
+            baseline: raw_page_tls,
+            baseline_desc: "raw TCP request + 64 KiB response (page over TLS on TCP)",
         },
     ])
 }

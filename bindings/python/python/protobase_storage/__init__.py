@@ -201,8 +201,9 @@ def cluster(
 
     ``servers``: every member, ``{id: "host:port"}`` or ``[(id, "host:port")]``.
     This node listens on its own address (override with ``host`` / ``port``).
-    ``transport``: ``"tcp"`` (default; needs ``psk``) or ``"quic"`` (needs
-    ``tls={"cert": ..., "key": ..., "ca": ...}``). ``cluster_options``: any
+    ``transport``: ``"tcp"`` (default; needs ``psk``, at least 16 bytes),
+    ``"tcp_tls"`` or ``"quic"`` (both need
+    ``tls={"cert": ..., "key": ..., "ca": ...}``; every frame encrypted). ``cluster_options``: any
     other ``[cluster]`` key (read_timeout_ms, vote_timeout_ms,
     retry_interval_ms, max_retries, lease_ms, heartbeat_ms). ``storage``:
     the storage settings (buffer_size, ...).

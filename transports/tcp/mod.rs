@@ -17,9 +17,11 @@
 //!   be in flight on one connection. Requests are not re-sent when a
 //!   connection breaks: they fail with [`NetworkError::Unreachable`] and the
 //!   caller decides (the messages are not all idempotent).
-//! - **Authentication.** Before any frame, both ends prove knowledge of the
-//!   pre-shared key (see [below](#authentication)). A peer without it never
-//!   gets a frame read, let alone a handler call.
+//! - **Authentication.** Before any frame, both ends authenticate: with the
+//!   pre-shared key (default, see [below](#authentication)) or, with
+//!   [`TcpConfig::tls`] (feature `tcp-tls`), by certificate in a mutual TLS
+//!   1.3 handshake that also encrypts the connection. A peer that fails
+//!   never gets a frame read, let alone a handler call.
 //! - **Frames** are those of [`crate::wire`], limited to
 //!   [`max_frame_bytes`](TcpConfig::max_frame_bytes) in both directions. A
 //!   malformed, oversized or wrong-version frame closes that connection (logged
@@ -36,35 +38,47 @@
 //!
 //! # Authentication
 //!
-//! A mutual challenge–response on the pre-shared key, run on every new
-//! connection within [`read_timeout_ms`](TcpConfig::read_timeout_ms):
+//! Two modes, chosen per node in [`TcpConfig`]:
+//!
+//! - **Pre-shared key** ([`TcpConfig::pre_shared_key`], at least
+//!   [`MIN_PSK_BYTES`] bytes; use 32 random ones): a mutual challenge–response
+//!   (the [handshake below](#pre-shared-key-handshake)) on every new
+//!   connection within [`read_timeout_ms`](TcpConfig::read_timeout_ms), the
+//!   client proving first. It authenticates the connection's endpoints; it
+//!   does **not** encrypt or integrity-protect the frames that follow, so it
+//!   guards against misconfigured or rogue nodes, not against an attacker on
+//!   the path (who can read, inject or alter frames after the handshake). For
+//!   trusted networks.
+//! - **TLS** ([`TcpConfig::tls`], feature `tcp-tls`): mutual TLS 1.3 with
+//!   the certificates and trust settings of the QUIC transport
+//!   ([`crate::transports::tls`]): every frame is encrypted and
+//!   authenticated, and each end proves its node id by certificate. For
+//!   networks you do not trust.
+//!
+//! Either way the server accepts only the ids of its configured peers and
+//! client ids (`client~…`, see [`client_id`](crate::network::client_id):
+//! operator tools and clients holding the same key or a member's
+//! certificate), and that id is the `from` its handler sees. A client id is
+//! never a member: the cluster's handlers refuse its votes and accepts.
+//!
+//! # Pre-shared-key handshake
 //!
 //! ```text
-//! client → server  hello:  "PBT1" | u16 LE version | client nonce (32) | u8 len | client id
-//! server → client  hello:  "PBT1" | u16 LE version | server nonce (32) | u8 len | server id
-//!                          | HMAC-SHA256(key, "protobase-tcp server" | transcript)
+//! client → server  hello:  "PBT2" | u16 LE version | client nonce (32) | u8 len | client id
+//! server → client  hello:  "PBT2" | u16 LE version | server nonce (32) | u8 len | server id
 //! client → server  HMAC-SHA256(key, "protobase-tcp client" | transcript)
-//! server → client  0xA5 (accepted)
+//! server → client  HMAC-SHA256(key, "protobase-tcp server" | transcript)
 //! transcript = u16 LE version | client nonce | server nonce | u8 len | client id | u8 len | server id
 //! ```
 //!
-//! Nonces are fresh random bytes from the operating system, so a proof cannot
-//! be replayed on another connection; the two directions use different
-//! labels, so one side's proof cannot be reflected as the other's. The client
-//! checks that the server is the peer it dialled; the server accepts only the
-//! ids of its configured peers and client ids (`client~…`, see
-//! [`client_id`](crate::network::client_id): operator tools and clients
-//! holding the same key), and that id is the `from` its handler sees. A
-//! client id is never a member: the cluster's handlers refuse its votes and
-//! accepts.
-//! MACs are compared in constant time. The handshake messages are small and
-//! fixed in shape, so an unauthenticated peer cannot make a node allocate
-//! more than a few hundred bytes.
-//!
-//! Scope: this authenticates the connection's endpoints; it does not encrypt
-//! or integrity-protect the frames that follow, so it guards against
-//! misconfigured or rogue nodes, not against an active attacker on the path.
-//! Use the QUIC transport (mutual TLS) on networks you do not trust.
+//! The server computes nothing with the key before the client has proved
+//! it, so connecting gives a stranger nothing to guess the key from offline.
+//! Nonces are fresh, the two directions use different labels, MACs are
+//! compared in constant time, and the messages are small and fixed in shape.
+
+mod psk;
+#[cfg(feature = "tcp-tls")]
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -75,11 +89,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, KeyInit, Mac};
 use parking_lot::{Mutex, RwLock};
-use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
@@ -91,11 +102,21 @@ use super::common::{
     broadcast_with, check_members, encode_request,
 };
 use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
-use crate::protocol::{Message, PROTOCOL_VERSION};
+use crate::protocol::Message;
+#[cfg(feature = "tcp-tls")]
+use crate::transports::tls::TlsConfig;
 use crate::wire::{self, DEFAULT_MAX_FRAME_BYTES, WireError};
 
 /// Smallest accepted [`TcpConfig::max_frame_bytes`].
 pub const MIN_FRAME_BYTES: usize = super::common::MIN_FRAME_BYTES;
+
+/// Shortest accepted [`TcpConfig::pre_shared_key`] (use 32 random bytes).
+pub const MIN_PSK_BYTES: usize = 16;
+
+/// The read and write ends of an authenticated connection (plain TCP or
+/// TLS).
+type ReadEnd = Box<dyn AsyncRead + Send + Unpin>;
+type WriteEnd = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Frames waiting for a connection's writer task.
 const WRITE_QUEUE: usize = 256;
@@ -120,8 +141,15 @@ pub struct TcpConfig {
     pub listen_addr: String,
     /// The other nodes: id and `host:port`. Only these may connect.
     pub peers: Vec<(PeerId, String)>,
-    /// The key every node of the cluster shares (use 32 random bytes).
+    /// The key every node of the cluster shares (at least
+    /// [`MIN_PSK_BYTES`]; use 32 random bytes). Not used (and may be empty)
+    /// when [`tls`](Self::tls) is set.
     pub pre_shared_key: Vec<u8>,
+    /// Mutual TLS 1.3 instead of the pre-shared key (feature `tcp-tls`):
+    /// this node's certificate (valid for [`server_id`](Self::server_id), or
+    /// for the member a client id names) and how it trusts its peers'.
+    #[cfg(feature = "tcp-tls")]
+    pub tls: Option<TlsConfig>,
     /// Deadline of a connection attempt's TCP connect, and again of its
     /// authentication handshake (both directions), in ms (default 2 000).
     /// Request deadlines are the `timeout` argument of each call.
@@ -146,6 +174,8 @@ impl TcpConfig {
             listen_addr: listen_addr.into(),
             peers: Vec::new(),
             pre_shared_key: pre_shared_key.into(),
+            #[cfg(feature = "tcp-tls")]
+            tls: None,
             read_timeout_ms: 2_000,
             retry_interval_ms: 1_000,
             max_retries: 3,
@@ -195,10 +225,43 @@ impl TcpConfig {
         self
     }
 
+    /// Authenticates and encrypts with mutual TLS 1.3 instead of the
+    /// pre-shared key (see [`tls`](Self::tls)).
+    #[cfg(feature = "tcp-tls")]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS settings, if TLS is on.
+    #[cfg(feature = "tcp-tls")]
+    fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    #[cfg(not(feature = "tcp-tls"))]
+    fn tls(&self) -> Option<&std::convert::Infallible> {
+        None
+    }
+
     fn validate(&self) -> Result<(), TcpConfigError> {
         check_members(&self.server_id, &self.peers, self.max_frame_bytes)?;
-        if self.pre_shared_key.is_empty() {
-            return Err(TcpConfigError::EmptyKey);
+        #[cfg(feature = "tcp-tls")]
+        if let Some(tls) = self.tls() {
+            // A client link (`client~<member>`) presents the member's
+            // certificate.
+            let identity =
+                crate::network::client_member(&self.server_id).unwrap_or(&self.server_id);
+            return tls
+                .check_identity(identity)
+                .map_err(|e| TcpConfigError::Tls(e.to_string()));
+        }
+        let len = self.pre_shared_key.len();
+        if len < MIN_PSK_BYTES {
+            return Err(TcpConfigError::KeyTooShort {
+                len,
+                min: MIN_PSK_BYTES,
+            });
         }
         Ok(())
     }
@@ -224,6 +287,7 @@ impl fmt::Debug for TcpConfig {
             .field("listen_addr", &self.listen_addr)
             .field("peers", &self.peers)
             .field("pre_shared_key", &"<redacted>")
+            .field("tls", &self.tls().is_some())
             .field("read_timeout_ms", &self.read_timeout_ms)
             .field("retry_interval_ms", &self.retry_interval_ms)
             .field("max_retries", &self.max_retries)
@@ -239,9 +303,18 @@ pub enum TcpConfigError {
     /// A node id is empty or longer than 255 bytes.
     #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
     InvalidId(String),
-    /// The pre-shared key is empty.
-    #[error("the pre-shared key is empty")]
-    EmptyKey,
+    /// The pre-shared key is shorter than [`MIN_PSK_BYTES`].
+    #[error("the pre-shared key has {len} bytes, fewer than {min} (use 32 random bytes)")]
+    KeyTooShort {
+        /// Its length.
+        len: usize,
+        /// The least accepted.
+        min: usize,
+    },
+    /// The TLS settings cannot be used (certificate not valid for this
+    /// node's id, unusable trust anchors).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The peer list names this node.
     #[error("the peer list contains this node's own id {0:?}")]
     SelfAsPeer(String),
@@ -270,6 +343,9 @@ pub struct TcpNetworkManager {
 
 struct Inner {
     config: TcpConfig,
+    /// The TLS ends, when the connections use TLS (else the PSK).
+    #[cfg(feature = "tcp-tls")]
+    tls: Option<tls::TcpTls>,
     /// Peers in configuration order.
     slots: Vec<Arc<PeerSlot>>,
     by_id: HashMap<PeerId, Arc<PeerSlot>>,
@@ -395,6 +471,18 @@ impl TcpNetworkManager {
     /// [`start`](NetworkManager::start).
     pub fn new(config: TcpConfig) -> Result<Self, TcpConfigError> {
         config.validate()?;
+        #[cfg(feature = "tcp-tls")]
+        let tls = match config.tls() {
+            Some(t) => Some(
+                tls::TcpTls::new(
+                    t,
+                    &config.server_id,
+                    config.peers.iter().map(|(id, _)| id.clone()).collect(),
+                )
+                .map_err(|e| TcpConfigError::Tls(e.to_string()))?,
+            ),
+            None => None,
+        };
         let slots = PeerSlot::for_peers(&config.peers);
         let by_id = slots
             .iter()
@@ -403,6 +491,8 @@ impl TcpNetworkManager {
         Ok(TcpNetworkManager {
             inner: Arc::new(Inner {
                 config,
+                #[cfg(feature = "tcp-tls")]
+                tls,
                 slots,
                 by_id,
                 next_request_id: AtomicU64::new(1),
@@ -442,23 +532,23 @@ impl TcpNetworkManager {
     /// one) and returns the raw stream, for tests that send raw bytes after
     /// the handshake.
     #[cfg(feature = "conformance")]
-    pub async fn open_raw_stream(&self, peer: &PeerId) -> Result<TcpStream, NetworkError> {
+    pub async fn open_raw_stream(
+        &self,
+        peer: &PeerId,
+    ) -> Result<impl AsyncRead + AsyncWrite + Send + Unpin + 'static, NetworkError> {
         let slot = self
             .inner
             .by_id
             .get(peer)
             .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
-        let mut stream = TcpStream::connect(slot.address.as_str())
+        let stream = TcpStream::connect(slot.address.as_str())
             .await
             .map_err(|e| NetworkError::Unreachable {
                 peer: peer.clone(),
                 reason: e.to_string(),
             })?;
-        let config = &self.inner.config;
-        client_handshake(&mut stream, &config.server_id, peer, &config.pre_shared_key)
-            .await
-            .map_err(|e| e.into_network_error(peer))?;
-        Ok(stream)
+        let (reader, writer) = self.inner.authenticate_outbound(stream, peer).await?;
+        Ok(tokio::io::join(reader, writer))
     }
 }
 
@@ -581,25 +671,20 @@ impl Inner {
             reason,
         };
         let limit = self.read_timeout();
-        let mut stream = tokio::time::timeout(limit, TcpStream::connect(slot.address.as_str()))
+        let stream = tokio::time::timeout(limit, TcpStream::connect(slot.address.as_str()))
             .await
             .map_err(|_| unreachable(format!("connecting to {} timed out", slot.address)))?
             .map_err(|e| unreachable(format!("cannot connect to {}: {e}", slot.address)))?;
         let _ = stream.set_nodelay(true);
-        let handshake = client_handshake(
-            &mut stream,
-            &self.config.server_id,
-            &slot.id,
-            &self.config.pre_shared_key,
-        );
-        match tokio::time::timeout(limit, handshake).await {
-            Err(_) => return Err(unreachable("handshake timed out".into())),
-            Ok(Err(e)) => {
-                warn!(peer = %slot.id, addr = %slot.address, error = %e, "handshake failed");
-                return Err(e.into_network_error(&slot.id));
-            }
-            Ok(Ok(())) => {}
-        }
+        let (reader, writer) =
+            match tokio::time::timeout(limit, self.authenticate_outbound(stream, &slot.id)).await {
+                Err(_) => return Err(unreachable("handshake timed out".into())),
+                Ok(Err(e)) => {
+                    warn!(peer = %slot.id, addr = %slot.address, error = %e, "handshake failed");
+                    return Err(e);
+                }
+                Ok(Ok(ends)) => ends,
+            };
         let span = debug_span!(
             "tcp_conn",
             node = %self.config.server_id,
@@ -608,7 +693,6 @@ impl Inner {
             dir = "out",
         );
         debug!(parent: &span, "connected");
-        let (reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let conn = Arc::new(Conn {
             run_id: run.id,
@@ -646,6 +730,58 @@ impl Inner {
                 Err(NetworkError::Stopped)
             }
         }
+    }
+
+    /// Authenticates a fresh outbound connection to `peer` (PSK handshake
+    /// or TLS) and splits it into its two ends.
+    async fn authenticate_outbound(
+        &self,
+        mut stream: TcpStream,
+        peer: &str,
+    ) -> Result<(ReadEnd, WriteEnd), NetworkError> {
+        #[cfg(feature = "tcp-tls")]
+        if let Some(tls) = &self.tls {
+            let stream =
+                tls.connect(stream, peer)
+                    .await
+                    .map_err(|reason| NetworkError::Protocol {
+                        peer: peer.to_owned(),
+                        reason,
+                    })?;
+            let (r, w) = tokio::io::split(stream);
+            return Ok((Box::new(r), Box::new(w)));
+        }
+        let config = &self.config;
+        psk::client_handshake(&mut stream, &config.server_id, peer, &config.pre_shared_key)
+            .await
+            .map_err(|e| e.into_network_error(peer))?;
+        let (r, w) = stream.into_split();
+        Ok((Box::new(r), Box::new(w)))
+    }
+
+    /// Authenticates an inbound connection (PSK handshake or TLS): the
+    /// peer's id and the connection's two ends.
+    async fn authenticate_inbound(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<(PeerId, ReadEnd, WriteEnd), String> {
+        #[cfg(feature = "tcp-tls")]
+        if let Some(tls) = &self.tls {
+            let (stream, peer) = tls.accept(stream).await?;
+            let (r, w) = tokio::io::split(stream);
+            return Ok((peer, Box::new(r), Box::new(w)));
+        }
+        let config = &self.config;
+        let peer = psk::server_handshake(
+            &mut stream,
+            &config.server_id,
+            &config.pre_shared_key,
+            |id| self.by_id.contains_key(id) || crate::network::is_client_id(id),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (r, w) = stream.into_split();
+        Ok((peer, Box::new(r), Box::new(w)))
     }
 
     /// Sends one request and waits for its response (no timeout here).
@@ -695,7 +831,7 @@ impl Inner {
 }
 
 /// Writes queued frames, batching those already waiting into one flush.
-async fn write_loop(writer: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+async fn write_loop(writer: WriteEnd, mut frames: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
     let mut writer = BufWriter::with_capacity(IO_BUFFER, writer);
     while let Some(frame) = frames.recv().await {
         writer.write_all(&frame).await?;
@@ -709,7 +845,7 @@ async fn write_loop(writer: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u8>>)
 
 /// Reader task of an outbound connection.
 async fn read_responses(
-    reader: OwnedReadHalf,
+    reader: ReadEnd,
     conn: Arc<Conn>,
     slot: Arc<PeerSlot>,
     max_frame_bytes: usize,
@@ -780,17 +916,12 @@ async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
 }
 
 /// Serves one inbound connection: authenticate, then answer its requests.
-async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) {
+async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let config = &inner.config;
-    let handshake = server_handshake(
-        &mut stream,
-        &config.server_id,
-        &config.pre_shared_key,
-        |id| inner.by_id.contains_key(id) || crate::network::is_client_id(id),
-    );
-    let peer = match tokio::time::timeout(inner.read_timeout(), handshake).await {
-        Ok(Ok(peer)) => peer,
+    let handshake = inner.authenticate_inbound(stream);
+    let (peer, reader, writer) = match tokio::time::timeout(inner.read_timeout(), handshake).await {
+        Ok(Ok(authenticated)) => authenticated,
         Ok(Err(e)) => {
             warn!(error = %e, "refused an inbound connection");
             return;
@@ -805,7 +936,6 @@ async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, mut stream: TcpStream) 
     if let Some(slot) = inner.by_id.get(&peer) {
         slot.set_alive(true);
     }
-    let (reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let writer_task = async move {
         if let Err(e) = write_loop(writer, rx).await {
@@ -958,215 +1088,15 @@ impl NetworkManager for TcpNetworkManager {
 // Handshake
 // ---------------------------------------------------------------------------
 
-const HANDSHAKE_MAGIC: [u8; 4] = *b"PBT1";
-const NONCE_LEN: usize = 32;
-const MAC_LEN: usize = 32;
-const ACCEPTED: u8 = 0xA5;
-const SERVER_LABEL: &[u8] = b"protobase-tcp server";
-const CLIENT_LABEL: &[u8] = b"protobase-tcp client";
-
-/// Why a handshake failed.
-#[derive(Debug, thiserror::Error)]
-enum HandshakeError {
-    #[error("I/O error during the handshake: {0}")]
-    Io(#[from] io::Error),
-    #[error("not a protobase TCP peer (bad magic)")]
-    BadMagic,
-    #[error("peer speaks protocol version {0}, this node {PROTOCOL_VERSION}")]
-    Version(u16),
-    #[error("invalid node id in the handshake")]
-    BadId,
-    #[error("node {0:?} is not a configured peer")]
-    UnknownPeer(String),
-    #[error("expected peer {expected:?}, found {found:?}")]
-    WrongPeer { expected: String, found: String },
-    #[error(
-        "authentication failed: the pre-shared keys of this node and the peer differ \
-         (check this node's key too)"
-    )]
-    BadMac,
-    #[error("the peer refused the handshake (wrong key or not configured there)")]
-    Refused,
-    #[error("no randomness for a nonce: {0}")]
-    Random(String),
-}
-
-impl HandshakeError {
-    fn into_network_error(self, peer: &str) -> NetworkError {
-        match self {
-            HandshakeError::Io(e) => NetworkError::Unreachable {
-                peer: peer.to_owned(),
-                reason: format!("handshake failed: {e}"),
-            },
-            other => NetworkError::Protocol {
-                peer: peer.to_owned(),
-                reason: other.to_string(),
-            },
-        }
-    }
-}
-
-fn nonce() -> Result<[u8; NONCE_LEN], HandshakeError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| HandshakeError::Random(e.to_string()))?;
-    Ok(nonce)
-}
-
-fn hello(nonce: &[u8; NONCE_LEN], id: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 2 + NONCE_LEN + 1 + id.len());
-    out.extend_from_slice(&HANDSHAKE_MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.extend_from_slice(nonce);
-    // Ids are validated to 1..=255 bytes.
-    out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(id.as_bytes());
-    out
-}
-
-async fn read_hello<R: AsyncRead + Unpin>(
-    reader: &mut R,
-) -> Result<([u8; NONCE_LEN], String), HandshakeError> {
-    // Magic and version first, so a stranger is turned away at once.
-    let mut head = [0u8; 6];
-    reader.read_exact(&mut head).await?;
-    if head[..4] != HANDSHAKE_MAGIC {
-        return Err(HandshakeError::BadMagic);
-    }
-    let version = u16::from_le_bytes([head[4], head[5]]);
-    if version != PROTOCOL_VERSION {
-        return Err(HandshakeError::Version(version));
-    }
-    let mut rest = [0u8; NONCE_LEN + 1];
-    reader.read_exact(&mut rest).await?;
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&rest[..NONCE_LEN]);
-    let id_len = usize::from(rest[NONCE_LEN]);
-    if id_len == 0 {
-        return Err(HandshakeError::BadId);
-    }
-    let mut id = vec![0u8; id_len];
-    reader.read_exact(&mut id).await?;
-    let id = String::from_utf8(id).map_err(|_| HandshakeError::BadId)?;
-    Ok((nonce, id))
-}
-
-fn keyed(key: &[u8], label: &[u8], transcript: &[u8]) -> Result<Hmac<Sha256>, HandshakeError> {
-    // HMAC accepts keys of any length; the error cannot happen in practice.
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| HandshakeError::BadMac)?;
-    mac.update(label);
-    mac.update(transcript);
-    Ok(mac)
-}
-
-fn transcript(
-    client_nonce: &[u8; NONCE_LEN],
-    server_nonce: &[u8; NONCE_LEN],
-    client_id: &str,
-    server_id: &str,
-) -> Vec<u8> {
-    let mut t = Vec::with_capacity(2 + 2 * NONCE_LEN + 2 + client_id.len() + server_id.len());
-    t.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    t.extend_from_slice(client_nonce);
-    t.extend_from_slice(server_nonce);
-    for id in [client_id, server_id] {
-        t.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
-        t.extend_from_slice(id.as_bytes());
-    }
-    t
-}
-
-fn prove(key: &[u8], label: &[u8], transcript: &[u8]) -> Result<[u8; MAC_LEN], HandshakeError> {
-    let tag = keyed(key, label, transcript)?.finalize().into_bytes();
-    let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(&tag);
-    Ok(out)
-}
-
-/// Checks `proof` in constant time.
-fn verify(key: &[u8], label: &[u8], transcript: &[u8], proof: &[u8]) -> Result<(), HandshakeError> {
-    keyed(key, label, transcript)?
-        .verify_slice(proof)
-        .map_err(|_| HandshakeError::BadMac)
-}
-
-/// Client side: proves this node knows the key and checks that the server,
-/// `expected_peer`, does too.
-async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    local_id: &str,
-    expected_peer: &str,
-    key: &[u8],
-) -> Result<(), HandshakeError> {
-    let client_nonce = nonce()?;
-    stream.write_all(&hello(&client_nonce, local_id)).await?;
-    stream.flush().await?;
-    // A server that hangs up here refuses us (unknown id, other cluster).
-    let refused = |e: HandshakeError| match e {
-        HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            HandshakeError::Refused
-        }
-        other => other,
-    };
-    let (server_nonce, server_id) = read_hello(stream).await.map_err(refused)?;
-    let mut server_proof = [0u8; MAC_LEN];
-    stream
-        .read_exact(&mut server_proof)
-        .await
-        .map_err(|e| refused(e.into()))?;
-    if server_id != expected_peer {
-        return Err(HandshakeError::WrongPeer {
-            expected: expected_peer.to_owned(),
-            found: server_id,
-        });
-    }
-    let transcript = transcript(&client_nonce, &server_nonce, local_id, &server_id);
-    verify(key, SERVER_LABEL, &transcript, &server_proof)?;
-    stream
-        .write_all(&prove(key, CLIENT_LABEL, &transcript)?)
-        .await?;
-    stream.flush().await?;
-    let mut verdict = [0u8; 1];
-    match stream.read_exact(&mut verdict).await {
-        Ok(_) if verdict[0] == ACCEPTED => Ok(()),
-        Ok(_) => Err(HandshakeError::Refused),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(HandshakeError::Refused),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Server side: returns the authenticated client's id. `known` says whether
-/// an id may connect.
-async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    local_id: &str,
-    key: &[u8],
-    known: impl Fn(&str) -> bool,
-) -> Result<PeerId, HandshakeError> {
-    let (client_nonce, client_id) = read_hello(stream).await?;
-    if !known(&client_id) {
-        return Err(HandshakeError::UnknownPeer(client_id));
-    }
-    let server_nonce = nonce()?;
-    let transcript = transcript(&client_nonce, &server_nonce, &client_id, local_id);
-    let mut reply = hello(&server_nonce, local_id);
-    reply.extend_from_slice(&prove(key, SERVER_LABEL, &transcript)?);
-    stream.write_all(&reply).await?;
-    stream.flush().await?;
-    let mut client_proof = [0u8; MAC_LEN];
-    stream.read_exact(&mut client_proof).await?;
-    verify(key, CLIENT_LABEL, &transcript, &client_proof)?;
-    stream.write_all(&[ACCEPTED]).await?;
-    stream.flush().await?;
-    Ok(client_id)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use tokio::io::AsyncReadExt;
+
+    use super::psk::{HandshakeError, MAC_LEN, client_handshake, hello, nonce, read_hello};
     use super::*;
-    use crate::protocol::Envelope;
+    use crate::protocol::{Envelope, PROTOCOL_VERSION};
 
     const KEY: &[u8] = b"unit-test key, 32 bytes or so...";
 
@@ -1244,39 +1174,85 @@ mod tests {
         node.stop().await.unwrap();
     }
 
+    /// A client that cannot prove the key gets no frame read and learns no
+    /// MAC of the server's: the server proves nothing before the client has.
     #[tokio::test]
-    async fn a_client_with_a_forged_proof_is_refused_before_any_frame() {
+    async fn a_client_with_a_forged_proof_is_refused_and_gets_no_proof() {
         let (node, counter, addr) = server().await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let client_nonce = nonce().unwrap();
         stream.write_all(&hello(&client_nonce, "n0")).await.unwrap();
-        // The server's hello and proof arrive; answer with a forged proof and
-        // a request behind it.
         let (_server_nonce, server_id) = read_hello(&mut stream).await.unwrap();
         assert_eq!(server_id, "n1");
-        let mut proof = [0u8; MAC_LEN];
-        stream.read_exact(&mut proof).await.unwrap();
         stream.write_all(&[0x42; MAC_LEN]).await.unwrap();
         let _ = stream.write_all(&heartbeat_frame(1)).await;
-        assert!(closed(&mut stream).await);
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("the server left the connection open");
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "the server answered a forged proof with {} bytes",
+            rest.len()
+        );
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
         node.stop().await.unwrap();
     }
 
     #[tokio::test]
-    async fn the_client_detects_a_server_without_the_key() {
+    async fn a_key_mismatch_and_a_wrong_server_are_detected_by_the_client() {
         let (node, _counter, addr) = server().await;
+        // The server refuses a client whose proof fails (it hangs up).
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let err = client_handshake(&mut stream, "n0", "n1", b"another key")
+        let err = client_handshake(&mut stream, "n0", "n1", b"another key, not the cluster's")
             .await
             .unwrap_err();
-        assert!(matches!(err, HandshakeError::BadMac), "{err}");
+        assert!(matches!(err, HandshakeError::Refused), "{err}");
+        assert!(err.to_string().contains("pre-shared keys"), "{err}");
+        // The client proves nothing to a server that is not the peer it
+        // dialled.
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let err = client_handshake(&mut stream, "n0", "n9", KEY)
             .await
             .unwrap_err();
         assert!(matches!(err, HandshakeError::WrongPeer { .. }), "{err}");
         node.stop().await.unwrap();
+
+        // An impostor server that takes any proof but cannot prove the key.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let impostor = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_hello(&mut s).await.unwrap();
+            s.write_all(&hello(&nonce().unwrap(), "n1")).await.unwrap();
+            let mut proof = [0u8; MAC_LEN];
+            s.read_exact(&mut proof).await.unwrap();
+            s.write_all(&[7u8; MAC_LEN]).await.unwrap();
+            s
+        });
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let err = client_handshake(&mut stream, "n0", "n1", KEY)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandshakeError::BadMac), "{err}");
+        drop(impostor.await.unwrap());
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        for key in [&b""[..], &b"fifteen bytes.."[..]] {
+            let err = TcpNetworkManager::new(TcpConfig::new("n1", "127.0.0.1:0", key)).unwrap_err();
+            assert_eq!(
+                err,
+                TcpConfigError::KeyTooShort {
+                    len: key.len(),
+                    min: MIN_PSK_BYTES
+                }
+            );
+        }
+        assert!(
+            TcpNetworkManager::new(TcpConfig::new("n1", "127.0.0.1:0", &[9u8; 16][..])).is_ok()
+        );
     }
 
     /// A client link (`client~…`, same key) is accepted, and the handler
@@ -1313,7 +1289,7 @@ mod tests {
             TcpConfig::new(
                 crate::network::client_id("n0"),
                 "127.0.0.1:0",
-                &b"wrong key"[..],
+                &b"a wrong key, long enough"[..],
             )
             .with_peer("n1", addr.as_str())
             .with_max_retries(0),
