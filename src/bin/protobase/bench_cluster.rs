@@ -211,7 +211,6 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
 
     let tcp = manual_cluster(base, Transport::Tcp).await?;
     let quic = manual_cluster(base, Transport::Quic).await?;
-    let tls = manual_cluster(base, Transport::TcpTls).await?;
     // tcp_rtt: a framed request/response through the TCP transport;
     // quic_rtt: the same through QUIC, paired with TCP's.
     let (tcp_rtt, rtt) = paired(&mut ping, rtt_n, || heartbeat_rtt(&tcp)).await?;
@@ -222,11 +221,17 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
     let (page_fetch, raw_page) = measure_page_fetch_remote(&tcp, &mut page_link, page_n).await?;
     let (page_fetch_quic, raw_page_quic) =
         measure_page_fetch_remote(&quic, &mut page_link, page_n).await?;
-    // The same over TLS on TCP, against the same raw TCP baselines.
+    for n in tcp.iter().chain(&quic) {
+        n.network.stop().await?;
+    }
+    // The same over TLS on TCP, against the same raw TCP baselines (a
+    // cluster of its own, started after the others stopped, so that their
+    // tasks do not share the scheduler with the plain measurements).
+    let tls = manual_cluster(base, Transport::TcpTls).await?;
     let (tls_tcp_rtt, tls_rtt) = paired(&mut ping, rtt_n, || heartbeat_rtt(&tls)).await?;
     let (page_fetch_tls, raw_page_tls) =
         measure_page_fetch_remote(&tls, &mut page_link, page_n).await?;
-    for n in tcp.iter().chain(&quic).chain(&tls) {
+    for n in &tls {
         n.network.stop().await?;
     }
 
