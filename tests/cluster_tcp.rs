@@ -162,28 +162,11 @@ impl Cluster {
     async fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let network: Arc<dyn NetworkManager> = match self.net {
+            // Plain or TLS: the configuration says which.
             #[cfg(feature = "tcp")]
-            Net::Tcp => {
-                let listener = tcp::bind_again(node.addr()).await;
-                Arc::new(
-                    protobase::transports::TcpNetworkManager::with_listener(
-                        node.config.tcp_config().unwrap(),
-                        listener,
-                    )
-                    .unwrap(),
-                )
-            }
+            Net::Tcp => tcp::manager_again(node).await,
             #[cfg(feature = "tcp-tls")]
-            Net::TcpTls => {
-                let listener = tcp::bind_again(node.addr()).await;
-                Arc::new(
-                    protobase::transports::TcpNetworkManager::with_listener(
-                        node.config.tcp_config().unwrap(),
-                        listener,
-                    )
-                    .unwrap(),
-                )
-            }
+            Net::TcpTls => tcp::manager_again(node).await,
             // The same manager starts again (a stopped QUIC manager keeps its
             // socket, refusing connections, until dropped). Building one
             // from the configuration alone is covered by the untrusted
@@ -628,6 +611,15 @@ mod tcp {
                 Err(e) => panic!("cannot bind {addr} again: {e}"),
             }
         }
+    }
+
+    /// A new TCP manager of `node` (its configuration: plain or TLS) on
+    /// its address again.
+    pub(super) async fn manager_again(node: &Node) -> Arc<dyn NetworkManager> {
+        let listener = bind_again(node.addr()).await;
+        Arc::new(
+            TcpNetworkManager::with_listener(node.config.tcp_config().unwrap(), listener).unwrap(),
+        )
     }
 
     /// A manager that claims to be `as_id` and knows only `target` at `addr`.

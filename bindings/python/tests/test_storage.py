@@ -155,8 +155,10 @@ def test_bad_settings_and_configs(tmp_path):
         pb.open(tmp_path / "missing.toml")
     with pytest.raises(pb.InvalidError, match="pre-shared key"):
         pb.cluster(tmp_path / "c", "a", {"a": "127.0.0.1:1", "b": "127.0.0.1:2"})
+    with pytest.raises(pb.InvalidError, match="fewer than 16"):
+        pb.cluster(tmp_path / "c", "a", {"a": "127.0.0.1:1", "b": "127.0.0.1:2"}, psk="short")
     with pytest.raises(pb.InvalidError, match="not among"):
-        pb.cluster(tmp_path / "c", "z", {"a": "127.0.0.1:1"}, psk="k")
+        pb.cluster(tmp_path / "c", "z", {"a": "127.0.0.1:1"}, psk="a key long enough to pass")
     with pytest.raises(pb.InvalidError, match="scheme"):
         pb.cloud("ftp://x/y", tmp_path / "staging")
     with pytest.raises(pb.InvalidError, match="endpont' is not valid"):

@@ -48,7 +48,7 @@ def close_all(nodes: dict) -> None:
 
 def test_cluster_tcp_in_process(tmp_path):
     servers, nodes = three_nodes(
-        lambda n, servers: pb.cluster(tmp_path / n, n, servers, psk="k", heartbeat_ms=200)
+        lambda n, servers: pb.cluster(tmp_path / n, n, servers, psk=pbtest.PSK, heartbeat_ms=200)
     )
     try:
         assert {s.variant for s in nodes.values()} == {"cluster"}
@@ -77,7 +77,7 @@ def test_cluster_quic_in_process(tmp_path):
 def test_cloud_cluster_in_process(tmp_path):
     servers, nodes = three_nodes(
         lambda n, servers: pb.cloud_cluster(
-            "memory://py-cloud-cluster", tmp_path / n, n, servers, psk="k", prefix="cc", upload_interval_ms=100
+            "memory://py-cloud-cluster", tmp_path / n, n, servers, psk=pbtest.PSK, prefix="cc", upload_interval_ms=100
         )
     )
     try:
@@ -131,7 +131,7 @@ def test_cluster_survives_a_killed_node(tmp_path):
 
 def test_no_majority_is_an_error(tmp_path):
     servers = {n: f"127.0.0.1:{pbtest.free_port()}" for n in "abc"}
-    a = pb.cluster(tmp_path / "a", "a", servers, psk="k", vote_timeout_ms=500, read_timeout_ms=200, max_retries=1)
+    a = pb.cluster(tmp_path / "a", "a", servers, psk=pbtest.PSK, vote_timeout_ms=500, read_timeout_ms=200, max_retries=1)
     try:
         p = a.push_bytes(b"alone")
         with pytest.raises(pb.ProtobaseError) as e:

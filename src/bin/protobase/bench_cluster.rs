@@ -153,25 +153,26 @@ struct ManualNode {
 async fn manual_cluster(base: &Path, transport: Transport) -> BenchResult<Vec<ManualNode>> {
     let mut out = Vec::new();
     let ids = ["n1", "n2", "n3"];
-    let bound: Vec<(ClusterConfig, Arc<dyn NetworkManager>)> = match transport {
-        Transport::Tcp => bind_local_tcp_cluster(&ids, BENCH_PSK, &bench_config())?
+    fn erased<N: NetworkManager + 'static>(
+        nodes: Vec<(ClusterConfig, Arc<N>)>,
+    ) -> Vec<(ClusterConfig, Arc<dyn NetworkManager>)> {
+        nodes
             .into_iter()
             .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
-            .collect(),
-        Transport::Quic => {
-            let certs = fresh(base, "quic_certs")?;
-            bind_local_quic_cluster(&ids, &certs, &bench_config())?
-                .into_iter()
-                .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
-                .collect()
-        }
-        Transport::TcpTls => {
-            let certs = fresh(base, "tcp_tls_certs")?;
-            bind_local_tcp_tls_cluster(&ids, &certs, &bench_config())?
-                .into_iter()
-                .map(|(c, n)| (c, n as Arc<dyn NetworkManager>))
-                .collect()
-        }
+            .collect()
+    }
+    let bound = match transport {
+        Transport::Tcp => erased(bind_local_tcp_cluster(&ids, BENCH_PSK, &bench_config())?),
+        Transport::Quic => erased(bind_local_quic_cluster(
+            &ids,
+            &fresh(base, "quic_certs")?,
+            &bench_config(),
+        )?),
+        Transport::TcpTls => erased(bind_local_tcp_tls_cluster(
+            &ids,
+            &fresh(base, "tcp_tls_certs")?,
+            &bench_config(),
+        )?),
     };
     for (config, net) in bound {
         let dir = fresh(base, &format!("manual_{transport}_{}", config.server_id))?;
