@@ -859,6 +859,61 @@ mod tcp {
         a_killed_node_catches_up_and_publishes(Net::Tcp, 5).await;
     }
 
+    /// One host (127.0.0.2) opens 2,200 idle connections that never
+    /// authenticate against two of three nodes: commits go on, a node
+    /// restarted meanwhile rejoins and publishes, and the flooding host
+    /// never holds more than `MAX_HANDSHAKES_PER_SOURCE` handshakes at a node
+    /// (the rest are closed at once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_idle_connections_stops_no_commit() {
+        use protobase::transports::tcp::MAX_HANDSHAKES_PER_SOURCE;
+        let mut c = Cluster::start(Net::Tcp, 3).await;
+        let (first, _) = publish_retrying(c.storage(0), "node-0", 0, 5).await;
+        c.converge_on(&first).await;
+        let mut flood = Vec::new();
+        for i in 0..2_200 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            if let Ok(s) = socket.connect(c.nodes[i % 2].addr()).await {
+                flood.push(s);
+            }
+        }
+        assert!(
+            flood.len() >= 2_000,
+            "only {} connections opened",
+            flood.len()
+        );
+        // While the flood is held: commits on the flooded nodes, and the
+        // third node killed, restarted, and publishing.
+        let mut last = first;
+        for k in 1..4 {
+            let (r, _) = publish_retrying(c.storage(k as usize % 2), "flooded", k, 5).await;
+            last = r;
+        }
+        c.kill(2).await;
+        c.restart(2).await;
+        let (r, _) = publish_retrying(c.storage(2), "node-2", 9, 5).await;
+        assert!(r.sequence > last.sequence);
+        c.converge_on(&r).await;
+        // Most of the flood was closed at once: at most the cap per node
+        // waited for a handshake (closed later, at its deadline).
+        let mut open = 0;
+        let mut buf = [0u8; 16];
+        for s in &flood {
+            match s.try_read(&mut buf) {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            open <= 2 * MAX_HANDSHAKES_PER_SOURCE,
+            "{open} flood connections still open"
+        );
+        drop(flood);
+        c.close().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_refuse_unauthenticated_and_malformed_peers() {
         unauthenticated_and_malformed_peers_change_nothing(3).await;

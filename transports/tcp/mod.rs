@@ -34,7 +34,11 @@
 //!   not be awaited from inside the handler: it would wait for itself.)
 //! - **Backpressure.** One inbound connection has at most 1 024 requests in
 //!   its handler at once; beyond that the node stops reading from it until
-//!   calls finish. At most 1 024 inbound connections are served at once.
+//!   calls finish. At most 1 024 inbound connections are served at once,
+//!   and at most [`MAX_HANDSHAKES_PER_SOURCE`] from one IP address may be
+//!   in their handshake (which has a deadline of
+//!   [`read_timeout_ms`](TcpConfig::read_timeout_ms)): more are closed at
+//!   once, so one host cannot keep a node's peers out.
 //!
 //! # Authentication
 //!
@@ -76,9 +80,12 @@
 //! Nonces are fresh, the two directions use different labels, MACs are
 //! compared in constant time, and the messages are small and fixed in shape.
 
+mod admission;
 mod psk;
 #[cfg(feature = "tcp-tls")]
 mod tls;
+
+pub use admission::MAX_HANDSHAKES_PER_SOURCE;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -884,12 +891,17 @@ async fn read_responses(
 /// Accepts connections until the run ends.
 async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let gate = Arc::new(admission::HandshakeGate::default());
     loop {
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
             return;
         };
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let Some(pending) = gate.enter(addr.ip()) else {
+                    debug!(%addr, "too many handshakes from this address; closed");
+                    continue;
+                };
                 let span = debug_span!(
                     "tcp_conn",
                     node = %inner.config.server_id,
@@ -897,7 +909,7 @@ async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
                     %addr,
                     dir = "in",
                 );
-                let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), stream);
+                let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), stream, pending);
                 let task = async move {
                     serve.await;
                     drop(permit);
@@ -916,11 +928,19 @@ async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
 }
 
 /// Serves one inbound connection: authenticate, then answer its requests.
-async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, stream: TcpStream) {
+async fn serve_inbound(
+    inner: Arc<Inner>,
+    run: Arc<Run>,
+    stream: TcpStream,
+    pending: admission::Pending,
+) {
     let _ = stream.set_nodelay(true);
     let config = &inner.config;
     let handshake = inner.authenticate_inbound(stream);
-    let (peer, reader, writer) = match tokio::time::timeout(inner.read_timeout(), handshake).await {
+    let outcome = tokio::time::timeout(inner.read_timeout(), handshake).await;
+    // Authenticated or not, the handshake is over.
+    drop(pending);
+    let (peer, reader, writer) = match outcome {
         Ok(Ok(authenticated)) => authenticated,
         Ok(Err(e)) => {
             warn!(error = %e, "refused an inbound connection");
