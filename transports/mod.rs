@@ -14,6 +14,7 @@
 //! request deadline and response encoding code, and pass the conformance
 //! suite in `protobase::conformance::network` (feature `conformance`).
 
+mod admission;
 mod common;
 pub mod in_process;
 #[cfg(feature = "quic")]
@@ -26,6 +27,7 @@ pub mod tcp;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "quic", feature = "tcp-tls"))))]
 pub mod tls;
 
+pub use admission::MAX_HANDSHAKES_PER_SOURCE;
 pub use in_process::{Faults, HubStats, InProcessHub, InProcessNetwork};
 #[cfg(feature = "quic")]
 pub use quic::{QuicConfig, QuicNetworkManager};

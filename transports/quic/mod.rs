@@ -49,7 +49,9 @@
 //!   hand, shows only as handshake timeouts: UDP has no connection refusal,
 //!   and quinn ignores ICMP port-unreachable.)
 //! - **Backpressure.** At most 1 024 concurrent request streams per
-//!   connection (QUIC stream limits) and 1 024 inbound connections.
+//!   connection (QUIC stream limits) and 1 024 inbound connections, at most
+//!   [`MAX_HANDSHAKES_PER_SOURCE`](crate::transports::MAX_HANDSHAKES_PER_SOURCE)
+//!   of them in their handshake from one IP address (more are refused).
 
 mod config;
 mod server;

@@ -10,6 +10,7 @@ use tracing::{Instrument, debug, debug_span, field, warn};
 
 use super::{CLOSE_REFUSED, Inner, MAX_INBOUND_CONNECTIONS, Run};
 use crate::network::PeerId;
+use crate::transports::admission::{HandshakeGate, Pending};
 use crate::transports::common::answer;
 use crate::transports::tls;
 use crate::wire;
@@ -18,6 +19,7 @@ use crate::wire;
 /// manager is stopped, until the endpoint closes.
 pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let gate = Arc::new(HandshakeGate::default());
     while let Some(incoming) = endpoint.accept().await {
         let Some(run) = inner.current_run() else {
             debug!(addr = %incoming.remote_address(), "stopped; refusing a connection");
@@ -30,6 +32,11 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
             continue;
         };
         let addr = incoming.remote_address();
+        let Some(pending) = gate.enter(addr.ip()) else {
+            debug!(%addr, "too many handshakes from this address; refusing one");
+            incoming.refuse();
+            continue;
+        };
         let span = debug_span!(
             "quic_conn",
             node = %inner.config.server_id,
@@ -37,7 +44,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
             %addr,
             dir = "in",
         );
-        let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), incoming);
+        let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), incoming, pending);
         let task = async move {
             serve.await;
             drop(permit);
@@ -51,8 +58,16 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
 
 /// Serves one inbound connection: handshake, identify the peer, answer its
 /// request streams.
-async fn serve_inbound(inner: Arc<Inner>, run: Arc<Run>, incoming: quinn::Incoming) {
-    let conn = match tokio::time::timeout(inner.config.read_timeout(), incoming).await {
+async fn serve_inbound(
+    inner: Arc<Inner>,
+    run: Arc<Run>,
+    incoming: quinn::Incoming,
+    pending: Pending,
+) {
+    let handshake = tokio::time::timeout(inner.config.read_timeout(), incoming).await;
+    // Done or failed, the handshake is over.
+    drop(pending);
+    let conn = match handshake {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             warn!(error = %e, "refused an inbound connection");

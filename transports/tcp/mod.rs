@@ -80,12 +80,11 @@
 //! Nonces are fresh, the two directions use different labels, MACs are
 //! compared in constant time, and the messages are small and fixed in shape.
 
-mod admission;
 mod psk;
 #[cfg(feature = "tcp-tls")]
 mod tls;
 
-pub use admission::MAX_HANDSHAKES_PER_SOURCE;
+pub use super::admission::MAX_HANDSHAKES_PER_SOURCE;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -242,19 +241,19 @@ impl TcpConfig {
 
     /// The TLS settings, if TLS is on.
     #[cfg(feature = "tcp-tls")]
-    fn tls(&self) -> Option<&TlsConfig> {
+    fn tls_settings(&self) -> Option<&TlsConfig> {
         self.tls.as_ref()
     }
 
     #[cfg(not(feature = "tcp-tls"))]
-    fn tls(&self) -> Option<&std::convert::Infallible> {
+    fn tls_settings(&self) -> Option<&std::convert::Infallible> {
         None
     }
 
     fn validate(&self) -> Result<(), TcpConfigError> {
         check_members(&self.server_id, &self.peers, self.max_frame_bytes)?;
         #[cfg(feature = "tcp-tls")]
-        if let Some(tls) = self.tls() {
+        if let Some(tls) = self.tls_settings() {
             // A client link (`client~<member>`) presents the member's
             // certificate.
             let identity =
@@ -294,7 +293,7 @@ impl fmt::Debug for TcpConfig {
             .field("listen_addr", &self.listen_addr)
             .field("peers", &self.peers)
             .field("pre_shared_key", &"<redacted>")
-            .field("tls", &self.tls().is_some())
+            .field("tls", &self.tls_settings().is_some())
             .field("read_timeout_ms", &self.read_timeout_ms)
             .field("retry_interval_ms", &self.retry_interval_ms)
             .field("max_retries", &self.max_retries)
@@ -479,7 +478,7 @@ impl TcpNetworkManager {
     pub fn new(config: TcpConfig) -> Result<Self, TcpConfigError> {
         config.validate()?;
         #[cfg(feature = "tcp-tls")]
-        let tls = match config.tls() {
+        let tls = match config.tls_settings() {
             Some(t) => Some(
                 tls::TcpTls::new(
                     t,
@@ -891,7 +890,7 @@ async fn read_responses(
 /// Accepts connections until the run ends.
 async fn accept_loop(inner: Arc<Inner>, run: Arc<Run>, listener: TcpListener) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
-    let gate = Arc::new(admission::HandshakeGate::default());
+    let gate = Arc::new(super::admission::HandshakeGate::default());
     loop {
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
             return;
@@ -932,7 +931,7 @@ async fn serve_inbound(
     inner: Arc<Inner>,
     run: Arc<Run>,
     stream: TcpStream,
-    pending: admission::Pending,
+    pending: super::admission::Pending,
 ) {
     let _ = stream.set_nodelay(true);
     let config = &inner.config;

@@ -1,10 +1,10 @@
-//! Admission of inbound connections before they authenticate: at most
-//! [`MAX_HANDSHAKES_PER_SOURCE`] connections from one IP address may be in
-//! their handshake at once.
+//! Admission of inbound connections before they authenticate (TCP and
+//! QUIC): at most [`MAX_HANDSHAKES_PER_SOURCE`] connections from one IP
+//! address may be in their handshake at once.
 //!
 //! A handshake costs the node a task, a socket and (with TLS) a little
 //! cryptography until it completes or its deadline passes
-//! ([`read_timeout_ms`](super::TcpConfig::read_timeout_ms)). Without a limit
+//! (the transport's `read_timeout_ms`). Without a limit
 //! per source, one host opening idle connections could hold every inbound
 //! slot (1 024 per node) and keep the node's peers out
 //! until the deadlines free them. Connections beyond the limit are closed at
@@ -21,13 +21,13 @@ pub const MAX_HANDSHAKES_PER_SOURCE: usize = 64;
 
 /// Counts handshakes in progress per source address.
 #[derive(Debug, Default)]
-pub(super) struct HandshakeGate {
+pub(crate) struct HandshakeGate {
     pending: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// A handshake in progress; leaving it (drop) frees its place.
 #[derive(Debug)]
-pub(super) struct Pending {
+pub(crate) struct Pending {
     gate: Arc<HandshakeGate>,
     source: IpAddr,
 }
@@ -35,7 +35,7 @@ pub(super) struct Pending {
 impl HandshakeGate {
     /// A place for a handshake from `source`, or `None` when that source
     /// has [`MAX_HANDSHAKES_PER_SOURCE`] in progress already.
-    pub(super) fn enter(self: &Arc<Self>, source: IpAddr) -> Option<Pending> {
+    pub(crate) fn enter(self: &Arc<Self>, source: IpAddr) -> Option<Pending> {
         let mut pending = self.pending.lock();
         let count = pending.entry(source).or_insert(0);
         if *count >= MAX_HANDSHAKES_PER_SOURCE {
