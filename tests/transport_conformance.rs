@@ -526,17 +526,15 @@ mod tcp {
             let (or, ow) = outbound.into_split();
             tokio::join!(pump(ir, ow, record.clone()), pump(or, iw, record));
         });
+        #[cfg(feature = "tcp-tls")]
         let certs = protobase::transports::generate_dev_certs(&["n0", "n1"]).unwrap();
         let config = |id: &str, listen: String, peer: &str, addr: String| {
             let c = TcpConfig::new(id, listen, KEY).with_peer(peer, addr);
             #[cfg(feature = "tcp-tls")]
-            let c = if tls {
-                c.with_tls(certs.tls_config(id).unwrap().unwrap())
-            } else {
-                c
-            };
-            #[cfg(not(feature = "tcp-tls"))]
-            let _ = (tls, &certs);
+            if tls {
+                return c.with_tls(certs.tls_config(id).unwrap().unwrap());
+            }
+            assert!(!tls, "TLS needs the feature tcp-tls");
             c
         };
         let n1 = TcpNetworkManager::with_listener(
