@@ -155,8 +155,17 @@ impl OwnWal {
         else {
             return end;
         };
-        record::encode_skip(&mut self.buf, next - end - SKIP_RECORD_LEN);
-        self.tail = end + SKIP_RECORD_LEN;
+        self.skip_to(next)
+    }
+
+    /// Writes a skip record at the tail whose gap ends at `next` (at least
+    /// [`SKIP_RECORD_LEN`] past the tail), seals it into a chunk and moves
+    /// the tail to `next`. Returns the end of the bytes pushed (the skip
+    /// record's end).
+    fn skip_to(&mut self, next: u64) -> u64 {
+        let at = self.tail;
+        record::encode_skip(&mut self.buf, next - at - SKIP_RECORD_LEN);
+        self.tail = at + SKIP_RECORD_LEN;
         self.seal_buffer();
         self.end = self.tail;
         self.tail = next;
@@ -401,12 +410,7 @@ impl WalWriter {
                 .ok_or_else(|| {
                     Error::invalid("wal", format!("WAL {} has no room to fence", wal.id))
                 })?;
-            record::encode_skip(&mut own.buf, fenced - end - SKIP_RECORD_LEN);
-            own.tail = end + SKIP_RECORD_LEN;
-            own.seal_buffer();
-            own.end = own.tail;
-            own.tail = fenced;
-            own.buf_start = fenced;
+            own.skip_to(fenced);
         }
         st.wals.insert(wal.id, own);
         st.active = Some(wal.id);
@@ -633,9 +637,7 @@ impl WalWriter {
             for w in st.wals.values_mut() {
                 w.sealed = true;
                 if mark {
-                    record::encode_skip(&mut w.buf, 0);
-                    w.tail += SKIP_RECORD_LEN;
-                    w.end = w.tail;
+                    w.skip_to(w.tail + SKIP_RECORD_LEN);
                 }
             }
         }
