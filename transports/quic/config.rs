@@ -123,9 +123,8 @@ impl QuicConfig {
         if self.idle_timeout_ms < 100 {
             return Err(QuicConfigError::IdleTimeout(self.idle_timeout_ms));
         }
-        // A client link (`client~<member>`) presents the member's certificate.
-        let identity = crate::network::client_member(&self.server_id).unwrap_or(&self.server_id);
-        self.tls.check_identity(identity)?;
+        self.tls
+            .check_identity(crate::transports::tls::identity_of(&self.server_id))?;
         Ok(())
     }
 }

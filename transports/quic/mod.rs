@@ -105,10 +105,8 @@ struct Inner {
     client: quinn::ClientConfig,
     server: quinn::ServerConfig,
     reset_key: Arc<aws_lc_rs::hmac::Key>,
-    peer_ids: Vec<PeerId>,
-    /// Every member (peers and this node): whose certificates client links
-    /// may present.
-    member_ids: Vec<PeerId>,
+    /// Who may connect, and under which name each is served.
+    tls_peers: super::tls::TlsPeers,
     /// Peers in configuration order.
     slots: Vec<Arc<PeerSlot>>,
     by_id: HashMap<PeerId, Arc<PeerSlot>>,
@@ -161,23 +159,13 @@ impl QuicNetworkManager {
     /// certificate not valid for `server_id`.
     pub fn new(config: QuicConfig) -> Result<Self, QuicConfigError> {
         config.validate()?;
-        let peer_ids = config.peer_ids();
         let tls_error = |e: String| QuicConfigError::Tls(TlsError::Config(e));
-        let mut client_tls = config.tls.client_config()?;
-        if crate::network::is_client_id(&config.server_id) {
-            client_tls.alpn_protocols = vec![super::tls::CLIENT_ALPN.to_vec()];
-        }
+        let (client_tls, server_tls, tls_peers) =
+            super::tls::node_tls(&config.tls, &config.server_id, config.peer_ids())?;
         let client_crypto =
             QuicClientConfig::try_from(client_tls).map_err(|e| tls_error(e.to_string()))?;
-        // Client links may present any member's certificate, this node's too.
-        let mut members = peer_ids.clone();
-        members.push(
-            crate::network::client_member(&config.server_id)
-                .unwrap_or(&config.server_id)
-                .to_string(),
-        );
-        let server_crypto = QuicServerConfig::try_from(config.tls.server_config(&members)?)
-            .map_err(|e| tls_error(e.to_string()))?;
+        let server_crypto =
+            QuicServerConfig::try_from(server_tls).map_err(|e| tls_error(e.to_string()))?;
         let transport = Arc::new(transport_config(&config));
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(Arc::clone(&transport));
@@ -195,8 +183,7 @@ impl QuicNetworkManager {
                 client,
                 server,
                 reset_key,
-                peer_ids,
-                member_ids: members,
+                tls_peers,
                 slots,
                 by_id,
                 next_request_id: AtomicU64::new(1),

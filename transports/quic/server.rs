@@ -12,7 +12,6 @@ use super::{CLOSE_REFUSED, Inner, MAX_INBOUND_CONNECTIONS, Run};
 use crate::network::PeerId;
 use crate::transports::admission::{HandshakeGate, Pending};
 use crate::transports::common::answer;
-use crate::transports::tls;
 use crate::wire;
 
 /// Accepts connections for the current run, and refuses them while the
@@ -79,38 +78,19 @@ async fn serve_inbound(
         }
     };
     // The certificate verifier admitted only certificates of members; find
-    // which one. A member connects under the member ALPN with a peer's
-    // certificate; a client link under the client ALPN with any member's
-    // (this node's included), and is then served as `client~<member>`.
-    let client = conn
+    // which one (and whether it connected as a member or a client link).
+    let alpn = conn
         .handshake_data()
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|data| data.protocol)
-        .is_some_and(|alpn| alpn == tls::CLIENT_ALPN);
-    let candidates = if client {
-        &inner.member_ids
-    } else {
-        &inner.peer_ids
-    };
-    let peer = conn
-        .peer_identity()
-        .and_then(|identity| {
-            identity
-                .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .and_then(|chain| {
-            chain
-                .first()
-                .and_then(|cert| tls::identify(cert, candidates).cloned())
-        })
-        .map(|id| {
-            if client {
-                crate::network::client_id(&id)
-            } else {
-                id
-            }
-        });
+        .and_then(|data| data.protocol);
+    let chain = conn.peer_identity().and_then(|identity| {
+        identity
+            .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let peer = inner
+        .tls_peers
+        .peer_of(alpn.as_deref(), chain.as_deref().map(Vec::as_slice));
     let Some(peer) = peer else {
         warn!("inbound connection without a configured peer's certificate; closing");
         conn.close(VarInt::from_u32(CLOSE_REFUSED), b"unknown peer");

@@ -254,12 +254,8 @@ impl TcpConfig {
         check_members(&self.server_id, &self.peers, self.max_frame_bytes)?;
         #[cfg(feature = "tcp-tls")]
         if let Some(tls) = self.tls_settings() {
-            // A client link (`client~<member>`) presents the member's
-            // certificate.
-            let identity =
-                crate::network::client_member(&self.server_id).unwrap_or(&self.server_id);
             return tls
-                .check_identity(identity)
+                .check_identity(crate::transports::tls::identity_of(&self.server_id))
                 .map_err(|e| TcpConfigError::Tls(e.to_string()));
         }
         let len = self.pre_shared_key.len();

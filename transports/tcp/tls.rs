@@ -11,47 +11,36 @@
 
 use std::sync::Arc;
 
-use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::network::{PeerId, client_id, client_member, is_client_id};
-use crate::transports::tls::{self, CLIENT_ALPN, TlsConfig, TlsError};
+use crate::network::PeerId;
+use crate::transports::tls::{self, TlsConfig, TlsError, TlsPeers};
 
 /// A node's TLS client and server ends.
 #[derive(Clone)]
 pub(super) struct TcpTls {
     connector: TlsConnector,
     acceptor: TlsAcceptor,
-    /// Ids a member connection may present (the configured peers).
-    peer_ids: Vec<PeerId>,
-    /// Ids a client link may present (every member, this node included).
-    member_ids: Vec<PeerId>,
+    peers: TlsPeers,
 }
 
 /// A TLS stream over TCP, either end.
 pub(super) type Stream = tokio_rustls::TlsStream<TcpStream>;
 
 impl TcpTls {
-    /// The TLS ends of node `server_id` (a client link's id presents its
-    /// member's certificate under the client ALPN) talking to `peer_ids`.
+    /// The TLS ends of node `server_id` talking to `peer_ids` (see
+    /// [`tls::node_tls`]).
     pub(super) fn new(
         config: &TlsConfig,
         server_id: &str,
         peer_ids: Vec<PeerId>,
     ) -> Result<Self, TlsError> {
-        let mut client = config.client_config()?;
-        if is_client_id(server_id) {
-            client.alpn_protocols = vec![CLIENT_ALPN.to_vec()];
-        }
-        let mut member_ids = peer_ids.clone();
-        member_ids.push(client_member(server_id).unwrap_or(server_id).to_string());
-        let server = config.server_config(&member_ids)?;
+        let (client, server, peers) = tls::node_tls(config, server_id, peer_ids)?;
         Ok(TcpTls {
             connector: TlsConnector::from(Arc::new(client)),
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            peer_ids,
-            member_ids,
+            peers,
         })
     }
 
@@ -67,8 +56,8 @@ impl TcpTls {
         Ok(tokio_rustls::TlsStream::Client(tls))
     }
 
-    /// Server side: the TLS handshake, then the peer's id from its
-    /// certificate.
+    /// Server side: the TLS handshake, then the id the peer is served
+    /// under, from its certificate and ALPN.
     pub(super) async fn accept(&self, stream: TcpStream) -> Result<(Stream, PeerId), String> {
         let tls = self
             .acceptor
@@ -76,18 +65,10 @@ impl TcpTls {
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
         let (_, session) = tls.get_ref();
-        let client = session.alpn_protocol() == Some(CLIENT_ALPN);
-        let candidates = if client {
-            &self.member_ids
-        } else {
-            &self.peer_ids
-        };
-        let peer = session
-            .peer_certificates()
-            .and_then(<[CertificateDer<'_>]>::first)
-            .and_then(|cert| tls::identify(cert, candidates).cloned())
+        let peer = self
+            .peers
+            .peer_of(session.alpn_protocol(), session.peer_certificates())
             .ok_or_else(|| "no configured peer's certificate".to_string())?;
-        let peer = if client { client_id(&peer) } else { peer };
         Ok((tokio_rustls::TlsStream::Server(tls), peer))
     }
 }

@@ -18,6 +18,7 @@
 //! Only TLS 1.3 (QUIC requires it) with the `ring` crypto provider.
 
 mod dev;
+mod node;
 mod verify;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub use self::dev::{DevCerts, NodeCert, generate_dev_certs, generate_dev_certs_with_ca};
+pub(crate) use self::node::{TlsPeers, identity_of, node_tls};
 pub(crate) use self::verify::identify;
 use self::verify::{PeersOnly, Pinned, cert_names};
 
