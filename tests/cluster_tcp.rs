@@ -925,6 +925,22 @@ mod tcp {
     }
 }
 
+/// A build without `tcp-tls` refuses a configuration asking for TLS over
+/// TCP instead of falling back to the pre-shared key.
+#[cfg(all(feature = "tcp", not(feature = "tcp-tls")))]
+#[test]
+fn tls_over_tcp_without_its_feature_is_refused_not_downgraded() {
+    let config = base_config()
+        .with_psk("a key that must not be used")
+        .with_transport(protobase::cluster::Transport::TcpTls);
+    for err in [
+        config.tcp_config().map(|_| ()).unwrap_err(),
+        config.network_manager().map(|_| ()).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("feature `tcp-tls`"), "{err}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Mutual TLS: QUIC and TLS over TCP
 // ---------------------------------------------------------------------------

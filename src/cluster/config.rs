@@ -334,13 +334,9 @@ impl ClusterConfig {
     /// feature is not enabled or its settings are incomplete.
     pub fn network_manager(&self) -> crate::error::Result<Arc<dyn crate::NetworkManager>> {
         match self.transport {
+            // `tcp_config` refuses TcpTls in a build without `tcp-tls`.
             #[cfg(feature = "tcp")]
-            Transport::Tcp => Ok(Arc::new(
-                crate::transports::TcpNetworkManager::new(self.tcp_config()?)
-                    .map_err(|e| crate::error::Error::invalid("TCP config", e.to_string()))?,
-            )),
-            #[cfg(feature = "tcp-tls")]
-            Transport::TcpTls => Ok(Arc::new(
+            Transport::Tcp | Transport::TcpTls => Ok(Arc::new(
                 crate::transports::TcpNetworkManager::new(self.tcp_config()?)
                     .map_err(|e| crate::error::Error::invalid("TCP config", e.to_string()))?,
             )),
@@ -420,7 +416,15 @@ impl ClusterConfig {
                 crate::transports::TcpConfig::new(self.server_id.clone(), listen, Vec::new())
                     .with_tls(self.tls_config()?)
             }
-            _ => {
+            // Never the PSK instead of the TLS the configuration asks for.
+            #[cfg(not(feature = "tcp-tls"))]
+            Transport::TcpTls => {
+                return Err(crate::error::Error::invalid(
+                    "transport",
+                    "transport tcp-tls needs the crate feature `tcp-tls`",
+                ));
+            }
+            Transport::Tcp | Transport::Quic => {
                 let psk = self.psk.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
                     crate::error::Error::invalid("psk", "a cluster over TCP needs a pre-shared key")
                 })?;
