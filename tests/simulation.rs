@@ -8,12 +8,17 @@
 //! - **standalone**: 2–3 processes sharing one simulated disk (its root
 //!   lock and register), killed together by a power loss;
 //! - **cluster**: 3 or 5 nodes, each with its own simulated disk, over the
-//!   in-process transport; sometimes with a fourth, hostile member;
+//!   in-process transport; sometimes with a fourth, hostile member, or
+//!   with a confused third one that acknowledges accepts under another
+//!   ballot and stores nothing;
 //! - **cloud**: 2–3 processes, each with its own simulated staging disk,
 //!   sharing one simulated object store (latency, 5xx, PUTs stored whose
 //!   answer is lost), in `Local` or `Cloud` durability;
 //! - **cloud-cluster**: 3 nodes as in the cluster, each with its staging
 //!   disk, sharing one simulated object store;
+//!
+//! the writers without fencing (standalone, cloud) sometimes start on a
+//! space whose root an earlier cluster wrote (a term above 0);
 //!
 //! with faults drawn from the seed: disk latency, EIO and ENOSPC, power loss
 //! (unsynced appends lost, torn or reordered; atomic replaces in flight done
@@ -58,7 +63,9 @@ use protobase::protocol::Message;
 use protobase::sim::linearizable::{self, Op, OpKind};
 use protobase::sim::{DiskFaults, SimDisk, SimObjectStore, StoreFaults};
 use protobase::transports::{Faults, InProcessHub};
-use protobase::{AtomFormat, AtomPointer, NetworkManager, RootRecord, Storage, StorageBuilder};
+use protobase::{
+    AtomFormat, AtomPointer, NetworkManager, RootRecord, RootRegister, Storage, StorageBuilder,
+};
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_SCHEDULES: u64 = 2_000;
@@ -129,6 +136,13 @@ struct Schedule {
     /// Nodes (cluster) or processes (standalone).
     nodes: usize,
     hostile: bool,
+    /// Clustered, 3 nodes: node 2 answers every accept with an
+    /// acknowledgement of another ballot and stores nothing (see
+    /// [`Confused`]).
+    confused: bool,
+    /// Term-0 writers (standalone, cloud): the space starts with a root an
+    /// earlier cluster wrote, `(term, sequence)`.
+    inherited: Option<(u64, u64)>,
     read_timeout_ms: u64,
     lease_ms: u64,
     clients: usize,
@@ -255,11 +269,19 @@ impl Schedule {
             }
         }
         events.sort_by_key(|(at, _)| *at);
+        // Drawn from an RNG of their own, so that the rest of a schedule
+        // (and every seed recorded before they existed) stays as it was.
+        let mut later = fastrand::Rng::with_seed(seed ^ 0x1A7E_5EED);
+        let confused = variant.clustered() && nodes == 3 && !hostile && later.u8(..4) == 0;
+        let inherited = (!variant.clustered() && later.u8(..4) == 0)
+            .then(|| (later.u64(1..10), later.u64(1..50)));
         Schedule {
             seed,
             variant,
             nodes,
             hostile,
+            confused,
+            inherited,
             read_timeout_ms: [40, 80, 160][rng.usize(..3)],
             lease_ms: [150, 300, 600][rng.usize(..3)],
             clients: rng.usize(1..=2),
@@ -355,6 +377,11 @@ struct World {
     store: SimObjectStore,
     nodes: Vec<Node>,
     rec: Recorder,
+    /// The register's value when the clients start (its id).
+    initial: Mutex<Option<u64>>,
+    /// Whether the confused member (`s.confused`) still is: like every
+    /// fault, its confusion ends when the faults heal.
+    confusion: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn node_id(i: usize) -> String {
@@ -399,6 +426,8 @@ impl World {
                 store
             },
             rec: Recorder::default(),
+            initial: Mutex::new(None),
+            confusion: Arc::new(std::sync::atomic::AtomicBool::new(s.confused)),
             s,
         })
     }
@@ -470,14 +499,82 @@ impl World {
             .with_clock(self.clock(i))
             .rng_seed(seed);
         if self.s.variant.clustered() {
+            let net: Arc<dyn NetworkManager> = Arc::new(self.hub.node(node_id(i)));
+            let net = if self.s.confused && i == CONFUSED {
+                Arc::new(Confused(net, self.confusion.clone()))
+            } else {
+                net
+            };
             b = b
                 .cluster(self.cluster_config(i))
-                .with_network_manager(Arc::new(self.hub.node(node_id(i))))
+                .with_network_manager(net)
                 .with_acceptor_store(disk);
         }
         let storage = b.build().await?;
         *self.nodes[i].cloud.lock() = cloud;
         Ok(storage)
+    }
+
+    /// Writes the root an earlier cluster left (`s.inherited`): node 0
+    /// pushes an entry, commits it (term 0), and the register is then set,
+    /// as a cluster node would have, to a root of the cluster's term and
+    /// sequence naming that entry. Faults are off meanwhile.
+    async fn inherit(&self, term: u64, sequence: u64) -> Result<(), String> {
+        let fail =
+            |what: &str, e: protobase::Error| format!("writing the inherited root: {what}: {e}");
+        let disk = &self.nodes[0].disk;
+        disk.set_faults(DiskFaults::default());
+        self.store.set_faults(StoreFaults::default());
+        let storage = self.build(0).await.map_err(|e| fail("open", e))?;
+        let client = "earlier-cluster";
+        let data = storage
+            .push_atom(
+                &Data {
+                    client: client.into(),
+                    n: 0,
+                },
+                AtomFormat::Json,
+            )
+            .await
+            .map_err(|e| fail("push", e))?;
+        let entry = Entry {
+            client: client.into(),
+            n: 0,
+            prev: None,
+            data,
+        };
+        let ptr = storage
+            .push_atom(&entry, AtomFormat::Json)
+            .await
+            .map_err(|e| fail("push", e))?;
+        storage.set_root(ptr).await.map_err(|e| fail("commit", e))?;
+        let cloud = self.nodes[0].cloud.lock().take();
+        let register: Arc<dyn RootRegister> = match &cloud {
+            Some(p) => p.clone(),
+            None => disk.mount(),
+        };
+        let current = register
+            .read_root()
+            .await
+            .map_err(|e| fail("read", e))?
+            .ok_or("writing the inherited root: no root after a commit")?;
+        let root = RootRecord::new(ptr, sequence, term, Some("earlier-node".into()));
+        register
+            .write_root(&root, Some(current.version))
+            .await
+            .map_err(|e| fail("replace", e))?;
+        if let Some(p) = &cloud {
+            p.flush_uploads().await.map_err(|e| fail("upload", e))?;
+        }
+        storage.close().await.map_err(|e| fail("close", e))?;
+        // The next start of node 0 is a new incarnation (its seeded
+        // randomness, WAL ids included, must not repeat this one's).
+        self.nodes[0].incarnation.fetch_add(1, Ordering::SeqCst);
+        *self.initial.lock() = self.rec.id(Some(ptr));
+        self.rec.note(format!("inherited {root:?}"));
+        disk.set_faults(self.s.disk);
+        self.store.set_faults(self.s.store);
+        Ok(())
     }
 
     /// (Re)starts node `i`, retrying while its disk fails.
@@ -746,6 +843,80 @@ async fn hostile(world: Arc<World>, until: tokio::time::Instant) -> u64 {
     sent
 }
 
+/// The member of a confused cluster that answers accepts wrongly.
+const CONFUSED: usize = 2;
+
+/// A member that answers every accept with an acknowledgement of another
+/// ballot and stores nothing, and is honest otherwise (its promises and
+/// reads tell what its acceptor really holds; its own publishes are
+/// accepted locally as usual), until the faults heal. (A member that
+/// never accepts for others stalls a leader that needs the third node
+/// when that one restarted with a promise far ahead: liveness holds once
+/// it accepts again.) An acknowledgement only counts for the
+/// ballot it answers: the ones this member sends must never complete a
+/// quorum (a root "acknowledged" by its leader and this member alone would
+/// be on no other node, and the next leader, promised by the third node
+/// and this one, would never see it).
+#[derive(Debug)]
+struct Confused(Arc<dyn NetworkManager>, Arc<std::sync::atomic::AtomicBool>);
+
+struct ConfusedHandler(
+    Arc<dyn protobase::MessageHandler>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+#[async_trait::async_trait]
+impl protobase::MessageHandler for ConfusedHandler {
+    async fn handle(&self, from: protobase::PeerId, message: Message) -> Option<Message> {
+        match message {
+            Message::Accept { term, .. } if self.1.load(Ordering::SeqCst) => {
+                Some(Message::Accepted {
+                    term: term.wrapping_add(1),
+                    accepted: true,
+                    promised: term,
+                })
+            }
+            other => self.0.handle(from, other).await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NetworkManager for Confused {
+    fn local_id(&self) -> protobase::PeerId {
+        self.0.local_id()
+    }
+    async fn start(
+        &self,
+        handler: Arc<dyn protobase::MessageHandler>,
+    ) -> Result<(), protobase::NetworkError> {
+        self.0
+            .start(Arc::new(ConfusedHandler(handler, self.1.clone())))
+            .await
+    }
+    async fn request(
+        &self,
+        peer: &protobase::PeerId,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, protobase::NetworkError> {
+        self.0.request(peer, message, timeout).await
+    }
+    async fn broadcast(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Vec<(protobase::PeerId, Result<Message, protobase::NetworkError>)> {
+        self.0.broadcast(message, timeout).await
+    }
+    fn peers(&self) -> Vec<protobase::PeerInfo> {
+        self.0.peers()
+    }
+    async fn stop(&self) -> Result<(), protobase::NetworkError> {
+        self.0.stop().await
+    }
+}
+
 /// Runs one schedule; `Err` names the failed check (with the end of the
 /// trace when `PROTOBASE_SIM_VERBOSE` is set).
 async fn run(s: Schedule) -> Result<(), String> {
@@ -768,6 +939,9 @@ async fn run_traced(s: Schedule) -> (Result<(), String>, Vec<String>) {
 }
 
 async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
+    if let Some((term, sequence)) = s.inherited {
+        world.inherit(term, sequence).await?;
+    }
     for i in 0..s.nodes {
         world.start(i).await;
     }
@@ -843,6 +1017,7 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
         }
     }
     // Heal everything and bring every node back.
+    world.confusion.store(false, Ordering::SeqCst);
     world.hub.heal();
     world.hub.clear_faults();
     world.store.set_faults(StoreFaults::default());
@@ -887,7 +1062,8 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
     }
     // 1. Linearizability.
     let history = world.rec.ops.lock().clone();
-    linearizable::check(None, &history).map_err(|e| format!("linearizability: {e}"))?;
+    let initial = *world.initial.lock();
+    linearizable::check(initial, &history).map_err(|e| format!("linearizability: {e}"))?;
     // 2. Every acknowledged root is on the final chain, and its atoms read.
     let fin = fin.ok_or("no final root")?;
     let reader = world.storage(0).ok_or("node 0 is down at the end")?;
@@ -925,11 +1101,12 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             .filter(|o| matches!(o.kind, OpKind::Write { .. }))
             .count();
         eprintln!(
-            "seed {} {:?} x{}{}: {} ops ({} writes, {} acked, {} unknown), chain {}, virtual {:?}",
+            "seed {} {:?} x{}{}{}: {} ops ({} writes, {} acked, {} unknown), chain {}, virtual {:?}",
             s.seed,
             s.variant,
             s.nodes,
             if s.hostile { " +hostile" } else { "" },
+            if s.confused { " +confused" } else { "" },
             ops.len(),
             writes,
             world.rec.acked.lock().len(),
@@ -947,6 +1124,12 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
+    if std::env::var_os("PB_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("PB_TRACE"))
+            .with_test_writer()
+            .try_init();
+    }
     let s = Schedule::generate(seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
