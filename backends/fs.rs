@@ -331,6 +331,9 @@ impl WalStore for FileBlockProvider {
                 Err(e) => return Err(Error::io(format!("opening WAL {}", path.display()), e)),
             };
             match f.try_lock() {
+                // A WAL removed (reclaimed) between the open and the lock
+                // is gone: never append to an unlinked file.
+                Ok(()) if unlinked(&f, &path)? => Err(Error::WalNotFound { wal }),
                 Ok(()) => Ok(Some(f)),
                 Err(std::fs::TryLockError::WouldBlock) => Ok(None),
                 Err(std::fs::TryLockError::Error(e)) => {
@@ -346,6 +349,83 @@ impl WalStore for FileBlockProvider {
         // and `close_wal` drops it, which unlocks.
         self.files.write().insert(wal, Arc::new(file));
         Ok(Some(NewWal::dense(wal)))
+    }
+
+    /// Takes the WAL's lock (refused while a writer, of this process or
+    /// another, holds it: `flock` locks of two opens conflict even in one
+    /// process), unlinks the file and makes the removal durable, then lets
+    /// the lock go. A writer that opened the file before and locks it after
+    /// finds it unlinked and does not write ([`reopen_wal`]); a reader with
+    /// the file open finishes its reads (POSIX keeps an unlinked file's
+    /// bytes while it is open).
+    ///
+    /// [`reopen_wal`]: WalStore::reopen_wal
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        self.check_writable()?;
+        let path = self.wal_path(wal);
+        let dir = self.dir.clone();
+        blocking(move || {
+            let f = match OpenOptions::new().read(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::WalNotFound { wal });
+                }
+                Err(e) => return Err(Error::io(format!("opening WAL {}", path.display()), e)),
+            };
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::WalInUse {
+                        wal,
+                        why: "a writer holds its file".into(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking WAL {}", path.display()), e));
+                }
+            }
+            if unlinked(&f, &path)? {
+                return Err(Error::WalNotFound { wal });
+            }
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing WAL {}", path.display()), e))?;
+            sync_dir(&dir)?;
+            drop(f);
+            Ok(())
+        })
+        .await?;
+        self.files.write().remove(&wal);
+        Ok(())
+    }
+
+    async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
+        self.check_open()?;
+        let path = self.wal_path(wal);
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.modified().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::WalNotFound { wal }),
+            Err(e) => Err(Error::io(
+                format!("reading the time of {}", path.display()),
+                e,
+            )),
+        })
+        .await
+    }
+}
+
+/// Whether the open `file` is no longer the file at `path` (it was removed,
+/// or replaced by another).
+fn unlinked(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = |e| Error::io(format!("checking {}", path.display()), e);
+    let open = file.metadata().map_err(ctx)?;
+    if open.nlink() == 0 {
+        return Ok(true);
+    }
+    match std::fs::metadata(path) {
+        Ok(named) => Ok(named.ino() != open.ino() || named.dev() != open.dev()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(ctx(e)),
     }
 }
 

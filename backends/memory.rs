@@ -22,6 +22,8 @@ use crate::types::{RootRecord, WalId};
 struct MemWal {
     data: Vec<u8>,
     synced: u64,
+    /// Created and not closed yet: a writer holds it.
+    writing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +85,14 @@ impl MemoryBlockProvider {
             .map(|(id, w)| {
                 let keep = w.data[..w.synced as usize].to_vec();
                 let synced = keep.len() as u64;
-                (*id, MemWal { data: keep, synced })
+                (
+                    *id,
+                    MemWal {
+                        data: keep,
+                        synced,
+                        writing: false,
+                    },
+                )
             })
             .collect();
         MemoryBlockProvider {
@@ -109,7 +118,13 @@ impl WalStore for MemoryBlockProvider {
     async fn create_wal(&self) -> Result<NewWal> {
         self.check_open()?;
         let id = WalId::new_random();
-        self.state.write().wals.insert(id, MemWal::default());
+        self.state.write().wals.insert(
+            id,
+            MemWal {
+                writing: true,
+                ..MemWal::default()
+            },
+        );
         Ok(NewWal::dense(id))
     }
 
@@ -167,13 +182,32 @@ impl WalStore for MemoryBlockProvider {
         Ok(v)
     }
 
-    async fn close_wal(&self, _wal: WalId) -> Result<()> {
+    async fn close_wal(&self, wal: WalId) -> Result<()> {
+        if let Some(w) = self.state.write().wals.get_mut(&wal) {
+            w.writing = false;
+        }
         Ok(())
     }
 
     async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;
         Ok(self.state.read().config.clone())
+    }
+
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        self.check_open()?;
+        let mut st = self.state.write();
+        match st.wals.get(&wal) {
+            None => Err(Error::WalNotFound { wal }),
+            Some(w) if w.writing => Err(Error::WalInUse {
+                wal,
+                why: "a writer holds it".into(),
+            }),
+            Some(_) => {
+                st.wals.remove(&wal);
+                Ok(())
+            }
+        }
     }
 
     async fn close(&self) -> Result<()> {

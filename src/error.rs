@@ -247,6 +247,15 @@ pub enum Error {
         #[source]
         source: std::sync::Arc<Error>,
     },
+    /// A WAL cannot be removed: a writer (of this process or another)
+    /// holds it, or it may still gain records.
+    #[error("WAL {wal} is in use: {why}")]
+    WalInUse {
+        /// The WAL.
+        wal: WalId,
+        /// Who or what holds it.
+        why: String,
+    },
     /// Another process holds the space lock.
     #[error("space {path} is locked by another process")]
     Locked {
@@ -363,7 +372,9 @@ impl Error {
             Error::Corrupt { .. } | Error::CorruptRoot { .. } | Error::RootPastWalEnd { .. } => {
                 ErrorKind::Data
             }
-            Error::RootConflict { .. } | Error::Locked { .. } => ErrorKind::Conflict,
+            Error::RootConflict { .. } | Error::Locked { .. } | Error::WalInUse { .. } => {
+                ErrorKind::Conflict
+            }
             Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
             Error::CommitFailed { source, .. } => source.kind(),

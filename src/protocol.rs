@@ -169,6 +169,15 @@ pub enum Message {
     },
     /// A client asks which WALs the node holds itself.
     ClientListWals,
+    /// A member about to reclaim `wals` (remove them for good, see
+    /// [`crate::reclaim`]) asks which of them this node still needs.
+    ReclaimQuery {
+        /// The WALs it would remove.
+        wals: Vec<WalId>,
+    },
+    /// Answer to [`Message::ReclaimQuery`]: the WALs this node needs, each
+    /// with why.
+    ReclaimKeep(Vec<(WalId, String)>),
     /// Answer to [`Message::ClientListWals`]: `(wal, length)` pairs.
     ClientWals(Vec<(WalId, u64)>),
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::network::NetworkManager;
 use crate::page_cache::{CacheStats, PageCache};
 use crate::reader::Reader;
+use crate::reclaim::{self, ReadGate, ReclaimOptions, ReclaimReport};
 use crate::root_commit::{RootCommitter, RootUpdate};
 use crate::root_register::RootRegister;
 use crate::scan::{self, WalReport};
@@ -46,6 +47,8 @@ struct Inner {
     health: Option<Arc<dyn HealthSource>>,
     /// The node's acceptor (cluster variants), for its status.
     acceptor: Option<Arc<crate::cluster::Acceptor>>,
+    /// Reads in flight per WAL, for [`Storage::reclaim`].
+    gate: Arc<ReadGate>,
 }
 
 /// Something a [`Storage`] asks when its readiness is checked (the cloud
@@ -181,6 +184,7 @@ impl Storage {
                 metrics: crate::metrics::EngineMetrics::new(),
                 health: None,
                 acceptor: None,
+                gate: Arc::default(),
             }),
         }
     }
@@ -434,7 +438,10 @@ impl Storage {
             // path (see `push_record`).
             Ok(()) => match self.inner.reader.read_now(ptr) {
                 Some(found) => Ok(found),
-                None => self.inner.reader.read(ptr).await,
+                None => match self.inner.gate.enter(ptr.wal_id) {
+                    Ok(_reading) => self.inner.reader.read(ptr).await,
+                    Err(e) => Err(e),
+                },
             },
             Err(e) => Err(e),
         };
@@ -549,6 +556,88 @@ impl Storage {
     pub async fn list_wals(&self) -> Result<Vec<WalInfo>> {
         self.check_open()?;
         self.inner.wals.list_wals().await
+    }
+
+    /// Retires the WALs nothing live points into (see [`crate::reclaim`]):
+    /// every WAL of the space outside `live` except the current root's,
+    /// the ones this storage writes, the ones written less than
+    /// `options.min_age` ago and the ones a writer holds. `live` is every
+    /// WAL the roots a writer may still build on reach (the object
+    /// database's reachability walk); what only other roots reach is gone
+    /// for good. A read of a retiring WAL that started before finishes;
+    /// later ones get [`Error::WalNotFound`].
+    ///
+    /// In a cluster every member is asked first (a WAL may be another
+    /// node's, or be read by one): a member that needs a WAL keeps it, and
+    /// one that does not answer within `options.member_timeout` stops the
+    /// run before anything is removed. Each node removes what its own WAL
+    /// store holds (its files; on an object store, any node's WAL objects).
+    /// Cancel-safe: a
+    /// WAL is either removed or kept (a removal cut short leaves part of a
+    /// WAL that no live pointer reaches; the next run removes the rest).
+    #[tracing::instrument(level = "debug", skip_all, fields(dry_run = options.dry_run))]
+    pub async fn reclaim(
+        &self,
+        live: impl IntoIterator<Item = WalId>,
+        options: ReclaimOptions,
+    ) -> Result<ReclaimReport> {
+        if options.dry_run {
+            self.check_open()?;
+        } else {
+            self.check_writable()?;
+        }
+        let writer = self.inner.writer.clone();
+        let writing = move |wal: WalId| writer.owns(wal);
+        let parts = reclaim::Parts {
+            wals: self.inner.wals.as_ref(),
+            cache: self.inner.cache.as_ref(),
+            page_size: self.inner.config.page_size,
+            gate: &self.inner.gate,
+            writing: &writing,
+        };
+        let network = self.inner.network.clone();
+        let members = |wals: Vec<WalId>| async move {
+            match network {
+                Some(n) => reclaim::ask_members(n.as_ref(), &wals, options.member_timeout).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        reclaim::run(
+            parts,
+            live.into_iter().collect(),
+            options,
+            || self.read_current_root(),
+            members,
+        )
+        .await
+    }
+
+    /// Which of `wals` this node still needs, and why, when a cluster
+    /// member asks before reclaiming them ([`Message::ReclaimQuery`]): the
+    /// WALs its writer holds, the one its accepted root points into, and
+    /// those it is reading.
+    ///
+    /// [`Message::ReclaimQuery`]: crate::protocol::Message::ReclaimQuery
+    pub(crate) fn reclaim_objections(&self, wals: &[WalId]) -> Vec<(WalId, String)> {
+        let root_wal = self
+            .inner
+            .acceptor
+            .as_ref()
+            .and_then(|a| a.snapshot().accepted.map(|r| r.root.pointer.wal_id));
+        wals.iter()
+            .filter_map(|&wal| {
+                let why = if self.inner.writer.owns(wal) {
+                    "its writer holds it"
+                } else if root_wal == Some(wal) {
+                    "its accepted root points into it"
+                } else if self.inner.gate.is_reading(wal) {
+                    "it is reading it"
+                } else {
+                    return None;
+                };
+                Some((wal, why.to_string()))
+            })
+            .collect()
     }
 
     /// Scans a whole WAL, validating every record; `progress` gets the

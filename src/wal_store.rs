@@ -120,6 +120,34 @@ pub trait WalStore: Send + Sync + fmt::Debug {
     /// Closes the store; later calls fail with [`Error::Closed`].
     async fn close(&self) -> Result<()>;
 
+    /// Removes a whole WAL, for good: its bytes, and every copy the store
+    /// keeps of them (cached objects, staging files). Called only by
+    /// [`Storage::reclaim`](crate::Storage::reclaim), for a WAL nothing
+    /// live points into.
+    ///
+    /// A WAL a writer holds (this process's or another's, see
+    /// [`reopen_wal`](Self::reopen_wal)) is refused with
+    /// [`Error::WalInUse`]; a WAL the store does not hold is
+    /// [`Error::WalNotFound`]. Once it returns `Ok`, the removal is durable
+    /// and no writer ever appends to the WAL again; a crash in the middle
+    /// may leave part of the WAL (a later call removes the rest). The
+    /// default refuses: stores that cannot remove WALs keep them.
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        let _ = wal;
+        Err(Error::invalid(
+            "reclaim",
+            "this WAL store cannot remove WALs",
+        ))
+    }
+
+    /// When `wal` was last written, as far as the store knows (`None`:
+    /// unknown). [`Storage::reclaim`](crate::Storage::reclaim) keeps WALs
+    /// written more recently than its `min_age`.
+    async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
+        let _ = wal;
+        Ok(None)
+    }
+
     /// Whether this store can continue WALs an earlier process wrote
     /// ([`reopen_wal`](Self::reopen_wal)); default `false`. See
     /// [`crate::wal_resume`] for how the engine uses them.
@@ -339,6 +367,14 @@ impl WalStore for TieredWalStore {
     async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
         self.writes.reopen_wal(wal).await
     }
+
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        self.writes.delete_wal(wal).await
+    }
+
+    async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
+        self.writes.wal_modified(wal).await
+    }
 }
 
 /// A [`WalStore`] that counts what passes through it: durability barriers
@@ -438,5 +474,13 @@ impl WalStore for MeteredWalStore {
 
     async fn reopen_wal(&self, wal: WalId) -> Result<Option<NewWal>> {
         self.inner.reopen_wal(wal).await
+    }
+
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        self.inner.delete_wal(wal).await
+    }
+
+    async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
+        self.inner.wal_modified(wal).await
     }
 }

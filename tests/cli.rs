@@ -563,7 +563,7 @@ fn a_closed_stdout_pipe_ends_quietly() {
 #[test]
 fn every_subcommand_help_lists_exit_codes() {
     for cmd in [
-        "root", "get", "put", "inspect", "verify", "certs", "bench", "node", "status", "copy",
+        "root", "get", "put", "inspect", "verify", "certs", "bench", "node", "status", "copy", "gc",
     ] {
         let help = stdout_of(&run(&[cmd, "--help"], b""));
         assert!(help.contains("Exit codes:"), "{cmd}: {help}");
@@ -925,7 +925,14 @@ fn bench_table_says_what_is_better_and_cleans_its_dir() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mine"), b"kept").unwrap();
     let out = bin()
-        .args(["bench", "--quick", "--dir", dir.to_str().unwrap()])
+        .args([
+            "bench",
+            "--quick",
+            "--rounds",
+            "2",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
         .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
         .output()
         .unwrap();
@@ -949,6 +956,24 @@ fn bench_table_says_what_is_better_and_cleans_its_dir() {
     for key in ["value", "unit", "baseline", "ratio"] {
         assert!(json["commit_serial"].get(key).is_some(), "{key}");
     }
+    // Two rounds: medians, and each quantity's spread over the rounds.
+    for (name, entry) in json.as_object().unwrap() {
+        assert_eq!(entry["rounds"], 2, "{name}: {entry}");
+        for q in ["value", "baseline", "ratio"] {
+            let (min, max) = (
+                entry["spread"][q]["min"].as_f64().unwrap(),
+                entry["spread"][q]["max"].as_f64().unwrap(),
+            );
+            let median = entry[q].as_f64().unwrap();
+            assert!(min <= median && median <= max, "{name} {q}: {entry}");
+        }
+    }
+    // quic_rtt's baseline is the TCP transport's round trip of tcp_rtt.
+    assert_eq!(json["quic_rtt"]["baseline"], json["tcp_rtt"]["value"]);
+    assert!(
+        text.lines().next().unwrap().starts_with("machine: "),
+        "{text}"
+    );
     let left: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -957,12 +982,25 @@ fn bench_table_says_what_is_better_and_cleans_its_dir() {
     // A --dir the benchmark created is removed entirely.
     let fresh = t.path().join("fresh");
     let out = bin()
-        .args(["bench", "--quick", "--dir", fresh.to_str().unwrap()])
+        .args([
+            "bench",
+            "--quick",
+            "--rounds",
+            "1",
+            "--dir",
+            fresh.to_str().unwrap(),
+        ])
         .env_remove("PROTOBASE_BENCH_S3_ENDPOINT")
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(!fresh.exists());
+    let zero = bin()
+        .args(["bench", "--quick", "--rounds", "0"])
+        .output()
+        .unwrap();
+    assert!(!zero.status.success());
+    assert!(stderr_of(&zero).contains("rounds"), "{}", stderr_of(&zero));
 }
 
 /// Issue 12, defect 1, as the issue ran it: a store written with 5 MiB
@@ -1049,4 +1087,228 @@ fn inspect_piped_into_head_exits_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out).lines().count(), 1);
+}
+
+/// `gc`: a dry run removes nothing; the default minimum age keeps WALs
+/// written just now; a live set it cannot read, or one naming WALs the
+/// space lacks, fails (the first before anything is removed); otherwise
+/// exactly the WALs outside the live set (and not the root's) go, and
+/// everything live still reads and verifies.
+#[test]
+fn gc_removes_only_what_nothing_live_reaches() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("space");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ptrs: Vec<protobase::AtomPointer> = rt.block_on(async {
+        let s = protobase::StorageBuilder::standalone(&dir)
+            .max_wal_size(4096)
+            .build()
+            .await
+            .unwrap();
+        let mut ptrs = Vec::new();
+        for i in 0..3u8 {
+            ptrs.push(s.push_bytes(&[i; 5_000]).await.unwrap());
+        }
+        s.set_root(ptrs[2]).await.unwrap();
+        s.close().await.unwrap();
+        ptrs
+    });
+    let wal_files = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.parse::<protobase::WalId>().is_ok())
+            .collect();
+        v.sort();
+        v
+    };
+    let all = wal_files();
+    assert_eq!(all.len(), 3);
+    let d = dir.to_str().unwrap();
+    let live = t.path().join("live");
+    std::fs::write(&live, format!("# reachable\n{}\n", ptrs[1])).unwrap();
+    let live_s = live.to_str().unwrap();
+    let doomed = ptrs[0].wal_id.to_string();
+
+    let dry = json_lines(&ok(
+        &["gc", d, "--live", live_s, "--dry-run", "--min-age", "0"],
+        b"",
+    ));
+    assert_eq!(dry[0]["dry_run"], true);
+    assert_eq!(dry[0]["retired"][0]["wal"], doomed.as_str(), "{}", dry[0]);
+    assert_eq!(dry[0]["retired"].as_array().unwrap().len(), 1);
+    assert_eq!(wal_files(), all, "a dry run removed files");
+
+    let recent = json_lines(&ok(&["gc", d, "--live", live_s], b""));
+    assert!(
+        recent[0]["retired"].as_array().unwrap().is_empty(),
+        "{}",
+        recent[0]
+    );
+    assert!(
+        recent[0]["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["wal"] == doomed.as_str() && k["reason"] == "recent"),
+        "{}",
+        recent[0]
+    );
+
+    let bad = t.path().join("bad");
+    std::fs::write(&bad, format!("{}\nnot a pointer\n", ptrs[1])).unwrap();
+    let r = run(
+        &["gc", d, "--live", bad.to_str().unwrap(), "--min-age", "0"],
+        b"",
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_of(&r).contains("line 2"), "{}", stderr_of(&r));
+    assert_eq!(wal_files(), all, "removed with an unreadable live set");
+    let missing = t.path().join("missing");
+    std::fs::write(
+        &missing,
+        format!("{}\n{}\n", ptrs[1], protobase::WalId::new_random()),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "gc",
+            d,
+            "--live",
+            missing.to_str().unwrap(),
+            "--dry-run",
+            "--min-age",
+            "0",
+        ],
+        b"",
+    );
+    assert_eq!(r.status.code(), Some(1), "a live WAL the space lacks");
+    assert!(stderr_of(&r).contains("missing_live"), "{}", stderr_of(&r));
+    let r = run(
+        &[
+            "gc",
+            t.path().join("nowhere").to_str().unwrap(),
+            "--live",
+            live_s,
+        ],
+        b"",
+    );
+    assert_eq!(r.status.code(), Some(1));
+
+    let done = json_lines(&ok(&["gc", d, "--live", live_s, "--min-age", "0"], b""));
+    assert_eq!(done[0]["dry_run"], false);
+    assert_eq!(done[0]["retired"][0]["wal"], doomed.as_str());
+    assert!(done[0]["retired_bytes"].as_u64().unwrap() >= 5_000);
+    let left = wal_files();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&doomed));
+    for p in &ptrs[1..] {
+        let got = ok(&["get", d, &p.to_string()], b"");
+        assert_eq!(got.len(), 5_000);
+    }
+    let r = run(&["get", d, &ptrs[0].to_string()], b"");
+    assert_eq!(r.status.code(), Some(1));
+    ok(&["verify", d], b"");
+}
+
+/// `gc` killed (SIGKILL) at random moments: every live record still reads
+/// back after each kill, and a last full run removes the rest. Seeded
+/// (`PROTOBASE_TEST_SEED` replays the kill moments).
+#[test]
+fn gc_killed_at_any_moment_loses_nothing_live() {
+    let seed = std::env::var("PROTOBASE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("seed {seed} (PROTOBASE_TEST_SEED={seed} to replay)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("space");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let record = |i: usize| vec![(i % 251) as u8; 5_000];
+    let ptrs: Vec<protobase::AtomPointer> = rt.block_on(async {
+        let s = protobase::StorageBuilder::standalone(&dir)
+            .max_wal_size(4096)
+            .build()
+            .await
+            .unwrap();
+        let mut ptrs = Vec::new();
+        for i in 0..60 {
+            ptrs.push(s.push_bytes(&record(i)).await.unwrap());
+        }
+        s.set_root(*ptrs.last().unwrap()).await.unwrap();
+        s.close().await.unwrap();
+        ptrs
+    });
+    let live: Vec<usize> = (0..ptrs.len()).filter(|i| i % 3 == 0 || *i == 59).collect();
+    let live_file = t.path().join("live");
+    let text: String = live.iter().map(|&i| format!("{}\n", ptrs[i])).collect();
+    std::fs::write(&live_file, text).unwrap();
+    let d = dir.to_str().unwrap();
+    let check = |when: &str| {
+        rt.block_on(async {
+            let s = protobase::StorageBuilder::standalone(&dir)
+                .read_only(true)
+                .build()
+                .await
+                .unwrap();
+            for &i in &live {
+                let got = s.get_bytes(ptrs[i]).await;
+                assert_eq!(
+                    got.as_deref().ok(),
+                    Some(&record(i)[..]),
+                    "seed {seed}, {when}: live record {i}: {got:?}"
+                );
+            }
+            s.close().await.unwrap();
+        })
+    };
+    for round in 0..6 {
+        let mut child = bin()
+            .args([
+                "gc",
+                d,
+                "--live",
+                live_file.to_str().unwrap(),
+                "--min-age",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.u64(0..40)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        check(&format!("after kill {round}"));
+        let wals = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_str()
+                    .is_some_and(|n| n.parse::<protobase::WalId>().is_ok())
+            })
+            .count();
+        println!("after kill {round}: {wals} WAL files");
+    }
+    let done = json_lines(&ok(
+        &[
+            "gc",
+            d,
+            "--live",
+            live_file.to_str().unwrap(),
+            "--min-age",
+            "0",
+        ],
+        b"",
+    ));
+    assert_eq!(done[0]["live"], live.len(), "seed {seed}: {}", done[0]);
+    check("after the last run");
+    let left = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.parse::<protobase::WalId>().is_ok())
+        .count();
+    assert_eq!(left, live.len(), "seed {seed}: only live WALs remain");
+    ok(&["verify", d], b"");
 }

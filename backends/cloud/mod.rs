@@ -1037,6 +1037,70 @@ impl WalStore for CloudBlockProvider {
             .await
     }
 
+    /// Refused while this provider writes the WAL or still uploads it;
+    /// otherwise deletes its slot objects (newest slot first, so a crash in
+    /// the middle leaves a shorter WAL, which the next call removes) and
+    /// their copies in the cache directory. A WAL another process is
+    /// writing is not visible here: [`Storage::reclaim`](crate::Storage::reclaim)
+    /// keeps WALs younger than its `min_age` for that reason.
+    async fn delete_wal(&self, wal: WalId) -> Result<()> {
+        self.check_open()?;
+        if let Some(w) = self.inner.staged.lock().get(&wal) {
+            return Err(Error::WalInUse {
+                wal,
+                why: if w.closed {
+                    "its slots are still being uploaded".into()
+                } else {
+                    "this provider writes it".into()
+                },
+            });
+        }
+        let layout = self.inner.list_remote(Some(wal)).await?;
+        let Some(slots) = layout.get(&wal).filter(|l| !l.is_empty()) else {
+            return Err(Error::WalNotFound { wal });
+        };
+        for slot in slots.keys().rev() {
+            let key = self.inner.slot_key(wal, *slot);
+            match self.inner.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend("deleting", &key, e)),
+            }
+            if let Some(c) = self.inner.cache.clone() {
+                let name = key.to_string();
+                blocking(move || {
+                    c.remove(&name);
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        self.inner.remote.lock().remove(&wal);
+        Ok(())
+    }
+
+    /// The newest `last_modified` of the WAL's slot objects.
+    async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
+        self.check_open()?;
+        if self.inner.staged.lock().contains_key(&wal) {
+            return Ok(Some(std::time::SystemTime::now()));
+        }
+        let prefix = self.inner.key(&format!("wal/{wal}"));
+        let metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| backend("listing", &prefix, e))?;
+        if metas.is_empty() {
+            return Err(Error::WalNotFound { wal });
+        }
+        Ok(metas
+            .iter()
+            .map(|m| std::time::SystemTime::from(m.last_modified))
+            .max())
+    }
+
     async fn close(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());

@@ -131,6 +131,17 @@ impl MessageHandler for ClientHandler {
                 message: "clients cannot vote, accept or send member messages".into(),
             });
         }
+        if let Message::ReclaimQuery { wals } = &message {
+            // A member's question about this node's storage: without the
+            // storage there is no answer (and nothing may be reclaimed).
+            return Some(match self.storage() {
+                Some(s) => Message::ReclaimKeep(s.reclaim_objections(wals)),
+                None => Message::Error {
+                    message: "this node is starting or stopping: cannot answer a reclaim query"
+                        .into(),
+                },
+            });
+        }
         self.inner.handle(from, message).await
     }
 }

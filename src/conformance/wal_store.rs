@@ -10,6 +10,7 @@
 //! | [`rewrites_of_unsynced_bytes`] | bytes appended again at the same offsets (what the engine does after a failed sync) are accepted and read back |
 //! | [`aligned_barriers`] | on a store with `barrier_alignment > 1`, a sync mid-unit is followed by appends at the next aligned offset, and the gap reads as zeros |
 //! | [`concurrent_wals`] | many WALs written and read at once stay apart |
+//! | [`deleted_wals`] | on a store that removes WALs, one its writer holds is refused; a removed one neither reads nor lists |
 //! | [`continued_wals`] | on a store that [continues WALs](WalStore::continues_wals), a WAL is given to one writer at a time, and a cut is read back and appended after |
 //! | [`run_all`] | all of the above |
 //!
@@ -222,8 +223,69 @@ pub async fn continued_wals(store: &dyn WalStore) {
     store.close_wal(wal).await.expect("close_wal");
 }
 
+/// A store that removes WALs ([`WalStore::delete_wal`]) refuses one its
+/// writer holds ([`Error::WalInUse`]); once closed (and, for a store that
+/// uploads, uploaded: a bounded wait) it is removed, reads and a second
+/// removal give [`Error::WalNotFound`], and `list_wals` leaves it out. An
+/// unknown WAL is [`Error::WalNotFound`]. A store that cannot remove WALs
+/// refuses with [`Error::Invalid`] and keeps the WAL.
+pub async fn deleted_wals(store: &dyn WalStore) {
+    let wal = store.create_wal().await.expect("create_wal").id;
+    let data = pattern(3_000, 5);
+    store
+        .append(wal, 0, Bytes::copy_from_slice(&data))
+        .await
+        .expect("append");
+    store.sync(wal, data.len() as u64).await.expect("sync");
+    match store.delete_wal(wal).await {
+        Err(Error::Invalid { .. }) => {
+            assert_eq!(
+                read_all(store, wal, 0, 3_000).await,
+                data,
+                "a refused removal lost bytes"
+            );
+            store.close_wal(wal).await.expect("close_wal");
+            return;
+        }
+        Err(Error::WalInUse { .. }) => {}
+        other => panic!("a WAL its writer holds was not refused: {other:?}"),
+    }
+    assert_eq!(read_all(store, wal, 0, 3_000).await, data);
+    store.close_wal(wal).await.expect("close_wal");
+    // A store may hold a closed WAL until it is uploaded.
+    let mut tries = 0;
+    loop {
+        match store.delete_wal(wal).await {
+            Ok(()) => break,
+            Err(Error::WalInUse { .. }) if tries < 1_000 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => panic!("removing closed WAL {wal}: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(store.read(wal, 0, 10).await, Err(Error::WalNotFound { .. })),
+        "a removed WAL still reads"
+    );
+    let listed = store.list_wals().await.expect("list_wals");
+    assert!(
+        listed.iter().all(|w| w.id != wal),
+        "a removed WAL is listed"
+    );
+    assert!(matches!(
+        store.delete_wal(wal).await,
+        Err(Error::WalNotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete_wal(WalId::new_random()).await,
+        Err(Error::WalNotFound { .. })
+    ));
+}
+
 /// Every check.
 pub async fn run_all(store: &dyn WalStore) {
+    deleted_wals(store).await;
     continued_wals(store).await;
     append_read_round_trip(store).await;
     reads_past_the_end_and_unknown_wals(store).await;

@@ -1,14 +1,25 @@
 //! `protobase bench`: throughput and latency against raw baselines measured
 //! in the same run.
 //!
+//! Every scenario runs with its baseline in `--rounds` rounds (default 5):
+//! each round runs every scenario once, its samples alternating with the
+//! baseline's where the scenario allows, so that a moment of a busy disk or
+//! CPU falls on both. The machine (cores, kernel, filesystem of the
+//! benchmark's directory) is printed first.
+//!
 //! Prints a human table (one baseline column, a `better` column saying
-//! whether higher or lower values are better, and what each baseline is),
-//! then as the last line one JSON object keyed by scenario: `{"value",
-//! "unit", "baseline", "ratio", "better"}` with `ratio = value / baseline`
-//! (both in the same unit). Cloud rows run on an in-memory store unless an
-//! S3 endpoint is given: they are then marked `(*)` in the table and
-//! `"measurement": false` in the JSON (they measure no real store). With
-//! `--dir`, whatever the benchmark created there is removed at the end.
+//! whether higher or lower values are better, the spread of the ratio over
+//! the rounds, and what each baseline is), then as the last line one JSON
+//! object keyed by scenario: `{"value", "unit", "baseline", "ratio",
+//! "better", "rounds", "spread"}`. `value` and `baseline` are the medians
+//! over the rounds; `ratio` is the median of the rounds' own ratios (value
+//! ÷ baseline of one round, both in the same unit: the pairs measured at
+//! the same moment); `spread` holds the `min` and `max` of `value`,
+//! `baseline` and `ratio` over the rounds. Cloud rows run on an in-memory
+//! store unless an S3 endpoint is given: they are then marked `(*)` in the
+//! table and `"measurement": false` in the JSON (they measure no real
+//! store). With `--dir`, whatever the benchmark created there is removed
+//! at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -35,7 +46,8 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn ratio(&self) -> f64 {
+    /// `value / baseline` (0 without a baseline).
+    pub(crate) fn ratio(&self) -> f64 {
         if self.baseline > 0.0 {
             self.value / self.baseline
         } else {
@@ -44,7 +56,7 @@ impl Row {
     }
 
     /// Whether a higher value is better: rates (`…/s`) yes, latencies no.
-    fn higher_is_better(&self) -> bool {
+    pub(crate) fn higher_is_better(&self) -> bool {
         self.unit.ends_with("/s")
     }
 }
@@ -140,7 +152,7 @@ pub(crate) fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
 /// A group of scenarios (`protobase bench --only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Group {
-    /// push, commit and get on a standalone space.
+    /// push, commit, get and gc on a standalone space.
     Local,
     /// RTTs, votes, root updates and peer pages on a 3-node cluster.
     Cluster,
@@ -153,7 +165,11 @@ pub(crate) async fn run(
     dir: Option<PathBuf>,
     metrics: bool,
     only: &[Group],
+    rounds: usize,
 ) -> BenchResult<ExitCode> {
+    if rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
     let runs = |g: Group| only.is_empty() || only.contains(&g);
     // The recorder `protobase node` installs, before any storage is built,
     // to measure what recording costs (`--metrics`).
@@ -187,40 +203,117 @@ pub(crate) async fn run(
     };
     let sizes = Sizes::new(quick);
     eprintln!(
-        "protobase bench ({}{}) in {}",
+        "protobase bench ({}{}, {rounds} round{}) in {}",
         if quick { "quick" } else { "full" },
         if metrics {
             ", Prometheus recorder installed"
         } else {
             ""
         },
+        if rounds == 1 { "" } else { "s" },
         base.display()
     );
+    let machine = crate::bench_machine::describe(&base);
+    outln!("machine: {}", machine.line());
+    let mut cloud_store = String::from("(not run)");
+    let mut per_round = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        let rows = one_round(&base, &sizes, quick, &runs, round, &mut cloud_store).await?;
+        per_round.push(rows);
+    }
+    let rows = crate::bench_rounds::aggregate(&per_round);
+
+    let in_memory =
+        !std::env::var(crate::bench_cloud::S3_ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty());
+    let is_cloud = |name: &str| name.starts_with("cloud_") || name.starts_with("cc_");
+    outln!("cloud scenarios ran on: {cloud_store}");
+    if in_memory {
+        outln!(
+            "(*) in-memory object store: cloud rows measure this process's own code only, not \
+             any real store; set {} for a measurement",
+            crate::bench_cloud::S3_ENDPOINT_VAR
+        );
+    }
+    outln!(
+        "{:<26} {:>14} {:<10} {:>14} {:>7} {:>15}  {:<6}  compared with",
+        "scenario",
+        "value",
+        "unit",
+        "baseline",
+        "ratio",
+        "ratio min-max",
+        "better"
+    );
+    for r in &rows {
+        let mark = if in_memory && is_cloud(r.name) {
+            " (*)"
+        } else {
+            ""
+        };
+        outln!(
+            "{:<26} {:>14.1} {:<10} {:>14.1} {:>7.3} {:>15}  {:<6}  {}",
+            format!("{}{mark}", r.name),
+            r.value.median,
+            r.unit,
+            r.baseline.median,
+            r.ratio.median,
+            format!("{:.3}-{:.3}", r.ratio.min, r.ratio.max),
+            r.better(),
+            r.baseline_desc
+        );
+    }
+    let mut obj = serde_json::Map::new();
+    for r in &rows {
+        let mut entry = r.to_json();
+        if is_cloud(r.name) {
+            entry["store"] = json!(cloud_store);
+            if in_memory {
+                entry["measurement"] = json!(false);
+            }
+        }
+        obj.insert(r.name.to_string(), entry);
+    }
+    outln!("{}", serde_json::Value::Object(obj));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs every selected scenario once, with its baseline.
+async fn one_round(
+    base: &Path,
+    sizes: &Sizes,
+    quick: bool,
+    runs: &impl Fn(Group) -> bool,
+    round: usize,
+    cloud_store: &mut String,
+) -> BenchResult<Vec<Row>> {
     let mut rows = Vec::new();
     if runs(Group::Local) {
-        rows.push(push_small(&base, &sizes).await?);
-        rows.push(push_large(&base, &sizes).await?);
-        let serial = commit_serial(&base, &sizes).await?;
+        rows.push(push_small(base, sizes).await?);
+        rows.push(push_large(base, sizes).await?);
+        let serial = commit_serial(base, sizes).await?;
         let serial_value = serial.value;
         rows.push(serial);
-        rows.push(commit_concurrent(&base, &sizes, serial_value).await?);
-        let (cold, cached) = gets(&base, &sizes).await?;
+        rows.push(commit_concurrent(base, sizes, serial_value).await?);
+        let (cold, cached) = gets(base, sizes).await?;
         rows.push(cold);
         rows.push(cached);
+        rows.push(crate::bench_gc::gc_reclaim(base, quick).await?);
     }
     if runs(Group::Cluster) {
-        rows.extend(crate::bench_cluster::run(&base, quick).await?);
+        rows.extend(crate::bench_cluster::run(base, quick).await?);
     }
-    let mut cloud_store = String::from("(not run)");
     if runs(Group::Cloud) {
         let local_cached = rows
             .iter()
             .find(|r| r.name == "get_cached")
             .map_or(0.0, |r| r.value);
         let (store, desc, run) = crate::bench_cloud::bench_store().await?;
-        cloud_store = desc;
-        let mut cloud_rows = crate::bench_cloud::run(&base, quick, store.clone(), &run).await?;
-        cloud_rows.extend(crate::bench_cc::run(&base, store, &run, quick).await?);
+        *cloud_store = desc;
+        // A key prefix of its own per round.
+        let run = format!("{run}/r{round}");
+        let mut cloud_rows = crate::bench_cloud::run(base, quick, store.clone(), &run).await?;
+        cloud_rows.extend(crate::bench_cc::run(base, store, &run, quick).await?);
         for mut row in cloud_rows {
             if row.name == "cloud_get_cached" {
                 if !runs(Group::Local) {
@@ -234,62 +327,7 @@ pub(crate) async fn run(
         }
     }
 
-    let in_memory =
-        !std::env::var(crate::bench_cloud::S3_ENDPOINT_VAR).is_ok_and(|v| !v.trim().is_empty());
-    let is_cloud = |r: &Row| r.name.starts_with("cloud_") || r.name.starts_with("cc_");
-    outln!("cloud scenarios ran on: {cloud_store}");
-    if in_memory {
-        outln!(
-            "(*) in-memory object store: cloud rows measure this process's own code only, not \
-             any real store; set {} for a measurement",
-            crate::bench_cloud::S3_ENDPOINT_VAR
-        );
-    }
-    outln!(
-        "{:<26} {:>14} {:<10} {:>14} {:>7}  {:<6}  compared with",
-        "scenario",
-        "value",
-        "unit",
-        "baseline",
-        "ratio",
-        "better"
-    );
-    for r in &rows {
-        let mark = if in_memory && is_cloud(r) { " (*)" } else { "" };
-        outln!(
-            "{:<26} {:>14.1} {:<10} {:>14.1} {:>7.3}  {:<6}  {}",
-            format!("{}{mark}", r.name),
-            r.value,
-            r.unit,
-            r.baseline,
-            r.ratio(),
-            if r.higher_is_better() {
-                "higher"
-            } else {
-                "lower"
-            },
-            r.baseline_desc
-        );
-    }
-    let mut obj = serde_json::Map::new();
-    for r in &rows {
-        let mut entry =
-            json!({"value": r.value, "unit": r.unit, "baseline": r.baseline, "ratio": r.ratio()});
-        entry["better"] = json!(if r.higher_is_better() {
-            "higher"
-        } else {
-            "lower"
-        });
-        if is_cloud(r) {
-            entry["store"] = json!(cloud_store);
-            if in_memory {
-                entry["measurement"] = json!(false);
-            }
-        }
-        obj.insert(r.name.to_string(), entry);
-    }
-    outln!("{}", serde_json::Value::Object(obj));
-    Ok(ExitCode::SUCCESS)
+    Ok(rows)
 }
 
 async fn push_small(base: &Path, s: &Sizes) -> BenchResult<Row> {

@@ -17,9 +17,13 @@ mod bench;
 mod bench_cc;
 mod bench_cloud;
 mod bench_cluster;
+mod bench_gc;
+mod bench_machine;
+mod bench_rounds;
 mod certs;
 mod commands;
 mod copy;
+mod gc;
 mod http;
 mod json_text;
 mod node;
@@ -115,6 +119,9 @@ found another root (nothing published; the current root is printed on stderr).";
 const INSPECT_EXIT: &str = "Exit codes: 0 listed, 1 failure (no such space), 2 bad usage.";
 const VERIFY_EXIT: &str = "Exit codes: 0 clean, 1 problems found (corrupt records, an unreadable \
 root, with --strict a torn tail) or no space at the address, 2 bad usage.";
+const GC_EXIT: &str = "Exit codes: 0 every WAL chosen went (with --dry-run: would go), 1 failure \
+(a removal failed, a live WAL is not in the space, an unreadable live set or space; nothing is \
+removed when the live set cannot be read), 2 bad usage.";
 const CERTS_EXIT: &str = "Exit codes: 0 written, 1 failure (an existing CA without its key, a \
 bad id), 2 bad usage.";
 const BENCH_EXIT: &str = "Exit codes: 0 done, 1 failure, 2 bad usage.";
@@ -200,6 +207,29 @@ enum Command {
         #[arg(long)]
         object_size: Option<u64>,
     },
+    /// Remove the WALs of a space that nothing live points into; print what
+    /// went (or, with --dry-run, would go) and what stayed, as JSON.
+    #[command(after_help = GC_EXIT)]
+    Gc {
+        /// Space address (a directory, an object store, a standalone or
+        /// cloud node's description; the node must not be running).
+        address: String,
+        /// The live set: one WAL id or pointer (`<wal>:<offset>` or the
+        /// JSON `put` prints) per line, from the object database's
+        /// reachability walk of every root still in use.
+        #[arg(long, value_name = "FILE")]
+        live: PathBuf,
+        /// Report what would go; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep WALs written less than this many seconds ago (another
+        /// process may be writing atoms there that no root reaches yet).
+        #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+        min_age: u64,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
+    },
     /// Create a development CA and a certificate per node (QUIC transport's
     /// mutual TLS); print the files and each node's `tls` settings as JSON.
     /// An existing CA in --out is reused (so existing certificates stay
@@ -231,10 +261,14 @@ enum Command {
         #[arg(long)]
         metrics: bool,
         /// Run only these groups of scenarios (repeatable): `local`
-        /// (push, commit, get), `cluster` (RTTs, votes, peer pages),
+        /// (push, commit, get, gc), `cluster` (RTTs, votes, peer pages),
         /// `cloud` (cloud and cloud-cluster). Default: all.
         #[arg(long, value_enum)]
         only: Vec<bench::Group>,
+        /// Rounds of every scenario with its baseline; the JSON gives the
+        /// median over the rounds and the spread (min, max).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+        rounds: u16,
     },
     /// Run one node (any variant) from a config file until SIGINT/SIGTERM;
     /// a cluster node also serves clients (`--connect`).
@@ -339,13 +373,21 @@ fn main() -> ExitCode {
                 config,
                 object_size,
             } => commands::verify(&address, strict, config.as_deref(), object_size).await,
+            Command::Gc {
+                address,
+                live,
+                dry_run,
+                min_age,
+                object_size,
+            } => gc::run(&address, &live, dry_run, min_age, object_size).await,
             Command::Certs { out, force, ids } => certs::run(&out, &ids, force),
             Command::Bench {
                 quick,
                 dir,
                 metrics,
                 only,
-            } => bench::run(quick, dir, metrics, &only).await,
+                rounds,
+            } => bench::run(quick, dir, metrics, &only, usize::from(rounds)).await,
             Command::Node {
                 config,
                 log_format,

@@ -325,6 +325,17 @@ pub(crate) async fn open_existing(
     }
 }
 
+/// [`open_writable`] on a space that must exist already (as
+/// [`open_read_only`] requires).
+pub(crate) async fn open_writable_existing(
+    address: &Address,
+    object_size: Option<u64>,
+) -> Result<(Storage, Option<tempfile::TempDir>), Box<dyn std::error::Error>> {
+    let probe = open_read_only(address, object_size).await?;
+    probe.storage.close().await?;
+    open_writable(address, object_size).await
+}
+
 /// A writable storage on a space (created if missing): a directory as
 /// standalone storage; a store with a provider staging in a temporary
 /// directory and `Durability::Cloud` (a root is durable in the store when
