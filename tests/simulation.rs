@@ -1124,6 +1124,8 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
+    // (The subscriber comes with feature `cli`.)
+    #[cfg(feature = "cli")]
     if std::env::var_os("PB_TRACE").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("PB_TRACE"))
