@@ -8,6 +8,7 @@
 //! <dir>/space_root        the root, JSON, replaced by tmp + fsync + rename + dir fsync
 //! <dir>/space_root.lock   OS lock taken around root updates
 //! <dir>/space.config      optional configuration (INI in the reference)
+//! <dir>/space_root.history recent roots, one JSON line each (see `protobase history`)
 //! ```
 //!
 //! Blocking file calls run in place on a multi-thread runtime and on tokio's
@@ -456,7 +457,39 @@ impl RootRegister for FileBlockProvider {
                 *self.known_root.lock() = None;
             })?;
         *self.known_root.lock() = Some(Some(root.clone()));
+        // The root is durable: its history line is for operators only.
+        let (dir, r) = (self.dir.clone(), root.clone());
+        if let Err(e) =
+            blocking(move || super::root_history::append(&dir, &r, std::time::SystemTime::now()))
+                .await
+        {
+            tracing::warn!(error = %e, "the root is stored; its history line is not");
+        }
         Ok(RootVersion::of_root(root))
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        self.check_open()?;
+        let dir = self.dir.clone();
+        let mut h = blocking(move || super::root_history::read(&dir, limit)).await?;
+        // The current root comes first even when its line was lost (a
+        // crash after the root, before the line; a space the reference
+        // wrote).
+        if let Some(current) = self.read_root_file().await?
+            && h.first().is_none_or(|f| f.root != current)
+            && limit > 0
+        {
+            h.retain(|e| e.root != current);
+            h.insert(
+                0,
+                crate::root_register::HistoricRoot {
+                    root: current,
+                    written: None,
+                },
+            );
+            h.truncate(limit);
+        }
+        Ok(h)
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

@@ -31,6 +31,8 @@ struct State {
     wals: HashMap<WalId, MemWal>,
     root: Option<RootRecord>,
     config: Option<Bytes>,
+    /// The last roots written, oldest first.
+    history: std::collections::VecDeque<(RootRecord, std::time::SystemTime)>,
 }
 
 /// A provider keeping WALs and the root in memory.
@@ -100,6 +102,7 @@ impl MemoryBlockProvider {
                 wals,
                 root: st.root.clone(),
                 config: st.config.clone(),
+                history: st.history.clone(),
             })),
             ..Default::default()
         }
@@ -232,7 +235,28 @@ impl RootRegister for MemoryBlockProvider {
         let mut st = self.state.write();
         check_cas(st.root.as_ref(), root, expected)?;
         st.root = Some(root.clone());
+        if st.history.len() >= crate::root_register::HISTORY_KEEP {
+            st.history.pop_front();
+        }
+        st.history
+            .push_back((root.clone(), std::time::SystemTime::now()));
         Ok(RootVersion::of_root(root))
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        self.check_open()?;
+        Ok(self
+            .state
+            .read()
+            .history
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(root, t)| crate::root_register::HistoricRoot {
+                root: root.clone(),
+                written: Some(*t),
+            })
+            .collect())
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

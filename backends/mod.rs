@@ -12,3 +12,5 @@ pub(crate) mod file_io;
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub mod fs;
 pub mod memory;
+#[cfg(feature = "fs")]
+pub(crate) mod root_history;

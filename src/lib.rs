@@ -104,7 +104,7 @@ pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use reclaim::{KeptBecause, ReclaimOptions, ReclaimReport, ReclaimedWal};
 pub use root_commit::RootUpdate;
-pub use root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
+pub use root_register::{HistoricRoot, RootLock, RootRegister, RootVersion, VersionedRoot};
 pub use storage::{AtomFormat, Readiness, Storage, WeakStorage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteStrategy};

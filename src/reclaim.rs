@@ -21,7 +21,10 @@
 //! finishes first (the retirement waits for it); reads that start after it
 //! get [`Error::WalNotFound`]. The caller's live set must cover every root
 //! a writer may still build on (the current root, and the roots of
-//! transactions still running): what only an older root reaches is gone.
+//! transactions still running) and every root it wants to keep readable
+//! (roots of the [history](crate::RootRegister::history) to travel back
+//! to): what only an older root reaches is gone. The storage itself keeps
+//! only the current root's WAL.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -164,8 +167,16 @@ pub(crate) struct ReadGate {
 
 #[derive(Debug, Default)]
 struct GateState {
-    reading: HashMap<WalId, usize>,
+    /// Reads running per WAL (entries stay at zero: a read costs one
+    /// lookup and no allocation; WAL ids are random, a fast hash is fine).
+    reading: HashMap<WalId, usize, foldhash::fast::RandomState>,
     retiring: HashSet<WalId>,
+}
+
+impl GateState {
+    fn busy(&self, wal: &WalId) -> bool {
+        self.reading.get(wal).is_some_and(|n| *n > 0)
+    }
 }
 
 /// A read in flight (see [`ReadGate::enter`]).
@@ -179,10 +190,11 @@ impl Drop for ReadPass<'_> {
     fn drop(&mut self) {
         let mut st = self.gate.state.lock();
         if let Some(n) = st.reading.get_mut(&self.wal) {
-            *n -= 1;
-            if *n == 0 {
-                st.reading.remove(&self.wal);
-                drop(st);
+            *n = n.saturating_sub(1);
+            // Only a retirement waits for reads to end.
+            let wake = *n == 0 && st.retiring.contains(&self.wal);
+            drop(st);
+            if wake {
                 self.gate.drained.notify_waiters();
             }
         }
@@ -202,7 +214,7 @@ impl ReadGate {
 
     /// Whether a read of `wal` is running.
     pub(crate) fn is_reading(&self, wal: WalId) -> bool {
-        self.state.lock().reading.contains_key(&wal)
+        self.state.lock().busy(&wal)
     }
 
     /// Marks `wals` as retiring and waits until no read of them that
@@ -221,7 +233,7 @@ impl ReadGate {
             drained.as_mut().enable();
             let busy = {
                 let st = self.state.lock();
-                wals.iter().any(|w| st.reading.contains_key(w))
+                wals.iter().any(|w| st.busy(w))
             };
             if !busy {
                 return guard;
@@ -243,6 +255,10 @@ impl Retiring {
     /// it from the others.
     pub(crate) fn done(mut self, gone: &HashSet<WalId>) {
         self.wals.retain(|w| !gone.contains(w));
+        let mut st = self.gate.state.lock();
+        for w in gone {
+            st.reading.remove(w);
+        }
     }
 }
 

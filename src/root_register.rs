@@ -74,6 +74,18 @@ impl VersionedRoot {
     }
 }
 
+/// One root of a register's history ([`RootRegister::history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoricRoot {
+    /// The root.
+    pub root: RootRecord,
+    /// When the register stored it, when it knows.
+    pub written: Option<std::time::SystemTime>,
+}
+
+/// Roots a register's history keeps at least ([`RootRegister::history`]).
+pub const HISTORY_KEEP: usize = 1_000;
+
 /// Proof that a register's local lock is held; dropping it releases the lock.
 pub struct RootLock(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
 
@@ -130,4 +142,26 @@ pub trait RootRegister: Send + Sync + fmt::Debug {
 
     /// Takes the local root lock (waits while another process holds it).
     async fn lock_root(&self) -> Result<RootLock>;
+
+    /// Up to `limit` of the roots this register held, newest first (the
+    /// current root first). Registers keep at least the last
+    /// [`HISTORY_KEEP`] roots written through them (an object store's
+    /// chain keeps every root); the default knows only the current root.
+    /// The history is for operators (`protobase history`): it is written
+    /// after the root is durable, without a sync of its own, so a crash may
+    /// cost it the newest entries, never the root.
+    async fn history(&self, limit: usize) -> Result<Vec<HistoricRoot>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read_root()
+            .await?
+            .map(|v| HistoricRoot {
+                root: v.root,
+                written: None,
+            })
+            .into_iter()
+            .collect())
+    }
 }

@@ -546,6 +546,20 @@ impl Storage {
         )
     }
 
+    /// Up to `limit` recent roots, newest first, with when they were
+    /// written where the register knows (see [`RootRegister::history`]):
+    /// files and memory keep the last [`HISTORY_KEEP`](crate::root_register::HISTORY_KEEP)
+    /// roots written through them, an object store's chain every root; a
+    /// cluster's quorum knows its current root only (each member's
+    /// directory keeps the roots copied to it: `protobase history <dir>`).
+    pub async fn root_history(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        self.check_open()?;
+        self.inner.register.history(limit).await
+    }
+
     /// The space's configuration data (`space.config`), if present.
     pub async fn read_config(&self) -> Result<Option<Bytes>> {
         self.check_open()?;

@@ -563,7 +563,8 @@ fn a_closed_stdout_pipe_ends_quietly() {
 #[test]
 fn every_subcommand_help_lists_exit_codes() {
     for cmd in [
-        "root", "get", "put", "inspect", "verify", "certs", "bench", "node", "status", "copy", "gc",
+        "root", "get", "put", "inspect", "verify", "certs", "bench", "node", "status", "copy",
+        "gc", "history",
     ] {
         let help = stdout_of(&run(&[cmd, "--help"], b""));
         assert!(help.contains("Exit codes:"), "{cmd}: {help}");
@@ -1089,6 +1090,42 @@ fn inspect_piped_into_head_exits_quietly() {
     assert_eq!(stdout_of(&out).lines().count(), 1);
 }
 
+/// The record `gc` tests write as the `i`-th: 5,000 bytes.
+fn gc_record(i: usize) -> Vec<u8> {
+    vec![(i % 251) as u8; 5_000]
+}
+
+/// A space in `dir` with `n` records of [`gc_record`], one full WAL each,
+/// the last one published.
+fn space_of_full_wals(dir: &Path, n: usize) -> Vec<protobase::AtomPointer> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = protobase::StorageBuilder::standalone(dir)
+            .max_wal_size(4096)
+            .build()
+            .await
+            .unwrap();
+        let mut ptrs = Vec::new();
+        for i in 0..n {
+            ptrs.push(s.push_bytes(&gc_record(i)).await.unwrap());
+        }
+        s.set_root(*ptrs.last().unwrap()).await.unwrap();
+        s.close().await.unwrap();
+        ptrs
+    })
+}
+
+/// The WAL files of the space in `dir`, sorted.
+fn wal_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.parse::<protobase::WalId>().is_ok())
+        .collect();
+    v.sort();
+    v
+}
+
 /// `gc`: a dry run removes nothing; the default minimum age keeps WALs
 /// written just now; a live set it cannot read, or one naming WALs the
 /// space lacks, fails (the first before anything is removed); otherwise
@@ -1098,30 +1135,8 @@ fn inspect_piped_into_head_exits_quietly() {
 fn gc_removes_only_what_nothing_live_reaches() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("space");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ptrs: Vec<protobase::AtomPointer> = rt.block_on(async {
-        let s = protobase::StorageBuilder::standalone(&dir)
-            .max_wal_size(4096)
-            .build()
-            .await
-            .unwrap();
-        let mut ptrs = Vec::new();
-        for i in 0..3u8 {
-            ptrs.push(s.push_bytes(&[i; 5_000]).await.unwrap());
-        }
-        s.set_root(ptrs[2]).await.unwrap();
-        s.close().await.unwrap();
-        ptrs
-    });
-    let wal_files = || {
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.unwrap().file_name().into_string().ok())
-            .filter(|n| n.parse::<protobase::WalId>().is_ok())
-            .collect();
-        v.sort();
-        v
-    };
+    let ptrs = space_of_full_wals(&dir, 3);
+    let wal_files = || wal_files(&dir);
     let all = wal_files();
     assert_eq!(all.len(), 3);
     let d = dir.to_str().unwrap();
@@ -1225,21 +1240,8 @@ fn gc_killed_at_any_moment_loses_nothing_live() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("space");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let record = |i: usize| vec![(i % 251) as u8; 5_000];
-    let ptrs: Vec<protobase::AtomPointer> = rt.block_on(async {
-        let s = protobase::StorageBuilder::standalone(&dir)
-            .max_wal_size(4096)
-            .build()
-            .await
-            .unwrap();
-        let mut ptrs = Vec::new();
-        for i in 0..60 {
-            ptrs.push(s.push_bytes(&record(i)).await.unwrap());
-        }
-        s.set_root(*ptrs.last().unwrap()).await.unwrap();
-        s.close().await.unwrap();
-        ptrs
-    });
+    let record = gc_record;
+    let ptrs = space_of_full_wals(&dir, 60);
     let live: Vec<usize> = (0..ptrs.len()).filter(|i| i % 3 == 0 || *i == 59).collect();
     let live_file = t.path().join("live");
     let text: String = live.iter().map(|&i| format!("{}\n", ptrs[i])).collect();
@@ -1281,15 +1283,7 @@ fn gc_killed_at_any_moment_loses_nothing_live() {
         let _ = child.kill();
         child.wait().unwrap();
         check(&format!("after kill {round}"));
-        let wals = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| {
-                let name = e.as_ref().unwrap().file_name();
-                name.to_str()
-                    .is_some_and(|n| n.parse::<protobase::WalId>().is_ok())
-            })
-            .count();
-        println!("after kill {round}: {wals} WAL files");
+        println!("after kill {round}: {} WAL files", wal_files(&dir).len());
     }
     let done = json_lines(&ok(
         &[
@@ -1304,11 +1298,87 @@ fn gc_killed_at_any_moment_loses_nothing_live() {
     ));
     assert_eq!(done[0]["live"], live.len(), "seed {seed}: {}", done[0]);
     check("after the last run");
-    let left = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.parse::<protobase::WalId>().is_ok())
-        .count();
-    assert_eq!(left, live.len(), "seed {seed}: only live WALs remain");
+    assert_eq!(
+        wal_files(&dir).len(),
+        live.len(),
+        "seed {seed}: only live WALs remain"
+    );
     ok(&["verify", d], b"");
+}
+
+/// `history`: recent roots newest first as JSON lines, `--limit`, exit 3
+/// on a space without a root, 1 on no space.
+#[test]
+fn history_lists_recent_roots() {
+    let (_t, dir) = space();
+    for i in 0..3 {
+        ok(&["put", &dir, "--root"], format!("r{i}").as_bytes());
+    }
+    let lines = json_lines(&ok(&["history", &dir], b""));
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["sequence"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert!(lines[0]["written_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    let root = json_lines(&ok(&["root", &dir], b""));
+    assert_eq!(
+        lines[0]["pointer"],
+        pointer(&root[0]).as_str(),
+        "{}",
+        root[0]
+    );
+    assert_eq!(
+        json_lines(&ok(&["history", &dir, "--limit", "1"], b"")).len(),
+        1
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let r = run(&["history", empty.path().to_str().unwrap()], b"");
+    assert_eq!(r.status.code(), Some(3), "{}", stderr_of(&r));
+    let r = run(&["history", "/nonexistent/space"], b"");
+    assert_eq!(r.status.code(), Some(1));
+}
+
+/// `gc` on an object store (a local directory used as one): every `put`
+/// process writes a WAL of its own; the ones outside the live set lose
+/// their objects, the live ones still read.
+#[test]
+fn gc_on_an_object_store() {
+    let t = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/bucket/space", t.path().display());
+    let ptrs: Vec<String> = (0..3)
+        .map(|i| pointer(&json_lines(&ok(&["put", &url, "--root"], format!("v{i}").as_bytes()))[0]))
+        .collect();
+    let wal = |p: &str| p.split(':').next().unwrap().to_string();
+    let objects_of = |w: &str| {
+        let dir = t.path().join("bucket/space/wal").join(w);
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    };
+    assert!(ptrs.iter().all(|p| objects_of(&wal(p)) > 0));
+    let live = t.path().join("live");
+    std::fs::write(&live, format!("{}\n", ptrs[1])).unwrap();
+    let out = json_lines(&ok(
+        &[
+            "gc",
+            &url,
+            "--live",
+            live.to_str().unwrap(),
+            "--min-age",
+            "0",
+        ],
+        b"",
+    ));
+    assert_eq!(out[0]["retired"].as_array().unwrap().len(), 1, "{}", out[0]);
+    assert_eq!(out[0]["retired"][0]["wal"], wal(&ptrs[0]).as_str());
+    assert_eq!(
+        objects_of(&wal(&ptrs[0])),
+        0,
+        "objects of a retired WAL remain"
+    );
+    for p in &ptrs[1..] {
+        ok(&["get", &url, p], b"");
+    }
+    assert_eq!(run(&["get", &url, &ptrs[0]], b"").status.code(), Some(1));
 }

@@ -553,3 +553,94 @@ async fn power_losses_on_a_simulated_disk_are_fenced_and_continued() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Root history (issue 15 item 4, the part for operators).
+
+/// A directory keeps the roots written through it, newest first, across
+/// processes; a space the reference wrote (no history file) still lists
+/// its current root; a history line lost in a crash never hides the
+/// current root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_lists_its_recent_roots_newest_first() {
+    let dir = TempDir::new().unwrap();
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    let mut roots = Vec::new();
+    for round in 0..3u8 {
+        let s = Storage::open(dir.path()).await.unwrap();
+        for i in 0..2u8 {
+            let p = s.push_bytes(&[round, i]).await.unwrap();
+            roots.push(s.set_root(p).await.unwrap());
+        }
+        s.close().await.unwrap();
+    }
+    let s = Storage::open(dir.path()).await.unwrap();
+    let h = s.root_history(100).await.unwrap();
+    let seqs: Vec<u64> = h.iter().map(|e| e.root.sequence).collect();
+    assert_eq!(seqs, vec![6, 5, 4, 3, 2, 1]);
+    assert_eq!(h[0].root, roots[5]);
+    assert!(h.iter().all(|e| e.written.is_some_and(|t| t >= before)));
+    assert_eq!(s.root_history(2).await.unwrap().len(), 2);
+    assert!(s.root_history(0).await.unwrap().is_empty());
+    s.close().await.unwrap();
+
+    // The history file lost its newest line (a crash after the root):
+    // the current root still comes first.
+    let path = dir.path().join("space_root.history");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, cut[..cut.len() - 1].join("\n") + "\n").unwrap();
+    let s = Storage::open(dir.path()).await.unwrap();
+    let h = s.root_history(3).await.unwrap();
+    assert_eq!(
+        h.iter().map(|e| e.root.sequence).collect::<Vec<_>>(),
+        vec![6, 5, 4]
+    );
+    assert_eq!(h[0].written, None);
+    s.close().await.unwrap();
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python-space/space");
+    let reference = TempDir::new().unwrap();
+    copy_dir(&fixture, reference.path());
+    let s = StorageBuilder::standalone(reference.path())
+        .read_only(true)
+        .build()
+        .await
+        .unwrap();
+    let h = s.root_history(10).await.unwrap();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(
+        Some(&h[0].root),
+        s.read_current_root().await.unwrap().as_ref()
+    );
+    s.close().await.unwrap();
+}
+
+/// An object store's chain is the history: every root, newest first.
+#[cfg(feature = "cloud")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_lists_its_chain() {
+    use protobase::backends::cloud::CloudBlockProvider;
+    let store: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::memory::InMemory::new());
+    let staging = TempDir::new().unwrap();
+    let p = std::sync::Arc::new(
+        CloudBlockProvider::builder(store, staging.path())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let s = StorageBuilder::cloud(p).build().await.unwrap();
+    for i in 0..4u8 {
+        let ptr = s.push_bytes(&[i]).await.unwrap();
+        s.set_root(ptr).await.unwrap();
+    }
+    let h = s.root_history(10).await.unwrap();
+    assert_eq!(
+        h.iter().map(|e| e.root.sequence).collect::<Vec<_>>(),
+        vec![4, 3, 2, 1]
+    );
+    assert!(h.iter().all(|e| e.written.is_some()));
+    assert_eq!(s.root_history(1).await.unwrap().len(), 1);
+    s.close().await.unwrap();
+}

@@ -337,7 +337,7 @@ where
     if *shutdown.borrow() {
         return Err(crate::NetworkError::Stopped);
     }
-    tokio::select! {
+    let outcome = tokio::select! {
         biased;
         _ = shutdown.wait_for(|stopped| *stopped) => Err(crate::NetworkError::Stopped),
         outcome = tokio::time::timeout_at(deadline, exchange) => match outcome {
@@ -347,6 +347,16 @@ where
                 Err(crate::NetworkError::Timeout { peer: peer.to_owned(), timeout })
             }
         },
+    };
+    // A stop on another thread between the two branches' polls closes the
+    // connection under the exchange: its error (the connection "closed")
+    // is the stop's.
+    match outcome {
+        Err(e) if !matches!(e, crate::NetworkError::Stopped) && *stopped.borrow() => {
+            tracing::debug!(%peer, error = %e, "request failed while the node stopped");
+            Err(crate::NetworkError::Stopped)
+        }
+        other => other,
     }
 }
 

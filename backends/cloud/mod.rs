@@ -1163,4 +1163,10 @@ impl RootRegister for CloudBlockProvider {
         self.check_open()?;
         Ok(RootLock::none())
     }
+
+    /// The chain of root objects, walked back from the newest.
+    async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        self.check_open()?;
+        self.inner.chain_history(limit).await
+    }
 }

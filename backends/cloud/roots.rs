@@ -27,7 +27,7 @@
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::path::Path;
-use object_store::{PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{Inner, backend};
 use crate::error::{Error, FormatError, Result};
@@ -64,6 +64,39 @@ impl Inner {
             Some(b) => Self::parse_root(&key, &b).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Up to `limit` roots of the chain, newest first, each with its
+    /// object's `last_modified`: a walk back from the newest link, one GET
+    /// per root, ending at the chain's first root (or the first one gone).
+    pub(crate) async fn chain_history(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        let mut out = Vec::new();
+        let Some((mut index, _)) = self.newest_link().await? else {
+            return Ok(out);
+        };
+        while out.len() < limit {
+            let key = self.root_key(index);
+            let got = match self.store.get(&key).await {
+                Ok(g) => g,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(backend("reading", &key, e)),
+            };
+            let written = std::time::SystemTime::from(got.meta.last_modified);
+            let bytes = got.bytes().await.map_err(|e| backend("reading", &key, e))?;
+            let root = Self::parse_root(&key, &bytes)?;
+            out.push(crate::root_register::HistoricRoot {
+                root,
+                written: Some(written),
+            });
+            match index.checked_sub(1) {
+                Some(i) => index = i,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Where a walk starts when this process knows no root yet.

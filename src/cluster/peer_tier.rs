@@ -98,6 +98,10 @@ impl RootRegister for HintingRegister {
     async fn lock_root(&self) -> Result<RootLock> {
         self.inner.lock_root().await
     }
+
+    async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
+        self.inner.history(limit).await
+    }
 }
 
 /// Largest piece of a WAL asked of a peer in one request.

@@ -24,6 +24,7 @@ mod certs;
 mod commands;
 mod copy;
 mod gc;
+mod history;
 mod http;
 mod json_text;
 mod node;
@@ -119,6 +120,8 @@ found another root (nothing published; the current root is printed on stderr).";
 const INSPECT_EXIT: &str = "Exit codes: 0 listed, 1 failure (no such space), 2 bad usage.";
 const VERIFY_EXIT: &str = "Exit codes: 0 clean, 1 problems found (corrupt records, an unreadable \
 root, with --strict a torn tail) or no space at the address, 2 bad usage.";
+const HISTORY_EXIT: &str = "Exit codes: 0 the roots were printed, 1 failure (no space at the \
+address, an unreadable register), 2 bad usage, 3 the space has no root.";
 const GC_EXIT: &str = "Exit codes: 0 every WAL chosen went (with --dry-run: would go), 1 failure \
 (a removal failed, a live WAL is not in the space, an unreadable live set or space; nothing is \
 removed when the live set cannot be read), 2 bad usage.";
@@ -203,6 +206,19 @@ enum Command {
         /// it does not hold are looked for on its peers.
         #[arg(long, value_name = "NODE")]
         config: Option<PathBuf>,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
+    },
+    /// List the space's recent roots, newest first, one JSON line each
+    /// (sequence, term, writer, pointer, when written).
+    #[command(after_help = HISTORY_EXIT)]
+    History {
+        /// Space address.
+        address: String,
+        /// How many roots at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         /// Slot size of an object-store space (default: read from the space).
         #[arg(long)]
         object_size: Option<u64>,
@@ -373,6 +389,11 @@ fn main() -> ExitCode {
                 config,
                 object_size,
             } => commands::verify(&address, strict, config.as_deref(), object_size).await,
+            Command::History {
+                address,
+                limit,
+                object_size,
+            } => history::run(&address, limit, object_size).await,
             Command::Gc {
                 address,
                 live,

@@ -1,0 +1,163 @@
+//! The root history of a space directory: `space_root.history`, one JSON
+//! line per root written (`{"root": <the root's JSON>, "written_ms": <unix
+//! ms>}`), newest last, for operators (`protobase history`).
+//!
+//! Informational, not part of the commit: a line is appended after the root
+//! is durable, without a sync of its own (a crash may cost the newest
+//! lines, never the root), and a failed append is logged, not returned.
+//! When the file passes [`TRIM_BYTES`] it is rewritten (atomically) with
+//! its last [`HISTORY_KEEP`] lines. Lines that do not parse (a torn last
+//! line, an outside edit) are skipped when read.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::file_io::replace_file;
+use crate::error::{Error, Result};
+use crate::root_register::{HISTORY_KEEP, HistoricRoot};
+use crate::types::RootRecord;
+
+/// The history file's name in a space directory.
+pub(crate) const HISTORY_FILE: &str = "space_root.history";
+
+/// Size past which the history is cut back to its last [`HISTORY_KEEP`]
+/// lines (a root's line is about 250 bytes).
+const TRIM_BYTES: u64 = 1 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    root: serde_json::Value,
+    written_ms: u64,
+}
+
+/// Appends `root`, written at `now`, to the history in `dir` (blocking).
+pub(crate) fn append(dir: &Path, root: &RootRecord, now: SystemTime) -> Result<()> {
+    let path = dir.join(HISTORY_FILE);
+    let ctx = |e| Error::io(format!("appending to {}", path.display()), e);
+    let root: serde_json::Value = serde_json::from_slice(&root.to_json())
+        .map_err(|e| Error::invalid("root history", e.to_string()))?;
+    let written_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut line = serde_json::to_vec(&Line { root, written_ms })
+        .map_err(|e| Error::invalid("root history", e.to_string()))?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(ctx)?;
+    // One write: O_APPEND keeps concurrent writers' lines whole.
+    f.write_all(&line).map_err(ctx)?;
+    if f.metadata().map_err(ctx)?.len() > TRIM_BYTES {
+        trim(&path)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the history with its last [`HISTORY_KEEP`] readable lines.
+fn trim(path: &Path) -> Result<()> {
+    let text =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| serde_json::from_slice::<Line>(l).is_ok())
+        .collect();
+    let keep = &lines[lines.len().saturating_sub(HISTORY_KEEP)..];
+    let mut out = Vec::with_capacity(keep.iter().map(|l| l.len() + 1).sum());
+    for l in keep {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    replace_file(path, &out)
+}
+
+/// Up to `limit` roots of the history in `dir`, newest first (blocking).
+pub(crate) fn read(dir: &Path, limit: usize) -> Result<Vec<HistoricRoot>> {
+    let path = dir.join(HISTORY_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    Ok(parse(&text, limit))
+}
+
+/// The readable lines of a history file, newest first, at most `limit`.
+pub(crate) fn parse(text: &[u8], limit: usize) -> Vec<HistoricRoot> {
+    text.split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|l| {
+            let line: Line = serde_json::from_slice(l).ok()?;
+            let bytes = serde_json::to_vec(&line.root).ok()?;
+            let root = RootRecord::from_json(&bytes).ok()?;
+            Some(HistoricRoot {
+                root,
+                written: UNIX_EPOCH.checked_add(Duration::from_millis(line.written_ms)),
+            })
+        })
+        .take(limit)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{AtomPointer, WalId};
+
+    fn root(seq: u64) -> RootRecord {
+        RootRecord::new(AtomPointer::new(WalId::new_random(), 32), seq, 0, None)
+    }
+
+    #[test]
+    fn newest_first_skipping_what_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for seq in 1..=3 {
+            append(dir.path(), &root(seq), t).unwrap();
+        }
+        // A torn line and garbage, as a crash or an outside edit leaves.
+        let path = dir.path().join(HISTORY_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"not json\n{\"root\": {\"sequence\": 9}, \"written_ms\": 1}\n{\"root\":")
+            .unwrap();
+        let h = read(dir.path(), 10).unwrap();
+        assert_eq!(
+            h.iter().map(|r| r.root.sequence).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
+        assert_eq!(h[0].written, Some(t));
+        assert_eq!(read(dir.path(), 2).unwrap().len(), 2);
+        assert!(read(&dir.path().join("nowhere"), 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_long_history_is_cut_to_its_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let now = SystemTime::now();
+        let (mut seq, mut last_len, mut trims) = (0u64, 0u64, 0);
+        while trims < 2 {
+            seq += 1;
+            assert!(seq < 50_000, "the history never trimmed");
+            append(dir.path(), &root(seq), now).unwrap();
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert!(len <= TRIM_BYTES, "{len} bytes after a trim point");
+            if len < last_len {
+                trims += 1;
+            }
+            last_len = len;
+        }
+        let h = read(dir.path(), usize::MAX).unwrap();
+        assert_eq!(h.len(), HISTORY_KEEP, "just trimmed: the last lines");
+        assert_eq!(h[0].root.sequence, seq, "the newest stays");
+        // Contiguous: nothing in the middle was lost by a trim.
+        for w in h.windows(2) {
+            assert_eq!(w[0].root.sequence, w[1].root.sequence + 1);
+        }
+    }
+}
