@@ -66,6 +66,20 @@ pub struct FileBlockProvider {
     /// unknown, read the file).
     known_root: Mutex<Option<Option<RootRecord>>>,
     closed: AtomicBool,
+    /// Root history lines not yet appended (see `root_history`).
+    history: super::root_history::Pending,
+}
+
+impl Drop for FileBlockProvider {
+    /// A provider dropped without `close` still appends its history lines.
+    fn drop(&mut self) {
+        let lines = self.history.take();
+        if !lines.is_empty()
+            && let Err(e) = super::root_history::append_lines(&self.dir, &lines)
+        {
+            tracing::warn!(error = %e, "root history lines not written");
+        }
+    }
 }
 
 impl std::fmt::Display for FileBlockProvider {
@@ -96,6 +110,7 @@ impl FileBlockProvider {
             lock_gate: Arc::default(),
             known_root: Mutex::new(None),
             closed: AtomicBool::new(false),
+            history: Default::default(),
         })
     }
 
@@ -116,12 +131,26 @@ impl FileBlockProvider {
             lock_gate: Arc::default(),
             known_root: Mutex::new(None),
             closed: AtomicBool::new(false),
+            history: Default::default(),
         })
     }
 
     /// The space directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Appends the history lines waiting in memory (errors are logged:
+    /// the history is for operators).
+    async fn flush_history(&self) {
+        let lines = self.history.take();
+        if lines.is_empty() {
+            return;
+        }
+        let dir = self.dir.clone();
+        if let Err(e) = blocking(move || super::root_history::append_lines(&dir, &lines)).await {
+            tracing::warn!(error = %e, "root history lines not written");
+        }
     }
 
     fn wal_path(&self, wal: WalId) -> PathBuf {
@@ -308,6 +337,7 @@ impl WalStore for FileBlockProvider {
     }
 
     async fn close(&self) -> Result<()> {
+        self.flush_history().await;
         self.closed.store(true, Ordering::Release);
         self.files.write().clear();
         Ok(())
@@ -458,18 +488,17 @@ impl RootRegister for FileBlockProvider {
             })?;
         *self.known_root.lock() = Some(Some(root.clone()));
         // The root is durable: its history line is for operators only.
-        let (dir, r) = (self.dir.clone(), root.clone());
-        if let Err(e) =
-            blocking(move || super::root_history::append(&dir, &r, std::time::SystemTime::now()))
-                .await
-        {
-            tracing::warn!(error = %e, "the root is stored; its history line is not");
+        match self.history.push(root, std::time::SystemTime::now()) {
+            Ok(true) => self.flush_history().await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "the root is stored; its history line is not"),
         }
         Ok(RootVersion::of_root(root))
     }
 
     async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
         self.check_open()?;
+        self.flush_history().await;
         let dir = self.dir.clone();
         let mut h = blocking(move || super::root_history::read(&dir, limit)).await?;
         // The current root comes first even when its line was lost (a

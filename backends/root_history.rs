@@ -2,9 +2,12 @@
 //! line per root written (`{"root": <the root's JSON>, "written_ms": <unix
 //! ms>}`), newest last, for operators (`protobase history`).
 //!
-//! Informational, not part of the commit: a line is appended after the root
-//! is durable, without a sync of its own (a crash may cost the newest
-//! lines, never the root), and a failed append is logged, not returned.
+//! Informational, not part of the commit: lines are kept in memory and
+//! appended [`FLUSH_LINES`] at a time (and when the history is read or the
+//! provider closed), without a sync of their own: a crash may cost the
+//! newest lines, never a root. Appending one line per commit cost 11% of
+//! `commit_serial` on ext4 (the next commit's directory fsync had to write
+//! the history's data out first). A failed append is logged, not returned.
 //! When the file passes [`TRIM_BYTES`] it is rewritten (atomically) with
 //! its last [`HISTORY_KEEP`] lines. Lines that do not parse (a torn last
 //! line, an outside edit) are skipped when read.
@@ -24,6 +27,33 @@ use crate::types::RootRecord;
 /// The history file's name in a space directory.
 pub(crate) const HISTORY_FILE: &str = "space_root.history";
 
+/// Lines kept in memory before they are appended.
+pub(crate) const FLUSH_LINES: usize = 64;
+
+/// History lines not yet appended to the file.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    lines: parking_lot::Mutex<(Vec<u8>, usize)>,
+}
+
+impl Pending {
+    /// Adds `root`'s line; whether [`FLUSH_LINES`] are waiting.
+    pub(crate) fn push(&self, root: &RootRecord, now: SystemTime) -> Result<bool> {
+        let line = line_of(root, now)?;
+        let mut p = self.lines.lock();
+        p.0.extend_from_slice(&line);
+        p.1 += 1;
+        Ok(p.1 >= FLUSH_LINES)
+    }
+
+    /// Takes the waiting lines.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        let mut p = self.lines.lock();
+        p.1 = 0;
+        std::mem::take(&mut p.0)
+    }
+}
+
 /// Size past which the history is cut back to its last [`HISTORY_KEEP`]
 /// lines (a root's line is about 250 bytes).
 const TRIM_BYTES: u64 = 1 << 20;
@@ -34,10 +64,8 @@ struct Line {
     written_ms: u64,
 }
 
-/// Appends `root`, written at `now`, to the history in `dir` (blocking).
-pub(crate) fn append(dir: &Path, root: &RootRecord, now: SystemTime) -> Result<()> {
-    let path = dir.join(HISTORY_FILE);
-    let ctx = |e| Error::io(format!("appending to {}", path.display()), e);
+/// `root`'s line (with its newline).
+fn line_of(root: &RootRecord, now: SystemTime) -> Result<Vec<u8>> {
     let root: serde_json::Value = serde_json::from_slice(&root.to_json())
         .map_err(|e| Error::invalid("root history", e.to_string()))?;
     let written_ms = now
@@ -46,13 +74,30 @@ pub(crate) fn append(dir: &Path, root: &RootRecord, now: SystemTime) -> Result<(
     let mut line = serde_json::to_vec(&Line { root, written_ms })
         .map_err(|e| Error::invalid("root history", e.to_string()))?;
     line.push(b'\n');
+    Ok(line)
+}
+
+/// Appends `root`, written at `now`, to the history in `dir` (blocking).
+#[cfg(test)]
+pub(crate) fn append(dir: &Path, root: &RootRecord, now: SystemTime) -> Result<()> {
+    append_lines(dir, &line_of(root, now)?)
+}
+
+/// Appends whole `lines` to the history in `dir` (blocking).
+pub(crate) fn append_lines(dir: &Path, lines: &[u8]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(HISTORY_FILE);
+    let ctx = |e| Error::io(format!("appending to {}", path.display()), e);
+    let line = lines;
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .map_err(ctx)?;
     // One write: O_APPEND keeps concurrent writers' lines whole.
-    f.write_all(&line).map_err(ctx)?;
+    f.write_all(line).map_err(ctx)?;
     if f.metadata().map_err(ctx)?.len() > TRIM_BYTES {
         trim(&path)?;
     }
@@ -87,10 +132,11 @@ pub(crate) fn read(dir: &Path, limit: usize) -> Result<Vec<HistoricRoot>> {
     Ok(parse(&text, limit))
 }
 
-/// The readable lines of a history file, newest first, at most `limit`.
+/// The readable lines of a history file, newest first (by the roots'
+/// order: processes sharing a space append in batches), at most `limit`.
 pub(crate) fn parse(text: &[u8], limit: usize) -> Vec<HistoricRoot> {
-    text.split(|b| *b == b'\n')
-        .rev()
+    let mut all: Vec<HistoricRoot> = text
+        .split(|b| *b == b'\n')
         .filter_map(|l| {
             let line: Line = serde_json::from_slice(l).ok()?;
             let bytes = serde_json::to_vec(&line.root).ok()?;
@@ -100,8 +146,11 @@ pub(crate) fn parse(text: &[u8], limit: usize) -> Vec<HistoricRoot> {
                 written: UNIX_EPOCH.checked_add(Duration::from_millis(line.written_ms)),
             })
         })
-        .take(limit)
-        .collect()
+        .collect();
+    all.sort_by_key(|h| std::cmp::Reverse(h.root.order_key()));
+    all.dedup_by(|a, b| a.root == b.root);
+    all.truncate(limit);
+    all
 }
 
 #[cfg(test)]
