@@ -429,6 +429,24 @@ impl WalStore for FileBlockProvider {
         Ok(())
     }
 
+    async fn checkpoints(&self) -> Result<Vec<crate::checkpoint::Checkpoint>> {
+        self.check_open()?;
+        let dir = self.dir.clone();
+        blocking(move || super::checkpoint_files::list(&dir)).await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &crate::checkpoint::Checkpoint) -> Result<()> {
+        self.check_writable()?;
+        let (dir, cp) = (self.dir.clone(), checkpoint.clone());
+        blocking(move || super::checkpoint_files::put(&dir, &cp)).await
+    }
+
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let (dir, name) = (self.dir.clone(), name.to_string());
+        blocking(move || super::checkpoint_files::remove(&dir, &name)).await
+    }
+
     async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
         self.check_open()?;
         let path = self.wal_path(wal);
@@ -494,6 +512,17 @@ impl RootRegister for FileBlockProvider {
             Err(e) => tracing::warn!(error = %e, "the root is stored; its history line is not"),
         }
         Ok(RootVersion::of_root(root))
+    }
+
+    /// Rewrites `space_root.history` with the lines `retention` keeps.
+    async fn prune_history(
+        &self,
+        retention: &crate::root_register::RootRetention,
+    ) -> Result<crate::root_register::PruneReport> {
+        self.check_writable()?;
+        self.flush_history().await;
+        let (dir, retention) = (self.dir.clone(), *retention);
+        blocking(move || super::root_history::prune(&dir, &retention)).await
     }
 
     async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {

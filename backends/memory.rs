@@ -31,6 +31,8 @@ struct State {
     wals: HashMap<WalId, MemWal>,
     root: Option<RootRecord>,
     config: Option<Bytes>,
+    /// Checkpoints by name.
+    checkpoints: std::collections::BTreeMap<String, crate::checkpoint::Checkpoint>,
     /// The last roots written, oldest first.
     history: std::collections::VecDeque<(RootRecord, std::time::SystemTime)>,
 }
@@ -103,6 +105,7 @@ impl MemoryBlockProvider {
                 root: st.root.clone(),
                 config: st.config.clone(),
                 history: st.history.clone(),
+                checkpoints: st.checkpoints.clone(),
             })),
             ..Default::default()
         }
@@ -213,6 +216,33 @@ impl WalStore for MemoryBlockProvider {
         }
     }
 
+    async fn checkpoints(&self) -> Result<Vec<crate::checkpoint::Checkpoint>> {
+        self.check_open()?;
+        Ok(self.state.read().checkpoints.values().cloned().collect())
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &crate::checkpoint::Checkpoint) -> Result<()> {
+        self.check_open()?;
+        crate::checkpoint::check_name(&checkpoint.name)?;
+        let mut st = self.state.write();
+        if st.checkpoints.contains_key(&checkpoint.name) {
+            return Err(crate::checkpoint::exists(&checkpoint.name));
+        }
+        st.checkpoints
+            .insert(checkpoint.name.clone(), checkpoint.clone());
+        Ok(())
+    }
+
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        match self.state.write().checkpoints.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(Error::CheckpointNotFound {
+                name: name.to_string(),
+            }),
+        }
+    }
+
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())
@@ -257,6 +287,32 @@ impl RootRegister for MemoryBlockProvider {
                 written: Some(*t),
             })
             .collect())
+    }
+
+    async fn prune_history(
+        &self,
+        retention: &crate::root_register::RootRetention,
+    ) -> Result<crate::root_register::PruneReport> {
+        self.check_open()?;
+        let now = std::time::SystemTime::now();
+        let mut st = self.state.write();
+        let n = st.history.len();
+        let keep_last = usize::try_from(retention.keep_last.max(1)).unwrap_or(usize::MAX);
+        let mut i = 0;
+        st.history.retain(|(_, t)| {
+            // Oldest first: the last `keep_last` stay.
+            let keep = i + keep_last >= n
+                || retention
+                    .keep_younger_than
+                    .is_some_and(|age| crate::reclaim::is_recent(*t, now, age));
+            i += 1;
+            keep
+        });
+        let kept = st.history.len() as u64;
+        Ok(crate::root_register::PruneReport {
+            removed: n as u64 - kept,
+            kept,
+        })
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

@@ -4,6 +4,8 @@
 //! - [`fs`] (feature `fs`, default): the reference space-directory layout.
 //! - [`cloud`] (feature `cloud`): fixed-size WAL objects in an `object_store`.
 
+#[cfg(feature = "fs")]
+pub(crate) mod checkpoint_files;
 #[cfg(feature = "cloud")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]
 pub mod cloud;

@@ -121,6 +121,45 @@ fn trim(path: &Path) -> Result<()> {
     replace_file(path, &out)
 }
 
+/// Rewrites the history in `dir` with the lines `retention` keeps
+/// (atomically; lines another process appends meanwhile may be lost, the
+/// history being for operators only) (blocking).
+pub(crate) fn prune(
+    dir: &Path,
+    retention: &crate::root_register::RootRetention,
+) -> Result<crate::root_register::PruneReport> {
+    let path = dir.join(HISTORY_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(crate::root_register::PruneReport::default());
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let all = parse(&text, usize::MAX);
+    let now = SystemTime::now();
+    let keep_last = usize::try_from(retention.keep_last.max(1)).unwrap_or(usize::MAX);
+    let (kept, gone): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, h)| {
+        *i < keep_last
+            || retention.keep_younger_than.is_some_and(|age| {
+                h.written
+                    .is_none_or(|t| crate::reclaim::is_recent(t, now, age))
+            })
+    });
+    let mut out = Vec::new();
+    // Oldest first, as appended.
+    for (_, h) in kept.iter().rev() {
+        out.extend_from_slice(&line_of(&h.root, h.written.unwrap_or(now))?);
+    }
+    if !gone.is_empty() {
+        replace_file(&path, &out)?;
+    }
+    Ok(crate::root_register::PruneReport {
+        removed: gone.len() as u64,
+        kept: kept.len() as u64,
+    })
+}
+
 /// Up to `limit` roots of the history in `dir`, newest first (blocking).
 pub(crate) fn read(dir: &Path, limit: usize) -> Result<Vec<HistoricRoot>> {
     let path = dir.join(HISTORY_FILE);

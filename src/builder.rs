@@ -206,6 +206,14 @@ pub struct StorageBuilder {
     rng_seed: Option<u64>,
     cloud_page_cache_dir: Option<PathBuf>,
     cloud_page_cache_size: Option<u64>,
+    at: Option<OpenAt>,
+}
+
+/// The root a read-only storage opens at (time travel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OpenAt {
+    Checkpoint(String),
+    Sequence(u64),
 }
 
 impl StorageBuilder {
@@ -400,8 +408,70 @@ impl StorageBuilder {
         self
     }
 
+    /// Opens the space as it was at the checkpoint `name`
+    /// ([`crate::checkpoint`]): [`Storage::read_current_root`] returns the
+    /// checkpoint's root. Needs [`read_only`](Self::read_only); `build`
+    /// fails with [`Error::CheckpointNotFound`] when there is no such
+    /// checkpoint.
+    pub fn at_checkpoint(mut self, name: impl Into<String>) -> Self {
+        self.at = Some(OpenAt::Checkpoint(name.into()));
+        self
+    }
+
+    /// Opens the space as it was when the root of sequence `sequence` was
+    /// current, found in the register's [history](crate::RootRegister::history)
+    /// (the newest root of that sequence; on an object store, one request
+    /// per newer root). Needs [`read_only`](Self::read_only). Atoms only a
+    /// reclaimed root reached do not read.
+    pub fn at_sequence(mut self, sequence: u64) -> Self {
+        self.at = Some(OpenAt::Sequence(sequence));
+        self
+    }
+
     /// Validates the settings, opens the backend and composes the variant.
-    pub async fn build(self) -> Result<Storage> {
+    pub async fn build(mut self) -> Result<Storage> {
+        let Some(at) = self.at.take() else {
+            return self.compose().await;
+        };
+        if !self.config.read_only {
+            return Err(Error::invalid(
+                "builder",
+                "opening at a checkpoint or an older root needs read_only(true)",
+            ));
+        }
+        let storage = self.compose().await?;
+        let root = match &at {
+            OpenAt::Checkpoint(name) => storage
+                .checkpoints()
+                .await?
+                .into_iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.root)
+                .ok_or_else(|| Error::CheckpointNotFound { name: name.clone() }),
+            OpenAt::Sequence(seq) => storage
+                .root_register()
+                .history(usize::MAX)
+                .await?
+                .into_iter()
+                .find(|h| h.root.sequence == *seq)
+                .map(|h| h.root)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "sequence",
+                        format!("no root of sequence {seq} in the space's history"),
+                    )
+                }),
+        };
+        match root {
+            Ok(root) => storage.pin_root(root),
+            Err(e) => {
+                let _ = storage.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn compose(self) -> Result<Storage> {
         self.config.validate()?;
         let clock: Arc<dyn Clock> = self.clock.clone().unwrap_or_else(|| Arc::new(TokioClock));
         let rng = match self.rng_seed {

@@ -256,6 +256,18 @@ pub enum Error {
         /// Who or what holds it.
         why: String,
     },
+    /// A checkpoint of this name exists already (remove it first).
+    #[error("checkpoint {name:?} exists already")]
+    CheckpointExists {
+        /// The name.
+        name: String,
+    },
+    /// No checkpoint has this name.
+    #[error("no checkpoint named {name:?}")]
+    CheckpointNotFound {
+        /// The name.
+        name: String,
+    },
     /// Another process holds the space lock.
     #[error("space {path} is locked by another process")]
     Locked {
@@ -368,13 +380,14 @@ impl Error {
             | Error::OffsetOutOfRange { .. }
             | Error::WrongFormat { .. }
             | Error::Encoding { .. } => ErrorKind::Invalid,
-            Error::WalNotFound { .. } => ErrorKind::NotFound,
+            Error::WalNotFound { .. } | Error::CheckpointNotFound { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptRoot { .. } | Error::RootPastWalEnd { .. } => {
                 ErrorKind::Data
             }
-            Error::RootConflict { .. } | Error::Locked { .. } | Error::WalInUse { .. } => {
-                ErrorKind::Conflict
-            }
+            Error::RootConflict { .. }
+            | Error::Locked { .. }
+            | Error::WalInUse { .. }
+            | Error::CheckpointExists { .. } => ErrorKind::Conflict,
             Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
             Error::CommitFailed { source, .. } => source.kind(),

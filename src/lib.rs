@@ -53,6 +53,7 @@
 
 pub mod block_provider;
 pub mod builder;
+pub mod checkpoint;
 pub mod client;
 pub mod clock;
 pub mod cluster;
@@ -98,13 +99,16 @@ pub mod mock;
 
 pub use block_provider::BlockProvider;
 pub use builder::{StorageBuilder, StorageConfig};
+pub use checkpoint::Checkpoint;
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
 pub use page_cache::{CacheStats, MemoryPageCache, PageCache, PageKey};
 pub use reclaim::{KeptBecause, ReclaimOptions, ReclaimReport, ReclaimedWal};
 pub use root_commit::RootUpdate;
-pub use root_register::{HistoricRoot, RootLock, RootRegister, RootVersion, VersionedRoot};
+pub use root_register::{
+    HistoricRoot, PruneReport, RootLock, RootRegister, RootRetention, RootVersion, VersionedRoot,
+};
 pub use storage::{AtomFormat, Readiness, Storage, WeakStorage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};
 pub use vote::{Grant, SingleNodeVote, VoteStrategy};

@@ -6,7 +6,9 @@
 //! reachability walk from the roots it keeps found); the storage retires
 //! every *other* WAL it holds, except:
 //!
-//! - the WAL the current root points into;
+//! - the WAL the current root points into, and those the roots of
+//!   [checkpoints](crate::checkpoint) point into (a live set without them
+//!   is refused: the walk must start from every checkpoint's root too);
 //! - WALs this storage's writer holds (the active one, and those whose
 //!   bytes are not all durable yet);
 //! - WALs written more recently than [`ReclaimOptions::min_age`]: another
@@ -23,8 +25,9 @@
 //! a writer may still build on (the current root, and the roots of
 //! transactions still running) and every root it wants to keep readable
 //! (roots of the [history](crate::RootRegister::history) to travel back
-//! to): what only an older root reaches is gone. The storage itself keeps
-//! only the current root's WAL.
+//! to, and every checkpoint's): what only an older root reaches is gone.
+//! The storage itself keeps only the WALs the current root and the
+//! checkpoints' roots point into.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -95,6 +98,8 @@ impl ReclaimOptions {
 pub enum KeptBecause {
     /// The current root points into it.
     CurrentRoot,
+    /// A checkpoint taken while the run went on points into it (its name).
+    Checkpoint(String),
     /// This storage's writer holds it.
     Writing,
     /// Written less than `min_age` ago.
@@ -343,6 +348,19 @@ where
     M: FnOnce(Vec<WalId>) -> MFut,
     MFut: std::future::Future<Output = Objections>,
 {
+    // A walk that forgot the checkpoints would let what only they reach go.
+    for cp in parts.wals.checkpoints().await? {
+        if !live.contains(&cp.root.pointer.wal_id) {
+            return Err(Error::invalid(
+                "live set",
+                format!(
+                    "it does not hold WAL {} of checkpoint {:?}'s root (sequence {}): walk from \
+                     every checkpoint's root too (Storage::checkpoints); nothing reclaimed",
+                    cp.root.pointer.wal_id, cp.name, cp.root.sequence
+                ),
+            ));
+        }
+    }
     let root_wal = current_root().await?.map(|r| r.pointer.wal_id);
     let listed = parts.wals.list_wals().await?;
     let now = SystemTime::now();
@@ -407,12 +425,30 @@ where
     }
     let ids: Vec<WalId> = candidates.iter().map(|w| w.wal).collect();
     let retiring = parts.gate.retire(&ids).await;
-    // A root published meanwhile may point into a candidate.
+    // A root published meanwhile may point into a candidate, and so may a
+    // checkpoint taken meanwhile (one of this process waited for the mark
+    // above; see `Storage::checkpoint`).
     let root_wal = current_root().await?.map(|r| r.pointer.wal_id);
+    let pinned: HashMap<WalId, String> = match parts.wals.checkpoints().await {
+        Ok(cps) => cps
+            .into_iter()
+            .map(|c| (c.root.pointer.wal_id, c.name))
+            .collect(),
+        Err(e) => {
+            drop(retiring);
+            return Err(e);
+        }
+    };
     let mut gone = HashSet::new();
     for entry in candidates {
         if root_wal == Some(entry.wal) {
             report.kept.push((entry, KeptBecause::CurrentRoot));
+            continue;
+        }
+        if let Some(name) = pinned.get(&entry.wal) {
+            report
+                .kept
+                .push((entry, KeptBecause::Checkpoint(name.clone())));
             continue;
         }
         if (parts.writing)(entry.wal) {

@@ -86,6 +86,45 @@ pub struct HistoricRoot {
 /// Roots a register's history keeps at least ([`RootRegister::history`]).
 pub const HISTORY_KEEP: usize = 1_000;
 
+/// Which roots of a register's history to keep
+/// ([`RootRegister::prune_history`]): a root goes only when it is neither
+/// among the last `keep_last` nor younger than `keep_younger_than`. The
+/// current root always stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RootRetention {
+    /// Roots kept at least, the current one included (at least 1).
+    pub keep_last: u64,
+    /// Roots written less than this long ago are kept too.
+    pub keep_younger_than: Option<std::time::Duration>,
+}
+
+impl RootRetention {
+    /// Keeps the last `n` roots (at least the current one).
+    pub fn last(n: u64) -> Self {
+        RootRetention {
+            keep_last: n.max(1),
+            keep_younger_than: None,
+        }
+    }
+
+    /// Also keeps roots written less than `age` ago.
+    pub fn younger_than(mut self, age: std::time::Duration) -> Self {
+        self.keep_younger_than = Some(age);
+        self
+    }
+}
+
+/// What [`RootRegister::prune_history`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// History entries removed by this run.
+    pub removed: u64,
+    /// History entries kept.
+    pub kept: u64,
+}
+
 /// Proof that a register's local lock is held; dropping it releases the lock.
 pub struct RootLock(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
 
@@ -163,5 +202,19 @@ pub trait RootRegister: Send + Sync + fmt::Debug {
             })
             .into_iter()
             .collect())
+    }
+
+    /// Removes the history entries `retention` does not keep (an object
+    /// store's root chain grows by one object per commit; files keep at most
+    /// [`HISTORY_KEEP`]). Never the current root, and a writer or reader of
+    /// the register is never misled by what went (see the implementations).
+    /// Checkpoints keep their roots themselves and are not concerned. The
+    /// default keeps everything.
+    async fn prune_history(&self, retention: &RootRetention) -> Result<PruneReport> {
+        let _ = retention;
+        Ok(PruneReport {
+            removed: 0,
+            kept: self.history(usize::MAX).await?.len() as u64,
+        })
     }
 }

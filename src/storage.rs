@@ -1,5 +1,6 @@
 //! [`Storage`]: the one storage type of every variant (DESIGN.md §4).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::{StorageBuilder, StorageConfig};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::network::NetworkManager;
 use crate::page_cache::{CacheStats, PageCache};
@@ -49,6 +51,9 @@ struct Inner {
     acceptor: Option<Arc<crate::cluster::Acceptor>>,
     /// Reads in flight per WAL, for [`Storage::reclaim`].
     gate: Arc<ReadGate>,
+    /// The root a read-only storage opened at (a checkpoint's, a retained
+    /// one): what it reads as the current root.
+    pinned: std::sync::OnceLock<RootRecord>,
 }
 
 /// Something a [`Storage`] asks when its readiness is checked (the cloud
@@ -185,6 +190,7 @@ impl Storage {
                 health: None,
                 acceptor: None,
                 gate: Arc::default(),
+                pinned: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -214,6 +220,16 @@ impl Storage {
             inner.health = Some(source);
         }
         self
+    }
+
+    /// Reads `root` as the current root from now on (the builder, read-only
+    /// storage opened at a checkpoint or a retained root).
+    pub(crate) fn pin_root(self, root: RootRecord) -> Result<Self> {
+        self.inner
+            .pinned
+            .set(root)
+            .map_err(|_| Error::invalid("builder", "the storage is pinned to a root already"))?;
+        Ok(self)
     }
 
     /// Keeps the node's acceptor (the builder, cluster variants).
@@ -498,7 +514,56 @@ impl Storage {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn read_current_root(&self) -> Result<Option<RootRecord>> {
         self.check_open()?;
+        if let Some(root) = self.inner.pinned.get() {
+            return Ok(Some(root.clone()));
+        }
         Self::count("read_root", self.inner.roots.read_current().await)
+    }
+
+    /// The root this storage was opened at
+    /// ([`StorageBuilder::at_checkpoint`](crate::StorageBuilder::at_checkpoint),
+    /// [`at_sequence`](crate::StorageBuilder::at_sequence)), if any: then
+    /// [`read_current_root`](Self::read_current_root) returns it, whatever
+    /// the space's current root is.
+    pub fn pinned_root(&self) -> Option<&RootRecord> {
+        self.inner.pinned.get()
+    }
+
+    /// Pins the current root under `name` ([`crate::checkpoint`]): it stays
+    /// readable until [`remove_checkpoint`](Self::remove_checkpoint), and
+    /// [`reclaim`](Self::reclaim) keeps its WAL and refuses a live set that
+    /// does not hold it. Fails with [`Error::CheckpointExists`] when the
+    /// name is taken, [`Error::Invalid`] on a bad name or a space without a
+    /// root.
+    pub async fn checkpoint(&self, name: &str) -> Result<Checkpoint> {
+        self.check_writable()?;
+        crate::checkpoint::check_name(name)?;
+        let root = self
+            .read_current_root()
+            .await?
+            .ok_or_else(|| Error::invalid("checkpoint", "the space has no root to pin"))?;
+        // A reclamation in this process that marked the root's WAL waits
+        // for this pass (and then sees the checkpoint), or refuses it here.
+        let _pass = self.inner.gate.enter(root.pointer.wal_id)?;
+        let cp = Checkpoint::new(name, root)?;
+        self.inner.wals.put_checkpoint(&cp).await?;
+        tracing::info!(name, sequence = cp.root.sequence, "checkpoint taken");
+        Ok(cp)
+    }
+
+    /// Every checkpoint of the space (in a cluster: of this node), sorted by
+    /// name. A reachability walk for [`reclaim`](Self::reclaim) starts from
+    /// each one's root as well as from the current root.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.check_open()?;
+        self.inner.wals.checkpoints().await
+    }
+
+    /// Removes the checkpoint `name` ([`Error::CheckpointNotFound`] when
+    /// there is none); what only it reached may then be reclaimed.
+    pub async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        self.inner.wals.remove_checkpoint(name).await
     }
 
     /// Opens the root-update critical section: waits for the exclusive grant,
@@ -558,6 +623,18 @@ impl Storage {
     ) -> Result<Vec<crate::root_register::HistoricRoot>> {
         self.check_open()?;
         self.inner.register.history(limit).await
+    }
+
+    /// Removes the root history `retention` does not keep (see
+    /// [`RootRegister::prune_history`]): an object store's chain of root
+    /// objects, a directory's `space_root.history` lines. The current root
+    /// and the checkpoints stay; a crash in the middle loses nothing kept.
+    pub async fn prune_roots(
+        &self,
+        retention: crate::root_register::RootRetention,
+    ) -> Result<crate::root_register::PruneReport> {
+        self.check_writable()?;
+        self.inner.register.prune_history(&retention).await
     }
 
     /// The space's configuration data (`space.config`), if present.
@@ -632,13 +709,22 @@ impl Storage {
     /// those it is reading.
     ///
     /// [`Message::ReclaimQuery`]: crate::protocol::Message::ReclaimQuery
-    pub(crate) fn reclaim_objections(&self, wals: &[WalId]) -> Vec<(WalId, String)> {
+    pub(crate) async fn reclaim_objections(&self, wals: &[WalId]) -> Result<Vec<(WalId, String)>> {
+        let pinned: HashMap<WalId, String> = self
+            .inner
+            .wals
+            .checkpoints()
+            .await?
+            .into_iter()
+            .map(|c| (c.root.pointer.wal_id, c.name))
+            .collect();
         let root_wal = self
             .inner
             .acceptor
             .as_ref()
             .and_then(|a| a.snapshot().accepted.map(|r| r.root.pointer.wal_id));
-        wals.iter()
+        Ok(wals
+            .iter()
             .filter_map(|&wal| {
                 let why = if self.inner.writer.owns(wal) {
                     "its writer holds it"
@@ -646,12 +732,14 @@ impl Storage {
                     "its accepted root points into it"
                 } else if self.inner.gate.is_reading(wal) {
                     "it is reading it"
+                } else if let Some(name) = pinned.get(&wal) {
+                    return Some((wal, format!("its checkpoint {name:?} points into it")));
                 } else {
                     return None;
                 };
                 Some((wal, why.to_string()))
             })
-            .collect()
+            .collect())
     }
 
     /// Scans a whole WAL, validating every record; `progress` gets the

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::page_check::{ReadCheck, check_answer, is_short_answer};
 use crate::types::WalId;
@@ -146,6 +147,32 @@ pub trait WalStore: Send + Sync + fmt::Debug {
     async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
         let _ = wal;
         Ok(None)
+    }
+
+    /// The checkpoints the store keeps ([`crate::checkpoint`]), sorted by
+    /// name. A checkpoint that cannot be read is an error, not left out
+    /// (reclamation must not miss a pinned root). Default: none.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        Ok(Vec::new())
+    }
+
+    /// Stores `checkpoint` durably, unless one of its name exists
+    /// ([`Error::CheckpointExists`]; two callers racing for a name: one
+    /// wins). The default refuses: the store keeps no checkpoints.
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let _ = checkpoint;
+        Err(Error::invalid(
+            "checkpoint",
+            "this WAL store keeps no checkpoints",
+        ))
+    }
+
+    /// Removes the checkpoint `name` durably; [`Error::CheckpointNotFound`]
+    /// when there is none.
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        Err(Error::CheckpointNotFound {
+            name: name.to_string(),
+        })
     }
 
     /// Whether this store can continue WALs an earlier process wrote
@@ -375,6 +402,18 @@ impl WalStore for TieredWalStore {
     async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
         self.writes.wal_modified(wal).await
     }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.writes.checkpoints().await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        self.writes.put_checkpoint(checkpoint).await
+    }
+
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.writes.remove_checkpoint(name).await
+    }
 }
 
 /// A [`WalStore`] that counts what passes through it: durability barriers
@@ -482,5 +521,17 @@ impl WalStore for MeteredWalStore {
 
     async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
         self.inner.wal_modified(wal).await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.inner.checkpoints().await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        self.inner.put_checkpoint(checkpoint).await
+    }
+
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.inner.remove_checkpoint(name).await
     }
 }

@@ -98,6 +98,7 @@ async fn root_register_memory() {
     let fresh = || MemoryBlockProvider::new();
     root_register::compare_and_swap(&fresh()).await;
     root_register::only_newer_roots(&fresh()).await;
+    root_register::pruned_history(&fresh()).await;
     let shared = fresh();
     root_register::racing_writers_have_one_winner(|| {
         std::future::ready(Arc::new(shared.clone()) as Arc<dyn RootRegister>)
@@ -122,6 +123,8 @@ async fn root_register_files() {
     root_register::compare_and_swap(&p).await;
     let (_d2, p) = fresh();
     root_register::only_newer_roots(&p).await;
+    let (_d3, p) = fresh();
+    root_register::pruned_history(&p).await;
     // Handles on one directory are like processes: each takes the lock
     // before writing, as the engine does.
     let dir = TempDir::new().unwrap();
@@ -134,6 +137,7 @@ async fn root_register_files() {
 async fn root_register_simulated_disk() {
     root_register::compare_and_swap(&*SimDisk::new(2).mount()).await;
     root_register::only_newer_roots(&*SimDisk::new(3).mount()).await;
+    root_register::pruned_history(&*SimDisk::new(6).mount()).await;
     let disk = SimDisk::new(4);
     root_register::racing_writers_have_one_winner(|| {
         std::future::ready(disk.mount() as Arc<dyn RootRegister>)
@@ -153,6 +157,8 @@ async fn cloud_registers(store: impl Fn() -> Arc<dyn ObjectStore>) {
     root_register::compare_and_swap(&cloud_provider(s.clone(), &keep).await).await;
     let keep2 = TempDir::new().unwrap();
     root_register::only_newer_roots(&cloud_provider(store(), &keep2).await).await;
+    let keep3 = TempDir::new().unwrap();
+    root_register::pruned_history(&cloud_provider(store(), &keep3).await).await;
     // Two providers on one store race (separate staging areas).
     let shared = store();
     let dirs = Arc::new(parking_lot::Mutex::new(Vec::new()));

@@ -239,6 +239,7 @@ impl CloudBlockProviderBuilder {
             },
             remote: Mutex::new(HashMap::new()),
             known_root: Mutex::new(None),
+            known_floor: Mutex::new(None),
             root_copy: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             progress: Default::default(),

@@ -54,9 +54,11 @@
 mod aws_sdk;
 mod builder;
 pub mod cache_dir;
+mod checkpoints;
 #[cfg(any(feature = "gcs", feature = "azure"))]
 mod gcs_azure;
 pub mod page_cache;
+mod prune;
 mod roots;
 #[cfg(feature = "s3")]
 mod s3;
@@ -233,6 +235,9 @@ pub(crate) struct Inner {
     /// forward from it: one GET of its (absent) successor when it is still
     /// the newest.
     known_root: Mutex<Option<Option<roots::Link>>>,
+    /// The highest root floor this process saw (`None`: not read yet; see
+    /// `prune`).
+    known_floor: Mutex<Option<u64>>,
     /// The newest committed root, waiting to be copied to `space_root` by
     /// the uploader.
     pub(crate) root_copy: Mutex<Option<Bytes>>,
@@ -1078,6 +1083,21 @@ impl WalStore for CloudBlockProvider {
         Ok(())
     }
 
+    async fn checkpoints(&self) -> Result<Vec<crate::checkpoint::Checkpoint>> {
+        self.check_open()?;
+        self.inner.list_checkpoints().await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &crate::checkpoint::Checkpoint) -> Result<()> {
+        self.check_open()?;
+        self.inner.put_checkpoint(checkpoint).await
+    }
+
+    async fn remove_checkpoint(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.remove_checkpoint(name).await
+    }
+
     /// The newest `last_modified` of the WAL's slot objects.
     async fn wal_modified(&self, wal: WalId) -> Result<Option<std::time::SystemTime>> {
         self.check_open()?;
@@ -1162,6 +1182,21 @@ impl RootRegister for CloudBlockProvider {
     async fn lock_root(&self) -> Result<RootLock> {
         self.check_open()?;
         Ok(RootLock::none())
+    }
+
+    /// Deletes the chain's links `retention` does not keep, after raising
+    /// the chain's floor (see the `prune` notes in the crate's sources:
+    /// writers and readers check the floor, so nothing stale reads or
+    /// writes a pruned position). Fresh readers open in as many requests as
+    /// before. Every provider on the store (a cloud-cluster's members) may
+    /// prune; a crash in the middle leaves links below the floor that the
+    /// next run removes.
+    async fn prune_history(
+        &self,
+        retention: &crate::root_register::RootRetention,
+    ) -> Result<crate::root_register::PruneReport> {
+        self.check_open()?;
+        self.inner.prune_chain(retention).await
     }
 
     /// The chain of root objects, walked back from the newest.

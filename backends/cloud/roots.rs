@@ -36,6 +36,9 @@ use crate::types::RootRecord;
 /// A root and its position in the chain.
 pub(crate) type Link = (u64, RootRecord);
 
+/// Walks started again after meeting a pruned stretch before giving up.
+const WALK_ATTEMPTS: usize = 8;
+
 /// JSON key of the chain position in the `space_root` copy.
 const INDEX_FIELD: &str = "root_index";
 
@@ -77,7 +80,8 @@ impl Inner {
         let Some((mut index, _)) = self.newest_link().await? else {
             return Ok(out);
         };
-        while out.len() < limit {
+        let floor = self.current_floor().await?;
+        while out.len() < limit && index >= floor {
             let key = self.root_key(index);
             let got = match self.store.get(&key).await {
                 Ok(g) => g,
@@ -111,6 +115,11 @@ impl Inner {
             }
         }
         // No usable hint: the highest numbered root object.
+        self.newest_listed().await
+    }
+
+    /// The highest numbered root object a LIST returns, and its root.
+    async fn newest_listed(&self) -> Result<Option<Link>> {
         let prefix = self.key("root");
         let metas: Vec<object_store::ObjectMeta> = self
             .store
@@ -128,13 +137,46 @@ impl Inner {
         }
     }
 
-    /// The newest root and its chain position.
+    /// The newest root and its chain position: a walk forward from the
+    /// newest link this process knows, checked against the chain's floor
+    /// (see `prune`: a walk that started below a pruned stretch starts again
+    /// from the newest key a LIST returns).
     pub(crate) async fn newest_link(&self) -> Result<Option<Link>> {
         let known = self.known_root.lock().clone();
-        let mut best = match known {
+        let mut start = match known {
             Some(k) => k,
             None => self.chain_start().await?,
         };
+        for _ in 0..WALK_ATTEMPTS {
+            let walked = self.walk_forward(start).await;
+            let floor = self.current_floor().await?;
+            match walked {
+                Ok(best) => {
+                    let end = best.as_ref().map(|(i, _)| *i);
+                    if floor == 0 || end.is_some_and(|i| i >= floor) {
+                        *self.known_root.lock() = Some(best.clone());
+                        return Ok(best);
+                    }
+                }
+                // A stale walk may meet links re-created below the floor.
+                Err((at, _)) if at < floor => {}
+                Err((_, e)) => return Err(e),
+            }
+            start = self.newest_listed().await?;
+        }
+        *self.known_root.lock() = None;
+        Err(Error::backend(
+            "object store",
+            "the root chain was pruned faster than it could be read",
+        ))
+    }
+
+    /// Follows the chain from `best` to the first absent position; an error
+    /// names the position that broke the chain.
+    async fn walk_forward(
+        &self,
+        mut best: Option<Link>,
+    ) -> std::result::Result<Option<Link>, (u64, Error)> {
         loop {
             // A chain that reached the last index has no successor.
             let next = match &best {
@@ -144,23 +186,26 @@ impl Inner {
                 },
                 None => 0,
             };
-            match self.get_link(next).await? {
-                Some(r) if best.as_ref().is_none_or(|(_, b)| r.is_newer_than(b)) => {
+            match self.get_link(next).await {
+                Ok(Some(r)) if best.as_ref().is_none_or(|(_, b)| r.is_newer_than(b)) => {
                     best = Some((next, r));
                 }
-                Some(r) => {
-                    return Err(Error::CorruptRoot {
-                        location: self.root_key(next).to_string(),
-                        source: FormatError::BadRoot(format!(
-                            "{r:?} does not follow {:?}",
-                            best.map(|(_, b)| b)
-                        )),
-                    });
+                Ok(Some(r)) => {
+                    return Err((
+                        next,
+                        Error::CorruptRoot {
+                            location: self.root_key(next).to_string(),
+                            source: FormatError::BadRoot(format!(
+                                "{r:?} does not follow {:?}",
+                                best.map(|(_, b)| b)
+                            )),
+                        },
+                    ));
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) => return Err((u64::MAX, e)),
             }
         }
-        *self.known_root.lock() = Some(best.clone());
         Ok(best)
     }
 
@@ -223,6 +268,22 @@ impl Inner {
                 *self.known_root.lock() = None;
                 return Err(backend("creating root", &key, e));
             }
+        }
+        // A position below the floor was pruned before this create (or
+        // after it, once newer roots followed): unknown (see `prune`).
+        let floor = self.current_floor().await.inspect_err(|_| {
+            *self.known_root.lock() = None;
+        })?;
+        if floor > index {
+            *self.known_root.lock() = None;
+            return Err(Error::backend(
+                "object store",
+                format!(
+                    "root chain position {index} is below the chain's floor {floor}: pruned \
+                     while this root was written; whether it is stored is unknown, read the \
+                     root again"
+                ),
+            ));
         }
         *self.known_root.lock() = Some(Some((index, root.clone())));
         // The numbered object is the truth (readers follow the chain); the

@@ -135,7 +135,14 @@ impl MessageHandler for ClientHandler {
             // A member's question about this node's storage: without the
             // storage there is no answer (and nothing may be reclaimed).
             return Some(match self.storage() {
-                Some(s) => Message::ReclaimKeep(s.reclaim_objections(wals)),
+                Some(s) => match s.reclaim_objections(wals).await {
+                    Ok(keep) => Message::ReclaimKeep(keep),
+                    // Without its checkpoints the node cannot say what it
+                    // needs: nothing may go.
+                    Err(e) => Message::Error {
+                        message: format!("cannot read this node's checkpoints: {e}"),
+                    },
+                },
                 None => Message::Error {
                     message: "this node is starting or stopping: cannot answer a reclaim query"
                         .into(),

@@ -102,6 +102,13 @@ impl RootRegister for HintingRegister {
     async fn history(&self, limit: usize) -> Result<Vec<crate::root_register::HistoricRoot>> {
         self.inner.history(limit).await
     }
+
+    async fn prune_history(
+        &self,
+        retention: &crate::root_register::RootRetention,
+    ) -> Result<crate::root_register::PruneReport> {
+        self.inner.prune_history(retention).await
+    }
 }
 
 /// Largest piece of a WAL asked of a peer in one request.

@@ -9,6 +9,7 @@
 //! | [`compare_and_swap`] | an empty register reads `None`; a write with the held version succeeds and reads back with the version it returned; a stale version is a `RootConflict` and changes nothing |
 //! | [`only_newer_roots`] | a root not newer (by `(term, sequence)`) than the one held is refused |
 //! | [`racing_writers_have_one_winner`] | of two handles writing from the same version, exactly one wins; the loser sees `RootConflict` and the winner's root |
+//! | [`pruned_history`] | pruning to the last N keeps the current root readable and writable, and the history holds at most what was kept (at least the current root) |
 //! | [`local_lock_excludes`] | a second `lock_root` waits until the first lock is dropped (registers without a local lock return at once) |
 
 use std::future::Future;
@@ -135,4 +136,36 @@ where
             .expect("no local lock: returns at once")
             .expect("lock");
     }
+}
+
+/// Pruning the history to the last 3 roots: the current root still reads
+/// and takes the next write, and the history lists the newest roots first,
+/// no more than were kept (registers that keep no history keep the current
+/// root).
+pub async fn pruned_history(register: &dyn RootRegister) {
+    let mut v = None;
+    for seq in 1..=8 {
+        v = Some(register.write_root(&root(seq, 1), v).await.expect("write"));
+    }
+    let report = register
+        .prune_history(&crate::root_register::RootRetention::last(3))
+        .await
+        .expect("prune_history");
+    assert!(report.kept >= 1, "{report:?}");
+    let got = register.read_root().await.expect("read").expect("a root");
+    assert_eq!(got.root, root(8, 1), "pruning changed the current root");
+    let h = register.history(100).await.expect("history");
+    assert_eq!(h.first().map(|r| &r.root), Some(&root(8, 1)));
+    assert!(
+        h.len() as u64 <= report.kept.max(1),
+        "{} listed, {report:?}",
+        h.len()
+    );
+    for w in h.windows(2) {
+        assert!(w[0].root.is_newer_than(&w[1].root), "not newest first");
+    }
+    register
+        .write_root(&root(9, 1), Some(got.version))
+        .await
+        .expect("a write after pruning");
 }

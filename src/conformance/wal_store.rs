@@ -12,6 +12,7 @@
 //! | [`concurrent_wals`] | many WALs written and read at once stay apart |
 //! | [`deleted_wals`] | on a store that removes WALs, one its writer holds is refused; a removed one neither reads nor lists |
 //! | [`continued_wals`] | on a store that [continues WALs](WalStore::continues_wals), a WAL is given to one writer at a time, and a cut is read back and appended after |
+//! | [`checkpoints`] | on a store that keeps checkpoints, one is stored whole, listed by name, refused when its name is taken or bad, and removed once |
 //! | [`run_all`] | all of the above |
 //!
 //! Durability across a crash cannot be checked through the trait alone: each
@@ -283,8 +284,66 @@ pub async fn deleted_wals(store: &dyn WalStore) {
     ));
 }
 
+/// A store that keeps [checkpoints](crate::checkpoint) stores them whole,
+/// lists them sorted by name, refuses a taken name
+/// ([`Error::CheckpointExists`], the first one staying) and a bad one,
+/// and removes one once ([`Error::CheckpointNotFound`] after). A store
+/// that keeps none refuses with [`Error::Invalid`] and lists none.
+pub async fn checkpoints(store: &dyn WalStore) {
+    use crate::checkpoint::Checkpoint;
+    use crate::types::{AtomPointer, RootRecord};
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let cp = |name: &str, seq: u64| {
+        let root = RootRecord::new(AtomPointer::new(WalId::new_random(), 64), seq, 1, None);
+        Checkpoint::new(&format!("{name}-{tag}"), root).expect("a good name")
+    };
+    let (b, a) = (cp("b", 2), cp("a", 1));
+    match store.put_checkpoint(&b).await {
+        Err(Error::Invalid { .. }) => {
+            assert!(
+                store.checkpoints().await.expect("checkpoints").is_empty(),
+                "a store that keeps no checkpoints lists some"
+            );
+            return;
+        }
+        other => other.expect("put_checkpoint"),
+    }
+    store.put_checkpoint(&a).await.expect("put_checkpoint");
+    let taken = store.put_checkpoint(&cp("a", 9)).await;
+    assert!(
+        matches!(taken, Err(Error::CheckpointExists { .. })),
+        "a taken name: {taken:?}"
+    );
+    let mine = |all: Vec<Checkpoint>| -> Vec<Checkpoint> {
+        all.into_iter().filter(|c| c.name.ends_with(&tag)).collect()
+    };
+    let listed = mine(store.checkpoints().await.expect("checkpoints"));
+    assert_eq!(
+        listed,
+        vec![a.clone(), b.clone()],
+        "stored whole, sorted by name"
+    );
+    let mut bad = a.clone();
+    bad.name = "../escape".into();
+    assert!(
+        store.put_checkpoint(&bad).await.is_err(),
+        "a bad name was stored"
+    );
+    store.remove_checkpoint(&a.name).await.expect("remove");
+    assert!(matches!(
+        store.remove_checkpoint(&a.name).await,
+        Err(Error::CheckpointNotFound { .. })
+    ));
+    assert_eq!(
+        mine(store.checkpoints().await.expect("checkpoints")),
+        vec![b.clone()]
+    );
+    store.remove_checkpoint(&b.name).await.expect("remove");
+}
+
 /// Every check.
 pub async fn run_all(store: &dyn WalStore) {
+    checkpoints(store).await;
     deleted_wals(store).await;
     continued_wals(store).await;
     append_read_round_trip(store).await;

@@ -36,6 +36,11 @@ pub struct Flaky {
     pub hang_gets: AtomicU64,
     /// Delay of every PUT and GET, in ms (a slow store).
     pub delay_ms: AtomicU64,
+    /// Every request: PUT, GET, HEAD, LIST, DELETE, COPY.
+    pub requests: AtomicU64,
+    /// Deletes still to answer; the ones after never do (a process that
+    /// dies in the middle of removing objects). `u64::MAX`: all answer.
+    pub delete_budget: Arc<AtomicU64>,
 }
 
 impl Flaky {
@@ -50,6 +55,8 @@ impl Flaky {
             hang_puts: AtomicU64::new(0),
             hang_gets: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            delete_budget: Arc::new(AtomicU64::new(u64::MAX)),
         })
     }
 
@@ -77,6 +84,15 @@ impl Flaky {
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+    }
+
+    /// Requests since the last call.
+    pub fn take_requests(&self) -> u64 {
+        self.requests.swap(0, Ordering::SeqCst)
+    }
+
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
     }
 
     /// GETs of WAL slots since the last call.
@@ -112,6 +128,7 @@ impl ObjectStore for Flaky {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        self.request();
         self.puts.fetch_add(1, Ordering::SeqCst);
         if location.as_ref().contains("/wal/") {
             self.wal_puts.fetch_add(1, Ordering::SeqCst);
@@ -132,6 +149,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.request();
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(
@@ -139,6 +157,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        self.request();
         if !options.head {
             self.count_get(location).await?;
         }
@@ -149,6 +168,7 @@ impl ObjectStore for Flaky {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
+        self.request();
         self.count_get(location).await?;
         self.inner.get_ranges(location, ranges).await
     }
@@ -156,12 +176,28 @@ impl ObjectStore for Flaky {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
+        use futures_util::StreamExt;
+        self.request();
+        let budget = self.delete_budget.clone();
+        let gated = locations
+            .then(move |l| {
+                let budget = budget.clone();
+                async move {
+                    if !take_one(&budget) {
+                        std::future::pending::<()>().await;
+                    }
+                    l
+                }
+            })
+            .boxed();
+        self.inner.delete_stream(gated)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.request();
         self.inner.list(prefix)
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.request();
         self.inner.list_with_delimiter(prefix).await
     }
     async fn copy_opts(
@@ -170,6 +206,7 @@ impl ObjectStore for Flaky {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
+        self.request();
         self.inner.copy_opts(from, to, options).await
     }
 }

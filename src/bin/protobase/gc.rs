@@ -107,6 +107,7 @@ fn to_json(r: &ReclaimReport) -> serde_json::Value {
         .map(|(w, why)| {
             let (reason, detail) = match why {
                 KeptBecause::CurrentRoot => ("current_root", None),
+                KeptBecause::Checkpoint(d) => ("checkpoint", Some(d.clone())),
                 KeptBecause::Writing => ("writing", None),
                 KeptBecause::Recent => ("recent", None),
                 KeptBecause::InUse(d) => ("in_use", Some(d.clone())),

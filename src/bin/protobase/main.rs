@@ -21,6 +21,7 @@ mod bench_gc;
 mod bench_machine;
 mod bench_rounds;
 mod certs;
+mod checkpoint;
 mod commands;
 mod copy;
 mod gc;
@@ -125,6 +126,11 @@ address, an unreadable register), 2 bad usage, 3 the space has no root.";
 const GC_EXIT: &str = "Exit codes: 0 every WAL chosen went (with --dry-run: would go), 1 failure \
 (a removal failed, a live WAL is not in the space, an unreadable live set or space; nothing is \
 removed when the live set cannot be read), 2 bad usage.";
+const CHECKPOINT_EXIT: &str = "Exit codes: 0 done, 1 failure (no space at the address, a bad or \
+taken name, an unreadable checkpoint), 2 bad usage, 3 nothing to pin (the space has no root) or, \
+with --remove, no checkpoint of that name.";
+const PRUNE_EXIT: &str = "Exit codes: 0 pruned (or nothing to prune), 1 failure (no space at the \
+address, a store error: what was kept is intact, run again), 2 bad usage.";
 const CERTS_EXIT: &str = "Exit codes: 0 written, 1 failure (an existing CA without its key, a \
 bad id), 2 bad usage.";
 const BENCH_EXIT: &str = "Exit codes: 0 done, 1 failure, 2 bad usage.";
@@ -242,6 +248,43 @@ enum Command {
         /// process may be writing atoms there that no root reaches yet).
         #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
         min_age: u64,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
+    },
+    /// Pin the space's current root under a name (it and what it reaches
+    /// survive gc and prune until removed), list checkpoints, or remove one;
+    /// one JSON line per checkpoint.
+    #[command(after_help = CHECKPOINT_EXIT)]
+    Checkpoint {
+        /// Space address (a directory, an object store, a standalone or
+        /// cloud node's description; the node must not be running).
+        address: String,
+        /// The checkpoint's name: ASCII letters, digits, '-', '_', '.'.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the checkpoints instead.
+        #[arg(long, conflicts_with_all = ["name", "remove"])]
+        list: bool,
+        /// Remove the checkpoint `name` instead.
+        #[arg(long)]
+        remove: bool,
+        /// Slot size of an object-store space (default: read from the space).
+        #[arg(long)]
+        object_size: Option<u64>,
+    },
+    /// Remove the root history a retention does not keep (an object store's
+    /// root objects, a directory's history lines); print {"removed","kept"}.
+    #[command(after_help = PRUNE_EXIT)]
+    Prune {
+        /// Space address (the node must not be running).
+        address: String,
+        /// Keep the last N roots (the current one included).
+        #[arg(long, value_name = "N")]
+        keep: u64,
+        /// Also keep roots written less than this many seconds ago.
+        #[arg(long, value_name = "SECONDS")]
+        keep_younger_than: Option<u64>,
         /// Slot size of an object-store space (default: read from the space).
         #[arg(long)]
         object_size: Option<u64>,
@@ -401,6 +444,29 @@ fn main() -> ExitCode {
                 min_age,
                 object_size,
             } => gc::run(&address, &live, dry_run, min_age, object_size).await,
+            Command::Checkpoint {
+                address,
+                name,
+                list,
+                remove,
+                object_size,
+            } => {
+                let action = match (&name, list, remove) {
+                    (_, true, _) => checkpoint::Action::List,
+                    (Some(n), false, true) => checkpoint::Action::Remove(n),
+                    (Some(n), false, false) => checkpoint::Action::Take(n),
+                    (None, false, _) => {
+                        return Err(out::Usage("a checkpoint name (or --list)".into()).into());
+                    }
+                };
+                checkpoint::run(&address, action, object_size).await
+            }
+            Command::Prune {
+                address,
+                keep,
+                keep_younger_than,
+                object_size,
+            } => checkpoint::prune(&address, keep, keep_younger_than, object_size).await,
             Command::Certs { out, force, ids } => certs::run(&out, &ids, force),
             Command::Bench {
                 quick,
