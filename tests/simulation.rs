@@ -64,7 +64,8 @@ use protobase::sim::linearizable::{self, Op, OpKind};
 use protobase::sim::{DiskFaults, SimDisk, SimObjectStore, StoreFaults};
 use protobase::transports::{Faults, InProcessHub};
 use protobase::{
-    AtomFormat, AtomPointer, NetworkManager, RootRecord, RootRegister, Storage, StorageBuilder,
+    AtomFormat, AtomPointer, NetworkManager, RootRecord, RootRegister, RootRetention, Storage,
+    StorageBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +144,10 @@ struct Schedule {
     /// Term-0 writers (standalone, cloud): the space starts with a root an
     /// earlier cluster wrote, `(term, sequence)`.
     inherited: Option<(u64, u64)>,
+    /// Object-store variants: a pruner keeps the last `n` roots of the
+    /// chain, pruning through a random live node every 20-120 ms while the
+    /// clients run (stale writers and readers meet pruned positions).
+    prune: Option<u64>,
     read_timeout_ms: u64,
     lease_ms: u64,
     clients: usize,
@@ -275,6 +280,7 @@ impl Schedule {
         let confused = variant.clustered() && nodes == 3 && !hostile && later.u8(..4) == 0;
         let inherited = (!variant.clustered() && later.u8(..4) == 0)
             .then(|| (later.u64(1..10), later.u64(1..50)));
+        let prune = (variant.cloud() && later.bool()).then(|| later.u64(1..=3));
         Schedule {
             seed,
             variant,
@@ -282,6 +288,7 @@ impl Schedule {
             hostile,
             confused,
             inherited,
+            prune,
             read_timeout_ms: [40, 80, 160][rng.usize(..3)],
             lease_ms: [150, 300, 600][rng.usize(..3)],
             clients: rng.usize(1..=2),
@@ -981,6 +988,20 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
     let attacker = s
         .hostile
         .then(|| tokio::spawn(hostile(world.clone(), fault_end)));
+    let pruner = s.prune.map(|keep| {
+        let w = world.clone();
+        tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(w.s.seed ^ 0x9e0_11ed);
+            while tokio::time::Instant::now() < fault_end {
+                tokio::time::sleep(Duration::from_millis(rng.u64(20..120))).await;
+                let Some(storage) = w.storage(rng.usize(..w.s.nodes)) else {
+                    continue;
+                };
+                let r = storage.prune_roots(RootRetention::last(keep)).await;
+                w.rec.note(format!("prune to {keep}: {r:?}"));
+            }
+        })
+    });
     // Clients.
     let mut clients = Vec::new();
     for i in 0..s.nodes {
@@ -1009,6 +1030,9 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
     nemesis
         .await
         .map_err(|e| format!("nemesis panicked: {e}"))?;
+    if let Some(p) = pruner {
+        p.await.map_err(|e| format!("pruner panicked: {e}"))?;
+    }
     if let Some(a) = attacker {
         let delivered = a.await.map_err(|e| format!("attacker panicked: {e}"))?;
         // An attacker whose messages never arrive tests nothing.
@@ -1101,12 +1125,13 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             .filter(|o| matches!(o.kind, OpKind::Write { .. }))
             .count();
         eprintln!(
-            "seed {} {:?} x{}{}{}: {} ops ({} writes, {} acked, {} unknown), chain {}, virtual {:?}",
+            "seed {} {:?} x{}{}{}{}: {} ops ({} writes, {} acked, {} unknown), chain {}, virtual {:?}",
             s.seed,
             s.variant,
             s.nodes,
             if s.hostile { " +hostile" } else { "" },
             if s.confused { " +confused" } else { "" },
+            if s.prune.is_some() { " +prune" } else { "" },
             ops.len(),
             writes,
             world.rec.acked.lock().len(),
