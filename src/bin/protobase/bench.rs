@@ -299,6 +299,8 @@ async fn one_round(
         rows.push(cold);
         rows.push(cached);
         rows.push(crate::bench_gc::gc_reclaim(base, quick).await?);
+        rows.push(crate::bench_space::open_after_history(base, quick).await?);
+        rows.push(crate::bench_space::space_amplification(base, quick).await?);
     }
     if runs(Group::Cluster) {
         rows.extend(crate::bench_cluster::run(base, quick).await?);

@@ -25,7 +25,7 @@ use crate::bench::{BenchResult, Row, fresh};
 
 const PAGE: usize = 64 << 10;
 
-fn p50_us(mut samples: Vec<Duration>) -> f64 {
+pub(crate) fn p50_us(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples
         .get(samples.len() / 2)

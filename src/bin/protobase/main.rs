@@ -20,6 +20,7 @@ mod bench_cluster;
 mod bench_gc;
 mod bench_machine;
 mod bench_rounds;
+mod bench_space;
 mod certs;
 mod checkpoint;
 mod commands;
