@@ -189,18 +189,6 @@ impl CloudBlockProviderBuilder {
         }
         let os = self.object_size;
         let (staging_lock, left) = self.staging.open().await?;
-        let recovered: BTreeMap<WalId, StagedWal> = left
-            .into_iter()
-            .map(|l| {
-                // Every slot is queued again: the process may have died
-                // before uploading them.
-                let mut w = StagedWal::new(l.file);
-                w.len = l.len;
-                w.closed = true;
-                w.seal_upto(l.len, l.len, os);
-                (l.wal, w)
-            })
-            .collect();
         let cache_path = match (&self.cache_dir, self.cache_size, self.staging.dir()) {
             (CacheDir::Disabled, _, _) | (_, 0, _) | (CacheDir::Default, _, None) => None,
             (CacheDir::Default, _, Some(dir)) => Some(dir.join(DEFAULT_CACHE_DIR)),
@@ -232,7 +220,7 @@ impl CloudBlockProviderBuilder {
                 .upload_deadline
                 .unwrap_or(self.request_timeout.saturating_mul(2)),
             upload_concurrency: self.upload_concurrency,
-            staged: Mutex::new(recovered),
+            staged: Mutex::new(BTreeMap::new()),
             rng: match self.rng_seed {
                 Some(seed) => SeededRng::new(seed),
                 None => SeededRng::from_entropy(),
@@ -250,6 +238,8 @@ impl CloudBlockProviderBuilder {
             root_copy_failure: Mutex::new(None),
             metrics: super::UploadMetrics::new(),
         });
+        let recovered = recover_staging(&inner, left, os).await;
+        *inner.staged.lock() = recovered;
         let task = tokio::spawn(uploader::run(Arc::downgrade(&inner)));
         Ok(CloudBlockProvider {
             inner,
@@ -258,4 +248,54 @@ impl CloudBlockProviderBuilder {
             closed: AtomicBool::new(false),
         })
     }
+}
+
+/// Queues the upload of what the staging files a previous provider left
+/// hold and the store lacks.
+///
+/// Every slot up to a file's end is sealed (the process may have died
+/// before uploading them), except the slots the store already has: an
+/// object of a slot is only ever PUT from a sealed staging slot, and a
+/// sealed slot never gets new bytes (writing resumes at the next slot
+/// boundary), so an object present holds everything that slot will hold.
+/// A WAL whose slots are all in the store is retired at once (its staging
+/// file deleted). When the store cannot be listed, every slot is uploaded
+/// again (uploads are idempotent).
+async fn recover_staging(
+    inner: &Inner,
+    left: Vec<super::staging::LeftOver>,
+    os: u64,
+) -> BTreeMap<WalId, StagedWal> {
+    let mut recovered = BTreeMap::new();
+    for l in left {
+        let mut w = StagedWal::new(l.file);
+        w.len = l.len;
+        w.closed = true;
+        w.seal_upto(l.len, l.len, os);
+        match inner.list_remote(Some(l.wal)).await {
+            Ok(remote) => {
+                if let Some(layout) = remote.get(&l.wal) {
+                    w.pending.retain(|slot, _| !layout.contains_key(slot));
+                }
+                // A layout that lacks slots still to upload must not be
+                // remembered: once the staging file is retired, a read
+                // through it would be cut short.
+                inner.remote.lock().remove(&l.wal);
+            }
+            Err(e) => tracing::warn!(
+                wal = %l.wal,
+                error = %e,
+                "cannot list the store: every staged slot of the WAL is uploaded again"
+            ),
+        }
+        if w.pending.is_empty() {
+            tracing::debug!(wal = %l.wal, "staged WAL is in the store: retired");
+            if let Err(e) = inner.staging.remove(l.wal).await {
+                tracing::warn!("{e}");
+            }
+            continue;
+        }
+        recovered.insert(l.wal, w);
+    }
+    recovered
 }

@@ -30,8 +30,13 @@
 //! retrying every failure (5xx, a request past `request_timeout`) with
 //! exponential backoff and jitter; it never drops a slot. A WAL's staging file is deleted once the WAL is closed and all its
 //! slots are in the store. Staging files left by a crash are found when the
-//! provider is built and uploaded again (whole slots; the store copy becomes
-//! the staging copy), so `Durability::Local` loses nothing that was synced.
+//! provider is built: the slots the store lacks are uploaded again (whole
+//! slots; the store copy becomes the staging copy), so `Durability::Local`
+//! loses nothing that was synced, and a file whose slots are all in the
+//! store is deleted at once (one LIST per left-over WAL). Layouts listed
+//! while a WAL is still staged here are not remembered (a read through one
+//! after the staging file is retired would be cut short: that lost a
+//! committed root when this was first tried).
 //!
 //! # Reads
 //!
@@ -229,7 +234,7 @@ pub(crate) struct Inner {
     pub(crate) rng: SeededRng,
     /// Layouts of WALs read from the store (objects are immutable, so a
     /// layout only grows; refreshed when a read goes past it).
-    remote: Mutex<HashMap<WalId, RemoteLayout>>,
+    pub(crate) remote: Mutex<HashMap<WalId, RemoteLayout>>,
     /// The newest root this provider saw (`Some(None)`: none yet; `None`:
     /// unknown). A root on the chain, so the newest is found by walking
     /// forward from it: one GET of its (absent) successor when it is still
@@ -299,6 +304,10 @@ impl Inner {
             Some(w) => self.key(&format!("wal/{w}")),
             None => self.key("wal"),
         };
+        // WALs staged here when the listing starts may still be uploading:
+        // their layout is not remembered (a read past a remembered layout
+        // would be cut short once the staging file is retired).
+        let staged: std::collections::HashSet<WalId> = self.staged.lock().keys().copied().collect();
         let metas: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&prefix))
@@ -326,7 +335,9 @@ impl Inner {
         }
         let mut cache = self.remote.lock();
         for (id, layout) in &out {
-            cache.insert(*id, layout.clone());
+            if !staged.contains(id) {
+                cache.insert(*id, layout.clone());
+            }
         }
         Ok(out)
     }
@@ -1029,6 +1040,7 @@ impl WalStore for CloudBlockProvider {
             }
             // Reads that still find the entry use its open (unlinked) file.
             self.inner.staged.lock().remove(&wal);
+            self.inner.remote.lock().remove(&wal);
             self.inner.progress.bump();
         }
         self.inner.wake.notify_one();

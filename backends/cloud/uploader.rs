@@ -241,6 +241,7 @@ async fn finish(inner: &Inner, wal: WalId, slot: u64) {
         }
         // Reads that still find the entry use its open (unlinked) file.
         inner.staged.lock().remove(&wal);
+        inner.remote.lock().remove(&wal);
     }
     inner.publish_gauges();
     inner.progress.bump();
