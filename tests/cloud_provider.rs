@@ -1317,3 +1317,39 @@ async fn a_second_provider_on_a_staging_directory_is_refused() {
     let q = builder(store, &staging).build().await.unwrap();
     q.close().await.unwrap();
 }
+
+/// A reader that remembered the layout of another writer's WAL reads what
+/// the writer added later, also through a read that starts inside the
+/// remembered layout (a page read from the WAL's start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_layout_does_not_cut_later_records_short() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (sa, sb) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let open = |dir: &TempDir| {
+        let b = builder(store.clone(), dir);
+        async move {
+            let p = Arc::new(b.build().await.unwrap());
+            let s = protobase::StorageBuilder::cloud(p.clone())
+                .page_size(1 << 20)
+                .build()
+                .await
+                .unwrap();
+            (p, s)
+        }
+    };
+    let (pw, writer) = open(&sa).await;
+    let (_pr, reader) = open(&sb).await;
+    let first = writer.push_bytes(b"first").await.unwrap();
+    writer.flush_wal().await.unwrap();
+    pw.flush_uploads().await.unwrap();
+    assert_eq!(reader.get_bytes(first).await.unwrap(), b"first"[..]);
+    // Slots later in the same WAL.
+    let big = pattern(3 * OS as usize, 4);
+    let second = writer.push_bytes(&big).await.unwrap();
+    writer.flush_wal().await.unwrap();
+    pw.flush_uploads().await.unwrap();
+    assert_eq!(second.wal_id, first.wal_id, "one WAL");
+    assert_eq!(reader.get_bytes(second).await.unwrap(), big[..]);
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+}

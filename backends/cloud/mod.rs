@@ -353,7 +353,10 @@ impl Inner {
     async fn read_remote(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         let cached = self.remote.lock().get(&wal).cloned();
         let layout = match cached {
-            Some(l) if offset < self.layout_len(&l) => l,
+            // A read that would be cut at the remembered end lists again:
+            // another writer may have added slots since (a page read from
+            // a WAL's start, a record running into the next slot).
+            Some(l) if offset.saturating_add(len) <= self.layout_len(&l) => l,
             _ => self
                 .list_remote(Some(wal))
                 .await?
@@ -422,6 +425,16 @@ impl Inner {
             (self.cache.clone(), self.remote.lock().get(&wal).cloned())
         else {
             return Ok(None);
+        };
+        // Past the remembered end the WAL may have grown: list it again
+        // (one LIST; the slots may still be in this cache).
+        let layout = if offset.saturating_add(len) > self.layout_len(&layout) {
+            match self.list_remote(Some(wal)).await?.remove(&wal) {
+                Some(l) => l,
+                None => return Ok(None),
+            }
+        } else {
+            layout
         };
         if offset >= self.layout_len(&layout) {
             return Ok(None);

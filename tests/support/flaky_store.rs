@@ -66,6 +66,7 @@ impl Flaky {
         self.delay().await;
         if location.as_ref().contains("/wal/") {
             self.wal_gets.fetch_add(1, Ordering::SeqCst);
+
             if take_one(&self.hang_gets) {
                 std::future::pending::<()>().await;
             }
