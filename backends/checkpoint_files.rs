@@ -58,10 +58,13 @@ pub(crate) fn put(dir: &Path, cp: &Checkpoint) -> Result<()> {
     check_name(&cp.name)?;
     let cdir = dir.join(CHECKPOINT_DIR);
     match std::fs::create_dir(&cdir) {
-        Ok(()) => sync_dir(dir)?,
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Error::io(format!("creating {}", cdir.display()), e)),
     }
+    // Also when it existed: its creator may have died before making it
+    // durable.
+    sync_dir(dir)?;
     remove_leftovers(&cdir, &cp.name);
     let json = cp.to_json()?;
     let tmp = cdir.join(format!(".{}.{:016x}.tmp", cp.name, fastrand::u64(..)));
@@ -98,14 +101,25 @@ pub(crate) fn remove(dir: &Path, name: &str) -> Result<()> {
     }
 }
 
-/// Removes temporary files an interrupted checkpoint of `name` left.
+/// Whether `file` is a temporary file of a checkpoint of `name`
+/// (`.<name>.<16 hex digits>.tmp`: names may hold dots, so `.a.` also
+/// starts the temporary files of `a.b`).
+fn is_temp_of(file: &str, name: &str) -> bool {
+    file.strip_prefix('.')
+        .and_then(|f| f.strip_prefix(name))
+        .and_then(|f| f.strip_prefix('.'))
+        .and_then(|f| f.strip_suffix(".tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes temporary files an interrupted checkpoint of `name` left. (Two
+/// processes taking one name at once: one may remove the other's temporary
+/// file, whose put then fails with an I/O error rather than
+/// `CheckpointExists`; nothing stored is touched.)
 fn remove_leftovers(cdir: &Path, name: &str) {
-    let prefix = format!(".{name}.");
     if let Ok(entries) = std::fs::read_dir(cdir) {
         for e in entries.flatten() {
-            let f = e.file_name();
-            let f = f.to_string_lossy();
-            if f.starts_with(&prefix) && f.ends_with(".tmp") {
+            if is_temp_of(&e.file_name().to_string_lossy(), name) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -143,6 +157,13 @@ mod tests {
         );
         // A crash's temporary file is not a checkpoint.
         std::fs::write(dir.path().join("checkpoints/.c.0.tmp"), b"{").unwrap();
+        assert!(is_temp_of(".a.00112233445566ff.tmp", "a"));
+        assert!(
+            !is_temp_of(".a.b.00112233445566ff.tmp", "a"),
+            "another name's"
+        );
+        assert!(is_temp_of(".a.b.00112233445566ff.tmp", "a.b"));
+        assert!(!is_temp_of(".a.tmp", "a") && !is_temp_of("a.json", "a"));
         assert_eq!(list(dir.path()).unwrap().len(), 2);
         remove(dir.path(), "a").unwrap();
         assert!(matches!(

@@ -301,7 +301,7 @@ impl RootRegister for MemoryBlockProvider {
         let mut i = 0;
         st.history.retain(|(_, t)| {
             // Oldest first: the last `keep_last` stay.
-            let keep = i + keep_last >= n
+            let keep = n - i <= keep_last
                 || retention
                     .keep_younger_than
                     .is_some_and(|age| crate::reclaim::is_recent(*t, now, age));

@@ -275,3 +275,19 @@ async fn a_read_only_space_does_not_prune() {
     ));
     ro.close().await.unwrap();
 }
+
+/// "Keep everything" keeps everything (a huge `keep_last` overflowed the
+/// memory register's arithmetic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeping_more_than_there_is_keeps_everything() {
+    let t = tempfile::tempdir().unwrap();
+    let files = StorageBuilder::standalone(t.path()).build().await.unwrap();
+    let mem = StorageBuilder::in_memory().build().await.unwrap();
+    for s in [&files, &mem] {
+        commits(s, 5).await;
+        let r = s.prune_roots(RootRetention::last(u64::MAX)).await.unwrap();
+        assert_eq!((r.removed, r.kept), (0, 5), "{r:?}");
+        assert_eq!(s.root_history(100).await.unwrap().len(), 5);
+    }
+    files.close().await.unwrap();
+}

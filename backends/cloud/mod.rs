@@ -342,6 +342,19 @@ impl Inner {
         Ok(out)
     }
 
+    /// Whether a remembered `layout` can serve `offset..offset + len`
+    /// as it is: it reaches that far and has every slot in between (a slot
+    /// missing below the end may be one another writer has not uploaded
+    /// yet, not a gap: a read that needs it lists again).
+    fn covers(&self, layout: &RemoteLayout, offset: u64, len: u64) -> bool {
+        let end = offset.saturating_add(len);
+        if len == 0 || end > self.layout_len(layout) {
+            return len == 0 && offset < self.layout_len(layout);
+        }
+        let os = self.object_size.max(1);
+        (offset / os..=(end - 1) / os).all(|slot| layout.contains_key(&slot))
+    }
+
     fn layout_len(&self, layout: &RemoteLayout) -> u64 {
         layout
             .iter()
@@ -353,10 +366,11 @@ impl Inner {
     async fn read_remote(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         let cached = self.remote.lock().get(&wal).cloned();
         let layout = match cached {
-            // A read that would be cut at the remembered end lists again:
-            // another writer may have added slots since (a page read from
-            // a WAL's start, a record running into the next slot).
-            Some(l) if offset.saturating_add(len) <= self.layout_len(&l) => l,
+            // A read that would be cut at the remembered end, or needs a
+            // slot it lacks, lists again: another writer may have added
+            // slots since (a page read from a WAL's start, a record running
+            // into the next slot, a slot uploaded after a later one).
+            Some(l) if self.covers(&l, offset, len) => l,
             _ => self
                 .list_remote(Some(wal))
                 .await?
@@ -426,9 +440,10 @@ impl Inner {
         else {
             return Ok(None);
         };
-        // Past the remembered end the WAL may have grown: list it again
-        // (one LIST; the slots may still be in this cache).
-        let layout = if offset.saturating_add(len) > self.layout_len(&layout) {
+        // Past the remembered end (or over a slot it lacks) the WAL may
+        // have grown: list it again (one LIST; the slots may still be in
+        // this cache).
+        let layout = if !self.covers(&layout, offset, len) {
             match self.list_remote(Some(wal)).await?.remove(&wal) {
                 Some(l) => l,
                 None => return Ok(None),
@@ -861,8 +876,9 @@ impl CloudBlockProvider {
     }
 }
 
-/// The tiers of a cloud provider that need no store request: own staging
-/// files and the cache directory.
+/// The tiers of a cloud provider that read no object: own staging files
+/// and the cache directory (a LIST at most, when a read goes past the
+/// WAL's remembered layout).
 #[derive(Debug)]
 struct LocalTier(Arc<Inner>);
 
@@ -898,7 +914,8 @@ impl ReadTier for StoreTier {
 
 impl CloudBlockProvider {
     /// The read tier of what this node holds itself: its staging files and
-    /// cache directory (no store request). A cloud-cluster node asks its
+    /// cache directory (no GET; a LIST when a read goes past the WAL's
+    /// remembered layout). A cloud-cluster node asks its
     /// peers between this tier and [`store_tier`](Self::store_tier).
     pub fn local_tier(&self) -> Arc<dyn ReadTier> {
         Arc::new(LocalTier(self.inner.clone()))

@@ -148,6 +148,7 @@ impl Inner {
             None => self.chain_start().await?,
         };
         for _ in 0..WALK_ATTEMPTS {
+            let from = start.as_ref().map(|(i, _)| *i);
             let walked = self.walk_forward(start).await;
             let floor = self.current_floor().await?;
             match walked {
@@ -159,7 +160,7 @@ impl Inner {
                     }
                 }
                 // A stale walk may meet links re-created below the floor.
-                Err((at, _)) if at < floor => {}
+                Err((at, _)) if at < floor || from.is_some_and(|f| f < floor) => {}
                 Err((_, e)) => return Err(e),
             }
             start = self.newest_listed().await?;
