@@ -3,7 +3,6 @@
 //! writers taking one name, one wins. Every provider on the store (every
 //! member of a cloud-cluster) sees them.
 
-use futures_util::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{Inner, backend};
@@ -19,12 +18,7 @@ impl Inner {
     /// an error naming it.
     pub(crate) async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>> {
         let prefix = self.key("checkpoint");
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| backend("listing", &prefix, e))?;
+        let metas = self.list_all(&prefix).await?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
             let Some(name) = m.location.filename().map(str::to_string) else {

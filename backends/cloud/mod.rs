@@ -298,6 +298,15 @@ impl Inner {
         self.key(&format!("wal/{wal}/{slot}"))
     }
 
+    /// Every object under `prefix` (a LIST: one request per 1,000 keys).
+    pub(crate) async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| backend("listing", prefix, e))
+    }
+
     /// Lists `wal/<wal>/` (or all of `wal/`) into layouts.
     async fn list_remote(&self, wal: Option<WalId>) -> Result<HashMap<WalId, RemoteLayout>> {
         let prefix = match wal {
@@ -308,12 +317,7 @@ impl Inner {
         // their layout is not remembered (a read past a remembered layout
         // would be cut short once the staging file is retired).
         let staged: std::collections::HashSet<WalId> = self.staged.lock().keys().copied().collect();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| backend("listing", &prefix, e))?;
+        let metas = self.list_all(&prefix).await?;
         let mut out: HashMap<WalId, RemoteLayout> = HashMap::new();
         let strip = format!("{prefix}/");
         for m in metas {

@@ -110,12 +110,7 @@ impl Inner {
     /// Every root object's position and time (a LIST).
     async fn list_links(&self) -> Result<Vec<(u64, std::time::SystemTime, Path)>> {
         let prefix = self.key("root");
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| backend("listing", &prefix, e))?;
+        let metas = self.list_all(&prefix).await?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {

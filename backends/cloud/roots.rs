@@ -25,7 +25,6 @@
 //! that is missing or has no index, from the highest key a LIST returns.
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -121,12 +120,7 @@ impl Inner {
     /// The highest numbered root object a LIST returns, and its root.
     async fn newest_listed(&self) -> Result<Option<Link>> {
         let prefix = self.key("root");
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| backend("listing", &prefix, e))?;
+        let metas = self.list_all(&prefix).await?;
         let last = metas
             .iter()
             .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
