@@ -102,6 +102,7 @@ async fn a_pruned_chain_keeps_its_newest_roots_and_opens_in_as_many_requests() {
         n_pruned, n_whole,
         "a pruned chain opens in as many requests"
     );
+    println!("fresh open: {n_pruned} requests pruned, {n_whole} unpruned");
     assert!(n_whole <= 6, "{n_whole} requests to open");
 }
 
