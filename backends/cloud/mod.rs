@@ -240,9 +240,9 @@ pub(crate) struct Inner {
     /// forward from it: one GET of its (absent) successor when it is still
     /// the newest.
     known_root: Mutex<Option<Option<roots::Link>>>,
-    /// The highest root floor this process saw (`None`: not read yet; see
-    /// `prune`).
-    known_floor: Mutex<Option<u64>>,
+    /// The newest position of the root-floor chain this process saw and
+    /// its floor (`None`: not read yet; see `prune`).
+    known_floor: Mutex<Option<prune::FloorView>>,
     /// The newest committed root, waiting to be copied to `space_root` by
     /// the uploader.
     pub(crate) root_copy: Mutex<Option<Bytes>>,

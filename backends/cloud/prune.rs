@@ -2,14 +2,20 @@
 //! on an object store).
 //!
 //! ```text
-//! <prefix>/root_floor/<20-digit F>   (empty) links below F may be gone
+//! <prefix>/root_floor/<20-digit n>         {"floor": F}: the floor chain
+//! <prefix>/root_floor_value/<20-digit F>   (empty) F, for fresh readers
 //! ```
 //!
-//! A pruner publishes a *floor* before it deletes any link below it; the
-//! floor in effect is the highest `root_floor/` key (floors are only added,
-//! and only those below the highest are removed, so it only rises). One
-//! LIST finds it: from the start the first time, after the highest floor
-//! this process knows afterwards.
+//! A pruner publishes a *floor* before it deletes any link below it: the
+//! next position of the floor chain, created with put-if-absent (of two
+//! pruners one wins, the other reads again), its body at least the floor
+//! before; then the floor's value key. Nothing of either is ever deleted
+//! (one small object each per pruning run that raises the floor). A
+//! process finds the floor in effect with one GET of the chain position
+//! after the one it knows (absent: unchanged), like the root walk; the
+//! first time with a LIST of the value keys (as many requests whether the
+//! chain was pruned or not), the second with a LIST and a GET to find its
+//! position in the chain.
 //!
 //! Why: put-if-absent on a *deleted* key succeeds, so a writer whose view
 //! of the chain is many roots old could re-create a pruned position and
@@ -26,8 +32,10 @@
 //!   `<= i` saw the chain's end; otherwise it starts again from the newest
 //!   key a LIST returns.
 //!
-//! This costs one LIST per commit and per read of the root, pruned or not
-//! (a process cannot know that no other one prunes).
+//! This costs one GET per commit and per read of the root, pruned or not
+//! (a process cannot know that no other one prunes). (A first version
+//! LISTed the floors each time: on moto, whose LIST scans the bucket, it
+//! doubled the commit latency.)
 
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -40,71 +48,179 @@ use crate::root_register::{PruneReport, RootRetention};
 /// Deletes in flight while pruning.
 const DELETES_IN_FLIGHT: usize = 8;
 
+/// A floor object's body.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FloorBody {
+    floor: u64,
+}
+
+/// What a process knows of the floor chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FloorView {
+    /// `pos` is the chain's position (else only `floor` is known, from
+    /// the value listing).
+    located: bool,
+    /// The newest chain position seen.
+    pos: Option<u64>,
+    /// The floor in effect, as far as known.
+    floor: u64,
+}
+
 impl Inner {
-    fn floor_key(&self, floor: u64) -> Path {
-        self.key(&format!("root_floor/{floor:020}"))
+    fn floor_key(&self, n: u64) -> Path {
+        self.key(&format!("root_floor/{n:020}"))
     }
 
-    /// The floors published after `after` (all of them for `None`).
-    async fn list_floors(&self, after: Option<u64>) -> Result<Vec<(u64, Path)>> {
-        let prefix = self.key("root_floor");
-        let listing = match after {
-            Some(f) => self
-                .store
-                .list_with_offset(Some(&prefix), &self.floor_key(f)),
-            None => self.store.list(Some(&prefix)),
-        };
-        let metas: Vec<object_store::ObjectMeta> = listing
-            .try_collect()
-            .await
-            .map_err(|e| backend("listing", &prefix, e))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| Some((m.location.filename()?.parse::<u64>().ok()?, m.location)))
-            .collect())
-    }
-
-    /// The floor in effect (0: never pruned): one LIST.
-    pub(crate) async fn current_floor(&self) -> Result<u64> {
-        let known = *self.known_floor.lock();
-        let newer = self.list_floors(known).await?;
-        let floor = newer
-            .iter()
-            .map(|(f, _)| *f)
-            .fold(known.unwrap_or(0), u64::max);
-        let mut k = self.known_floor.lock();
-        *k = Some(k.map_or(floor, |was| was.max(floor)));
-        Ok(floor)
-    }
-
-    /// Publishes `floor` unless the floor is that high already; the floor
-    /// in effect afterwards.
-    async fn raise_floor(&self, floor: u64) -> Result<u64> {
-        let current = self.current_floor().await?;
-        if current >= floor {
-            return Ok(current);
+    /// The floor published at position `n` of the floor chain, if any.
+    async fn get_floor(&self, n: u64) -> Result<Option<u64>> {
+        let key = self.floor_key(n);
+        match self.get_optional(&key).await? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice::<FloorBody>(&b)
+                .map(|f| Some(f.floor))
+                .map_err(|e| crate::error::Error::CorruptRoot {
+                    location: key.to_string(),
+                    source: crate::error::FormatError::BadRoot(format!("a bad floor: {e}")),
+                }),
         }
-        let key = self.floor_key(floor);
-        self.store
-            .put(&key, PutPayload::new())
-            .await
-            .map_err(|e| backend("creating root floor", &key, e))?;
-        let mut k = self.known_floor.lock();
-        *k = Some(k.map_or(floor, |was| was.max(floor)));
-        Ok(floor)
     }
 
-    /// Removes the floors below `floor` (the highest one stays).
-    async fn drop_old_floors(&self, floor: u64) -> Result<()> {
-        for (f, key) in self.list_floors(None).await? {
-            if f < floor {
-                match self.store.delete(&key).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(backend("removing root floor", &key, e)),
-                }
+    /// The floor chain's newest position and the floor in effect.
+    ///
+    /// The first call of a process LISTs `root_floor_value/` (one request
+    /// whether the chain was pruned or not: a fresh reader opens in as
+    /// many requests either way); the next one finds the chain's position
+    /// (a LIST and a GET); from then on one GET of the position after the
+    /// known one (absent: unchanged).
+    async fn floor_at(&self) -> Result<(Option<u64>, u64)> {
+        let known = *self.known_floor.lock();
+        let mut view = match known {
+            Some(v) => v,
+            None => {
+                let floor = self
+                    .list_all(&self.key("root_floor_value"))
+                    .await?
+                    .iter()
+                    .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0);
+                let view = FloorView {
+                    located: false,
+                    pos: None,
+                    floor,
+                };
+                self.note_floor(view);
+                return Ok((None, floor));
+            }
+        };
+        if !view.located {
+            let newest = self
+                .list_all(&self.key("root_floor"))
+                .await?
+                .iter()
+                .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
+                .max();
+            view.located = true;
+            if let Some(n) = newest {
+                view.pos = Some(n);
+                view.floor = view.floor.max(self.get_floor(n).await?.unwrap_or(0));
             }
         }
-        Ok(())
+        loop {
+            let next = match view.pos {
+                None => 0,
+                Some(n) => match n.checked_add(1) {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            match self.get_floor(next).await? {
+                // Floors only rise (a lower body is ignored).
+                Some(f) => {
+                    view.pos = Some(next);
+                    view.floor = view.floor.max(f);
+                }
+                None => break,
+            }
+        }
+        self.note_floor(view);
+        Ok((view.pos, view.floor))
+    }
+
+    /// Remembers `view` unless a newer one is remembered.
+    fn note_floor(&self, view: FloorView) {
+        let mut k = self.known_floor.lock();
+        let newer = k.is_none_or(|was| {
+            (view.located && !was.located) || (view.located == was.located && view.pos >= was.pos)
+        });
+        if newer {
+            *k = Some(FloorView {
+                floor: view.floor.max(k.map_or(0, |w| w.floor)),
+                ..view
+            });
+        }
+    }
+
+    /// The floor in effect (0: never pruned).
+    pub(crate) async fn current_floor(&self) -> Result<u64> {
+        Ok(self.floor_at().await?.1)
+    }
+
+    /// Publishes `floor` unless the floor is that high already: the next
+    /// position of the floor chain, created with put-if-absent (of two
+    /// pruners, one wins and the other reads again); the floor in effect
+    /// afterwards.
+    async fn raise_floor(&self, floor: u64) -> Result<u64> {
+        for _ in 0..64 {
+            let (at, current) = self.floor_at().await?;
+            if current >= floor {
+                return Ok(current);
+            }
+            let n = match at {
+                None => 0,
+                Some(n) => n.checked_add(1).ok_or_else(|| {
+                    crate::error::Error::invalid(
+                        "root floor",
+                        "the floor chain is at its last index",
+                    )
+                })?,
+            };
+            let key = self.floor_key(n);
+            let body = serde_json::to_vec(&FloorBody { floor })
+                .map_err(|e| crate::error::Error::invalid("root floor", e.to_string()))?;
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&key, PutPayload::from(body), opts)
+                .await
+            {
+                Ok(_) => {
+                    // What fresh readers list; written before anything below
+                    // `floor` is deleted.
+                    let value = self.key(&format!("root_floor_value/{floor:020}"));
+                    self.store
+                        .put(&value, PutPayload::new())
+                        .await
+                        .map_err(|e| backend("creating root floor", &value, e))?;
+                    self.note_floor(FloorView {
+                        located: true,
+                        pos: Some(n),
+                        floor,
+                    });
+                    return Ok(floor);
+                }
+                // Another pruner (or this put's lost answer): read again.
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(backend("creating root floor", &key, e)),
+            }
+        }
+        Err(crate::error::Error::backend(
+            "object store",
+            "the root floor could not be raised: other pruners kept winning",
+        ))
     }
 
     /// Every root object's position and time (a LIST).
@@ -156,7 +272,6 @@ impl Inner {
             .buffer_unordered(DELETES_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
-        self.drop_old_floors(floor).await?;
         let kept = links.iter().filter(|(i, _, _)| *i >= floor).count() as u64;
         tracing::info!(floor, removed, kept, "root chain pruned");
         Ok(PruneReport { removed, kept })
