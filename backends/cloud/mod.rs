@@ -307,6 +307,17 @@ impl Inner {
             .map_err(|e| backend("listing", prefix, e))
     }
 
+    /// The highest number naming an object under `prefix` (`root/<i>`,
+    /// `root_floor/<n>`, ...), by one LIST.
+    pub(crate) async fn highest_numbered(&self, prefix: &Path) -> Result<Option<u64>> {
+        Ok(self
+            .list_all(prefix)
+            .await?
+            .iter()
+            .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
+            .max())
+    }
+
     /// Lists `wal/<wal>/` (or all of `wal/`) into layouts.
     async fn list_remote(&self, wal: Option<WalId>) -> Result<HashMap<WalId, RemoteLayout>> {
         let prefix = match wal {

@@ -98,11 +98,8 @@ impl Inner {
             Some(v) => v,
             None => {
                 let floor = self
-                    .list_all(&self.key("root_floor_value"))
+                    .highest_numbered(&self.key("root_floor_value"))
                     .await?
-                    .iter()
-                    .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
-                    .max()
                     .unwrap_or(0);
                 let view = FloorView {
                     located: false,
@@ -114,12 +111,7 @@ impl Inner {
             }
         };
         if !view.located {
-            let newest = self
-                .list_all(&self.key("root_floor"))
-                .await?
-                .iter()
-                .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
-                .max();
+            let newest = self.highest_numbered(&self.key("root_floor")).await?;
             view.located = true;
             if let Some(n) = newest {
                 view.pos = Some(n);
@@ -159,6 +151,11 @@ impl Inner {
                 ..view
             });
         }
+    }
+
+    /// The floor this process last found (0: none yet), without a request.
+    pub(crate) fn floor_seen(&self) -> u64 {
+        self.known_floor.lock().map_or(0, |v| v.floor)
     }
 
     /// The floor in effect (0: never pruned).

@@ -79,7 +79,8 @@ impl Inner {
         let Some((mut index, _)) = self.newest_link().await? else {
             return Ok(out);
         };
-        let floor = self.current_floor().await?;
+        // `newest_link` has just read the floor.
+        let floor = self.floor_seen();
         while out.len() < limit && index >= floor {
             let key = self.root_key(index);
             let got = match self.store.get(&key).await {
@@ -119,13 +120,7 @@ impl Inner {
 
     /// The highest numbered root object a LIST returns, and its root.
     async fn newest_listed(&self) -> Result<Option<Link>> {
-        let prefix = self.key("root");
-        let metas = self.list_all(&prefix).await?;
-        let last = metas
-            .iter()
-            .filter_map(|m| m.location.filename()?.parse::<u64>().ok())
-            .max();
-        match last {
+        match self.highest_numbered(&self.key("root")).await? {
             Some(index) => Ok(self.get_link(index).await?.map(|r| (index, r))),
             None => Ok(None),
         }
