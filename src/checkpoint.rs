@@ -123,6 +123,17 @@ impl Checkpoint {
     }
 }
 
+/// The WALs `checkpoints`' roots point into, each with a checkpoint's name
+/// (what reclamation keeps).
+pub(crate) fn pinned_wals(
+    checkpoints: Vec<Checkpoint>,
+) -> std::collections::HashMap<crate::types::WalId, String> {
+    checkpoints
+        .into_iter()
+        .map(|c| (c.root.pointer.wal_id, c.name))
+        .collect()
+}
+
 /// The error of a checkpoint name already taken.
 pub(crate) fn exists(name: &str) -> Error {
     Error::CheckpointExists {

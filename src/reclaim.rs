@@ -429,16 +429,8 @@ where
     // checkpoint taken meanwhile (one of this process waited for the mark
     // above; see `Storage::checkpoint`).
     let root_wal = current_root().await?.map(|r| r.pointer.wal_id);
-    let pinned: HashMap<WalId, String> = match parts.wals.checkpoints().await {
-        Ok(cps) => cps
-            .into_iter()
-            .map(|c| (c.root.pointer.wal_id, c.name))
-            .collect(),
-        Err(e) => {
-            drop(retiring);
-            return Err(e);
-        }
-    };
+    // (An error drops `retiring`, which lifts the marks.)
+    let pinned = crate::checkpoint::pinned_wals(parts.wals.checkpoints().await?);
     let mut gone = HashSet::new();
     for entry in candidates {
         if root_wal == Some(entry.wal) {

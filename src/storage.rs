@@ -1,6 +1,5 @@
 //! [`Storage`]: the one storage type of every variant (DESIGN.md §4).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -728,14 +727,7 @@ impl Storage {
     ///
     /// [`Message::ReclaimQuery`]: crate::protocol::Message::ReclaimQuery
     pub(crate) async fn reclaim_objections(&self, wals: &[WalId]) -> Result<Vec<(WalId, String)>> {
-        let pinned: HashMap<WalId, String> = self
-            .inner
-            .wals
-            .checkpoints()
-            .await?
-            .into_iter()
-            .map(|c| (c.root.pointer.wal_id, c.name))
-            .collect();
+        let pinned = crate::checkpoint::pinned_wals(self.inner.wals.checkpoints().await?);
         let root_wal = self
             .inner
             .acceptor
