@@ -262,7 +262,7 @@ impl RootCommitter {
             };
             let base = match grant.established_root.clone() {
                 Some(base) => base,
-                None => self.register.read_root().await?,
+                None => self.register.read_root_to_update().await?,
             };
             if let Some(b) = &base
                 && grant.term > 0
@@ -451,6 +451,13 @@ impl std::fmt::Debug for RootUpdate {
 impl RootUpdate {
     /// The root this update builds on (the newest published, possibly still
     /// being made durable by an earlier update of this process).
+    ///
+    /// A successful [`publish`](Self::publish) proves it was the newest root.
+    /// Before that it is the newest this process could see when it took the
+    /// grant: on an object store whose root history another process prunes,
+    /// it may be older (the publish then fails, its outcome unknown); for a
+    /// linearizable read use
+    /// [`Storage::read_current_root`](crate::Storage::read_current_root).
     pub fn current(&self) -> Option<&RootRecord> {
         self.current.as_ref()
     }

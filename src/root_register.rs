@@ -172,6 +172,19 @@ pub trait RootRegister: Send + Sync + fmt::Debug {
     /// The stored root and its version, if any.
     async fn read_root(&self) -> Result<Option<VersionedRoot>>;
 
+    /// The root an update will build on and compare-and-swap against
+    /// ([`write_root`](Self::write_root) with its version).
+    ///
+    /// Unlike [`read_root`](Self::read_root) it need not be linearizable:
+    /// it may return a root older than the newest wherever the register's
+    /// own `write_root` on its version finds that out (a conflict, or an
+    /// error leaving the outcome unknown), never an acknowledgement. A
+    /// register may skip here the checks only a read returned to a caller
+    /// needs (an object store's pruning floor). The default is `read_root`.
+    async fn read_root_to_update(&self) -> Result<Option<VersionedRoot>> {
+        self.read_root().await
+    }
+
     /// Replaces the root if the register holds version `expected`.
     async fn write_root(
         &self,

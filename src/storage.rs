@@ -541,9 +541,13 @@ impl Storage {
         // the checkpoint is stored (a reclamation that saw it current keeps
         // its WAL). Dropping the update publishes nothing.
         let update = self.begin_root_update().await?;
-        let root = update
-            .current()
-            .cloned()
+        // The register's newest durable root (a linearizable read: the
+        // update's own base may be stale, or published but not yet durable).
+        let root = self
+            .inner
+            .roots
+            .read_current()
+            .await?
             .ok_or_else(|| Error::invalid("checkpoint", "the space has no root to pin"))?;
         // A reclamation in this process that marked the root's WAL waits
         // for this pass (and then sees the checkpoint), or refuses it here.

@@ -173,6 +173,58 @@ async fn a_stale_writer_is_not_acknowledged_over_a_pruned_stretch() {
     other.close().await.unwrap();
 }
 
+/// The same through `Storage`: a process whose last commit is older than
+/// the pruned stretch commits again. Its grant's read skips the floor check
+/// (one floor GET per commit, after the create), so it builds on its stale
+/// root; the publish must fail without an acknowledgement, and the next one
+/// build on the newest root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_process_commit_over_a_pruned_stretch_is_not_acknowledged() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let staging = tempfile::tempdir().unwrap();
+    let stale = cloud(store.clone(), &staging.path().join("a")).await;
+    commits(&stale, 3).await;
+    let other = cloud(store.clone(), &staging.path().join("b")).await;
+    let newest = *commits(&other, 17).await.last().unwrap();
+    other.prune_roots(RootRetention::last(3)).await.unwrap();
+
+    let p = stale.push_bytes(b"late").await.unwrap();
+    let got = stale.set_root(p).await;
+    assert!(
+        got.is_err(),
+        "a commit into a pruned position was acknowledged: {got:?}"
+    );
+    assert_eq!(
+        other.read_current_root().await.unwrap().unwrap().pointer,
+        newest,
+        "the unacknowledged root must not be the newest"
+    );
+    let again = stale.set_root(p).await.unwrap();
+    assert_eq!(again.sequence, 21, "built on the newest root (20)");
+    assert_eq!(other.read_current_root().await.unwrap(), Some(again));
+    stale.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// A commit pays one floor GET (after its create), not two: the grant's
+/// read of the root it builds on skips the check the create makes anyway.
+/// Reads returned to a caller keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_checks_the_floor_once() {
+    let flaky = Flaky::new(Arc::new(InMemory::new()));
+    let staging = tempfile::tempdir().unwrap();
+    let s = cloud(flaky.clone(), staging.path()).await;
+    commits(&s, 2).await;
+    let before = flaky.floor_gets.load(std::sync::atomic::Ordering::SeqCst);
+    commits(&s, 5).await;
+    let during = flaky.floor_gets.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(during, 5, "floor GETs in 5 commits");
+    s.read_current_root().await.unwrap();
+    let after = flaky.floor_gets.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(after, 6, "a read of the root checks the floor");
+    s.close().await.unwrap();
+}
+
 /// A reader whose last view is older than the pruned stretch finds the
 /// newest root, not the end of what it remembers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1223,6 +1223,21 @@ impl RootRegister for CloudBlockProvider {
             }))
     }
 
+    /// The chain's end as a walk finds it, without the floor check: a
+    /// writer's create after a pruned stretch finds the floor itself (see
+    /// `write_root`), so a commit pays one floor GET instead of two.
+    async fn read_root_to_update(&self) -> Result<Option<VersionedRoot>> {
+        self.check_open()?;
+        Ok(self
+            .inner
+            .newest_link_to_update()
+            .await?
+            .map(|(index, root)| VersionedRoot {
+                root,
+                version: RootVersion::from_u64(index),
+            }))
+    }
+
     async fn write_root(
         &self,
         root: &RootRecord,

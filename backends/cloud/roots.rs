@@ -161,6 +161,28 @@ impl Inner {
         ))
     }
 
+    /// The end of a walk from the newest link this process knows, without
+    /// the floor check `newest_link` makes: possibly older than the newest
+    /// root when the chain was pruned past it, which `write_root`'s own
+    /// floor check after its create turns into an unknown outcome, never an
+    /// acknowledgement (a create at position `k + 1` that succeeds while
+    /// the floor is at most `k + 1` was the chain's next link, and the link
+    /// before it the chain's genuine `k`-th). A walk that breaks falls back
+    /// to `newest_link`.
+    pub(crate) async fn newest_link_to_update(&self) -> Result<Option<Link>> {
+        let known = self.known_root.lock().clone();
+        let Some(start) = known else {
+            return self.newest_link().await;
+        };
+        match self.walk_forward(start).await {
+            Ok(best) => {
+                *self.known_root.lock() = Some(best.clone());
+                Ok(best)
+            }
+            Err(_) => self.newest_link().await,
+        }
+    }
+
     /// Follows the chain from `best` to the first absent position; an error
     /// names the position that broke the chain.
     async fn walk_forward(

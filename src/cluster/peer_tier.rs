@@ -85,6 +85,11 @@ impl RootRegister for HintingRegister {
         Ok(r)
     }
 
+    async fn read_root_to_update(&self) -> Result<Option<VersionedRoot>> {
+        // Not noted: it may be older than the newest root.
+        self.inner.read_root_to_update().await
+    }
+
     async fn write_root(
         &self,
         root: &RootRecord,

@@ -6,9 +6,9 @@
 //!
 //! | check | what must hold |
 //! |---|---|
-//! | [`compare_and_swap`] | an empty register reads `None`; a write with the held version succeeds and reads back with the version it returned; a stale version is a `RootConflict` and changes nothing |
+//! | [`compare_and_swap`] | an empty register reads `None`; a write with the held version succeeds and reads back with the version it returned (by `read_root` and by `read_root_to_update`); a stale version is a `RootConflict` and changes nothing |
 //! | [`only_newer_roots`] | a root not newer (by `(term, sequence)`) than the one held is refused |
-//! | [`racing_writers_have_one_winner`] | of two handles writing from the same version, exactly one wins; the loser sees `RootConflict` and the winner's root |
+//! | [`racing_writers_have_one_winner`] | of two handles writing from the same version, exactly one wins; the loser sees `RootConflict` and the winner's root, and builds on it from `read_root_to_update` |
 //! | [`pruned_history`] | pruning to the last N keeps the current root readable and writable, and the history holds at most what was kept (at least the current root) |
 //! | [`local_lock_excludes`] | a second `lock_root` waits until the first lock is dropped (registers without a local lock return at once) |
 
@@ -52,6 +52,12 @@ pub async fn compare_and_swap(register: &dyn RootRegister) {
     }
     let got = register.read_root().await.expect("read").expect("a root");
     assert_eq!((got.root, got.version), (root(2, 1), v2));
+    let to_update = register
+        .read_root_to_update()
+        .await
+        .expect("read to update")
+        .expect("a root");
+    assert_eq!((to_update.root, to_update.version), (root(2, 1), v2));
 }
 
 /// Roots only move forward by `(term, sequence)`.
@@ -91,6 +97,18 @@ where
     for h in [&a, &b] {
         let got = h.read_root().await.expect("read").expect("a root");
         assert_eq!(got.root, winner);
+    }
+    // The loser (and the winner) build on the winner's root.
+    for (h, seq) in [(&a, 3), (&b, 4)] {
+        let base = h
+            .read_root_to_update()
+            .await
+            .expect("read to update")
+            .expect("a root");
+        assert_eq!(base.root.sequence, seq - 1);
+        h.write_root(&root(seq, 1), Some(base.version))
+            .await
+            .expect("a write on the version read to update");
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Flaky {
     pub delay_ms: AtomicU64,
     /// Every request: PUT, GET, HEAD, LIST, DELETE, COPY.
     pub requests: AtomicU64,
+    /// GETs of the root chain's floor objects (`root_floor/`).
+    pub floor_gets: AtomicU64,
     /// Deletes still to answer; the ones after never do (a process that
     /// dies in the middle of removing objects). `u64::MAX`: all answer.
     pub delete_budget: Arc<AtomicU64>,
@@ -56,6 +58,7 @@ impl Flaky {
             hang_gets: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            floor_gets: AtomicU64::new(0),
             delete_budget: Arc::new(AtomicU64::new(u64::MAX)),
         })
     }
@@ -64,6 +67,9 @@ impl Flaky {
     /// when it is to hang.
     async fn count_get(&self, location: &Path) -> object_store::Result<()> {
         self.delay().await;
+        if location.as_ref().contains("root_floor/") {
+            self.floor_gets.fetch_add(1, Ordering::SeqCst);
+        }
         if location.as_ref().contains("/wal/") {
             self.wal_gets.fetch_add(1, Ordering::SeqCst);
 
