@@ -528,9 +528,19 @@ pub fn cache_dir(dir: &Path, data: &[u8]) {
         }
     }
     for round in 0..2 {
-        let cache = SlotCache::open(dir, budget)
-            .expect("opening the cache directory")
-            .expect("nobody else holds the directory");
+        let Some(cache) = SlotCache::open(dir, budget).expect("opening the cache directory") else {
+            // Seen once after 1.3M runs and never reproduced: say who holds
+            // the lock file (its inode in /proc/locks) if it happens again.
+            let inode = std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata(dir.join("lock")).expect("the lock file"),
+            );
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            let held: Vec<&str> = locks
+                .lines()
+                .filter(|l| l.contains(&format!(":{inode} ")))
+                .collect();
+            panic!("round {round}: somebody holds the directory's lock (inode {inode}): {held:?}");
+        };
         assert!(cache.stats().bytes <= budget, "{:?}", cache.stats());
         let mut ops = Input(&ops);
         while !ops.0.is_empty() {

@@ -1,4 +1,7 @@
-#![cfg_attr(not(any(feature = "tcp", feature = "quic")), allow(dead_code))]
+#![cfg_attr(
+    not(any(feature = "tcp", feature = "quic")),
+    allow(dead_code, unused_macros, unused_imports)
+)]
 //! What the transports share.
 //!
 //! [`TaskSet`] is a closable set of tasks: the transports' way to keep the
@@ -431,3 +434,89 @@ pub(crate) fn check_members(
     }
     Ok(())
 }
+
+/// The `with_*` setters the socket transports' configurations share: for a
+/// struct with the fields `peers`, `read_timeout_ms`, `retry_interval_ms`,
+/// `max_retries` and `max_frame_bytes` (expanded inside its `impl`).
+macro_rules! member_setters {
+    () => {
+        /// Adds a peer.
+        pub fn with_peer(
+            mut self,
+            id: impl Into<$crate::network::PeerId>,
+            address: impl Into<String>,
+        ) -> Self {
+            self.peers.push((id.into(), address.into()));
+            self
+        }
+
+        /// Adds peers.
+        pub fn with_peers<I, P, A>(mut self, peers: I) -> Self
+        where
+            I: IntoIterator<Item = (P, A)>,
+            P: Into<$crate::network::PeerId>,
+            A: Into<String>,
+        {
+            self.peers
+                .extend(peers.into_iter().map(|(id, a)| (id.into(), a.into())));
+            self
+        }
+
+        /// Sets [`read_timeout_ms`](Self::read_timeout_ms).
+        pub fn with_read_timeout_ms(mut self, ms: u64) -> Self {
+            self.read_timeout_ms = ms;
+            self
+        }
+
+        /// Sets [`retry_interval_ms`](Self::retry_interval_ms).
+        pub fn with_retry_interval_ms(mut self, ms: u64) -> Self {
+            self.retry_interval_ms = ms;
+            self
+        }
+
+        /// Sets [`max_retries`](Self::max_retries).
+        pub fn with_max_retries(mut self, retries: u32) -> Self {
+            self.max_retries = retries;
+            self
+        }
+
+        /// Sets [`max_frame_bytes`](Self::max_frame_bytes).
+        pub fn with_max_frame_bytes(mut self, bytes: usize) -> Self {
+            self.max_frame_bytes = bytes;
+            self
+        }
+
+        /// [`read_timeout_ms`](Self::read_timeout_ms) as a duration.
+        pub(crate) fn read_timeout(&self) -> std::time::Duration {
+            std::time::Duration::from_millis(self.read_timeout_ms)
+        }
+
+        /// How connection attempts are retried.
+        pub(crate) fn retry_policy(&self) -> $crate::transports::common::RetryPolicy {
+            $crate::transports::common::RetryPolicy {
+                interval: std::time::Duration::from_millis(self.retry_interval_ms),
+                max_retries: self.max_retries,
+            }
+        }
+    };
+}
+pub(crate) use member_setters;
+
+/// `From<MemberProblem>` for a configuration error with the variants
+/// `InvalidId`, `SelfAsPeer`, `DuplicatePeer` and `FrameLimit`.
+macro_rules! member_problem_into {
+    ($error:ident) => {
+        impl From<$crate::transports::common::MemberProblem> for $error {
+            fn from(problem: $crate::transports::common::MemberProblem) -> Self {
+                use $crate::transports::common::MemberProblem as P;
+                match problem {
+                    P::InvalidId(id) => $error::InvalidId(id),
+                    P::SelfAsPeer(id) => $error::SelfAsPeer(id),
+                    P::DuplicatePeer(id) => $error::DuplicatePeer(id),
+                    P::FrameLimit { value, min, max } => $error::FrameLimit { value, min, max },
+                }
+            }
+        }
+    };
+}
+pub(crate) use member_problem_into;

@@ -19,6 +19,7 @@
 mod admission;
 mod common;
 pub mod in_process;
+mod node;
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub mod quic;

@@ -1,9 +1,7 @@
 //! [`QuicConfig`] and why one is refused.
 
-use std::time::Duration;
-
 use crate::network::PeerId;
-use crate::transports::common::{MemberProblem, check_members};
+use crate::transports::common::check_members;
 use crate::transports::tls::{TlsConfig, TlsError};
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 
@@ -62,56 +60,12 @@ impl QuicConfig {
         }
     }
 
-    /// Adds a peer.
-    pub fn with_peer(mut self, id: impl Into<PeerId>, address: impl Into<String>) -> Self {
-        self.peers.push((id.into(), address.into()));
-        self
-    }
-
-    /// Adds peers.
-    pub fn with_peers<I, P, A>(mut self, peers: I) -> Self
-    where
-        I: IntoIterator<Item = (P, A)>,
-        P: Into<PeerId>,
-        A: Into<String>,
-    {
-        self.peers
-            .extend(peers.into_iter().map(|(id, a)| (id.into(), a.into())));
-        self
-    }
-
-    /// Sets [`read_timeout_ms`](Self::read_timeout_ms).
-    pub fn with_read_timeout_ms(mut self, ms: u64) -> Self {
-        self.read_timeout_ms = ms;
-        self
-    }
-
-    /// Sets [`retry_interval_ms`](Self::retry_interval_ms).
-    pub fn with_retry_interval_ms(mut self, ms: u64) -> Self {
-        self.retry_interval_ms = ms;
-        self
-    }
-
-    /// Sets [`max_retries`](Self::max_retries).
-    pub fn with_max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
-        self
-    }
-
-    /// Sets [`max_frame_bytes`](Self::max_frame_bytes).
-    pub fn with_max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.max_frame_bytes = bytes;
-        self
-    }
+    crate::transports::common::member_setters!();
 
     /// Sets [`idle_timeout_ms`](Self::idle_timeout_ms).
     pub fn with_idle_timeout_ms(mut self, ms: u64) -> Self {
         self.idle_timeout_ms = ms;
         self
-    }
-
-    pub(crate) fn read_timeout(&self) -> Duration {
-        Duration::from_millis(self.read_timeout_ms)
     }
 
     pub(crate) fn peer_ids(&self) -> Vec<PeerId> {
@@ -160,15 +114,4 @@ pub enum QuicConfigError {
     Tls(#[from] TlsError),
 }
 
-impl From<MemberProblem> for QuicConfigError {
-    fn from(problem: MemberProblem) -> Self {
-        match problem {
-            MemberProblem::InvalidId(id) => QuicConfigError::InvalidId(id),
-            MemberProblem::SelfAsPeer(id) => QuicConfigError::SelfAsPeer(id),
-            MemberProblem::DuplicatePeer(id) => QuicConfigError::DuplicatePeer(id),
-            MemberProblem::FrameLimit { value, min, max } => {
-                QuicConfigError::FrameLimit { value, min, max }
-            }
-        }
-    }
-}
+crate::transports::common::member_problem_into!(QuicConfigError);

@@ -56,29 +56,24 @@
 mod config;
 mod server;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, VarInt};
-use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, warn};
 
 pub use self::config::{QuicConfig, QuicConfigError};
-use super::common::{
-    self, LinkConnection, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
-};
+use super::common::{LinkConnection, RetryPolicy};
+use super::node::{Node, Run, Transport, forward_network_manager};
 use super::tls::TlsError;
-use crate::network::{MessageHandler, NetworkError, NetworkManager, PeerId, PeerInfo};
+use crate::network::{NetworkError, PeerId};
 use crate::protocol::Message;
 use crate::wire::{self, WireError};
 
@@ -92,27 +87,27 @@ const CLOSE_REPLACED: u32 = 1;
 /// A malformed frame, or a certificate of no configured peer.
 const CLOSE_REFUSED: u32 = 2;
 
-/// A [`NetworkManager`] over QUIC; see the [module docs](self).
+/// A [`NetworkManager`](crate::NetworkManager) over QUIC; see the
+/// [module docs](self).
 ///
 /// Share it as `Arc<QuicNetworkManager>` (or `Arc<dyn NetworkManager>`).
-/// Dropping it without [`stop`](NetworkManager::stop) aborts its tasks.
+/// Dropping it without [`stop`](crate::NetworkManager::stop) aborts its
+/// tasks.
 pub struct QuicNetworkManager {
-    inner: Arc<Inner>,
+    node: Arc<QuicNode>,
 }
 
-struct Inner {
+type QuicNode = Node<Quic>;
+type QuicRun = Run<Quic>;
+
+/// The QUIC side of a [`QuicNode`]: the endpoint, its TLS ends, dialling.
+pub(crate) struct Quic {
     config: QuicConfig,
     client: quinn::ClientConfig,
     server: quinn::ServerConfig,
     reset_key: Arc<aws_lc_rs::hmac::Key>,
     /// Who may connect, and under which name each is served.
     tls_peers: super::tls::TlsPeers,
-    /// Peers in configuration order.
-    slots: Vec<Arc<PeerSlot>>,
-    by_id: HashMap<PeerId, Arc<PeerSlot>>,
-    next_request_id: AtomicU64,
-    next_run_id: AtomicU64,
-    run: Mutex<Option<Arc<Run>>>,
     /// The endpoint, from the first `start` until the manager is dropped,
     /// and the task accepting (or, while stopped, refusing) connections.
     endpoint: Mutex<Option<(quinn::Endpoint, AbortHandle)>>,
@@ -122,23 +117,19 @@ struct Inner {
     bound: Mutex<Option<SocketAddr>>,
 }
 
-/// One started life of the manager, from `start` to `stop`.
-struct Run {
-    id: u64,
+/// What one run of a QUIC node keeps: the endpoint it dials from, and its
+/// inbound connections (closed by `stop`).
+pub(crate) struct Serving {
     endpoint: quinn::Endpoint,
-    /// Inbound connections of this run, closed by `stop`.
     inbound: Mutex<Vec<quinn::Connection>>,
-    handler: RwLock<Arc<dyn MessageHandler>>,
-    tasks: TaskSet,
-    shutdown: watch::Sender<bool>,
 }
 
 /// A configured peer and its connection.
-type PeerSlot = common::PeerSlot<Outbound>;
+type PeerSlot = super::common::PeerSlot<Outbound>;
 
 /// An outbound connection of one run.
 #[derive(Clone)]
-struct Outbound {
+pub(crate) struct Outbound {
     run_id: u64,
     conn: quinn::Connection,
 }
@@ -155,8 +146,8 @@ impl LinkConnection for Outbound {
 
 impl QuicNetworkManager {
     /// A manager for `config`; nothing happens on the network until
-    /// [`start`](NetworkManager::start). Refuses invalid ids, limits, and a
-    /// certificate not valid for `server_id`.
+    /// [`start`](crate::NetworkManager::start). Refuses invalid ids, limits,
+    /// and a certificate not valid for `server_id`.
     pub fn new(config: QuicConfig) -> Result<Self, QuicConfigError> {
         config.validate()?;
         let tls_error = |e: String| QuicConfigError::Tls(TlsError::Config(e));
@@ -172,27 +163,17 @@ impl QuicNetworkManager {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport);
         let reset_key = Arc::new(reset_key(&config));
-        let slots = PeerSlot::for_peers(&config.peers);
-        let by_id = slots
-            .iter()
-            .map(|slot| (slot.id.clone(), Arc::clone(slot)))
-            .collect();
         Ok(QuicNetworkManager {
-            inner: Arc::new(Inner {
+            node: Arc::new(Node::new(Quic {
                 config,
                 client,
                 server,
                 reset_key,
                 tls_peers,
-                slots,
-                by_id,
-                next_request_id: AtomicU64::new(1),
-                next_run_id: AtomicU64::new(1),
-                run: Mutex::new(None),
                 endpoint: Mutex::new(None),
                 prebound: Mutex::new(None),
                 bound: Mutex::new(None),
-            }),
+            })),
         })
     }
 
@@ -204,20 +185,21 @@ impl QuicNetworkManager {
         socket: std::net::UdpSocket,
     ) -> Result<Self, QuicConfigError> {
         let manager = Self::new(config)?;
-        *manager.inner.bound.lock() = socket.local_addr().ok();
-        *manager.inner.prebound.lock() = Some(socket);
+        let quic = &manager.node.transport;
+        *quic.bound.lock() = socket.local_addr().ok();
+        *quic.prebound.lock() = Some(socket);
         Ok(manager)
     }
 
     /// The address the endpoint is bound to: known after `start` (or at once
     /// with [`with_socket`](Self::with_socket)), kept after `stop`.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.inner.bound.lock()
+        *self.node.transport.bound.lock()
     }
 
     /// The configuration.
     pub fn config(&self) -> &QuicConfig {
-        &self.inner.config
+        &self.node.transport.config
     }
 
     /// Opens a fresh connection to `peer` (not the shared one) and one
@@ -228,13 +210,9 @@ impl QuicNetworkManager {
         &self,
         peer: &PeerId,
     ) -> Result<tokio::io::Join<quinn::RecvStream, quinn::SendStream>, NetworkError> {
-        let run = self.inner.current_run().ok_or(NetworkError::Stopped)?;
-        let slot = self
-            .inner
-            .by_id
-            .get(peer)
-            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
-        let outbound = self.inner.connect(&run, slot).await?;
+        let run = self.node.current_run().ok_or(NetworkError::Stopped)?;
+        let slot = self.node.slot(peer)?;
+        let outbound = self.node.transport.connect(&run, slot).await?;
         let (send, recv) = outbound
             .conn
             .open_bi()
@@ -244,25 +222,81 @@ impl QuicNetworkManager {
     }
 }
 
-impl QuicNetworkManager {
-    /// The manager's endpoint, created (with its accept loop) on first use.
-    async fn endpoint(&self) -> Result<quinn::Endpoint, NetworkError> {
-        if let Some((endpoint, _)) = self.inner.endpoint.lock().as_ref() {
+impl Transport for Quic {
+    type Link = Outbound;
+    type Serving = Serving;
+
+    fn server_id(&self) -> &PeerId {
+        &self.config.server_id
+    }
+
+    fn peers(&self) -> &[(PeerId, String)] {
+        &self.config.peers
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        self.config.retry_policy()
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.config.max_frame_bytes
+    }
+
+    async fn bind(node: &Arc<QuicNode>) -> Result<Serving, NetworkError> {
+        Ok(Serving {
+            endpoint: Quic::endpoint(node).await?,
+            inbound: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The endpoint's accept loop serves the run once it is installed.
+    fn serve(node: &Arc<QuicNode>, run: &Arc<QuicRun>) {
+        let local_addr = run.serving.endpoint.local_addr().ok();
+        *node.transport.bound.lock() = local_addr;
+    }
+
+    async fn dial(
+        node: &Arc<QuicNode>,
+        run: &Arc<QuicRun>,
+        slot: &Arc<PeerSlot>,
+    ) -> Result<Outbound, NetworkError> {
+        node.transport.connect(run, slot).await
+    }
+
+    async fn exchange(
+        &self,
+        slot: &PeerSlot,
+        outbound: Outbound,
+        request_id: u64,
+        frame: Vec<u8>,
+    ) -> Result<Message, NetworkError> {
+        self.exchange_on(slot, outbound, request_id, frame).await
+    }
+
+    fn stopped(&self, serving: &Serving) {
+        for conn in serving.inbound.lock().drain(..) {
+            conn.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
+        }
+    }
+}
+
+impl Quic {
+    /// The node's endpoint, created (with its accept loop) on first use.
+    async fn endpoint(node: &Arc<QuicNode>) -> Result<quinn::Endpoint, NetworkError> {
+        let quic = &node.transport;
+        if let Some((endpoint, _)) = quic.endpoint.lock().as_ref() {
             return Ok(endpoint.clone());
         }
-        let socket = self.inner.socket().await?;
-        let reset_key: Arc<dyn quinn::crypto::HmacKey> = self.inner.reset_key.clone();
+        let socket = quic.socket().await?;
+        let reset_key: Arc<dyn quinn::crypto::HmacKey> = quic.reset_key.clone();
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::new(reset_key),
-            Some(self.inner.server.clone()),
+            Some(quic.server.clone()),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
-        .map_err(|e| {
-            self.inner
-                .bind_error(format!("cannot start the QUIC endpoint: {e}"))
-        })?;
-        let mut slot = self.inner.endpoint.lock();
+        .map_err(|e| quic.bind_error(format!("cannot start the QUIC endpoint: {e}")))?;
+        let mut slot = quic.endpoint.lock();
         if let Some((existing, _)) = slot.as_ref() {
             // A concurrent `start` created one first.
             endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"unused");
@@ -270,116 +304,17 @@ impl QuicNetworkManager {
         }
         let span = debug_span!(
             "quic_endpoint",
-            node = %self.inner.config.server_id,
+            node = %quic.config.server_id,
             addr = ?endpoint.local_addr().ok(),
         );
+        // Holds the node weakly: the manager's drop ends the loop (and
+        // aborts it) without a cycle keeping the node alive.
         let acceptor = tokio::spawn(
-            server::accept_loop(Arc::clone(&self.inner), endpoint.clone()).instrument(span),
+            server::accept_loop(Arc::downgrade(node), endpoint.clone()).instrument(span),
         )
         .abort_handle();
         *slot = Some((endpoint.clone(), acceptor));
         Ok(endpoint)
-    }
-}
-
-fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
-    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    let idle = Duration::from_millis(config.idle_timeout_ms);
-    transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
-    transport.keep_alive_interval(Some(idle / 3));
-    // Room for a few large pages in flight per connection.
-    transport.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
-    transport.send_window(64 * 1024 * 1024);
-    transport
-}
-
-/// A stateless-reset key stable across restarts of this node (derived from
-/// its private key), so peers learn at once that an old connection is gone.
-fn reset_key(config: &QuicConfig) -> aws_lc_rs::hmac::Key {
-    let seed = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, config.tls.key.secret_der());
-    // A client link presents a member's key: give it a reset key of its own.
-    let label: &[u8] = if crate::network::is_client_id(&config.server_id) {
-        b"protobase quic stateless reset (client link)"
-    } else {
-        b"protobase quic stateless reset"
-    };
-    let tag = aws_lc_rs::hmac::sign(&seed, label);
-    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, tag.as_ref())
-}
-
-impl fmt::Debug for QuicNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QuicNetworkManager")
-            .field("server_id", &self.inner.config.server_id)
-            .field("local_addr", &self.local_addr())
-            .field("running", &self.inner.run.lock().is_some())
-            .finish()
-    }
-}
-
-impl fmt::Display for QuicNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.local_addr() {
-            Some(addr) => write!(
-                f,
-                "QuicNetworkManager({}@{addr})",
-                self.inner.config.server_id
-            ),
-            None => write!(f, "QuicNetworkManager({})", self.inner.config.server_id),
-        }
-    }
-}
-
-impl Drop for QuicNetworkManager {
-    fn drop(&mut self) {
-        if let Some(run) = self.inner.run.lock().take() {
-            run.shutdown.send_replace(true);
-            run.tasks.abort();
-        }
-        if let Some((endpoint, acceptor)) = self.inner.endpoint.lock().take() {
-            acceptor.abort();
-            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
-        }
-    }
-}
-
-/// Maps a connection's end to the error of requests on it: refusals (TLS
-/// alerts, malformed frames) are protocol errors, everything else makes the
-/// peer unreachable.
-fn connection_error(peer: &str, error: &ConnectionError) -> NetworkError {
-    let protocol = |reason: String| NetworkError::Protocol {
-        peer: peer.to_owned(),
-        reason,
-    };
-    match error {
-        ConnectionError::TransportError(e) if is_crypto(u64::from(e.code)) => {
-            protocol(format!("TLS handshake failed: {e}"))
-        }
-        ConnectionError::ConnectionClosed(close) if is_crypto(u64::from(close.error_code)) => {
-            protocol(format!("the peer refused our certificate: {close}"))
-        }
-        ConnectionError::ApplicationClosed(close)
-            if close.error_code == VarInt::from_u32(CLOSE_REFUSED) =>
-        {
-            protocol(format!("the peer closed the connection: {close}"))
-        }
-        other => NetworkError::Unreachable {
-            peer: peer.to_owned(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff.
-fn is_crypto(code: u64) -> bool {
-    (0x100..=0x1ff).contains(&code)
-}
-
-impl Inner {
-    fn current_run(&self) -> Option<Arc<Run>> {
-        self.run.lock().clone()
     }
 
     fn bind_error(&self, reason: String) -> NetworkError {
@@ -420,7 +355,7 @@ impl Inner {
     }
 
     /// One connection attempt to `slot`: QUIC and TLS handshakes.
-    async fn connect(&self, run: &Run, slot: &PeerSlot) -> Result<Outbound, NetworkError> {
+    async fn connect(&self, run: &QuicRun, slot: &PeerSlot) -> Result<Outbound, NetworkError> {
         let unreachable = |reason: String| NetworkError::Unreachable {
             peer: slot.id.clone(),
             reason,
@@ -431,6 +366,7 @@ impl Inner {
             .next()
             .ok_or_else(|| unreachable(format!("{} resolves to nothing", slot.address)))?;
         let connecting = run
+            .serving
             .endpoint
             .connect_with(self.client.clone(), addr, &slot.id)
             .map_err(|e| unreachable(format!("cannot connect to {addr}: {e}")))?;
@@ -452,37 +388,14 @@ impl Inner {
         })
     }
 
-    /// The open connection to `slot`, opening one if needed.
-    async fn connection(
-        &self,
-        run: &Run,
-        slot: &PeerSlot,
-        deadline: Instant,
-    ) -> Result<Outbound, NetworkError> {
-        let policy = RetryPolicy {
-            interval: Duration::from_millis(self.config.retry_interval_ms),
-            max_retries: self.config.max_retries,
-        };
-        let result = slot
-            .link
-            .get(&slot.id, run.id, policy, deadline, || {
-                self.connect(run, slot)
-            })
-            .await;
-        slot.set_alive(result.is_ok());
-        result
-    }
-
     /// One request on its own stream (no timeout here).
-    async fn exchange(
+    async fn exchange_on(
         &self,
-        run: &Run,
         slot: &PeerSlot,
+        outbound: Outbound,
         request_id: u64,
         frame: Vec<u8>,
-        deadline: Instant,
     ) -> Result<Message, NetworkError> {
-        let outbound = self.connection(run, slot, deadline).await?;
         let conn = &outbound.conn;
         let lost = |stream_error: String| match conn.close_reason() {
             Some(e) => connection_error(&slot.id, &e),
@@ -521,118 +434,101 @@ impl Inner {
         slot.set_alive(true);
         Ok(envelope.message)
     }
+}
 
-    async fn request(
-        &self,
-        peer: &PeerId,
-        message: Message,
-        timeout: Duration,
-    ) -> Result<Message, NetworkError> {
-        let run = self.current_run().ok_or(NetworkError::Stopped)?;
-        let slot = self
-            .by_id
-            .get(peer)
-            .ok_or_else(|| NetworkError::UnknownPeer(peer.clone()))?;
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(peer, request_id, message, self.config.max_frame_bytes)?;
-        let deadline = Instant::now() + timeout;
-        let exchange = self.exchange(&run, slot, request_id, frame, deadline);
-        bounded_request(&run.shutdown, peer, timeout, deadline, exchange, || {
-            slot.set_alive(false)
-        })
-        .await
+fn transport_config(config: &QuicConfig) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+    transport.keep_alive_interval(Some(idle / 3));
+    // Room for a few large pages in flight per connection.
+    transport.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
+    transport.send_window(64 * 1024 * 1024);
+    transport
+}
+
+/// A stateless-reset key stable across restarts of this node (derived from
+/// its private key), so peers learn at once that an old connection is gone.
+fn reset_key(config: &QuicConfig) -> aws_lc_rs::hmac::Key {
+    let seed = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, config.tls.key.secret_der());
+    // A client link presents a member's key: give it a reset key of its own.
+    let label: &[u8] = if crate::network::is_client_id(&config.server_id) {
+        b"protobase quic stateless reset (client link)"
+    } else {
+        b"protobase quic stateless reset"
+    };
+    let tag = aws_lc_rs::hmac::sign(&seed, label);
+    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, tag.as_ref())
+}
+
+impl fmt::Debug for QuicNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicNetworkManager")
+            .field("server_id", &self.config().server_id)
+            .field("local_addr", &self.local_addr())
+            .field("running", &self.node.is_running())
+            .finish()
     }
 }
 
-#[async_trait]
-impl NetworkManager for QuicNetworkManager {
-    fn local_id(&self) -> PeerId {
-        self.inner.config.server_id.clone()
-    }
-
-    /// Binds the UDP endpoint (the address of a previous run, if any) and
-    /// serves inbound connections with `handler`. On a running manager it
-    /// replaces the handler. Fails with [`NetworkError::Listen`] when the
-    /// address cannot be bound.
-    async fn start(&self, handler: Arc<dyn MessageHandler>) -> Result<(), NetworkError> {
-        if let Some(run) = self.inner.current_run() {
-            *run.handler.write() = handler;
-            return Ok(());
+impl fmt::Display for QuicNetworkManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.config().server_id;
+        match self.local_addr() {
+            Some(addr) => write!(f, "QuicNetworkManager({id}@{addr})"),
+            None => write!(f, "QuicNetworkManager({id})"),
         }
-        let endpoint = self.endpoint().await?;
-        let local_addr = endpoint.local_addr().ok();
-        let run = Arc::new(Run {
-            id: self.inner.next_run_id.fetch_add(1, Ordering::Relaxed),
-            endpoint,
-            inbound: Mutex::new(Vec::new()),
-            handler: RwLock::new(handler),
-            tasks: TaskSet::new(),
-            shutdown: watch::channel(false).0,
-        });
+    }
+}
+
+impl Drop for QuicNetworkManager {
+    fn drop(&mut self) {
+        self.node.abort();
+        if let Some((endpoint, acceptor)) = self.node.transport.endpoint.lock().take() {
+            acceptor.abort();
+            endpoint.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
+        }
+    }
+}
+
+forward_network_manager!(
+    QuicNetworkManager,
+    "Binds the UDP endpoint (the address of a previous run, if any) and \
+     serves inbound connections with `handler`. On a running manager it \
+     replaces the handler. Fails with [`NetworkError::Listen`] when the \
+     address cannot be bound."
+);
+
+/// Maps a connection's end to the error of requests on it: refusals (TLS
+/// alerts, malformed frames) are protocol errors, everything else makes the
+/// peer unreachable.
+fn connection_error(peer: &str, error: &ConnectionError) -> NetworkError {
+    let protocol = |reason: String| NetworkError::Protocol {
+        peer: peer.to_owned(),
+        reason,
+    };
+    match error {
+        ConnectionError::TransportError(e) if is_crypto(u64::from(e.code)) => {
+            protocol(format!("TLS handshake failed: {e}"))
+        }
+        ConnectionError::ConnectionClosed(close) if is_crypto(u64::from(close.error_code)) => {
+            protocol(format!("the peer refused our certificate: {close}"))
+        }
+        ConnectionError::ApplicationClosed(close)
+            if close.error_code == VarInt::from_u32(CLOSE_REFUSED) =>
         {
-            let mut current = self.inner.run.lock();
-            if let Some(other) = current.as_ref() {
-                // A concurrent `start` won; use its run.
-                *other.handler.write() = Arc::clone(&*run.handler.read());
-                return Ok(());
-            }
-            *current = Some(Arc::clone(&run));
-            *self.inner.bound.lock() = local_addr;
+            protocol(format!("the peer closed the connection: {close}"))
         }
-        debug!(node = %self.inner.config.server_id, addr = ?local_addr, "serving");
-        Ok(())
+        other => NetworkError::Unreachable {
+            peer: peer.to_owned(),
+            reason: other.to_string(),
+        },
     }
+}
 
-    async fn request(
-        &self,
-        peer: &PeerId,
-        message: Message,
-        timeout: Duration,
-    ) -> Result<Message, NetworkError> {
-        self.inner.request(peer, message, timeout).await
-    }
-
-    async fn broadcast(
-        &self,
-        message: Message,
-        timeout: Duration,
-    ) -> Vec<(PeerId, Result<Message, NetworkError>)> {
-        let peers = self
-            .inner
-            .slots
-            .iter()
-            .map(|slot| slot.id.clone())
-            .collect();
-        let inner = Arc::clone(&self.inner);
-        broadcast_with(peers, move |peer| {
-            let inner = Arc::clone(&inner);
-            let message = message.clone();
-            async move { inner.request(&peer, message, timeout).await }
-        })
-        .await
-    }
-
-    /// The configured peers; `alive` while a connection to or from the peer
-    /// is up and the last exchange with it succeeded.
-    fn peers(&self) -> Vec<PeerInfo> {
-        self.inner.slots.iter().map(|slot| slot.info()).collect()
-    }
-
-    async fn stop(&self) -> Result<(), NetworkError> {
-        let run = self.inner.run.lock().take();
-        let Some(run) = run else {
-            return Ok(());
-        };
-        run.shutdown.send_replace(true);
-        run.tasks.shutdown().await;
-        for conn in run.inbound.lock().drain(..) {
-            conn.close(VarInt::from_u32(CLOSE_STOPPED), b"stopped");
-        }
-        for slot in &self.inner.slots {
-            slot.link.clear("stopped").await;
-            slot.set_alive(false);
-        }
-        debug!(node = %self.inner.config.server_id, "stopped");
-        Ok(())
-    }
+/// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff.
+fn is_crypto(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
 }

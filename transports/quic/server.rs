@@ -2,13 +2,13 @@
 //! refusing) connections, identifying the peer from its certificate, and
 //! answering one request per stream.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use quinn::VarInt;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, debug_span, field, warn};
 
-use super::{CLOSE_REFUSED, Inner, MAX_INBOUND_CONNECTIONS, Run};
+use super::{CLOSE_REFUSED, MAX_INBOUND_CONNECTIONS, QuicNode, QuicRun};
 use crate::network::PeerId;
 use crate::transports::admission::{HandshakeGate, Pending};
 use crate::transports::common::answer;
@@ -16,11 +16,15 @@ use crate::wire;
 
 /// Accepts connections for the current run, and refuses them while the
 /// manager is stopped, until the endpoint closes.
-pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
+pub(super) async fn accept_loop(node: Weak<QuicNode>, endpoint: quinn::Endpoint) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
     let gate = Arc::new(HandshakeGate::default());
     while let Some(incoming) = endpoint.accept().await {
-        let Some(run) = inner.current_run() else {
+        let Some(node) = node.upgrade() else {
+            incoming.refuse();
+            return;
+        };
+        let Some(run) = node.current_run() else {
             debug!(addr = %incoming.remote_address(), "stopped; refusing a connection");
             incoming.refuse();
             continue;
@@ -38,12 +42,12 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
         };
         let span = debug_span!(
             "quic_conn",
-            node = %inner.config.server_id,
+            node = %node.transport.config.server_id,
             peer = field::Empty,
             %addr,
             dir = "in",
         );
-        let serve = serve_inbound(Arc::clone(&inner), Arc::clone(&run), incoming, pending);
+        let serve = serve_inbound(Arc::clone(&node), Arc::clone(&run), incoming, pending);
         let task = async move {
             serve.await;
             drop(permit);
@@ -58,12 +62,12 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, endpoint: quinn::Endpoint) {
 /// Serves one inbound connection: handshake, identify the peer, answer its
 /// request streams.
 async fn serve_inbound(
-    inner: Arc<Inner>,
-    run: Arc<Run>,
+    node: Arc<QuicNode>,
+    run: Arc<QuicRun>,
     incoming: quinn::Incoming,
     pending: Pending,
 ) {
-    let handshake = tokio::time::timeout(inner.config.read_timeout(), incoming).await;
+    let handshake = tokio::time::timeout(node.transport.config.read_timeout(), incoming).await;
     // Done or failed, the handshake is over.
     drop(pending);
     let conn = match handshake {
@@ -88,7 +92,8 @@ async fn serve_inbound(
             .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
             .ok()
     });
-    let peer = inner
+    let peer = node
+        .transport
         .tls_peers
         .peer_of(alpn.as_deref(), chain.as_deref().map(Vec::as_slice));
     let Some(peer) = peer else {
@@ -98,10 +103,8 @@ async fn serve_inbound(
     };
     tracing::Span::current().record("peer", peer.as_str());
     debug!("authenticated");
-    run.inbound.lock().push(conn.clone());
-    if let Some(slot) = inner.by_id.get(&peer) {
-        slot.set_alive(true);
-    }
+    run.serving.inbound.lock().push(conn.clone());
+    node.saw(&peer);
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -111,7 +114,7 @@ async fn serve_inbound(
                     peer.clone(),
                     send,
                     recv,
-                    inner.config.max_frame_bytes,
+                    node.transport.config.max_frame_bytes,
                 );
                 if run
                     .tasks
@@ -128,12 +131,12 @@ async fn serve_inbound(
         }
     }
     let id = conn.stable_id();
-    run.inbound.lock().retain(|c| c.stable_id() != id);
+    run.serving.inbound.lock().retain(|c| c.stable_id() != id);
 }
 
 /// Answers the request on one stream.
 async fn serve_stream(
-    run: Arc<Run>,
+    run: Arc<QuicRun>,
     conn: quinn::Connection,
     from: PeerId,
     mut send: quinn::SendStream,
@@ -154,7 +157,7 @@ async fn serve_stream(
     };
     // The call runs to its end even if the requester gives up (as on TCP):
     // handlers are cancelled only when the node stops.
-    let handler = Arc::clone(&*run.handler.read());
+    let handler = run.handler();
     let frame = answer(handler, from, envelope, max_frame_bytes).await;
     if let Err(e) = send.write_all(&frame).await {
         debug!(error = %e, "response not delivered");

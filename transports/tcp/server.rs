@@ -1,0 +1,137 @@
+//! The serving side of the TCP transport: accepting connections, the
+//! handshake (within its deadline, a bounded number per source address),
+//! and answering the requests of each connection concurrently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{Instrument, debug, debug_span, field, warn};
+
+use super::link::write_loop;
+use super::{
+    IO_BUFFER, MAX_IN_FLIGHT_PER_CONNECTION, MAX_INBOUND_CONNECTIONS, Tcp, TcpNode, TcpRun,
+    WRITE_QUEUE,
+};
+use crate::transports::admission::{HandshakeGate, Pending};
+use crate::transports::common::answer;
+use crate::wire::{self, WireError};
+
+/// Accepts connections until the run ends.
+pub(super) async fn accept_loop(node: Arc<TcpNode>, run: Arc<TcpRun>, listener: TcpListener) {
+    let limit = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let gate = Arc::new(HandshakeGate::default());
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let Some(pending) = gate.enter(addr.ip()) else {
+                    debug!(%addr, "too many handshakes from this address; closed");
+                    continue;
+                };
+                let span = debug_span!(
+                    "tcp_conn",
+                    node = %node.transport.config.server_id,
+                    peer = field::Empty,
+                    %addr,
+                    dir = "in",
+                );
+                let serve = serve_inbound(Arc::clone(&node), Arc::clone(&run), stream, pending);
+                let task = async move {
+                    serve.await;
+                    drop(permit);
+                };
+                if run.tasks.spawn(task.instrument(span)).is_none() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one inbound connection: authenticate, then answer its requests.
+async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, pending: Pending) {
+    let _ = stream.set_nodelay(true);
+    let tcp: &Tcp = &node.transport;
+    let handshake = tcp.authenticate_inbound(stream, |id| {
+        node.by_id.contains_key(id) || crate::network::is_client_id(id)
+    });
+    let outcome = tokio::time::timeout(tcp.config.read_timeout(), handshake).await;
+    // Authenticated or not, the handshake is over.
+    drop(pending);
+    let (peer, reader, writer) = match outcome {
+        Ok(Ok(authenticated)) => authenticated,
+        Ok(Err(e)) => {
+            warn!(error = %e, "refused an inbound connection");
+            return;
+        }
+        Err(_) => {
+            warn!("refused an inbound connection: handshake timed out");
+            return;
+        }
+    };
+    tracing::Span::current().record("peer", peer.as_str());
+    debug!("authenticated");
+    node.saw(&peer);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let writer_task = async move {
+        if let Err(e) = write_loop(writer, rx).await {
+            debug!(error = %e, "write failed");
+        }
+    };
+    let Some(writer_handle) = run
+        .tasks
+        .spawn(writer_task.instrument(tracing::Span::current()))
+    else {
+        return;
+    };
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut reader = BufReader::with_capacity(IO_BUFFER, reader);
+    let max_frame_bytes = tcp.config.max_frame_bytes;
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
+        match wire::read_frame(&mut reader, max_frame_bytes).await {
+            Ok(envelope) => {
+                let handler = run.handler();
+                let tx = tx.clone();
+                let from = peer.clone();
+                let call = async move {
+                    let frame = answer(handler, from, envelope, max_frame_bytes).await;
+                    let _ = tx.send(frame).await;
+                    drop(permit);
+                };
+                if run
+                    .tasks
+                    .spawn(call.instrument(tracing::Span::current()))
+                    .is_none()
+                {
+                    break;
+                }
+            }
+            Err(WireError::Closed) => {
+                debug!("peer closed the connection");
+                break;
+            }
+            Err(e) if e.is_malformed() => {
+                warn!(error = %e, "malformed frame from peer; closing the connection");
+                break;
+            }
+            Err(e) => {
+                debug!(error = %e, "read failed; closing");
+                break;
+            }
+        }
+    }
+    writer_handle.abort();
+}
