@@ -73,6 +73,132 @@ macro_rules! conformance_tests {
     };
 }
 
+/// A socket transport's manager as [`SocketHarness`] probes it.
+#[cfg(any(feature = "tcp", feature = "quic"))]
+#[async_trait]
+trait SocketNode: NetworkManager + 'static {
+    /// A fresh authenticated stream to `to` (not the shared connection).
+    async fn raw(&self, to: &PeerId) -> Box<dyn suite::RawStream>;
+}
+
+/// The suite's harness for a socket transport: nodes `n0..` on 127.0.0.1
+/// from `build(n)`, remembered for raw streams.
+#[cfg(any(feature = "tcp", feature = "quic"))]
+struct SocketHarness<M> {
+    built: parking_lot::Mutex<Vec<Arc<M>>>,
+    build: Box<dyn Fn(usize) -> Vec<Arc<M>> + Send + Sync>,
+}
+
+#[cfg(any(feature = "tcp", feature = "quic"))]
+impl<M> SocketHarness<M> {
+    fn new(build: impl Fn(usize) -> Vec<Arc<M>> + Send + Sync + 'static) -> Self {
+        SocketHarness {
+            built: parking_lot::Mutex::new(Vec::new()),
+            build: Box::new(build),
+        }
+    }
+}
+
+#[cfg(any(feature = "tcp", feature = "quic"))]
+#[async_trait]
+impl<M: SocketNode> NetworkHarness for SocketHarness<M> {
+    async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+        let nodes = (self.build)(n);
+        *self.built.lock() = nodes.clone();
+        nodes
+            .into_iter()
+            .map(|m| m as Arc<dyn NetworkManager>)
+            .collect()
+    }
+    fn max_frame_bytes(&self) -> usize {
+        SUITE_FRAME_LIMIT
+    }
+    async fn raw_stream(&self, from: &PeerId, to: &PeerId) -> Option<Box<dyn suite::RawStream>> {
+        let node = self
+            .built
+            .lock()
+            .iter()
+            .find(|m| m.local_id() == *from)
+            .cloned()?;
+        Some(node.raw(to).await)
+    }
+}
+
+/// `n` nodes `n0..` on 127.0.0.1: each one's socket from `bind` (pre-bound
+/// to an OS-chosen port), id, address, and peers (id, address).
+#[cfg(any(feature = "tcp", feature = "quic"))]
+#[allow(clippy::type_complexity)]
+fn loopback<S>(
+    n: usize,
+    bind: impl Fn() -> S,
+    addr: impl Fn(&S) -> std::net::SocketAddr,
+) -> Vec<(S, String, String, Vec<(String, String)>)> {
+    let sockets: Vec<S> = (0..n).map(|_| bind()).collect();
+    let addrs: Vec<String> = sockets.iter().map(|s| addr(s).to_string()).collect();
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let peers = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| (format!("n{j}"), addrs[j].clone()))
+                .collect();
+            (socket, format!("n{i}"), addrs[i].clone(), peers)
+        })
+        .collect()
+}
+
+/// Starts every node with a [`SuiteHandler`] of its own.
+#[cfg(any(feature = "tcp", feature = "quic"))]
+async fn start_all<M: NetworkManager>(nodes: &[Arc<M>]) -> Vec<Arc<SuiteHandler>> {
+    let mut handlers = Vec::new();
+    for node in nodes {
+        let handler = SuiteHandler::new(node.local_id());
+        node.start(handler.clone()).await.unwrap();
+        handlers.push(handler);
+    }
+    handlers
+}
+
+#[cfg(any(feature = "tcp", feature = "quic"))]
+async fn stop_all<M: NetworkManager>(nodes: &[Arc<M>]) {
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+}
+
+/// Three nodes where `n2` fails the others' authentication: what it sends
+/// (`attacks`, then a broadcast) is refused as a protocol error and reaches
+/// no handler, the members cannot call it either, and they still talk to
+/// each other. Stops the nodes.
+#[cfg(any(feature = "tcp", feature = "quic"))]
+async fn an_outsider_is_refused<M: NetworkManager>(nodes: &[Arc<M>], attacks: Vec<Message>) {
+    let handlers = start_all(nodes).await;
+    let refused =
+        |r: &Result<Message, NetworkError>| matches!(r, Err(NetworkError::Protocol { .. }));
+    for attack in attacks {
+        let r = nodes[2].request(&"n0".into(), attack, 5 * SECOND).await;
+        assert!(refused(&r), "{r:?}");
+    }
+    let all = nodes[2].broadcast(heartbeat(2), 5 * SECOND).await;
+    assert!(all.iter().all(|(_, r)| refused(r)), "{all:?}");
+    // A member calls the outsider: refused as well.
+    let r = nodes[0]
+        .request(&"n2".into(), heartbeat(3), 5 * SECOND)
+        .await;
+    assert!(refused(&r), "{r:?}");
+    for h in &handlers {
+        assert_eq!(h.calls(), 0);
+    }
+    assert!(!nodes[0].peers().iter().any(|p| p.id == "n2" && p.alive));
+    // Members still talk.
+    let ok = nodes[0]
+        .request(&"n1".into(), heartbeat(4), 5 * SECOND)
+        .await;
+    assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
+    stop_all(nodes).await;
+}
+
 // ---------------------------------------------------------------------------
 // In-process
 // ---------------------------------------------------------------------------
@@ -367,7 +493,6 @@ mod in_process {
 
 #[cfg(feature = "tcp")]
 mod tcp {
-    use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -394,18 +519,12 @@ mod tcp {
         n: usize,
         configure: impl Fn(usize, TcpConfig) -> TcpConfig,
     ) -> Vec<Arc<TcpNetworkManager>> {
-        let listeners: Vec<std::net::TcpListener> = (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        listeners
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        loopback(n, bind, |l| l.local_addr().unwrap())
             .into_iter()
             .enumerate()
-            .map(|(i, listener)| {
-                let peers = (0..n)
-                    .filter(|j| *j != i)
-                    .map(|j| (format!("n{j}"), addrs[j].to_string()));
-                let config = TcpConfig::new(format!("n{i}"), addrs[i].to_string(), KEY)
+            .map(|(i, (listener, id, addr, peers))| {
+                let config = TcpConfig::new(id, addr, KEY)
                     .with_peers(peers)
                     .with_read_timeout_ms(2_000)
                     .with_retry_interval_ms(20)
@@ -417,60 +536,35 @@ mod tcp {
             .collect()
     }
 
-    /// Remembers the nodes it built, for raw streams. With `tls`, the nodes
-    /// use mutual TLS (one development CA) instead of the pre-shared key.
-    #[derive(Default)]
-    pub(crate) struct Harness {
-        built: parking_lot::Mutex<Vec<Arc<TcpNetworkManager>>>,
-        #[cfg_attr(not(feature = "tcp-tls"), allow(dead_code))]
-        tls: bool,
+    #[async_trait]
+    impl SocketNode for TcpNetworkManager {
+        async fn raw(&self, to: &PeerId) -> Box<dyn suite::RawStream> {
+            Box::new(self.open_raw_stream(to).await.expect("raw stream"))
+        }
     }
 
-    #[async_trait]
-    impl NetworkHarness for Harness {
-        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
-            #[cfg(feature = "tcp-tls")]
-            let nodes = if self.tls {
-                let ids: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
-                let certs = protobase::transports::generate_dev_certs(&ids).unwrap();
-                managers_with(n, |i, c| {
-                    c.with_tls(certs.tls_config(&format!("n{i}")).unwrap().unwrap())
-                })
-            } else {
-                managers(n, |_| KEY.to_vec())
-            };
-            #[cfg(not(feature = "tcp-tls"))]
-            let nodes = managers(n, |_| KEY.to_vec());
-            *self.built.lock() = nodes.clone();
-            nodes
-                .into_iter()
-                .map(|m| m as Arc<dyn NetworkManager>)
-                .collect()
-        }
-        fn max_frame_bytes(&self) -> usize {
-            SUITE_FRAME_LIMIT
-        }
-        async fn raw_stream(
-            &self,
-            from: &PeerId,
-            to: &PeerId,
-        ) -> Option<Box<dyn suite::RawStream>> {
-            let node = self
-                .built
-                .lock()
-                .iter()
-                .find(|m| m.local_id() == *from)
-                .cloned()?;
-            let stream = node.open_raw_stream(to).await.expect("raw stream");
-            Some(Box::new(stream))
-        }
+    /// Nodes with the pre-shared key.
+    fn psk_harness() -> SocketHarness<TcpNetworkManager> {
+        SocketHarness::new(|n| managers(n, |_| KEY.to_vec()))
+    }
+
+    /// Nodes with mutual TLS (one development CA) instead of the key.
+    #[cfg(feature = "tcp-tls")]
+    fn tls_harness() -> SocketHarness<TcpNetworkManager> {
+        SocketHarness::new(|n| {
+            let ids: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+            let certs = protobase::transports::generate_dev_certs(&ids).unwrap();
+            managers_with(n, |i, c| {
+                c.with_tls(certs.tls_config(&format!("n{i}")).unwrap().unwrap())
+            })
+        })
     }
 
     mod suite_on_loopback {
         use super::*;
         conformance_tests!(
             tokio::test(flavor = "multi_thread", worker_threads = 2),
-            Harness::default()
+            psk_harness()
         );
     }
 
@@ -480,10 +574,7 @@ mod tcp {
         use super::*;
         conformance_tests!(
             tokio::test(flavor = "multi_thread", worker_threads = 2),
-            Harness {
-                tls: true,
-                ..Harness::default()
-            }
+            tls_harness()
         );
     }
 
@@ -615,42 +706,7 @@ mod tcp {
                 KEY.to_vec()
             }
         });
-        let handlers: Vec<Arc<SuiteHandler>> =
-            (0..3).map(|i| SuiteHandler::new(format!("n{i}"))).collect();
-        for (node, handler) in nodes.iter().zip(&handlers) {
-            node.start(handler.clone()).await.unwrap();
-        }
-
-        // The outsider calls in: refused, nothing handled.
-        let r = nodes[2]
-            .request(&"n0".into(), heartbeat(1), 5 * SECOND)
-            .await;
-        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
-        let all = nodes[2].broadcast(heartbeat(2), 5 * SECOND).await;
-        assert!(
-            all.iter()
-                .all(|(_, r)| matches!(r, Err(NetworkError::Protocol { .. }))),
-            "{all:?}"
-        );
-        // A member calls the outsider: refused as well.
-        let r = nodes[0]
-            .request(&"n2".into(), heartbeat(3), 5 * SECOND)
-            .await;
-        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
-
-        assert_eq!(handlers[0].calls(), 0);
-        assert_eq!(handlers[1].calls(), 0);
-        assert_eq!(handlers[2].calls(), 0);
-        assert!(!nodes[0].peers().iter().any(|p| p.id == "n2" && p.alive));
-
-        // Members still talk.
-        let ok = nodes[0]
-            .request(&"n1".into(), heartbeat(4), 5 * SECOND)
-            .await;
-        assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
-        for node in &nodes {
-            node.stop().await.unwrap();
-        }
+        an_outsider_is_refused(&nodes, vec![heartbeat(1)]).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -819,7 +875,6 @@ mod tcp {
 
 #[cfg(feature = "quic")]
 mod quic {
-    use std::net::SocketAddr;
 
     use protobase::RootRecord;
     use protobase::transports::quic::QuicConfigError;
@@ -837,18 +892,12 @@ mod quic {
     /// `n` managers `n0..` on 127.0.0.1 (sockets pre-bound to OS-chosen
     /// ports), node `i` using `tls_of(i)`.
     fn managers(n: usize, tls_of: impl Fn(usize) -> TlsConfig) -> Vec<Arc<QuicNetworkManager>> {
-        let sockets: Vec<std::net::UdpSocket> = (0..n)
-            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
-        sockets
+        let bind = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        loopback(n, bind, |s| s.local_addr().unwrap())
             .into_iter()
             .enumerate()
-            .map(|(i, socket)| {
-                let peers = (0..n)
-                    .filter(|j| *j != i)
-                    .map(|j| (format!("n{j}"), addrs[j].to_string()));
-                let config = QuicConfig::new(format!("n{i}"), addrs[i].to_string(), tls_of(i))
+            .map(|(i, (socket, id, addr, peers))| {
+                let config = QuicConfig::new(id, addr, tls_of(i))
                     .with_peers(peers)
                     .with_read_timeout_ms(2_000)
                     .with_retry_interval_ms(20)
@@ -863,47 +912,26 @@ mod quic {
         certs.tls_config(id).unwrap().unwrap()
     }
 
-    /// One CA for all nodes; remembers the nodes it built, for raw streams.
-    #[derive(Default)]
-    pub(crate) struct Harness {
-        built: parking_lot::Mutex<Vec<Arc<QuicNetworkManager>>>,
+    #[async_trait]
+    impl SocketNode for QuicNetworkManager {
+        async fn raw(&self, to: &PeerId) -> Box<dyn suite::RawStream> {
+            Box::new(self.open_raw_stream(to).await.expect("raw stream"))
+        }
     }
 
-    #[async_trait]
-    impl NetworkHarness for Harness {
-        async fn nodes(&self, n: usize) -> Vec<Arc<dyn NetworkManager>> {
+    /// One CA for all nodes.
+    fn harness() -> SocketHarness<QuicNetworkManager> {
+        SocketHarness::new(|n| {
             let certs = generate_dev_certs(&ids(n)).unwrap();
-            let nodes = managers(n, |i| tls(&certs, &format!("n{i}")));
-            *self.built.lock() = nodes.clone();
-            nodes
-                .into_iter()
-                .map(|m| m as Arc<dyn NetworkManager>)
-                .collect()
-        }
-        fn max_frame_bytes(&self) -> usize {
-            SUITE_FRAME_LIMIT
-        }
-        async fn raw_stream(
-            &self,
-            from: &PeerId,
-            to: &PeerId,
-        ) -> Option<Box<dyn suite::RawStream>> {
-            let node = self
-                .built
-                .lock()
-                .iter()
-                .find(|m| m.local_id() == *from)
-                .cloned()?;
-            let stream = node.open_raw_stream(to).await.expect("raw stream");
-            Some(Box::new(stream))
-        }
+            managers(n, |i| tls(&certs, &format!("n{i}")))
+        })
     }
 
     mod suite_on_loopback {
         use super::*;
         conformance_tests!(
             tokio::test(flavor = "multi_thread", worker_threads = 2),
-            Harness::default()
+            harness()
         );
     }
 
@@ -927,22 +955,6 @@ mod quic {
         ]
     }
 
-    async fn start_all(nodes: &[Arc<QuicNetworkManager>]) -> Vec<Arc<SuiteHandler>> {
-        let mut handlers = Vec::new();
-        for node in nodes {
-            let handler = SuiteHandler::new(node.local_id());
-            node.start(handler.clone()).await.unwrap();
-            handlers.push(handler);
-        }
-        handlers
-    }
-
-    async fn stop_all(nodes: &[Arc<QuicNetworkManager>]) {
-        for node in nodes {
-            node.stop().await.unwrap();
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_certificate_from_another_ca_cannot_connect_vote_or_publish() {
         // n2's certificate names it correctly but comes from a foreign CA;
@@ -956,36 +968,7 @@ mod quic {
                 tls(&cluster, &format!("n{i}"))
             }
         });
-        let handlers = start_all(&nodes).await;
-
-        // The outsider calls in: the handshake fails, nothing is handled.
-        for attack in vote_and_publish("n2") {
-            let r = nodes[2].request(&"n0".into(), attack, 5 * SECOND).await;
-            assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
-        }
-        let all = nodes[2].broadcast(heartbeat(2), 5 * SECOND).await;
-        assert!(
-            all.iter()
-                .all(|(_, r)| matches!(r, Err(NetworkError::Protocol { .. }))),
-            "{all:?}"
-        );
-        // A member calls the outsider: its server certificate is refused.
-        let r = nodes[0]
-            .request(&"n2".into(), heartbeat(3), 5 * SECOND)
-            .await;
-        assert!(matches!(r, Err(NetworkError::Protocol { .. })), "{r:?}");
-
-        assert_eq!(handlers[0].calls(), 0);
-        assert_eq!(handlers[1].calls(), 0);
-        assert_eq!(handlers[2].calls(), 0);
-        assert!(!nodes[0].peers().iter().any(|p| p.id == "n2" && p.alive));
-
-        // Members still talk.
-        let ok = nodes[0]
-            .request(&"n1".into(), heartbeat(4), 5 * SECOND)
-            .await;
-        assert!(matches!(ok, Ok(Message::Heartbeat { .. })), "{ok:?}");
-        stop_all(&nodes).await;
+        an_outsider_is_refused(&nodes, vote_and_publish("n2").to_vec()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

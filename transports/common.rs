@@ -490,17 +490,46 @@ macro_rules! member_setters {
         pub(crate) fn read_timeout(&self) -> std::time::Duration {
             std::time::Duration::from_millis(self.read_timeout_ms)
         }
+    };
+}
+pub(crate) use member_setters;
 
-        /// How connection attempts are retried.
-        pub(crate) fn retry_policy(&self) -> $crate::transports::common::RetryPolicy {
-            $crate::transports::common::RetryPolicy {
-                interval: std::time::Duration::from_millis(self.retry_interval_ms),
-                max_retries: self.max_retries,
+/// What a node reads of its socket transport's configuration.
+pub(crate) trait SocketConfig: Send + Sync {
+    /// This node's id.
+    fn server_id(&self) -> &crate::network::PeerId;
+    /// The configured peers, in order.
+    fn peers(&self) -> &[(crate::network::PeerId, String)];
+    /// How connection attempts are retried.
+    fn retry_policy(&self) -> RetryPolicy;
+    /// The frame limit, both directions.
+    fn max_frame_bytes(&self) -> usize;
+}
+
+/// [`SocketConfig`] for a configuration with the fields `server_id`,
+/// `peers`, `retry_interval_ms`, `max_retries` and `max_frame_bytes`.
+macro_rules! socket_config {
+    ($config:ty) => {
+        impl $crate::transports::common::SocketConfig for $config {
+            fn server_id(&self) -> &$crate::network::PeerId {
+                &self.server_id
+            }
+            fn peers(&self) -> &[($crate::network::PeerId, String)] {
+                &self.peers
+            }
+            fn retry_policy(&self) -> $crate::transports::common::RetryPolicy {
+                $crate::transports::common::RetryPolicy {
+                    interval: std::time::Duration::from_millis(self.retry_interval_ms),
+                    max_retries: self.max_retries,
+                }
+            }
+            fn max_frame_bytes(&self) -> usize {
+                self.max_frame_bytes
             }
         }
     };
 }
-pub(crate) use member_setters;
+pub(crate) use socket_config;
 
 /// `From<MemberProblem>` for a configuration error with the variants
 /// `InvalidId`, `SelfAsPeer`, `DuplicatePeer` and `FrameLimit`.
@@ -520,3 +549,41 @@ macro_rules! member_problem_into {
     };
 }
 pub(crate) use member_problem_into;
+
+/// Where a node listens: a socket handed over before `start` (bound to an
+/// OS-chosen port, say, so peers' configurations can name it first), and
+/// the address bound last, which a later `start` binds again.
+#[derive(Debug)]
+pub(crate) struct Binding<S> {
+    prebound: parking_lot::Mutex<Option<S>>,
+    bound: parking_lot::Mutex<Option<std::net::SocketAddr>>,
+}
+
+impl<S> Binding<S> {
+    pub(crate) fn new() -> Self {
+        Binding {
+            prebound: parking_lot::Mutex::new(None),
+            bound: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Hands over `socket`, bound to `addr`, for the first `start`.
+    pub(crate) fn preset(&self, socket: S, addr: Option<std::net::SocketAddr>) {
+        *self.bound.lock() = addr;
+        *self.prebound.lock() = Some(socket);
+    }
+
+    /// The socket handed over, once.
+    pub(crate) fn take_prebound(&self) -> Option<S> {
+        self.prebound.lock().take()
+    }
+
+    /// The address bound last (kept after `stop`).
+    pub(crate) fn bound(&self) -> Option<std::net::SocketAddr> {
+        *self.bound.lock()
+    }
+
+    pub(crate) fn set_bound(&self, addr: Option<std::net::SocketAddr>) {
+        *self.bound.lock() = addr;
+    }
+}

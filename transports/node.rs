@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::common::{
-    LinkConnection, PeerSlot, RetryPolicy, TaskSet, bounded_request, broadcast_with, encode_request,
+    LinkConnection, PeerSlot, SocketConfig, TaskSet, bounded_request, broadcast_with,
+    encode_request,
 };
 use crate::network::{MessageHandler, NetworkError, PeerId, PeerInfo};
 use crate::protocol::Message;
@@ -39,15 +40,13 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     /// What one run of the node keeps of the transport (its listener, the
     /// connections to close at `stop`).
     type Serving: Send + Sync + 'static;
+    /// The transport's name in spans and logs.
+    const NAME: &'static str;
 
-    /// This node's id.
-    fn server_id(&self) -> &PeerId;
-    /// The configured peers, in order.
-    fn peers(&self) -> &[(PeerId, String)];
-    /// How connection attempts are retried.
-    fn retry_policy(&self) -> RetryPolicy;
-    /// The frame limit, both directions.
-    fn max_frame_bytes(&self) -> usize;
+    /// The transport's configuration.
+    type Config: SocketConfig;
+    /// Its configuration.
+    fn config(&self) -> &Self::Config;
 
     /// Binds (or takes up again) the listening side for a new run; the
     /// address bound is what `local_addr` reports from then on.
@@ -115,7 +114,7 @@ impl<T: Transport> Run<T> {
 impl<T: Transport> Node<T> {
     /// A stopped node of `transport`.
     pub(crate) fn new(transport: T) -> Self {
-        let slots = PeerSlot::for_peers(transport.peers());
+        let slots = PeerSlot::for_peers(transport.config().peers());
         let by_id = slots
             .iter()
             .map(|slot| (slot.id.clone(), Arc::clone(slot)))
@@ -183,7 +182,7 @@ impl<T: Transport> Node<T> {
             *current = Some(Arc::clone(&run));
         }
         T::serve(self, &run);
-        debug!(node = %self.transport.server_id(), "serving");
+        debug!(node = %self.transport.config().server_id(), "serving");
         Ok(())
     }
 
@@ -199,13 +198,44 @@ impl<T: Transport> Node<T> {
             .get(
                 &slot.id,
                 run.id,
-                self.transport.retry_policy(),
+                self.transport.config().retry_policy(),
                 deadline,
                 || T::dial(self, run, slot),
             )
             .await;
         slot.set_alive(result.is_ok());
         result
+    }
+
+    /// Serves one connection accepted from `addr` on `run`'s tasks: `serve`
+    /// (its handshake, then its requests) in a span naming the node and the
+    /// source, holding `permit` (a place among the node's inbound
+    /// connections) until it ends. False once the run has stopped.
+    pub(crate) fn spawn_inbound<F>(
+        &self,
+        run: &Run<T>,
+        addr: std::net::SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        serve: F,
+    ) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::debug_span!(
+            "conn",
+            transport = T::NAME,
+            node = %self.transport.config().server_id(),
+            peer = tracing::field::Empty,
+            %addr,
+            dir = "in",
+        );
+        let task = async move {
+            serve.await;
+            drop(permit);
+        };
+        run.tasks
+            .spawn(tracing::Instrument::instrument(task, span))
+            .is_some()
     }
 
     /// One request to `peer`, answered or failed by `timeout`.
@@ -218,7 +248,12 @@ impl<T: Transport> Node<T> {
         let run = self.current_run().ok_or(NetworkError::Stopped)?;
         let slot = self.slot(peer)?;
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(peer, request_id, message, self.transport.max_frame_bytes())?;
+        let frame = encode_request(
+            peer,
+            request_id,
+            message,
+            self.transport.config().max_frame_bytes(),
+        )?;
         let deadline = Instant::now() + timeout;
         let exchange = async {
             let link = self.connection(&run, slot, deadline).await?;
@@ -266,7 +301,7 @@ impl<T: Transport> Node<T> {
             slot.link.clear("stopped").await;
             slot.set_alive(false);
         }
-        debug!(node = %self.transport.server_id(), "stopped");
+        debug!(node = %self.transport.config().server_id(), "stopped");
         Ok(())
     }
 
@@ -280,15 +315,70 @@ impl<T: Transport> Node<T> {
     }
 }
 
-/// Implements [`NetworkManager`](crate::NetworkManager) for a manager
-/// holding its [`Node`] in a field `node: Arc<Node<_>>`, forwarding to it;
-/// `$start_doc` documents the transport's `start`.
+/// Implements [`NetworkManager`](crate::NetworkManager), the constructor
+/// on a bound socket, `local_addr`, `config`, `Debug` and `Display` for a
+/// manager holding its [`Node`] in a
+/// field `node: Arc<Node<_>>` (whose transport has the fields `config` and
+/// `binding`), forwarding to it; `$start_doc` documents the transport's
+/// `start`.
 macro_rules! forward_network_manager {
-    ($manager:ty, $start_doc:literal) => {
+    (
+        $manager:ident,
+        $config:ident,
+        $error:ty,
+        $with_socket:ident($socket:ty),
+        $start_doc:literal
+    ) => {
+        impl $manager {
+            #[doc = concat!(
+                "A manager that will serve on `socket` (already bound, for instance to port 0 so ",
+                "peers' configurations can name its address before it starts) instead of binding ",
+                "[`", stringify!($config), "::listen_addr`]."
+            )]
+            pub fn $with_socket(config: $config, socket: $socket) -> Result<Self, $error> {
+                let addr = socket.local_addr().ok();
+                let manager = Self::new(config)?;
+                manager.node.transport.binding.preset(socket, addr);
+                Ok(manager)
+            }
+
+            /// The address this node listens on: known after `start` (or
+            /// at once when it was built on a bound socket), kept after
+            /// `stop`.
+            pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+                self.node.transport.binding.bound()
+            }
+
+            /// The configuration.
+            pub fn config(&self) -> &$config {
+                &self.node.transport.config
+            }
+        }
+
+        impl std::fmt::Debug for $manager {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($manager))
+                    .field("server_id", &self.config().server_id)
+                    .field("local_addr", &self.local_addr())
+                    .field("running", &self.node.is_running())
+                    .finish()
+            }
+        }
+
+        impl std::fmt::Display for $manager {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let id = &self.config().server_id;
+                match self.local_addr() {
+                    Some(addr) => write!(f, "{}({id}@{addr})", stringify!($manager)),
+                    None => write!(f, "{}({id})", stringify!($manager)),
+                }
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::network::NetworkManager for $manager {
             fn local_id(&self) -> $crate::network::PeerId {
-                self.node.transport.server_id().clone()
+                self.node.transport.config.server_id.clone()
             }
 
             #[doc = $start_doc]

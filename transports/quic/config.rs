@@ -115,3 +115,4 @@ pub enum QuicConfigError {
 }
 
 crate::transports::common::member_problem_into!(QuicConfigError);
+crate::transports::common::socket_config!(QuicConfig);

@@ -1,8 +1,8 @@
 //! QUIC transport on quinn with mutual TLS (feature `quic`).
 //!
-//! [`QuicNetworkManager`] implements [`NetworkManager`] over QUIC:
+//! [`QuicNetworkManager`] implements [`NetworkManager`](crate::NetworkManager) over QUIC:
 //!
-//! - **Endpoint.** The first [`start`](NetworkManager::start) binds one UDP
+//! - **Endpoint.** The first [`start`](crate::NetworkManager::start) binds one UDP
 //!   socket on [`QuicConfig::listen_addr`] (port 0 picks a free port; see
 //!   [`QuicNetworkManager::local_addr`]) or uses a socket handed to
 //!   [`QuicNetworkManager::with_socket`]. The endpoint both accepts
@@ -56,9 +56,7 @@
 mod config;
 mod server;
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,10 +68,10 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, warn};
 
 pub use self::config::{QuicConfig, QuicConfigError};
-use super::common::{LinkConnection, RetryPolicy};
+use super::common::{Binding, LinkConnection};
 use super::node::{Node, Run, Transport, forward_network_manager};
 use super::tls::TlsError;
-use crate::network::{NetworkError, PeerId};
+use crate::network::NetworkError;
 use crate::protocol::Message;
 use crate::wire::{self, WireError};
 
@@ -111,10 +109,8 @@ pub(crate) struct Quic {
     /// The endpoint, from the first `start` until the manager is dropped,
     /// and the task accepting (or, while stopped, refusing) connections.
     endpoint: Mutex<Option<(quinn::Endpoint, AbortHandle)>>,
-    /// Socket handed to `with_socket`, used by the first `start`.
-    prebound: Mutex<Option<std::net::UdpSocket>>,
-    /// Address of the endpoint (or of the pre-bound socket).
-    bound: Mutex<Option<SocketAddr>>,
+    /// The socket handed to `with_socket`, and the address bound.
+    binding: Binding<std::net::UdpSocket>,
 }
 
 /// What one run of a QUIC node keeps: the endpoint it dials from, and its
@@ -171,35 +167,9 @@ impl QuicNetworkManager {
                 reset_key,
                 tls_peers,
                 endpoint: Mutex::new(None),
-                prebound: Mutex::new(None),
-                bound: Mutex::new(None),
+                binding: Binding::new(),
             })),
         })
-    }
-
-    /// A manager that will serve on `socket` (already bound, for instance to
-    /// port 0 so peers' configurations can name its address before it
-    /// starts) instead of binding [`QuicConfig::listen_addr`].
-    pub fn with_socket(
-        config: QuicConfig,
-        socket: std::net::UdpSocket,
-    ) -> Result<Self, QuicConfigError> {
-        let manager = Self::new(config)?;
-        let quic = &manager.node.transport;
-        *quic.bound.lock() = socket.local_addr().ok();
-        *quic.prebound.lock() = Some(socket);
-        Ok(manager)
-    }
-
-    /// The address the endpoint is bound to: known after `start` (or at once
-    /// with [`with_socket`](Self::with_socket)), kept after `stop`.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.node.transport.bound.lock()
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &QuicConfig {
-        &self.node.transport.config
     }
 
     /// Opens a fresh connection to `peer` (not the shared one) and one
@@ -208,7 +178,7 @@ impl QuicNetworkManager {
     #[cfg(feature = "conformance")]
     pub async fn open_raw_stream(
         &self,
-        peer: &PeerId,
+        peer: &crate::network::PeerId,
     ) -> Result<tokio::io::Join<quinn::RecvStream, quinn::SendStream>, NetworkError> {
         let run = self.node.current_run().ok_or(NetworkError::Stopped)?;
         let slot = self.node.slot(peer)?;
@@ -225,21 +195,11 @@ impl QuicNetworkManager {
 impl Transport for Quic {
     type Link = Outbound;
     type Serving = Serving;
+    type Config = QuicConfig;
+    const NAME: &'static str = "quic";
 
-    fn server_id(&self) -> &PeerId {
-        &self.config.server_id
-    }
-
-    fn peers(&self) -> &[(PeerId, String)] {
-        &self.config.peers
-    }
-
-    fn retry_policy(&self) -> RetryPolicy {
-        self.config.retry_policy()
-    }
-
-    fn max_frame_bytes(&self) -> usize {
-        self.config.max_frame_bytes
+    fn config(&self) -> &QuicConfig {
+        &self.config
     }
 
     async fn bind(node: &Arc<QuicNode>) -> Result<Serving, NetworkError> {
@@ -252,7 +212,7 @@ impl Transport for Quic {
     /// The endpoint's accept loop serves the run once it is installed.
     fn serve(node: &Arc<QuicNode>, run: &Arc<QuicRun>) {
         let local_addr = run.serving.endpoint.local_addr().ok();
-        *node.transport.bound.lock() = local_addr;
+        node.transport.binding.set_bound(local_addr);
     }
 
     async fn dial(
@@ -327,7 +287,7 @@ impl Quic {
     /// The endpoint's UDP socket: the pre-bound one, or one bound on
     /// `listen_addr`.
     async fn socket(&self) -> Result<std::net::UdpSocket, NetworkError> {
-        if let Some(socket) = self.prebound.lock().take() {
+        if let Some(socket) = self.binding.take_prebound() {
             return Ok(socket);
         }
         let addr = tokio::net::lookup_host(self.config.listen_addr.as_str())
@@ -463,26 +423,6 @@ fn reset_key(config: &QuicConfig) -> aws_lc_rs::hmac::Key {
     aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, tag.as_ref())
 }
 
-impl fmt::Debug for QuicNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QuicNetworkManager")
-            .field("server_id", &self.config().server_id)
-            .field("local_addr", &self.local_addr())
-            .field("running", &self.node.is_running())
-            .finish()
-    }
-}
-
-impl fmt::Display for QuicNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id = &self.config().server_id;
-        match self.local_addr() {
-            Some(addr) => write!(f, "QuicNetworkManager({id}@{addr})"),
-            None => write!(f, "QuicNetworkManager({id})"),
-        }
-    }
-}
-
 impl Drop for QuicNetworkManager {
     fn drop(&mut self) {
         self.node.abort();
@@ -495,6 +435,9 @@ impl Drop for QuicNetworkManager {
 
 forward_network_manager!(
     QuicNetworkManager,
+    QuicConfig,
+    QuicConfigError,
+    with_socket(std::net::UdpSocket),
     "Binds the UDP endpoint (the address of a previous run, if any) and \
      serves inbound connections with `handler`. On a running manager it \
      replaces the handler. Fails with [`NetworkError::Listen`] when the \

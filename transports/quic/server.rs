@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use quinn::VarInt;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, debug, debug_span, field, warn};
+use tracing::{Instrument, debug, warn};
 
 use super::{CLOSE_REFUSED, MAX_INBOUND_CONNECTIONS, QuicNode, QuicRun};
 use crate::network::PeerId;
@@ -40,22 +40,9 @@ pub(super) async fn accept_loop(node: Weak<QuicNode>, endpoint: quinn::Endpoint)
             incoming.refuse();
             continue;
         };
-        let span = debug_span!(
-            "quic_conn",
-            node = %node.transport.config.server_id,
-            peer = field::Empty,
-            %addr,
-            dir = "in",
-        );
         let serve = serve_inbound(Arc::clone(&node), Arc::clone(&run), incoming, pending);
-        let task = async move {
-            serve.await;
-            drop(permit);
-        };
-        if run.tasks.spawn(task.instrument(span)).is_none() {
-            // Stopped meanwhile: the dropped connection attempt is refused.
-            continue;
-        }
+        // Stopped meanwhile: the dropped connection attempt is refused.
+        node.spawn_inbound(&run, addr, permit, serve);
     }
 }
 

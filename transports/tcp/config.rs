@@ -158,3 +158,4 @@ pub enum TcpConfigError {
 }
 
 crate::transports::common::member_problem_into!(TcpConfigError);
+crate::transports::common::socket_config!(TcpConfig);

@@ -1,8 +1,8 @@
 //! TCP transport on tokio (feature `tcp`, default).
 //!
-//! [`TcpNetworkManager`] implements [`NetworkManager`] over plain TCP:
+//! [`TcpNetworkManager`] implements [`NetworkManager`](crate::NetworkManager) over plain TCP:
 //!
-//! - **Listener.** [`start`](NetworkManager::start) binds
+//! - **Listener.** [`start`](crate::NetworkManager::start) binds
 //!   [`TcpConfig::listen_addr`] (port 0 picks a free port; see
 //!   [`TcpNetworkManager::local_addr`]) or uses a listener handed to
 //!   [`TcpNetworkManager::with_listener`]. Inbound connections are served
@@ -26,7 +26,7 @@
 //!   [`max_frame_bytes`](TcpConfig::max_frame_bytes) in both directions. A
 //!   malformed, oversized or wrong-version frame closes that connection (logged
 //!   with `tracing`) and nothing else.
-//! - **Stop.** [`stop`](NetworkManager::stop) closes the listener and every
+//! - **Stop.** [`stop`](crate::NetworkManager::stop) closes the listener and every
 //!   connection, fails in-flight requests with [`NetworkError::Stopped`],
 //!   cancels running handler calls and returns once none is running: the
 //!   handler is never called after `stop` returns. `start` may be called again
@@ -92,9 +92,7 @@ mod tls;
 pub use self::config::{TcpConfig, TcpConfigError};
 pub use super::admission::MAX_HANDSHAKES_PER_SOURCE;
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -104,7 +102,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, debug_span, warn};
 
 use self::link::{Conn, PeerSlot, read_responses, write_loop};
-use super::common::RetryPolicy;
+use super::common::Binding;
 use super::node::{Node, Run, Transport, forward_network_manager};
 use crate::network::{NetworkError, PeerId};
 use crate::protocol::Message;
@@ -149,10 +147,8 @@ pub(crate) struct Tcp {
     /// The TLS ends, when the connections use TLS (else the PSK).
     #[cfg(feature = "tcp-tls")]
     tls: Option<tls::TcpTls>,
-    /// Listener handed to `with_listener`, used by the first `start`.
-    prebound: Mutex<Option<std::net::TcpListener>>,
-    /// Address of the last listener, reused by a later `start`.
-    bound: Mutex<Option<SocketAddr>>,
+    /// The socket handed to `with_listener`, and the address bound.
+    binding: Binding<std::net::TcpListener>,
 }
 
 impl TcpNetworkManager {
@@ -177,35 +173,9 @@ impl TcpNetworkManager {
                 config,
                 #[cfg(feature = "tcp-tls")]
                 tls,
-                prebound: Mutex::new(None),
-                bound: Mutex::new(None),
+                binding: Binding::new(),
             })),
         })
-    }
-
-    /// A manager that will serve on `listener` (already bound, for instance
-    /// to port 0 so peers' configurations can name its address before it
-    /// starts) instead of binding [`TcpConfig::listen_addr`].
-    pub fn with_listener(
-        config: TcpConfig,
-        listener: std::net::TcpListener,
-    ) -> Result<Self, TcpConfigError> {
-        let manager = Self::new(config)?;
-        let tcp = &manager.node.transport;
-        *tcp.bound.lock() = listener.local_addr().ok();
-        *tcp.prebound.lock() = Some(listener);
-        Ok(manager)
-    }
-
-    /// The address the listener is bound to: known after `start` (or at once
-    /// with [`with_listener`](Self::with_listener)), kept after `stop`.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.node.transport.bound.lock()
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &TcpConfig {
-        &self.node.transport.config
     }
 
     /// Opens a fresh, authenticated connection to `peer` (not the shared
@@ -232,26 +202,6 @@ impl TcpNetworkManager {
     }
 }
 
-impl fmt::Debug for TcpNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpNetworkManager")
-            .field("server_id", &self.config().server_id)
-            .field("local_addr", &self.local_addr())
-            .field("running", &self.node.is_running())
-            .finish()
-    }
-}
-
-impl fmt::Display for TcpNetworkManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id = &self.config().server_id;
-        match self.local_addr() {
-            Some(addr) => write!(f, "TcpNetworkManager({id}@{addr})"),
-            None => write!(f, "TcpNetworkManager({id})"),
-        }
-    }
-}
-
 impl Drop for TcpNetworkManager {
     fn drop(&mut self) {
         self.node.abort();
@@ -260,6 +210,9 @@ impl Drop for TcpNetworkManager {
 
 forward_network_manager!(
     TcpNetworkManager,
+    TcpConfig,
+    TcpConfigError,
+    with_listener(std::net::TcpListener),
     "Binds the listener (the address of a previous run, if any) and serves \
      inbound connections with `handler`. On a running manager it replaces \
      the handler. Fails with [`NetworkError::Listen`] when the address \
@@ -274,21 +227,11 @@ pub(crate) struct Listening(Mutex<Option<TcpListener>>);
 impl Transport for Tcp {
     type Link = Arc<Conn>;
     type Serving = Listening;
+    type Config = TcpConfig;
+    const NAME: &'static str = "tcp";
 
-    fn server_id(&self) -> &PeerId {
-        &self.config.server_id
-    }
-
-    fn peers(&self) -> &[(PeerId, String)] {
-        &self.config.peers
-    }
-
-    fn retry_policy(&self) -> RetryPolicy {
-        self.config.retry_policy()
-    }
-
-    fn max_frame_bytes(&self) -> usize {
-        self.config.max_frame_bytes
+    fn config(&self) -> &TcpConfig {
+        &self.config
     }
 
     async fn bind(node: &Arc<TcpNode>) -> Result<Listening, NetworkError> {
@@ -301,7 +244,7 @@ impl Transport for Tcp {
             return;
         };
         let local_addr = listener.local_addr().ok();
-        *node.transport.bound.lock() = local_addr;
+        node.transport.binding.set_bound(local_addr);
         let span = debug_span!("tcp_listener", node = %node.transport.config.server_id, addr = ?local_addr);
         debug!(parent: &span, "listening");
         run.tasks.spawn(
@@ -334,7 +277,7 @@ impl Tcp {
             peer: self.config.server_id.clone(),
             reason,
         };
-        let prebound = self.prebound.lock().take();
+        let prebound = self.binding.take_prebound();
         if let Some(listener) = prebound {
             listener
                 .set_nonblocking(true)
@@ -342,7 +285,7 @@ impl Tcp {
             return TcpListener::from_std(listener)
                 .map_err(|e| unreachable(format!("cannot use the given listener: {e}")));
         }
-        let previous = *self.bound.lock();
+        let previous = self.binding.bound();
         let addr = match previous {
             Some(addr) => addr,
             None => tokio::net::lookup_host(self.config.listen_addr.as_str())
@@ -401,7 +344,8 @@ impl Tcp {
                 Ok(Ok(ends)) => ends,
             };
         let span = debug_span!(
-            "tcp_conn",
+            "conn",
+            transport = "tcp",
             node = %self.config.server_id,
             peer = %slot.id,
             addr = %slot.address,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tracing::{Instrument, debug, debug_span, field, warn};
+use tracing::{Instrument, debug, warn};
 
 use super::link::write_loop;
 use super::{
@@ -33,19 +33,8 @@ pub(super) async fn accept_loop(node: Arc<TcpNode>, run: Arc<TcpRun>, listener: 
                     debug!(%addr, "too many handshakes from this address; closed");
                     continue;
                 };
-                let span = debug_span!(
-                    "tcp_conn",
-                    node = %node.transport.config.server_id,
-                    peer = field::Empty,
-                    %addr,
-                    dir = "in",
-                );
                 let serve = serve_inbound(Arc::clone(&node), Arc::clone(&run), stream, pending);
-                let task = async move {
-                    serve.await;
-                    drop(permit);
-                };
-                if run.tasks.spawn(task.instrument(span)).is_none() {
+                if !node.spawn_inbound(&run, addr, permit, serve) {
                     return;
                 }
             }

@@ -10,6 +10,7 @@ use crate::network::{MessageHandler, NetworkManager};
 use crate::protocol::{Envelope, PROTOCOL_VERSION};
 use crate::wire;
 use async_trait::async_trait;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
