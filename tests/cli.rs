@@ -907,7 +907,7 @@ fn put_lines_memory_stays_bounded() {
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let line = format!("{}\n", "y".repeat(4095));
-    let total = 64usize << 20;
+    let total = 128usize << 20;
     for _ in 0..total / line.len() {
         stdin.write_all(line.as_bytes()).unwrap();
     }
@@ -922,8 +922,13 @@ fn put_lines_memory_stays_bounded() {
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    // The writer's bound, whatever the disk's speed: 8 MiB of unwritten
+    // chunks, 8 MiB written but not yet synced (kept to rewrite after a
+    // failed sync), 16 pooled 1 MiB buffers, and the process itself
+    // (~12 MiB). A slow disk (the whole suite running) reaches ~43 MiB;
+    // memory that followed the input would pass 128 MiB.
     assert!(
-        hwm_kib < 40 << 10,
+        hwm_kib < 48 << 10,
         "peak memory {hwm_kib} KiB for {} MiB of input",
         total >> 20
     );
