@@ -633,8 +633,24 @@ async fn a_cluster_driven_only_by_clients_survives_a_kill_and_copies_whole() {
 
 /// Over QUIC, `status` reaches the described node itself (a client link
 /// presents its certificate under the client ALPN), and clients work.
+#[cfg(feature = "quic")]
 #[test]
 fn status_and_clients_work_over_quic() {
+    status_and_clients_work_over("quic");
+}
+
+/// The same with node configuration files of `type = "tcp_tls"`: TCP with
+/// mutual TLS, the certificates of `protobase certs`, no pre-shared key.
+#[cfg(feature = "tcp-tls")]
+#[test]
+fn status_and_clients_work_over_tcp_with_tls() {
+    status_and_clients_work_over("tcp_tls");
+}
+
+/// Three node processes whose `[transport]` is `transport` (a certificate
+/// transport): status, a publish through a client link, reads from others.
+#[cfg(any(feature = "quic", feature = "tcp-tls"))]
+fn status_and_clients_work_over(transport: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
     let out = Command::new(env!("CARGO_BIN_EXE_protobase"))
@@ -659,7 +675,7 @@ fn status_and_clients_work_over_quic() {
                     "[backend]\ntype = \"fs\"\ndir = \"space-q{n}\"\n\n[cluster]\nserver_id = \"q{n}\"\n\
                      host = \"127.0.0.1\"\nport = {port}\nservers = [{servers}]\nheartbeat_ms = 200\n\
                      lease_ms = 1000\nread_timeout_ms = 1000\nretry_interval_ms = 100\nmax_retries = 1\n\n\
-                     [transport]\ntype = \"quic\"\ncert = \"certs/q{n}.pem\"\nkey = \"certs/q{n}.key\"\n\
+                     [transport]\ntype = \"{transport}\"\ncert = \"certs/q{n}.pem\"\nkey = \"certs/q{n}.key\"\n\
                      ca = \"certs/ca.pem\"\n",
                     port = ports[i]
                 ),
@@ -668,7 +684,7 @@ fn status_and_clients_work_over_quic() {
             path
         })
         .collect();
-    // No pre-shared key in the environment: QUIC authenticates by
+    // No pre-shared key in the environment: the nodes authenticate by
     // certificates.
     let run_in = |args: &[&str], input: &[u8]| {
         use std::io::Write;
@@ -714,14 +730,14 @@ fn status_and_clients_work_over_quic() {
         if out.status.success() && rows.len() == 3 && rows.iter().all(|r| r["alive"] == true) {
             break rows;
         }
-        assert!(Instant::now() < deadline, "QUIC status: {rows:#?}");
+        assert!(Instant::now() < deadline, "{transport} status: {rows:#?}");
         std::thread::sleep(Duration::from_millis(200));
     };
     // The described node itself answers (no certificate-name error).
     assert!(row(&rows, "q1")["error"].is_null(), "{rows:#?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let ptr = loop {
-        let out = run_in(&["put", "--connect", c1, "--root"], b"over quic");
+        let out = run_in(&["put", "--connect", c1, "--root"], transport.as_bytes());
         if out.status.success() {
             break ptr_of(&String::from_utf8_lossy(&out.stdout));
         }
@@ -738,7 +754,7 @@ fn status_and_clients_work_over_quic() {
         "{}",
         String::from_utf8_lossy(&got.stderr)
     );
-    assert_eq!(got.stdout, b"over quic");
+    assert_eq!(got.stdout, transport.as_bytes());
     let root = run(&["root", "--connect", configs[1].to_str().unwrap()]);
     assert_eq!(ptr_of(&String::from_utf8_lossy(&root.stdout)), ptr);
 }
