@@ -531,10 +531,37 @@ macro_rules! socket_config {
 }
 pub(crate) use socket_config;
 
-/// `From<MemberProblem>` for a configuration error with the variants
-/// `InvalidId`, `SelfAsPeer`, `DuplicatePeer` and `FrameLimit`.
-macro_rules! member_problem_into {
-    ($error:ident) => {
+/// A socket transport's configuration error: the variants every one has
+/// (`InvalidId`, `SelfAsPeer`, `DuplicatePeer`, `FrameLimit`, from a
+/// [`MemberProblem`]) followed by the transport's own.
+macro_rules! config_error {
+    ($(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum $error {
+            /// A node id is empty or longer than 255 bytes.
+            #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
+            InvalidId(String),
+            /// The peer list names this node.
+            #[error("the peer list contains this node's own id {0:?}")]
+            SelfAsPeer(String),
+            /// The peer list names a node twice.
+            #[error("peer {0:?} is listed twice")]
+            DuplicatePeer(String),
+            /// `max_frame_bytes` is out of range.
+            #[error("max_frame_bytes {value} is outside [{min}, {max}]")]
+            FrameLimit {
+                /// Value given.
+                value: usize,
+                /// Smallest accepted.
+                min: usize,
+                /// Largest accepted (the `u32` length prefix).
+                max: usize,
+            },
+            $($own)*
+        }
+
         impl From<$crate::transports::common::MemberProblem> for $error {
             fn from(problem: $crate::transports::common::MemberProblem) -> Self {
                 use $crate::transports::common::MemberProblem as P;
@@ -548,7 +575,7 @@ macro_rules! member_problem_into {
         }
     };
 }
-pub(crate) use member_problem_into;
+pub(crate) use config_error;
 
 /// Where a node listens: a socket handed over before `start` (bound to an
 /// OS-chosen port, say, so peers' configurations can name it first), and

@@ -83,36 +83,21 @@ impl QuicConfig {
     }
 }
 
-/// Why a [`QuicConfig`] was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QuicConfigError {
-    /// A node id is empty or longer than 255 bytes.
-    #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
-    InvalidId(String),
-    /// The peer list names this node.
-    #[error("the peer list contains this node's own id {0:?}")]
-    SelfAsPeer(String),
-    /// The peer list names a node twice.
-    #[error("peer {0:?} is listed twice")]
-    DuplicatePeer(String),
-    /// `max_frame_bytes` is out of range.
-    #[error("max_frame_bytes {value} is outside [{min}, {max}]")]
-    FrameLimit {
-        /// Value given.
-        value: usize,
-        /// Smallest accepted.
-        min: usize,
-        /// Largest accepted (the `u32` length prefix).
-        max: usize,
-    },
-    /// `idle_timeout_ms` is below 100 ms.
-    #[error("idle_timeout_ms {0} is below 100 ms")]
-    IdleTimeout(u64),
-    /// The certificates or keys are unusable.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+crate::transports::common::config_error! {
+    /// Why a [`QuicConfig`] was refused.
+    pub enum QuicConfigError {
+        /// `idle_timeout_ms` is below 100 ms.
+        #[error("idle_timeout_ms {0} is below 100 ms")]
+        IdleTimeout(u64),
+        /// The certificates or keys are unusable.
+        #[error("{0}")]
+        Tls(TlsError),
+    }
 }
 
-crate::transports::common::member_problem_into!(QuicConfigError);
+impl From<TlsError> for QuicConfigError {
+    fn from(e: TlsError) -> Self {
+        QuicConfigError::Tls(e)
+    }
+}
 crate::transports::common::socket_config!(QuicConfig);

@@ -120,42 +120,21 @@ impl fmt::Debug for TcpConfig {
     }
 }
 
-/// Why a [`TcpConfig`] was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TcpConfigError {
-    /// A node id is empty or longer than 255 bytes.
-    #[error("invalid node id {0:?}: must be 1 to 255 bytes")]
-    InvalidId(String),
-    /// The pre-shared key is shorter than [`MIN_PSK_BYTES`].
-    #[error("the pre-shared key has {len} bytes, fewer than {min} (use 32 random bytes)")]
-    KeyTooShort {
-        /// Its length.
-        len: usize,
-        /// The least accepted.
-        min: usize,
-    },
-    /// The TLS settings cannot be used (certificate not valid for this
-    /// node's id, unusable trust anchors).
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The peer list names this node.
-    #[error("the peer list contains this node's own id {0:?}")]
-    SelfAsPeer(String),
-    /// The peer list names a node twice.
-    #[error("peer {0:?} is listed twice")]
-    DuplicatePeer(String),
-    /// `max_frame_bytes` is out of range.
-    #[error("max_frame_bytes {value} is outside [{min}, {max}]")]
-    FrameLimit {
-        /// Value given.
-        value: usize,
-        /// Smallest accepted.
-        min: usize,
-        /// Largest accepted (the `u32` length prefix).
-        max: usize,
-    },
+crate::transports::common::config_error! {
+    /// Why a [`TcpConfig`] was refused.
+    pub enum TcpConfigError {
+        /// The pre-shared key is shorter than [`MIN_PSK_BYTES`].
+        #[error("the pre-shared key has {len} bytes, fewer than {min} (use 32 random bytes)")]
+        KeyTooShort {
+            /// Its length.
+            len: usize,
+            /// The least accepted.
+            min: usize,
+        },
+        /// The TLS settings cannot be used (certificate not valid for this
+        /// node's id, unusable trust anchors).
+        #[error("TLS: {0}")]
+        Tls(String),
+    }
 }
-
-crate::transports::common::member_problem_into!(TcpConfigError);
 crate::transports::common::socket_config!(TcpConfig);
