@@ -32,6 +32,32 @@ pub(crate) struct Pending {
     source: IpAddr,
 }
 
+impl Pending {
+    /// Runs an inbound connection's `handshake` within `deadline`, then
+    /// frees the place: what it authenticated, or `None` (logged) when it
+    /// failed or ran out of time.
+    pub(crate) async fn handshake<T, E: std::fmt::Display>(
+        self,
+        deadline: std::time::Duration,
+        handshake: impl std::future::IntoFuture<Output = Result<T, E>>,
+    ) -> Option<T> {
+        let outcome = tokio::time::timeout(deadline, handshake.into_future()).await;
+        // Done or failed, the handshake is over.
+        drop(self);
+        match outcome {
+            Ok(Ok(authenticated)) => Some(authenticated),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "refused an inbound connection");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("refused an inbound connection: handshake timed out");
+                None
+            }
+        }
+    }
+}
+
 impl HandshakeGate {
     /// A place for a handshake from `source`, or `None` when that source
     /// has [`MAX_HANDSHAKES_PER_SOURCE`] in progress already.

@@ -223,6 +223,7 @@ impl Transport for Quic {
         node.transport.connect(run, slot).await
     }
 
+    /// One request on its own stream (no timeout here).
     async fn exchange(
         &self,
         slot: &PeerSlot,
@@ -230,7 +231,43 @@ impl Transport for Quic {
         request_id: u64,
         frame: Vec<u8>,
     ) -> Result<Message, NetworkError> {
-        self.exchange_on(slot, outbound, request_id, frame).await
+        let conn = &outbound.conn;
+        let lost = |stream_error: String| match conn.close_reason() {
+            Some(e) => connection_error(&slot.id, &e),
+            None => NetworkError::Unreachable {
+                peer: slot.id.clone(),
+                reason: stream_error,
+            },
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| lost(format!("sending the request failed: {e}")))?;
+        let _ = send.finish();
+        let envelope = match wire::read_frame(&mut recv, self.config.max_frame_bytes).await {
+            Ok(envelope) => envelope,
+            Err(e) if e.is_malformed() => {
+                warn!(peer = %slot.id, error = %e, "malformed response; closing the connection");
+                conn.close(VarInt::from_u32(CLOSE_REFUSED), b"malformed frame");
+                return Err(NetworkError::Protocol {
+                    peer: slot.id.clone(),
+                    reason: format!("malformed response: {e}"),
+                });
+            }
+            Err(WireError::Closed) => return Err(lost("the peer answered nothing".into())),
+            Err(e) => return Err(lost(format!("reading the response failed: {e}"))),
+        };
+        if envelope.request_id != request_id {
+            return Err(NetworkError::Protocol {
+                peer: slot.id.clone(),
+                reason: format!(
+                    "response to request {} on the stream of request {request_id}",
+                    envelope.request_id
+                ),
+            });
+        }
+        slot.set_alive(true);
+        Ok(envelope.message)
     }
 
     fn stopped(&self, serving: &Serving) {
@@ -346,53 +383,6 @@ impl Quic {
             run_id: run.id,
             conn,
         })
-    }
-
-    /// One request on its own stream (no timeout here).
-    async fn exchange_on(
-        &self,
-        slot: &PeerSlot,
-        outbound: Outbound,
-        request_id: u64,
-        frame: Vec<u8>,
-    ) -> Result<Message, NetworkError> {
-        let conn = &outbound.conn;
-        let lost = |stream_error: String| match conn.close_reason() {
-            Some(e) => connection_error(&slot.id, &e),
-            None => NetworkError::Unreachable {
-                peer: slot.id.clone(),
-                reason: stream_error,
-            },
-        };
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
-        send.write_all(&frame)
-            .await
-            .map_err(|e| lost(format!("sending the request failed: {e}")))?;
-        let _ = send.finish();
-        let envelope = match wire::read_frame(&mut recv, self.config.max_frame_bytes).await {
-            Ok(envelope) => envelope,
-            Err(e) if e.is_malformed() => {
-                warn!(peer = %slot.id, error = %e, "malformed response; closing the connection");
-                conn.close(VarInt::from_u32(CLOSE_REFUSED), b"malformed frame");
-                return Err(NetworkError::Protocol {
-                    peer: slot.id.clone(),
-                    reason: format!("malformed response: {e}"),
-                });
-            }
-            Err(WireError::Closed) => return Err(lost("the peer answered nothing".into())),
-            Err(e) => return Err(lost(format!("reading the response failed: {e}"))),
-        };
-        if envelope.request_id != request_id {
-            return Err(NetworkError::Protocol {
-                peer: slot.id.clone(),
-                reason: format!(
-                    "response to request {} on the stream of request {request_id}",
-                    envelope.request_id
-                ),
-            });
-        }
-        slot.set_alive(true);
-        Ok(envelope.message)
     }
 }
 

@@ -54,19 +54,9 @@ async fn serve_inbound(
     incoming: quinn::Incoming,
     pending: Pending,
 ) {
-    let handshake = tokio::time::timeout(node.transport.config.read_timeout(), incoming).await;
-    // Done or failed, the handshake is over.
-    drop(pending);
-    let conn = match handshake {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            warn!(error = %e, "refused an inbound connection");
-            return;
-        }
-        Err(_) => {
-            warn!("refused an inbound connection: handshake timed out");
-            return;
-        }
+    let deadline = node.transport.config.read_timeout();
+    let Some(conn) = pending.handshake(deadline, incoming).await else {
+        return;
     };
     // The certificate verifier admitted only certificates of members; find
     // which one (and whether it connected as a member or a client link).

@@ -54,19 +54,11 @@ async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, 
     let handshake = tcp.authenticate_inbound(stream, |id| {
         node.by_id.contains_key(id) || crate::network::is_client_id(id)
     });
-    let outcome = tokio::time::timeout(tcp.config.read_timeout(), handshake).await;
-    // Authenticated or not, the handshake is over.
-    drop(pending);
-    let (peer, reader, writer) = match outcome {
-        Ok(Ok(authenticated)) => authenticated,
-        Ok(Err(e)) => {
-            warn!(error = %e, "refused an inbound connection");
-            return;
-        }
-        Err(_) => {
-            warn!("refused an inbound connection: handshake timed out");
-            return;
-        }
+    let Some((peer, reader, writer)) = pending
+        .handshake(tcp.config.read_timeout(), handshake)
+        .await
+    else {
+        return;
     };
     tracing::Span::current().record("peer", peer.as_str());
     debug!("authenticated");
