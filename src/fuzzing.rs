@@ -529,8 +529,10 @@ pub fn cache_dir(dir: &Path, data: &[u8]) {
     }
     for round in 0..2 {
         let Some(cache) = SlotCache::open(dir, budget).expect("opening the cache directory") else {
-            // Seen once after 1.3M runs and never reproduced: say who holds
-            // the lock file (its inode in /proc/locks) if it happens again.
+            // Seen twice in ~10^7 runs (the lock looked held just after the
+            // previous round closed it; /proc/locks then showed no holder),
+            // never reproduced; `SlotCache::open` now looks again for a
+            // while. Say who holds the lock file if it happens again.
             let inode = std::os::unix::fs::MetadataExt::ino(
                 &std::fs::metadata(dir.join("lock")).expect("the lock file"),
             );
