@@ -529,7 +529,7 @@ pub fn cache_dir(dir: &Path, data: &[u8]) {
     }
     for round in 0..2 {
         let Some(cache) = SlotCache::open(dir, budget).expect("opening the cache directory") else {
-            // Seen twice in ~10^7 runs (the lock looked held just after the
+            // Seen twice in some 5 million runs (the lock looked held just after the
             // previous round closed it; /proc/locks then showed no holder),
             // never reproduced; `SlotCache::open` now looks again for a
             // while. Say who holds the lock file if it happens again.

@@ -187,7 +187,7 @@ impl<T: Transport> Node<T> {
     }
 
     /// The open connection to `slot`, opening one if needed.
-    pub(crate) async fn connection(
+    async fn connection(
         self: &Arc<Self>,
         run: &Arc<Run<T>>,
         slot: &Arc<PeerSlot<T::Link>>,

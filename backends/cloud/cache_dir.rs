@@ -514,27 +514,28 @@ fn valid_name(name: &str) -> bool {
     file_number(name).is_some()
 }
 
-/// The number `n` of a file name `{n:016x}.obj` this cache writes.
 /// Takes `lock` without waiting for a holder, but looks again a few times
 /// over ~50 ms before saying it is held: a lock released by a `close` in
-/// this process was seen held once more just after (twice in about 10^7
-/// fuzz runs that close and reopen a directory, on tmpfs, with nobody
-/// holding it a moment later). `Ok(false)`: held.
+/// this process was seen held once more just after (twice in some 5
+/// million fuzz runs that close and reopen a directory, on tmpfs, with
+/// nobody holding it a moment later). `Ok(false)`: held.
 fn try_lock_settled(lock: &File) -> std::io::Result<bool> {
     const LOOKS: u32 = 10;
-    for look in 1..=LOOKS {
+    let mut looks = 1;
+    loop {
         match lock.try_lock() {
             Ok(()) => return Ok(true),
-            Err(std::fs::TryLockError::WouldBlock) if look < LOOKS => {
+            Err(std::fs::TryLockError::WouldBlock) if looks < LOOKS => {
+                looks += 1;
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
-    Ok(false)
 }
 
+/// The number `n` of a file name `{n:016x}.obj` this cache writes.
 fn file_number(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".obj")?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -1209,18 +1209,20 @@ impl WalStore for CloudBlockProvider {
     }
 }
 
+/// A chain link as the register's versioned root (the version is the
+/// link's position).
+fn versioned((index, root): roots::Link) -> VersionedRoot {
+    VersionedRoot {
+        root,
+        version: RootVersion::from_u64(index),
+    }
+}
+
 #[async_trait]
 impl RootRegister for CloudBlockProvider {
     async fn read_root(&self) -> Result<Option<VersionedRoot>> {
         self.check_open()?;
-        Ok(self
-            .inner
-            .newest_link()
-            .await?
-            .map(|(index, root)| VersionedRoot {
-                root,
-                version: RootVersion::from_u64(index),
-            }))
+        Ok(self.inner.newest_link().await?.map(versioned))
     }
 
     /// The chain's end as a walk finds it, without the floor check: a
@@ -1228,14 +1230,7 @@ impl RootRegister for CloudBlockProvider {
     /// `write_root`), so a commit pays one floor GET instead of two.
     async fn read_root_to_update(&self) -> Result<Option<VersionedRoot>> {
         self.check_open()?;
-        Ok(self
-            .inner
-            .newest_link_to_update()
-            .await?
-            .map(|(index, root)| VersionedRoot {
-                root,
-                version: RootVersion::from_u64(index),
-            }))
+        Ok(self.inner.newest_link_to_update().await?.map(versioned))
     }
 
     async fn write_root(
