@@ -986,6 +986,16 @@ fn bench_table_says_what_is_better_and_cleans_its_dir() {
             assert!(min <= median && median <= max, "{name} {q}: {entry}");
         }
     }
+    // The concurrent commit keys: rates against a serial baseline.
+    for key in [
+        "commit_concurrent",
+        "cluster_commit_concurrent",
+        "cloud_commit_concurrent",
+    ] {
+        assert_eq!(json[key]["better"], "higher", "{key}");
+        assert!(json[key]["value"].as_f64().unwrap() > 0.0, "{key}");
+        assert!(json[key]["baseline"].as_f64().unwrap() > 0.0, "{key}");
+    }
     // quic_rtt's baseline is the TCP transport's round trip of tcp_rtt.
     assert_eq!(json["quic_rtt"]["baseline"], json["tcp_rtt"]["value"]);
     assert!(

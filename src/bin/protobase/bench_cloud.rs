@@ -19,6 +19,7 @@ use protobase::backends::cloud::{CloudBlockProvider, Durability};
 use protobase::{AtomPointer, BlockProvider, Storage, StorageBuilder};
 
 use crate::bench::{BenchResult, Row, fresh};
+use crate::bench_cluster::CONCURRENT_COMMITTERS;
 
 const MIB: usize = 1 << 20;
 
@@ -145,14 +146,43 @@ pub(crate) async fn run(
             raw.push(r);
         }
     }
-    st.close().await?;
+    let raw_put = p50(raw);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let commit = Row {
         name: "cloud_commit",
         value: ms(p50(ours)),
         unit: "ms p50",
-        baseline: ms(p50(raw)),
+        baseline: ms(raw_put),
         baseline_desc: "one raw PUT of 100 bytes",
+    };
+
+    // cloud_commit_concurrent: 64 committers on the same storage, commits/s;
+    // baseline: one commit per raw PUT latency (1 / cloud_commit's baseline).
+    let per_task = if quick { 2 } else { 5 };
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(CONCURRENT_COMMITTERS);
+    for _ in 0..CONCURRENT_COMMITTERS {
+        let st = st.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let p = st.push_bytes(&[3u8; 100]).await?;
+                st.set_root(p).await?;
+            }
+            Ok::<_, protobase::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let concurrent =
+        (CONCURRENT_COMMITTERS * per_task) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    st.close().await?;
+    let commit_concurrent = Row {
+        name: "cloud_commit_concurrent",
+        value: concurrent,
+        unit: "commits/s",
+        baseline: 1.0 / raw_put.as_secs_f64().max(1e-9),
+        baseline_desc: "1 / one raw PUT's latency (cloud_commit's baseline)",
     };
 
     // Records for the read scenarios, uploaded, then read by a fresh
@@ -230,6 +260,7 @@ pub(crate) async fn run(
     let rows = vec![
         upload,
         commit,
+        commit_concurrent,
         get_cold,
         Row {
             name: "cloud_get_cached",

@@ -258,6 +258,7 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         }
     }
     let (root_update, root_base) = (p50_us(ours), p50_us(raw));
+    let cluster_concurrent = commit_concurrent(&storages, if quick { 3 } else { 15 }).await?;
     for s in &storages {
         s.close().await?;
     }
@@ -301,6 +302,17 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
             baseline_desc: "raw TCP round trip + raw append/fdatasync",
         },
         Row {
+            name: "cluster_commit_concurrent",
+            value: cluster_concurrent,
+            unit: "commits/s",
+            baseline: if root_update > 0.0 {
+                1e6 / root_update
+            } else {
+                0.0
+            },
+            baseline_desc: "serial root_update_cluster rate (this round)",
+        },
+        Row {
             name: "page_fetch_remote",
             value: page_fetch,
             unit: "us p50",
@@ -330,6 +342,32 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         },
     ])
 }
+
+/// Committers spread over the nodes of `storages` (round robin), each
+/// pushing a record and publishing it as the root `per_task` times; the
+/// commits/s of all of them together.
+async fn commit_concurrent(storages: &[protobase::Storage], per_task: usize) -> BenchResult<f64> {
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(CONCURRENT_COMMITTERS);
+    for i in 0..CONCURRENT_COMMITTERS {
+        let st = storages[i % storages.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let p = st.push_bytes(&[0x3Cu8; 100]).await?;
+                st.set_root(p).await?;
+            }
+            Ok::<_, protobase::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let n = CONCURRENT_COMMITTERS * per_task;
+    Ok(n as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// How many tasks commit at once in the `*_commit_concurrent` scenarios.
+pub(crate) const CONCURRENT_COMMITTERS: usize = 64;
 
 /// One framed heartbeat request from node 1 to node 2.
 async fn heartbeat_rtt(nodes: &[ManualNode]) -> BenchResult<Duration> {
