@@ -485,13 +485,14 @@ fn probe(c: &Cluster, as_id: &str, target: &str, addr: SocketAddr) -> Arc<dyn Ne
 
 /// What a node shows the world: its promised term and latest root (asked
 /// with a vote request for term 0, which no voter grants, so it changes
-/// nothing), its current root and its durable term ceiling.
+/// nothing), its current root and its durable acceptor state (the bytes of
+/// `cluster_acceptor`).
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
     promised: u64,
     latest: Option<RootRecord>,
     current: Option<RootRecord>,
-    ceiling: Option<String>,
+    acceptor_file: Option<Vec<u8>>,
 }
 
 /// After a refused peer: no node's state changed since `before` (roots,
@@ -543,7 +544,7 @@ async fn snapshot(c: &Cluster) -> Vec<Snapshot> {
             promised,
             latest: accepted.map(|a| a.root),
             current: node.storage().read_current_root().await.unwrap(),
-            ceiling: std::fs::read_to_string(node.dir.path().join("cluster_acceptor")).ok(),
+            acceptor_file: std::fs::read(node.dir.path().join("cluster_acceptor")).ok(),
         });
     }
     out
