@@ -60,6 +60,9 @@ pub trait AcceptorStore: Send + Sync + fmt::Debug {
 pub struct FileAcceptorStore {
     path: PathBuf,
     log: Arc<Mutex<OpenLog>>,
+    /// Order of the saves, taken when `save` is called (under the
+    /// acceptor's lock, so in the order of its decisions).
+    next_save: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The log being appended to, if any.
@@ -69,6 +72,8 @@ struct OpenLog {
     file: Option<std::fs::File>,
     /// Bytes of the log (where the next record goes).
     len: u64,
+    /// Order of the last save written (see `save_in_order`).
+    written: u64,
 }
 
 /// File name of the acceptor state in a node's directory.
@@ -94,6 +99,7 @@ impl FileAcceptorStore {
         FileAcceptorStore {
             path: dir.into().join(ACCEPTOR_FILE),
             log: Arc::default(),
+            next_save: Arc::default(),
         }
     }
 
@@ -137,8 +143,28 @@ impl FileAcceptorStore {
     /// Makes the next save write the whole file (as after a failed write).
     #[cfg(test)]
     fn forget_open_log(&self) {
-        *self.log.lock() = OpenLog::default();
+        self.log.lock().file = None;
     }
+}
+
+/// Writes save number `order` unless a later one was written already.
+///
+/// A save whose caller stopped waiting still runs (on a current-thread
+/// runtime, on a blocking thread), possibly after the acceptor's next
+/// save: the later state is the newer decision, and must stay the last.
+fn save_in_order(
+    path: &std::path::Path,
+    log: &mut OpenLog,
+    order: u64,
+    state: &AcceptorState,
+    record: &[u8],
+) -> Result<()> {
+    if order <= log.written {
+        return Ok(());
+    }
+    save_locked(path, log, state, record)?;
+    log.written = order;
+    Ok(())
 }
 
 /// Appends `record` to the open log, or writes the whole file with `state`
@@ -167,21 +193,19 @@ fn save_locked(
                 Ok(())
             }
             Err(e) => {
-                *log = OpenLog::default();
+                log.file = None;
                 Err(e)
             }
         };
     }
-    *log = OpenLog::default();
+    log.file = None;
     let whole =
         super::acceptor_log::encode_log(state).map_err(|e| Error::invalid("acceptor state", e))?;
     crate::backends::file_io::replace_file(path, &whole)?;
     // The state is durable; without the handle the next save rewrites.
     if let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) {
-        *log = OpenLog {
-            file: Some(file),
-            len: whole.len() as u64,
-        };
+        log.file = Some(file);
+        log.len = whole.len() as u64;
     }
     Ok(())
 }
@@ -217,11 +241,15 @@ impl AcceptorStore for FileAcceptorStore {
     async fn save(&self, state: &AcceptorState) -> Result<()> {
         let record = super::acceptor_log::encode_record(state)
             .map_err(|e| Error::invalid("acceptor state", e))?;
+        let order = self
+            .next_save
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let (path, log, state) = (self.path.clone(), Arc::clone(&self.log), state.clone());
         // Runs to its end even if the caller stops waiting, so the open log
         // and the file never disagree.
         crate::backends::file_io::blocking(move || {
-            save_locked(&path, &mut log.lock(), &state, &record)
+            save_in_order(&path, &mut log.lock(), order, &state, &record)
         })
         .await
     }
@@ -371,6 +399,21 @@ mod tests {
         store.forget_open_log();
         store.save(&state(5)).await.unwrap();
         assert_eq!(records_in(dir.path()), 1);
+    }
+
+    #[tokio::test]
+    async fn a_save_that_runs_after_a_later_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileAcceptorStore::in_dir(dir.path());
+        store.save(&state(1)).await.unwrap();
+        let record = |n| crate::cluster::acceptor_log::encode_record(&state(n)).unwrap();
+        let mut log = store.log.lock();
+        save_in_order(&store.path, &mut log, 3, &state(3), &record(3)).unwrap();
+        // Save 2's caller was cancelled; its write comes last.
+        save_in_order(&store.path, &mut log, 2, &state(2), &record(2)).unwrap();
+        drop(log);
+        assert_eq!(store.load().await.unwrap(), state(3));
+        assert_eq!(records_in(dir.path()), 2);
     }
 
     #[tokio::test]
