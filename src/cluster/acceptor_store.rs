@@ -407,11 +407,12 @@ mod tests {
         let store = FileAcceptorStore::in_dir(dir.path());
         store.save(&state(1)).await.unwrap();
         let record = |n| crate::cluster::acceptor_log::encode_record(&state(n)).unwrap();
-        let mut log = store.log.lock();
-        save_in_order(&store.path, &mut log, 3, &state(3), &record(3)).unwrap();
-        // Save 2's caller was cancelled; its write comes last.
-        save_in_order(&store.path, &mut log, 2, &state(2), &record(2)).unwrap();
-        drop(log);
+        {
+            let mut log = store.log.lock();
+            save_in_order(&store.path, &mut log, 3, &state(3), &record(3)).unwrap();
+            // Save 2's caller was cancelled; its write comes last.
+            save_in_order(&store.path, &mut log, 2, &state(2), &record(2)).unwrap();
+        }
         assert_eq!(store.load().await.unwrap(), state(3));
         assert_eq!(records_in(dir.path()), 2);
     }
