@@ -211,6 +211,19 @@ impl ExpectedRoot {
 }
 
 impl Message {
+    /// Bytes of payload the message carries (a page, a record): what its
+    /// encoding needs beyond a few hundred bytes of fields.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Message::PageResponse {
+                data: Some(data), ..
+            }
+            | Message::ClientPush { data, .. }
+            | Message::ClientRecord { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     /// Whether this is a client request (`Client*` sent by a client).
     pub fn is_client_request(&self) -> bool {
         matches!(

@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of the frame header: `u32` body length and `u16` version.
 pub const FRAME_HEADER_LEN: usize = 6;
 
+/// Room reserved for an envelope's fields beside its payload when encoding.
+const ENVELOPE_FIELDS: usize = 512;
+
 /// Deepest MessagePack nesting a frame body may have. An [`Envelope`]
 /// nests about five levels; the decoder's default (1024) lets a peer make it
 /// recurse (through skipped unknown fields) deep enough to overflow a
@@ -149,7 +152,14 @@ pub fn decode_header(
 /// The header's version is `envelope.version`, so a peer speaking another
 /// version is refused by the reader's header check.
 pub fn encode_frame(envelope: &Envelope, max_frame_bytes: usize) -> Result<Vec<u8>, WireError> {
-    let mut frame = vec![0u8; FRAME_HEADER_LEN];
+    // Room for the fields and the payload: a page is written once, not
+    // copied through a dozen doublings.
+    let mut frame = Vec::with_capacity(
+        FRAME_HEADER_LEN
+            .saturating_add(ENVELOPE_FIELDS)
+            .saturating_add(envelope.message.payload_len()),
+    );
+    frame.resize(FRAME_HEADER_LEN, 0);
     rmp_serde::encode::write_named(&mut frame, envelope).map_err(|e| WireError::Encode {
         reason: e.to_string(),
     })?;
@@ -238,17 +248,17 @@ where
         filled += n;
     }
     let length = decode_header(&header, max_frame_bytes)?;
-    let mut body = vec![0u8; length];
-    let mut filled = 0;
-    while filled < length {
-        let n = reader.read(&mut body[filled..]).await?;
+    // Filled by the reads without zeroing it first.
+    let mut body = bytes::BytesMut::with_capacity(length);
+    while body.len() < length {
+        let want = (length - body.len()) as u64;
+        let n = (&mut *reader).take(want).read_buf(&mut body).await?;
         if n == 0 {
             return Err(WireError::Truncated {
                 needed: (FRAME_HEADER_LEN + length) as u64,
-                available: (FRAME_HEADER_LEN + filled) as u64,
+                available: (FRAME_HEADER_LEN + body.len()) as u64,
             });
         }
-        filled += n;
     }
     decode_body(&body)
 }
