@@ -11,9 +11,10 @@
 //!   content;
 //! - appends may fail with EIO or ENOSPC (nothing written);
 //! - the root register and the acceptor state are written atomically
-//!   (tmp + fsync + rename + dir fsync): a write fails before or after it
-//!   took effect (the writer cannot tell), and a write in flight at a power
-//!   loss is found done or not done;
+//!   (on files: tmp + fsync + rename + dir fsync, or one CRC-checked record
+//!   appended to the acceptor log and fdatasync'ed, a torn one ignored): a
+//!   write fails before or after it took effect (the writer cannot tell),
+//!   and a write in flight at a power loss is found done or not done;
 //! - at a power loss, of the appends made since the last sync some survive
 //!   and some do not, in any combination (writes reordered, holes of zeros,
 //!   torn records); everything acknowledged by a `sync` survives.

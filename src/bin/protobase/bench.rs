@@ -442,23 +442,12 @@ async fn commit_serial(base: &Path, s: &Sizes) -> BenchResult<Row> {
 
 async fn commit_concurrent(base: &Path, s: &Sizes, serial: f64) -> BenchResult<Row> {
     let storage = Storage::open(fresh(base, "commit_concurrent")?).await?;
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..s.concurrent_tasks {
-        let st = storage.clone();
-        let k = s.commits_per_task;
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..k {
-                let p = st.push_bytes(&[0x3Cu8; 100]).await?;
-                st.set_root(p).await?;
-            }
-            Ok::<_, protobase::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let value = rate(s.concurrent_tasks * s.commits_per_task, t.elapsed());
+    let value = commits_per_second(
+        std::slice::from_ref(&storage),
+        s.concurrent_tasks,
+        s.commits_per_task,
+    )
+    .await?;
     storage.close().await?;
     Ok(Row {
         name: "commit_concurrent",
@@ -467,6 +456,35 @@ async fn commit_concurrent(base: &Path, s: &Sizes, serial: f64) -> BenchResult<R
         baseline: serial,
         baseline_desc: "commit_serial (this run)",
     })
+}
+
+/// How many tasks commit at once in the `*_commit_concurrent` scenarios.
+pub(crate) const CONCURRENT_COMMITTERS: usize = 64;
+
+/// `committers` tasks spread over `storages` (round robin), each pushing a
+/// record and publishing it as the root `per_task` times: the commits/s of
+/// all of them together.
+pub(crate) async fn commits_per_second(
+    storages: &[Storage],
+    committers: usize,
+    per_task: usize,
+) -> BenchResult<f64> {
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(committers);
+    for i in 0..committers {
+        let st = storages[i % storages.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let p = st.push_bytes(&[0x3Cu8; 100]).await?;
+                st.set_root(p).await?;
+            }
+            Ok::<_, protobase::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(rate(committers * per_task, t.elapsed()))
 }
 
 /// Builds a space of 100-byte records, then measures random reads without

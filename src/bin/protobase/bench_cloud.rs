@@ -18,8 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protobase::backends::cloud::{CloudBlockProvider, Durability};
 use protobase::{AtomPointer, BlockProvider, Storage, StorageBuilder};
 
-use crate::bench::{BenchResult, Row, fresh};
-use crate::bench_cluster::CONCURRENT_COMMITTERS;
+use crate::bench::{BenchResult, CONCURRENT_COMMITTERS, Row, commits_per_second, fresh};
 
 const MIB: usize = 1 << 20;
 
@@ -159,23 +158,8 @@ pub(crate) async fn run(
     // cloud_commit_concurrent: 64 committers on the same storage, commits/s;
     // baseline: one commit per raw PUT latency (1 / cloud_commit's baseline).
     let per_task = if quick { 2 } else { 5 };
-    let t = Instant::now();
-    let mut tasks = Vec::with_capacity(CONCURRENT_COMMITTERS);
-    for _ in 0..CONCURRENT_COMMITTERS {
-        let st = st.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                let p = st.push_bytes(&[3u8; 100]).await?;
-                st.set_root(p).await?;
-            }
-            Ok::<_, protobase::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
     let concurrent =
-        (CONCURRENT_COMMITTERS * per_task) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+        commits_per_second(std::slice::from_ref(&st), CONCURRENT_COMMITTERS, per_task).await?;
     st.close().await?;
     let commit_concurrent = Row {
         name: "cloud_commit_concurrent",

@@ -21,7 +21,7 @@ use protobase::record;
 use protobase::{NetworkManager, ReadTier, StorageBuilder, VoteStrategy, WalStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::bench::{BenchResult, Row, fresh};
+use crate::bench::{BenchResult, CONCURRENT_COMMITTERS, Row, commits_per_second, fresh};
 
 const PAGE: usize = 64 << 10;
 
@@ -258,7 +258,8 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         }
     }
     let (root_update, root_base) = (p50_us(ours), p50_us(raw));
-    let cluster_concurrent = commit_concurrent(&storages, if quick { 3 } else { 15 }).await?;
+    let cluster_concurrent =
+        commits_per_second(&storages, CONCURRENT_COMMITTERS, if quick { 3 } else { 15 }).await?;
     for s in &storages {
         s.close().await?;
     }
@@ -342,32 +343,6 @@ pub(crate) async fn run(base: &Path, quick: bool) -> BenchResult<Vec<Row>> {
         },
     ])
 }
-
-/// Committers spread over the nodes of `storages` (round robin), each
-/// pushing a record and publishing it as the root `per_task` times; the
-/// commits/s of all of them together.
-async fn commit_concurrent(storages: &[protobase::Storage], per_task: usize) -> BenchResult<f64> {
-    let t = Instant::now();
-    let mut tasks = Vec::with_capacity(CONCURRENT_COMMITTERS);
-    for i in 0..CONCURRENT_COMMITTERS {
-        let st = storages[i % storages.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                let p = st.push_bytes(&[0x3Cu8; 100]).await?;
-                st.set_root(p).await?;
-            }
-            Ok::<_, protobase::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let n = CONCURRENT_COMMITTERS * per_task;
-    Ok(n as f64 / t.elapsed().as_secs_f64().max(1e-9))
-}
-
-/// How many tasks commit at once in the `*_commit_concurrent` scenarios.
-pub(crate) const CONCURRENT_COMMITTERS: usize = 64;
 
 /// One framed heartbeat request from node 1 to node 2.
 async fn heartbeat_rtt(nodes: &[ManualNode]) -> BenchResult<Duration> {
