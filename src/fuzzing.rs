@@ -25,6 +25,7 @@
 //! | [`config`] | [`NodeConfig::parse`] (TOML and JSON, with environment overrides) |
 //! | [`space_config_ini`] | the reference INI `space.config` |
 //! | [`pointer`] | `AtomPointer`, `WalId` and `Format` from strings (the CLI's parsers) |
+//! | [`acceptor_log`] | a cluster node's acceptor state file (`cluster_acceptor`, an append-only log) |
 
 use std::path::Path;
 
@@ -55,6 +56,7 @@ pub const TARGETS: &[&str] = &[
     "config",
     "space_config_ini",
     "pointer",
+    "acceptor_log",
 ];
 
 /// Reads structure out of fuzz input; every read past the end gives zeros.
@@ -705,6 +707,35 @@ pub fn endpoint(arg: &str, parsed: Result<String, String>) {
     }
 }
 
+/// The acceptor state log: decoding never panics; a decoded state written
+/// as a log of its own decodes to the same state; a record appended to a
+/// log without a torn tail becomes its state.
+pub fn acceptor_log(data: &[u8]) {
+    use crate::cluster::AcceptorState;
+    use crate::cluster::acceptor_log::{decode_log, encode_log, encode_record};
+
+    let Ok(log) = decode_log(data) else {
+        return;
+    };
+    assert!(log.records >= 1);
+    assert!(log.torn_bytes <= data.len());
+    let alone = encode_log(&log.state).expect("a decoded state encodes");
+    assert_eq!(
+        decode_log(&alone).expect("an encoded log decodes").state,
+        log.state
+    );
+    if log.torn_bytes == 0 {
+        let next = AcceptorState {
+            ceiling: log.state.ceiling.wrapping_add(1),
+            accepted: None,
+        };
+        let mut more = data.to_vec();
+        more.extend_from_slice(&encode_record(&next).expect("a state encodes"));
+        let after = decode_log(&more).expect("a log with a record appended decodes");
+        assert_eq!((after.state, after.records), (next, log.records + 1));
+    }
+}
+
 /// Inputs to start each target's corpus from: valid encodings of every
 /// message, record layout, header, root and configuration shape.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -881,6 +912,25 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "space_config_ini" => vec![
             b"[cluster]\nserver_id = server_1\nhost = 127.0.0.1\nport = 8765\nvote_timeout_ms = 5000\n\n[servers]\nserver_1 = 127.0.0.1:8765\nserver_2 = 127.0.0.1:8766\n".to_vec(),
         ],
+        "acceptor_log" => {
+            use crate::cluster::AcceptorState;
+            use crate::cluster::acceptor_log::{encode_log, encode_record};
+            let first = AcceptorState {
+                ceiling: 1024,
+                accepted: None,
+            };
+            let second = AcceptorState {
+                ceiling: 2048,
+                accepted: Some(AcceptedRoot {
+                    ballot: 3,
+                    root: root.clone(),
+                }),
+            };
+            let one = encode_log(&first).unwrap_or_default();
+            let two = [one.clone(), encode_record(&second).unwrap_or_default()].concat();
+            let torn = two[..two.len() - 5].to_vec();
+            vec![one, two, torn]
+        }
         "pointer" => vec![
             b"8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470".to_vec(),
             b"s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1".to_vec(),

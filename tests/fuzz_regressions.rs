@@ -132,6 +132,11 @@ fn space_config_ini() {
 }
 
 #[test]
+fn acceptor_log() {
+    replay("acceptor_log", fuzzing::acceptor_log);
+}
+
+#[test]
 fn pointer() {
     replay("pointer", |d| {
         fuzzing::pointer(d);

@@ -10,7 +10,7 @@
 //! linearizes roots) and uses the quorum as its vote strategy only.
 
 pub mod acceptor;
-mod acceptor_log;
+pub(crate) mod acceptor_log;
 pub mod acceptor_store;
 pub mod cache_handler;
 pub mod config;
