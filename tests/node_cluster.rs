@@ -225,8 +225,8 @@ async fn three_node_processes_elect_publish_serve_pages_and_survive_a_kill() {
     for (i, log) in logs.iter().enumerate().take(2) {
         let text = std::fs::read_to_string(log).unwrap();
         // Every line is one JSON object. A blank line is tolerated: CI saw
-        // one once (in session 9's run, origin unknown: nothing in the node
-        // writes one, and it never came back in hundreds of local runs).
+        // one once (origin unknown: nothing in the node writes one, and it
+        // never came back in some 40 local runs).
         let lines: Vec<serde_json::Value> = text
             .lines()
             .enumerate()

@@ -49,9 +49,12 @@ pub(crate) fn encode_record(state: &AcceptorState) -> Result<Vec<u8>, String> {
 
 /// A whole log holding only `state`.
 pub(crate) fn encode_log(state: &AcceptorState) -> Result<Vec<u8>, String> {
-    let mut out = ACCEPTOR_LOG_MAGIC.to_vec();
-    out.extend_from_slice(&encode_record(state)?);
-    Ok(out)
+    Ok(log_of_record(&encode_record(state)?))
+}
+
+/// A whole log holding only `record` (from [`encode_record`]).
+pub(crate) fn log_of_record(record: &[u8]) -> Vec<u8> {
+    [ACCEPTOR_LOG_MAGIC.as_slice(), record].concat()
 }
 
 /// What a log holds.

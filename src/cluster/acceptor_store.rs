@@ -156,26 +156,20 @@ fn save_in_order(
     path: &std::path::Path,
     log: &mut OpenLog,
     order: u64,
-    state: &AcceptorState,
     record: &[u8],
 ) -> Result<()> {
     if order <= log.written {
         return Ok(());
     }
-    save_locked(path, log, state, record)?;
+    save_locked(path, log, record)?;
     log.written = order;
     Ok(())
 }
 
-/// Appends `record` to the open log, or writes the whole file with `state`
-/// when there is none or it is full; `log` is left without a file on any
-/// failure.
-fn save_locked(
-    path: &std::path::Path,
-    log: &mut OpenLog,
-    state: &AcceptorState,
-    record: &[u8],
-) -> Result<()> {
+/// Appends `record` to the open log, or writes the whole file holding only
+/// `record` when there is none or it is full; `log` is left without a file
+/// on any failure.
+fn save_locked(path: &std::path::Path, log: &mut OpenLog, record: &[u8]) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let ctx = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
     let appendable = log
@@ -199,8 +193,7 @@ fn save_locked(
         };
     }
     log.file = None;
-    let whole =
-        super::acceptor_log::encode_log(state).map_err(|e| Error::invalid("acceptor state", e))?;
+    let whole = super::acceptor_log::log_of_record(record);
     crate::backends::file_io::replace_file(path, &whole)?;
     // The state is durable; without the handle the next save rewrites.
     if let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) {
@@ -245,11 +238,11 @@ impl AcceptorStore for FileAcceptorStore {
             .next_save
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
-        let (path, log, state) = (self.path.clone(), Arc::clone(&self.log), state.clone());
+        let (path, log) = (self.path.clone(), Arc::clone(&self.log));
         // Runs to its end even if the caller stops waiting, so the open log
         // and the file never disagree.
         crate::backends::file_io::blocking(move || {
-            save_in_order(&path, &mut log.lock(), order, &state, &record)
+            save_in_order(&path, &mut log.lock(), order, &record)
         })
         .await
     }
@@ -409,9 +402,9 @@ mod tests {
         let record = |n| crate::cluster::acceptor_log::encode_record(&state(n)).unwrap();
         {
             let mut log = store.log.lock();
-            save_in_order(&store.path, &mut log, 3, &state(3), &record(3)).unwrap();
+            save_in_order(&store.path, &mut log, 3, &record(3)).unwrap();
             // Save 2's caller was cancelled; its write comes last.
-            save_in_order(&store.path, &mut log, 2, &state(2), &record(2)).unwrap();
+            save_in_order(&store.path, &mut log, 2, &record(2)).unwrap();
         }
         assert_eq!(store.load().await.unwrap(), state(3));
         assert_eq!(records_in(dir.path()), 2);
