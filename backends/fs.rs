@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! <dir>/<wal-uuid>        one file per WAL, named by the hyphenated UUID
-//! <dir>/space_root        the root, JSON, replaced by tmp + fsync + rename + dir fsync
+//! <dir>/space_root.log    the root: an append-only log, one fdatasync per root (see `root_log`)
+//! <dir>/space_root        the root, JSON, the reference's file: refreshed from the log
+//!                         within a second while commits run, exactly at `close`
 //! <dir>/space_root.lock   OS lock taken around root updates
 //! <dir>/space.config      optional configuration (INI in the reference)
 //! <dir>/space_root.history recent roots, one JSON line each (see `protobase history`)
@@ -35,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use super::file_io::{blocking, read_full_at, sync_dir};
 use crate::block_provider::{
@@ -44,7 +46,6 @@ use crate::block_provider::{
 use crate::error::{Error, Result};
 use crate::types::{RootRecord, WalId};
 
-const ROOT_FILE: &str = "space_root";
 const LOCK_FILE: &str = "space_root.lock";
 const CONFIG_FILE: &str = "space.config";
 /// Reads up to this size skip the `fstat` that bounds larger ones.
@@ -62,9 +63,8 @@ pub struct FileBlockProvider {
     /// would both "acquire" it, and the first release would free it under
     /// the second holder.
     lock_gate: Arc<tokio::sync::Mutex<()>>,
-    /// The root last read or written (`Some(None)`: no root; `None`:
-    /// unknown, read the file).
-    known_root: Mutex<Option<Option<RootRecord>>>,
+    /// The root log and `space_root` (shared with blocking tasks).
+    roots: Arc<super::root_log::RootFiles>,
     closed: AtomicBool,
     /// Root history lines not yet appended (see `root_history`).
     history: super::root_history::Pending,
@@ -73,6 +73,12 @@ pub struct FileBlockProvider {
 impl Drop for FileBlockProvider {
     /// A provider dropped without `close` still appends its history lines.
     fn drop(&mut self) {
+        if !self.read_only
+            && !self.closed.load(Ordering::Acquire)
+            && let Err(e) = self.roots.settle()
+        {
+            tracing::warn!(error = %e, "space_root not refreshed from the root log");
+        }
         let lines = self.history.take();
         if !lines.is_empty()
             && let Err(e) = super::root_history::append_lines(&self.dir, &lines)
@@ -103,14 +109,14 @@ impl FileBlockProvider {
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
         Ok(FileBlockProvider {
-            dir,
             read_only: false,
             files: RwLock::default(),
             lock_file: Some(Arc::new(lock_file)),
             lock_gate: Arc::default(),
-            known_root: Mutex::new(None),
+            roots: Arc::new(super::root_log::RootFiles::new(&dir, true)),
             closed: AtomicBool::new(false),
             history: Default::default(),
+            dir,
         })
     }
 
@@ -124,14 +130,14 @@ impl FileBlockProvider {
             ));
         }
         Ok(FileBlockProvider {
-            dir,
             read_only: true,
             files: RwLock::default(),
             lock_file: None,
             lock_gate: Arc::default(),
-            known_root: Mutex::new(None),
+            roots: Arc::new(super::root_log::RootFiles::new(&dir, false)),
             closed: AtomicBool::new(false),
             history: Default::default(),
+            dir,
         })
     }
 
@@ -172,22 +178,11 @@ impl FileBlockProvider {
         Ok(())
     }
 
-    /// Reads and validates `space_root`.
-    async fn read_root_file(&self) -> Result<Option<RootRecord>> {
+    /// The current root (the root log's, or `space_root`'s).
+    async fn current_root(&self) -> Result<Option<RootRecord>> {
         self.check_open()?;
-        let path = self.dir.join(ROOT_FILE);
-        blocking(move || match std::fs::read(&path) {
-            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Ok(b) => RootRecord::from_json(&b)
-                .map(Some)
-                .map_err(|source| Error::CorruptRoot {
-                    location: path.display().to_string(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        })
-        .await
+        let roots = self.roots.clone();
+        blocking(move || roots.read()).await
     }
 
     fn handle(&self, wal: WalId) -> Result<Arc<File>> {
@@ -338,6 +333,11 @@ impl WalStore for FileBlockProvider {
 
     async fn close(&self) -> Result<()> {
         self.flush_history().await;
+        if !self.read_only && !self.closed.load(Ordering::Acquire) {
+            // `space_root` becomes exactly the log's root, durably.
+            let roots = self.roots.clone();
+            blocking(move || roots.settle()).await?;
+        }
         self.closed.store(true, Ordering::Release);
         self.files.write().clear();
         Ok(())
@@ -464,7 +464,7 @@ impl WalStore for FileBlockProvider {
 
 /// Whether the open `file` is no longer the file at `path` (it was removed,
 /// or replaced by another).
-fn unlinked(file: &File, path: &Path) -> Result<bool> {
+pub(super) fn unlinked(file: &File, path: &Path) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let ctx = |e| Error::io(format!("checking {}", path.display()), e);
     let open = file.metadata().map_err(ctx)?;
@@ -481,7 +481,7 @@ fn unlinked(file: &File, path: &Path) -> Result<bool> {
 #[async_trait]
 impl RootRegister for FileBlockProvider {
     async fn read_root(&self) -> Result<Option<VersionedRoot>> {
-        Ok(self.read_root_file().await?.map(VersionedRoot::by_order))
+        Ok(self.current_root().await?.map(VersionedRoot::by_order))
     }
 
     async fn write_root(
@@ -490,21 +490,8 @@ impl RootRegister for FileBlockProvider {
         expected: Option<RootVersion>,
     ) -> Result<RootVersion> {
         self.check_writable()?;
-        let known = self.known_root.lock().clone();
-        let stored = match known {
-            Some(k) => k,
-            None => self.read_root_file().await?,
-        };
-        crate::backends::memory::check_cas(stored.as_ref(), root, expected)?;
-        let path = self.dir.join(ROOT_FILE);
-        let json = root.to_json();
-        blocking(move || super::file_io::replace_file(&path, &json))
-            .await
-            .inspect_err(|_| {
-                // The file may or may not have been replaced.
-                *self.known_root.lock() = None;
-            })?;
-        *self.known_root.lock() = Some(Some(root.clone()));
+        let (roots, to_write) = (self.roots.clone(), root.clone());
+        blocking(move || roots.write(&to_write, expected)).await?;
         // The root is durable: its history line is for operators only.
         match self.history.push(root, std::time::SystemTime::now()) {
             Ok(true) => self.flush_history().await,
@@ -533,7 +520,7 @@ impl RootRegister for FileBlockProvider {
         // The current root comes first even when its line was lost (a
         // crash after the root, before the line; a space the reference
         // wrote).
-        if let Some(current) = self.read_root_file().await?
+        if let Some(current) = self.current_root().await?
             && h.first().is_none_or(|f| f.root != current)
             && limit > 0
         {
@@ -590,8 +577,6 @@ impl RootRegister for FileBlockProvider {
                 return Err(Error::io(format!("locking {}", path.display()), e));
             }
         };
-        // Another process may have written the root while we waited.
-        *self.known_root.lock() = None;
         Ok(RootLock::new(guard))
     }
 }

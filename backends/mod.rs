@@ -16,3 +16,5 @@ pub mod fs;
 pub mod memory;
 #[cfg(feature = "fs")]
 pub(crate) mod root_history;
+#[cfg(feature = "fs")]
+pub(crate) mod root_log;

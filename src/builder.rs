@@ -7,7 +7,7 @@
 //!
 //! | variant | WAL reads (after memory and page cache) | root register | vote strategy |
 //! |---|---|---|---|
-//! | standalone | the space directory | its `space_root` | single node |
+//! | standalone | the space directory | its root log (`space_root.log`, copied to `space_root`) | single node |
 //! | cluster | the node's directory → its peers | a [`QuorumRegister`] of every node's acceptor | the same quorum |
 //! | cloud | staging → cache directory → object store | the store's root chain | single node |
 //! | cloud-cluster | staging → cache directory → peers → object store | the store's root chain | the quorum (a lock with fencing terms) |

@@ -26,6 +26,7 @@
 //! | [`space_config_ini`] | the reference INI `space.config` |
 //! | [`pointer`] | `AtomPointer`, `WalId` and `Format` from strings (the CLI's parsers) |
 //! | [`acceptor_log`] | a cluster node's acceptor state file (`cluster_acceptor`, an append-only log) |
+//! | [`root_log`] | a space directory's root log (`space_root.log`) and `space_root`, read and written through the file provider's register (feature `fs`) |
 
 use std::path::Path;
 
@@ -57,6 +58,7 @@ pub const TARGETS: &[&str] = &[
     "space_config_ini",
     "pointer",
     "acceptor_log",
+    "root_log",
 ];
 
 /// Reads structure out of fuzz input; every read past the end gives zeros.
@@ -736,6 +738,70 @@ pub fn acceptor_log(data: &[u8]) {
     }
 }
 
+/// A space directory's root files: the input is `space_root.log` (after
+/// byte 0, which picks `space_root`: none, an older native root, a
+/// reference-shaped root, or a torn one), in the directory `dir` (emptied
+/// first). Reading never panics; a log that reads takes the next root,
+/// which a new reader then finds and `close` copies to `space_root`; a log
+/// that does not read refuses every write and is left as it was.
+#[cfg(feature = "fs")]
+pub fn root_log(dir: &Path, data: &[u8]) {
+    use crate::backends::root_log::{ROOT_FILE, ROOT_LOG_FILE, RootFiles};
+    use crate::root_register::RootVersion;
+
+    for entry in std::fs::read_dir(dir).expect("listing the space directory") {
+        let path = entry.expect("listing the space directory").path();
+        std::fs::remove_file(&path).expect("emptying the space directory");
+    }
+    let (pick, log) = data.split_first().unwrap_or((&0, &[]));
+    if !log.is_empty() {
+        std::fs::write(dir.join(ROOT_LOG_FILE), log).expect("writing the log");
+    }
+    let wal = WalId(uuid::Uuid::from_u128(0x5eed));
+    let copy: Option<Vec<u8>> = match pick % 4 {
+        1 => Some(RootRecord::new(AtomPointer::new(wal, 64), 1, 0, None).to_json()),
+        2 => Some(format!("{{\"transaction_id\": \"{wal}\", \"offset\": 96}}").into_bytes()),
+        3 => Some(b"{\"transaction_id\": ".to_vec()),
+        _ => None,
+    };
+    if let Some(c) = &copy {
+        std::fs::write(dir.join(ROOT_FILE), c).expect("writing space_root");
+    }
+    let files = RootFiles::new(dir, true);
+    match files.read() {
+        Ok(current) => {
+            let (term, Some(sequence)) = current
+                .as_ref()
+                .map_or((0, Some(1)), |c| (c.term, c.sequence.checked_add(1)))
+            else {
+                return;
+            };
+            let next = RootRecord::new(AtomPointer::new(wal, 128), sequence, term, None);
+            files
+                .write(&next, current.as_ref().map(RootVersion::of_root))
+                .expect("a root log that reads takes the next root");
+            let again = RootFiles::new(dir, false)
+                .read()
+                .expect("a root log reads after a write");
+            assert_eq!(again, Some(next.clone()));
+            files.settle().expect("close copies the root");
+            assert_eq!(
+                std::fs::read(dir.join(ROOT_FILE)).expect("space_root after close"),
+                next.to_json()
+            );
+        }
+        Err(_) => {
+            let before = std::fs::read(dir.join(ROOT_LOG_FILE)).ok();
+            let any = RootRecord::new(AtomPointer::new(wal, 128), 1, 0, None);
+            assert!(
+                files.write(&any, None).is_err(),
+                "a refused root log took a write"
+            );
+            assert_eq!(std::fs::read(dir.join(ROOT_LOG_FILE)).ok(), before);
+        }
+    }
+}
+
 /// Inputs to start each target's corpus from: valid encodings of every
 /// message, record layout, header, root and configuration shape.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -930,6 +996,25 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let two = [one.clone(), encode_record(&second).unwrap_or_default()].concat();
             let torn = two[..two.len() - 5].to_vec();
             vec![one, two, torn]
+        }
+        #[cfg(feature = "fs")]
+        "root_log" => {
+            let log = |roots: &[RootRecord]| {
+                crate::backends::root_log::encode_log_for_tests(roots).unwrap_or_default()
+            };
+            let one = log(std::slice::from_ref(&root));
+            let later = RootRecord::new(AtomPointer::new(wal, 8192), 10, 3, None);
+            let two = log(&[root.clone(), later]);
+            let mut torn = two.clone();
+            torn.truncate(two.len() - 5);
+            let mut zeros = two.clone();
+            zeros.resize(4096, 0);
+            let mut out = Vec::new();
+            for (pick, l) in [(0u8, one), (1, two), (2, torn), (3, zeros.clone()), (2, zeros)] {
+                out.push([vec![pick], l].concat());
+            }
+            out.push(vec![2]);
+            out
         }
         "pointer" => vec![
             b"8ee74877-149a-46a7-a291-f4a7a50ff71d:1292470".to_vec(),

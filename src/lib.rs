@@ -72,6 +72,7 @@ pub mod protocol;
 mod reader;
 pub mod reclaim;
 pub mod record;
+mod record_log;
 pub mod retry;
 pub mod root_commit;
 pub mod root_register;

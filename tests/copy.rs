@@ -230,6 +230,7 @@ async fn an_interrupted_copy_resumes_with_only_what_is_missing() {
     );
     assert_eq!(out.status.code(), Some(4));
     assert!(!back.join("space_root").exists());
+    assert!(!back.join("space_root.log").exists());
     let s = copy_ok(&url(&bucket), back.to_str().unwrap());
     assert!(s["bytes_present"].as_u64().unwrap() >= 5000, "{s}");
     assert_eq!(dump_dir(&back).await, original);

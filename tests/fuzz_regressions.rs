@@ -132,6 +132,12 @@ fn space_config_ini() {
 }
 
 #[test]
+fn root_log() {
+    let dir = tempfile::tempdir().unwrap();
+    replay("root_log", |d| fuzzing::root_log(dir.path(), d));
+}
+
+#[test]
 fn acceptor_log() {
     replay("acceptor_log", fuzzing::acceptor_log);
 }

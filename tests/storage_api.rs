@@ -1107,15 +1107,6 @@ async fn root_lifecycle(backend: Backend) {
     assert_eq!(r3.pointer, p3);
     assert_eq!(storage.read_current_root().await.unwrap(), Some(r3.clone()));
 
-    if let Some(dir) = space.dir() {
-        let text = std::fs::read(dir.join("space_root")).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
-        assert_eq!(json["transaction_id"], p3.wal_id.to_string());
-        assert_eq!(json["offset"], p3.offset);
-        assert_eq!(json["sequence"], 3);
-        assert_eq!(RootRecord::from_json(&text).unwrap(), r3);
-        assert!(!dir.join("space_root.tmp").exists());
-    }
     if let Space::Memory(p) = &space {
         // A root is published only once what it reaches is durable: after a
         // crash (unsynced bytes lost) the root and its atom are intact.
@@ -1129,6 +1120,21 @@ async fn root_lifecycle(backend: Backend) {
         assert_eq!(crashed.get_atom::<String>(p1).await.unwrap(), "one");
     }
     storage.close().await.unwrap();
+    if let Some(dir) = space.dir() {
+        // After `close`, the reference's `space_root` is exactly the root.
+        let text = std::fs::read(dir.join("space_root")).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(json["transaction_id"], p3.wal_id.to_string());
+        assert_eq!(json["offset"], p3.offset);
+        assert_eq!(json["sequence"], 3);
+        assert_eq!(RootRecord::from_json(&text).unwrap(), r3);
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 
     let storage = space.open().await;
     assert_eq!(storage.read_current_root().await.unwrap(), Some(r3.clone()));
@@ -1145,9 +1151,10 @@ async fn dropped_aborted_or_failed_updates_publish_nothing(backend: Backend) {
     let p = storage.push_bytes(b"base").await.unwrap();
     let base = storage.set_root(p).await.unwrap();
     let on_disk = || {
-        space
-            .dir()
-            .map(|d| std::fs::read(d.join("space_root")).unwrap())
+        space.dir().map(|d| {
+            let file = |name| std::fs::read(d.join(name)).unwrap_or_default();
+            (file("space_root"), file("space_root.log"))
+        })
     };
     let disk_before = on_disk();
 
@@ -1334,7 +1341,22 @@ async fn corrupt_or_empty_root_file() {
         "{err:?}"
     );
     assert_eq!(err.kind(), protobase::ErrorKind::Data);
-    // An empty (or blank) root file means no root yet.
+    // An empty (or blank) root file is no root: the root log's root is the
+    // root (the reference's file is a copy of it)...
+    std::fs::write(&path, b"  \n").unwrap();
+    let storage = StorageBuilder::standalone(&dir).build().await.unwrap();
+    assert_eq!(
+        storage.read_current_root().await.unwrap(),
+        Some(root.clone())
+    );
+    storage.close().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        good,
+        "close rewrites the copy"
+    );
+    // ...and without a log (a space the reference wrote), no root yet.
+    std::fs::remove_file(dir.join("space_root.log")).unwrap();
     std::fs::write(&path, b"  \n").unwrap();
     let storage = StorageBuilder::standalone(&dir).build().await.unwrap();
     assert_eq!(storage.read_current_root().await.unwrap(), None);

@@ -3,12 +3,8 @@
 //! append and one `fdatasync` instead of a whole-file replacement (temporary
 //! file, fsync, rename, directory fsync).
 //!
-//! ```text
-//! file:   "PBACLOG1" | record*
-//! record: u32 LE payload length | u32 LE CRC32C of the payload | payload
-//! ```
-//!
-//! The payload is the JSON of an [`AcceptorState`]; the state is the last
+//! The format is [`crate::record_log`]'s with the magic `PBACLOG1`; each
+//! payload is the JSON of an [`AcceptorState`]; the state is the last
 //! valid record. A crash in the middle of an append leaves a torn last
 //! record (cut short, or a length reaching the end of the file, or zeros
 //! where the kernel had extended the file but not written the data): that
@@ -19,32 +15,22 @@
 //! with a CRC) do not start with the magic and are decoded by the caller.
 
 use crate::cluster::acceptor_store::AcceptorState;
+use crate::record_log::{self, LogKind};
+#[cfg(test)]
+use crate::record_log::{MAX_RECORD_PAYLOAD, RECORD_HEADER};
 
 /// First bytes of an acceptor log.
 pub(crate) const ACCEPTOR_LOG_MAGIC: &[u8; 8] = b"PBACLOG1";
 
-/// Bytes before each record's payload: its length and its CRC32C.
-const RECORD_HEADER: usize = 8;
-
-/// Largest payload a record may have. An [`AcceptorState`] is a term and one
-/// root record (a writer id of at most 255 bytes): well under a kilobyte.
-pub(crate) const MAX_RECORD_PAYLOAD: usize = 64 << 10;
+const KIND: LogKind = LogKind {
+    magic: ACCEPTOR_LOG_MAGIC,
+    what: "acceptor state",
+    torn_span: 0,
+};
 
 /// One record holding `state`, ready to append.
 pub(crate) fn encode_record(state: &AcceptorState) -> Result<Vec<u8>, String> {
-    let payload = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-    if payload.len() > MAX_RECORD_PAYLOAD {
-        return Err(format!(
-            "acceptor state of {} bytes exceeds {MAX_RECORD_PAYLOAD}",
-            payload.len()
-        ));
-    }
-    let len = u32::try_from(payload.len()).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(RECORD_HEADER + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    record_log::encode_record(KIND, state)
 }
 
 /// A whole log holding only `state`.
@@ -54,7 +40,7 @@ pub(crate) fn encode_log(state: &AcceptorState) -> Result<Vec<u8>, String> {
 
 /// A whole log holding only `record` (from [`encode_record`]).
 pub(crate) fn log_of_record(record: &[u8]) -> Vec<u8> {
-    [ACCEPTOR_LOG_MAGIC.as_slice(), record].concat()
+    record_log::log_of_record(KIND, record)
 }
 
 /// What a log holds.
@@ -72,85 +58,12 @@ pub(crate) struct DecodedLog {
 /// of its last valid record, a torn last record ignored. An error says what
 /// is damaged and where.
 pub(crate) fn decode_log(bytes: &[u8]) -> Result<DecodedLog, String> {
-    let Some(mut rest) = bytes.strip_prefix(ACCEPTOR_LOG_MAGIC.as_slice()) else {
-        return Err("no acceptor log magic".into());
-    };
-    let mut state = None;
-    let mut records = 0usize;
-    while !rest.is_empty() {
-        let offset = bytes.len() - rest.len();
-        match decode_record(rest) {
-            Ok((s, used)) => {
-                state = Some(s);
-                records += 1;
-                rest = &rest[used..];
-            }
-            Err(Invalid::Torn) => {
-                return finish(state, records, rest.len());
-            }
-            Err(Invalid::Damaged(why)) => {
-                // A record reaching the end of the file, or zeros to the
-                // end, is an append cut short; anything else is damage.
-                if rest.iter().all(|b| *b == 0) {
-                    return finish(state, records, rest.len());
-                }
-                return Err(format!("acceptor log record at offset {offset}: {why}"));
-            }
-        }
-    }
-    finish(state, records, 0)
-}
-
-fn finish(
-    state: Option<AcceptorState>,
-    records: usize,
-    torn_bytes: usize,
-) -> Result<DecodedLog, String> {
-    // The first record is written with the file (a temporary file renamed
-    // into place after its fsync), so a log without one is damaged.
-    let state = state.ok_or("acceptor log without a valid record")?;
+    let d = record_log::decode_log(KIND, bytes, |_: &AcceptorState| {})?;
     Ok(DecodedLog {
-        state,
-        records,
-        torn_bytes,
+        state: d.last,
+        records: d.records,
+        torn_bytes: d.torn_bytes,
     })
-}
-
-enum Invalid {
-    /// Cut short by the end of the file.
-    Torn,
-    /// Wrong in a way a cut-short append does not explain by itself.
-    Damaged(String),
-}
-
-/// The record at the start of `bytes` and the bytes it used.
-fn decode_record(bytes: &[u8]) -> Result<(AcceptorState, usize), Invalid> {
-    let Some(header) = bytes.first_chunk::<RECORD_HEADER>() else {
-        return Err(Invalid::Torn);
-    };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let len = usize::try_from(len).unwrap_or(usize::MAX);
-    if len == 0 || len > MAX_RECORD_PAYLOAD {
-        return Err(Invalid::Damaged(format!("payload length {len}")));
-    }
-    let Some(payload) = bytes.get(RECORD_HEADER..RECORD_HEADER + len) else {
-        return Err(Invalid::Torn);
-    };
-    let used = RECORD_HEADER + len;
-    let computed = crc32c::crc32c(payload);
-    if computed != crc {
-        // The last record with a bad checksum is an append whose data did
-        // not all reach the disk.
-        return Err(if used == bytes.len() {
-            Invalid::Torn
-        } else {
-            Invalid::Damaged(format!("checksum {computed:#010x}, stored {crc:#010x}"))
-        });
-    }
-    let state = serde_json::from_slice(payload)
-        .map_err(|e| Invalid::Damaged(format!("undecodable state: {e}")))?;
-    Ok((state, used))
 }
 
 #[cfg(test)]

@@ -218,7 +218,7 @@ pub(crate) fn dir_contents(
         let Some(name) = name.to_str() else { continue };
         if name.parse::<WalId>().is_ok() {
             out.wals += 1;
-        } else if name == "space_root" {
+        } else if name == "space_root" || name == "space_root.log" {
             out.has_root |= std::fs::metadata(entry.path()).is_ok_and(|m| m.len() > 0);
         } else if name == "cluster_acceptor" {
             out.cluster_node = true;
