@@ -44,6 +44,7 @@ use crate::block_provider::{
     NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
 };
 use crate::error::{Error, Result};
+use crate::root_register::WalBytes;
 use crate::types::{RootRecord, WalId};
 
 const LOCK_FILE: &str = "space_root.lock";
@@ -108,12 +109,15 @@ impl FileBlockProvider {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        let roots = super::root_log::RootFiles::new(&dir, true);
+        // Before any WAL is read or continued.
+        roots.put_back_carried()?;
         Ok(FileBlockProvider {
             read_only: false,
             files: RwLock::default(),
             lock_file: Some(Arc::new(lock_file)),
             lock_gate: Arc::default(),
-            roots: Arc::new(super::root_log::RootFiles::new(&dir, true)),
+            roots: Arc::new(roots),
             closed: AtomicBool::new(false),
             history: Default::default(),
             dir,
@@ -129,12 +133,15 @@ impl FileBlockProvider {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             ));
         }
+        let roots = super::root_log::RootFiles::new(&dir, false);
+        // A space whose WALs lack bytes its root log carries is refused.
+        roots.put_back_carried()?;
         Ok(FileBlockProvider {
             read_only: true,
             files: RwLock::default(),
             lock_file: None,
             lock_gate: Arc::default(),
-            roots: Arc::new(super::root_log::RootFiles::new(&dir, false)),
+            roots: Arc::new(roots),
             closed: AtomicBool::new(false),
             history: Default::default(),
             dir,
@@ -160,7 +167,26 @@ impl FileBlockProvider {
     }
 
     fn wal_path(&self, wal: WalId) -> PathBuf {
-        self.dir.join(wal.to_string())
+        super::carried_wal::wal_file(&self.dir, wal)
+    }
+
+    /// Stores `root` (and what it carries) in the root log.
+    async fn store_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+        carried: Vec<WalBytes>,
+    ) -> Result<RootVersion> {
+        self.check_writable()?;
+        let (roots, to_write) = (self.roots.clone(), root.clone());
+        blocking(move || roots.write(&to_write, expected, &carried)).await?;
+        // The root is durable: its history line is for operators only.
+        match self.history.push(root, std::time::SystemTime::now()) {
+            Ok(true) => self.flush_history().await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "the root is stored; its history line is not"),
+        }
+        Ok(RootVersion::of_root(root))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -489,16 +515,27 @@ impl RootRegister for FileBlockProvider {
         root: &RootRecord,
         expected: Option<RootVersion>,
     ) -> Result<RootVersion> {
-        self.check_writable()?;
-        let (roots, to_write) = (self.roots.clone(), root.clone());
-        blocking(move || roots.write(&to_write, expected)).await?;
-        // The root is durable: its history line is for operators only.
-        match self.history.push(root, std::time::SystemTime::now()) {
-            Ok(true) => self.flush_history().await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "the root is stored; its history line is not"),
+        self.store_root(root, expected, Vec::new()).await
+    }
+
+    /// Carries bytes of this directory's own WALs (ones this provider
+    /// writes: a WAL of another store is not its to put back) with the
+    /// root in the root log (see `carried_wal`).
+    async fn write_root_carrying(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+        carried: &[WalBytes],
+    ) -> Result<Option<RootVersion>> {
+        {
+            let files = self.files.read();
+            if !carried.iter().all(|b| files.contains_key(&b.wal)) {
+                return Ok(None);
+            }
         }
-        Ok(RootVersion::of_root(root))
+        self.store_root(root, expected, carried.to_vec())
+            .await
+            .map(Some)
     }
 
     /// Rewrites `space_root.history` with the lines `retention` keeps.

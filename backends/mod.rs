@@ -5,6 +5,8 @@
 //! - [`cloud`] (feature `cloud`): fixed-size WAL objects in an `object_store`.
 
 #[cfg(feature = "fs")]
+pub(crate) mod carried_wal;
+#[cfg(feature = "fs")]
 pub(crate) mod checkpoint_files;
 #[cfg(feature = "cloud")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]

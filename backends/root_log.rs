@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::carried_wal::{self, CarriedBytes};
 use super::file_io::{read_full_at, sync_dir};
 use crate::error::{Error, FormatError, Result};
 use crate::record_log::{self, LogKind, RECORD_HEADER};
@@ -107,6 +108,10 @@ struct Entry {
     /// The `space_root` the writer found (absent: none, or empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<Fingerprint>,
+    /// WAL bytes the root reaches that were not synced in their WAL (see
+    /// [`super::carried_wal`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    carried: Vec<CarriedBytes>,
 }
 
 /// The log as this process last read it.
@@ -231,6 +236,7 @@ impl RootFiles {
         &self,
         root: &RootRecord,
         expected: Option<crate::root_register::RootVersion>,
+        carried: &[crate::root_register::WalBytes],
     ) -> Result<()> {
         let mut st = self.state.lock();
         self.recover(&mut st)?;
@@ -245,6 +251,7 @@ impl RootFiles {
             let entry = Entry {
                 root: root.clone(),
                 file: file.as_deref().and_then(fingerprint),
+                carried: carried.iter().map(CarriedBytes::from).collect(),
             };
             if lock.is_none() {
                 // No log yet: create it with this record, unless another
@@ -274,6 +281,9 @@ impl RootFiles {
                 log.learn(entry, end);
                 log.durable = end;
             } else {
+                // The old log's records go: the WALs whose bytes they carry
+                // must hold them durably first.
+                self.sync_carried(&log.file)?;
                 let new = self
                     .new_log(&entry, Publish::Replace)?
                     .unwrap_or_else(|| unreachable!());
@@ -334,6 +344,7 @@ impl RootFiles {
             if bytes.as_deref() != Some(json.as_slice()) {
                 if let Some(log) = st.log.as_mut() {
                     make_durable(log, &self.log_path())?;
+                    self.sync_carried(&log.file)?;
                 }
                 self.write_copy(&json, true)?;
             }
@@ -548,12 +559,14 @@ impl RootFiles {
             // The failed record (if its bytes show), then anything after it.
             let others_after = read_new_records(&mut probe, &path)? >= 2;
             if !others_after {
+                self.sync_carried(&lock.0)?;
                 let file_bytes = self.read_copy()?;
                 let print = file_bytes.as_deref().and_then(fingerprint);
                 let (_, from_log) = self.current(st, file_bytes.as_deref())?;
                 let entry = Entry {
                     file: if from_log { print } else { trusted.file },
                     root: trusted.root,
+                    carried: Vec::new(),
                 };
                 st.log = self.new_log(&entry, Publish::Replace)?;
             } else {
@@ -566,6 +579,43 @@ impl RootFiles {
         Ok(())
     }
 
+    /// Syncs the WALs whose bytes the records of the log in `file` carry
+    /// ([`carried_wal::sync_wals`]).
+    fn sync_carried(&self, file: &File) -> Result<()> {
+        let carried = self.carried_in(file)?;
+        carried_wal::sync_wals(&self.dir, &carried)
+    }
+
+    /// The WAL bytes the records of the log in `file` carry, in log order.
+    fn carried_in(&self, file: &File) -> Result<Vec<CarriedBytes>> {
+        let path = self.log_path();
+        let bytes = read_log_bytes(file, &path)?;
+        let mut carried = Vec::new();
+        record_log::walk_log(KIND, &bytes, |payload| {
+            // Only records that carry bytes are parsed.
+            if payload.windows(CARRIED_KEY.len()).any(|w| w == CARRIED_KEY) {
+                let entry: Entry = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                carried.extend(entry.carried);
+            }
+            Ok(())
+        })
+        .map_err(|m| corrupt(&path, m))?;
+        Ok(carried)
+    }
+
+    /// Puts back into the WALs the bytes the log carries that a crash lost
+    /// ([`carried_wal::put_back`]; a read-only view only checks): called
+    /// when a provider opens the space, before any WAL is read (blocking).
+    pub(crate) fn put_back_carried(&self) -> Result<usize> {
+        let mut st = self.state.lock();
+        self.catch_up(&mut st)?;
+        let Some(log) = st.log.as_ref() else {
+            return Ok(0);
+        };
+        let carried = self.carried_in(&log.file)?;
+        carried_wal::put_back(&self.dir, &carried, self.writable)
+    }
+
     /// Refreshes `space_root` from the log when it is older than
     /// [`REFRESH_AFTER`] (no sync: the log is the durable copy; errors are
     /// logged). Called with the log locked.
@@ -574,7 +624,12 @@ impl RootFiles {
             return;
         }
         let Some(log) = st.log.as_ref() else { return };
-        if let Err(e) = self.write_copy(&log.tail.root.to_json(), false) {
+        // The reference reads the WALs of the copy's root as they are on
+        // disk (it does not put carried bytes back).
+        let copied = self
+            .sync_carried(&log.file)
+            .and_then(|()| self.write_copy(&log.tail.root.to_json(), false));
+        if let Err(e) = copied {
             tracing::warn!(
                 path = %self.root_path().display(),
                 error = %e,
@@ -593,9 +648,26 @@ pub(crate) fn encode_log_for_tests(roots: &[RootRecord]) -> Result<Vec<u8>> {
         out.extend_from_slice(&encode(&Entry {
             root: root.clone(),
             file: None,
+            carried: Vec::new(),
         })?);
     }
     Ok(out)
+}
+
+/// The key of [`Entry::carried`] in a record's JSON.
+const CARRIED_KEY: &[u8] = b"\"carried\"";
+
+/// The whole log file (at most [`MAX_LOG_FILE`] bytes).
+fn read_log_bytes(file: &File, path: &Path) -> Result<Vec<u8>> {
+    let ctx = |e| Error::io(format!("reading {}", path.display()), e);
+    let len = file.metadata().map_err(ctx)?.len();
+    if len > MAX_LOG_FILE {
+        return Err(corrupt(path, format!("{len} bytes: not a root log")));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    let got = read_full_at(file, &mut bytes, 0).map_err(ctx)?;
+    bytes.truncate(got);
+    Ok(bytes)
 }
 
 /// How [`RootFiles::new_log`] puts a new log in place.
@@ -753,7 +825,7 @@ mod tests {
         let files = files(dir);
         for seq in 1..=n {
             let expected = (seq > 1).then(|| v(seq - 1)).flatten();
-            files.write(&root(seq), expected).unwrap();
+            files.write(&root(seq), expected, &[]).unwrap();
         }
         files
     }
@@ -784,6 +856,7 @@ mod tests {
         encode(&Entry {
             root: root(seq),
             file: None,
+            carried: Vec::new(),
         })
         .unwrap()
     }
@@ -793,21 +866,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (files(dir.path()), files(dir.path()));
         assert_eq!(a.read().unwrap(), None);
-        a.write(&root(1), None).unwrap();
+        a.write(&root(1), None, &[]).unwrap();
         let id = ino(dir.path());
         assert_eq!(b.read().unwrap(), Some(root(1)));
-        b.write(&root(2), v(1)).unwrap();
+        b.write(&root(2), v(1), &[]).unwrap();
         assert_eq!(a.read().unwrap(), Some(root(2)));
         // A stale version loses, whichever handle writes.
         assert!(matches!(
-            a.write(&root(3), v(1)),
+            a.write(&root(3), v(1), &[]),
             Err(Error::RootConflict { .. })
         ));
         assert!(matches!(
-            b.write(&root(2), v(2)),
+            b.write(&root(2), v(2), &[]),
             Err(Error::Invalid { .. })
         ));
-        a.write(&root(3), v(2)).unwrap();
+        a.write(&root(3), v(2), &[]).unwrap();
         // Appended into the preallocated file: same file, same size.
         assert_eq!(ino(dir.path()), id);
         assert_eq!(log_bytes(dir.path()).len() as u64, LOG_SIZE);
@@ -842,14 +915,14 @@ mod tests {
     fn a_full_log_is_replaced_and_other_handles_follow() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (small(dir.path(), 1024), small(dir.path(), 1024));
-        a.write(&root(1), None).unwrap();
+        a.write(&root(1), None, &[]).unwrap();
         assert_eq!(b.read().unwrap(), Some(root(1)));
         let first = ino(dir.path());
         let mut replaced = 0;
         let mut last_ino = first;
         for seq in 2..=40 {
             let w = if seq % 3 == 0 { &b } else { &a };
-            w.write(&root(seq), v(seq - 1)).unwrap();
+            w.write(&root(seq), v(seq - 1), &[]).unwrap();
             let now = ino(dir.path());
             if now != last_ino {
                 replaced += 1;
@@ -890,7 +963,7 @@ mod tests {
             let b = files(dir.path());
             assert_eq!(b.read().unwrap(), Some(root(3)), "torn variant {i}");
             let before = ino(dir.path());
-            b.write(&root(4), v(3)).unwrap();
+            b.write(&root(4), v(3), &[]).unwrap();
             assert_ne!(
                 ino(dir.path()),
                 before,
@@ -920,7 +993,7 @@ mod tests {
             matches!(&err, Error::CorruptRoot { location, .. } if location.ends_with(ROOT_LOG_FILE)),
             "{err:?}"
         );
-        assert!(files(dir.path()).write(&root(4), v(3)).is_err());
+        assert!(files(dir.path()).write(&root(4), v(3), &[]).is_err());
         // Not a log at all.
         std::fs::write(dir.path().join(ROOT_LOG_FILE), b"{\"root\": 1}").unwrap();
         assert!(matches!(
@@ -946,10 +1019,10 @@ mod tests {
         assert_eq!(files(dir.path()).read().unwrap(), Some(theirs.clone()));
         // The log still holds 3, but the version to build on is theirs.
         assert!(matches!(
-            a.write(&root(4), v(3)),
+            a.write(&root(4), v(3), &[]),
             Err(Error::RootConflict { .. })
         ));
-        a.write(&root(1), Some(RootVersion::of_root(&theirs)))
+        a.write(&root(1), Some(RootVersion::of_root(&theirs)), &[])
             .unwrap();
         // The reference's file is now one the log has seen.
         assert_eq!(files(dir.path()).read().unwrap(), Some(root(1)));
@@ -960,7 +1033,7 @@ mod tests {
     fn a_corrupt_space_root_no_record_saw_is_an_error_a_blank_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let a = files(dir.path());
-        a.write(&root(1), None).unwrap();
+        a.write(&root(1), None, &[]).unwrap();
         let path = dir.path().join(ROOT_FILE);
         std::fs::write(&path, b"\n ").unwrap();
         assert_eq!(a.read().unwrap(), Some(root(1)));
@@ -974,8 +1047,8 @@ mod tests {
     fn after_a_failed_append_the_log_is_rewritten_from_the_trusted_root() {
         let dir = tempfile::tempdir().unwrap();
         let a = files(dir.path());
-        a.write(&root(1), None).unwrap();
-        a.write(&root(2), v(1)).unwrap();
+        a.write(&root(1), None, &[]).unwrap();
+        a.write(&root(2), v(1), &[]).unwrap();
         // The append of 3 "failed": its bytes show in the file (the page
         // cache) but may not be on the disk.
         let end = end_of(dir.path());
@@ -988,7 +1061,7 @@ mod tests {
         assert_eq!(a.read().unwrap(), Some(root(2)));
         assert_ne!(ino(dir.path()), before, "rewritten");
         assert_eq!(files(dir.path()).read().unwrap(), Some(root(2)));
-        a.write(&root(3), v(2)).unwrap();
+        a.write(&root(3), v(2), &[]).unwrap();
 
         // Another process appended after the failed record: its root (built
         // on the failed one) stays.
@@ -1024,7 +1097,11 @@ mod tests {
                         while won.len() < 15 {
                             let current = me.read().unwrap();
                             let seq = current.as_ref().map_or(0, |r| r.sequence) + 1;
-                            match me.write(&root(seq), current.as_ref().map(RootVersion::of_root)) {
+                            match me.write(
+                                &root(seq),
+                                current.as_ref().map(RootVersion::of_root),
+                                &[],
+                            ) {
                                 Ok(()) => {
                                     won.push(seq);
                                     // Copies written at once by several
@@ -1053,5 +1130,149 @@ mod tests {
             std::fs::read(dir.path().join(ROOT_FILE)).unwrap(),
             root(60).to_json()
         );
+    }
+}
+
+#[cfg(test)]
+mod carried_tests {
+    use super::*;
+    use crate::root_register::{RootVersion, WalBytes};
+    use crate::types::{AtomPointer, WalId};
+
+    fn root(seq: u64) -> RootRecord {
+        RootRecord::new(
+            AtomPointer::new(WalId(uuid::Uuid::from_u128(u128::from(seq))), 32),
+            seq,
+            0,
+            Some(format!("w{seq}")),
+        )
+    }
+
+    fn v(seq: u64) -> Option<RootVersion> {
+        (seq > 0).then(|| RootVersion::of_root(&root(seq)))
+    }
+
+    /// A WAL file in `dir` holding `len` bytes of `fill`.
+    fn wal(dir: &Path, n: u128, len: usize, fill: u8) -> (WalId, PathBuf) {
+        let id = WalId(uuid::Uuid::from_u128(0xA000 + n));
+        let path = carried_wal::wal_file(dir, id);
+        std::fs::write(&path, vec![fill; len]).unwrap();
+        (id, path)
+    }
+
+    fn bytes(wal: WalId, offset: u64, data: &[u8]) -> WalBytes {
+        WalBytes {
+            wal,
+            offset,
+            data: bytes::Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn carried_bytes_a_crash_lost_are_put_back_and_a_read_only_view_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_path) = wal(dir.path(), 1, 64, b'a');
+        let (b, b_path) = wal(dir.path(), 2, 16, b'b');
+        let files = RootFiles::new(dir.path(), true);
+        // Roots 1 and 2 carry bytes appended to a and b (the files hold
+        // them, not synced).
+        let append = |path: &Path, at: u64, data: &[u8]| {
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            f.write_all_at(data, at).unwrap();
+        };
+        append(&a_path, 64, b"first");
+        files
+            .write(&root(1), None, &[bytes(a, 64, b"first")])
+            .unwrap();
+        append(&a_path, 69, b"second");
+        append(&b_path, 16, b"x");
+        files
+            .write(
+                &root(2),
+                v(1),
+                &[bytes(a, 69, b"second"), bytes(b, 16, b"x")],
+            )
+            .unwrap();
+        // Nothing lost: nothing written.
+        assert_eq!(
+            RootFiles::new(dir.path(), true).put_back_carried().unwrap(),
+            0
+        );
+        // A power loss took a's tail and b's last byte.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&a_path)
+            .unwrap();
+        f.set_len(66).unwrap();
+        append(&b_path, 16, b"\0");
+        let lost = RootFiles::new(dir.path(), false).put_back_carried();
+        let message = lost.unwrap_err().to_string();
+        assert!(message.contains("open the space writable"), "{message}");
+        assert_eq!(
+            RootFiles::new(dir.path(), true).put_back_carried().unwrap(),
+            3
+        );
+        let got = std::fs::read(&a_path).unwrap();
+        assert_eq!(&got[64..], b"firstsecond");
+        assert_eq!(
+            std::fs::read(&b_path).unwrap(),
+            [vec![b'b'; 16], b"x".to_vec()].concat()
+        );
+        assert_eq!(
+            RootFiles::new(dir.path(), false)
+                .put_back_carried()
+                .unwrap(),
+            0
+        );
+        // A reclaimed WAL is not brought back.
+        std::fs::remove_file(&b_path).unwrap();
+        assert_eq!(
+            RootFiles::new(dir.path(), true).put_back_carried().unwrap(),
+            0
+        );
+        assert!(!b_path.exists());
+        assert_eq!(files.read().unwrap(), Some(root(2)));
+    }
+
+    #[test]
+    fn a_replaced_log_keeps_no_carried_bytes_of_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_path) = wal(dir.path(), 3, 32, b'a');
+        let files = RootFiles {
+            log_size: 2 << 10,
+            ..RootFiles::new(dir.path(), true)
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&a_path)
+            .unwrap();
+        let mut replaced = 0;
+        let mut ino = None;
+        for seq in 1..=40u64 {
+            let at = 32 + (seq - 1) * 8;
+            file.write_all_at(&seq.to_le_bytes(), at).unwrap();
+            files
+                .write(&root(seq), v(seq - 1), &[bytes(a, at, &seq.to_le_bytes())])
+                .unwrap();
+            let now = std::fs::metadata(dir.path().join(ROOT_LOG_FILE))
+                .unwrap()
+                .ino();
+            if ino.is_some_and(|i| i != now) {
+                replaced += 1;
+                // The new log carries only its first record's bytes.
+                let log = File::open(dir.path().join(ROOT_LOG_FILE)).unwrap();
+                let carried = files.carried_in(&log).unwrap();
+                assert_eq!(carried.len(), 1, "after root {seq}");
+                assert_eq!(carried[0].at, at);
+            }
+            ino = Some(now);
+        }
+        assert!(replaced >= 2, "the 2 KiB log was replaced {replaced} times");
+        // Every root's bytes are in the WAL (put back finds nothing to do).
+        assert_eq!(
+            RootFiles::new(dir.path(), true).put_back_carried().unwrap(),
+            0
+        );
+        assert_eq!(files.read().unwrap(), Some(root(40)));
     }
 }

@@ -778,7 +778,7 @@ pub fn root_log(dir: &Path, data: &[u8]) {
             };
             let next = RootRecord::new(AtomPointer::new(wal, 128), sequence, term, None);
             files
-                .write(&next, current.as_ref().map(RootVersion::of_root))
+                .write(&next, current.as_ref().map(RootVersion::of_root), &[])
                 .expect("a root log that reads takes the next root");
             let again = RootFiles::new(dir, false)
                 .read()
@@ -794,7 +794,7 @@ pub fn root_log(dir: &Path, data: &[u8]) {
             let before = std::fs::read(dir.join(ROOT_LOG_FILE)).ok();
             let any = RootRecord::new(AtomPointer::new(wal, 128), 1, 0, None);
             assert!(
-                files.write(&any, None).is_err(),
+                files.write(&any, None, &[]).is_err(),
                 "a refused root log took a write"
             );
             assert_eq!(std::fs::read(dir.join(ROOT_LOG_FILE)).ok(), before);

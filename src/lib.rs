@@ -109,6 +109,7 @@ pub use reclaim::{KeptBecause, ReclaimOptions, ReclaimReport, ReclaimedWal};
 pub use root_commit::RootUpdate;
 pub use root_register::{
     HistoricRoot, PruneReport, RootLock, RootRegister, RootRetention, RootVersion, VersionedRoot,
+    WalBytes,
 };
 pub use storage::{AtomFormat, Readiness, Storage, WeakStorage};
 pub use types::{AtomPointer, Format, RootRecord, WalId};

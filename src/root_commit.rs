@@ -41,7 +41,7 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 use tracing::debug;
 
 use crate::error::{Error, Result};
-use crate::root_register::{RootLock, RootRegister, VersionedRoot};
+use crate::root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
 use crate::signal::Signal;
 use crate::types::{AtomPointer, RootRecord};
 use crate::vote::{Grant, VoteStrategy};
@@ -50,6 +50,9 @@ use crate::wal_writer::WalWriter;
 /// Most scheduler passes a flusher waits for publishes to gather before
 /// its next write.
 const GATHER_YIELDS: usize = 16;
+/// Most WAL bytes a root write carries (see [`RootCommitter::store`]);
+/// more are synced in the WAL first.
+const CARRY_LIMIT: usize = 2 << 10;
 
 #[derive(Default)]
 struct State {
@@ -220,6 +223,42 @@ impl RootCommitter {
         }
     }
 
+    /// Makes `target` durable with everything it reaches: the WAL bytes
+    /// carried by the register's write when it can (one flush for both),
+    /// else the WALs synced, then the register written. The flag: whether
+    /// the register was written to (a failure may have stored the root).
+    async fn store(
+        &self,
+        target: &RootRecord,
+        expected: Option<RootVersion>,
+    ) -> (Result<RootVersion>, bool) {
+        // A register that does not carry declines at once (the chunks
+        // handed to the store here are what the sync below writes anyway).
+        match self.writer.carry(CARRY_LIMIT).await {
+            Err(e) => return (Err(e), false),
+            Ok(None) => {}
+            Ok(Some(carried)) => {
+                match self
+                    .register
+                    .write_root_carrying(target, expected, &carried.bytes)
+                    .await
+                {
+                    Ok(Some(version)) => {
+                        self.writer.carried(&carried);
+                        return (Ok(version), true);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return (Err(e), true),
+                }
+            }
+        }
+        // Everything a published root can reach was pushed before it.
+        if let Err(e) = self.writer.sync_all().await {
+            return (Err(e), false);
+        }
+        (self.register.write_root(target, expected).await, true)
+    }
+
     /// The newest durable root: a linearizable read of the register.
     pub(crate) async fn read_current(&self) -> Result<Option<RootRecord>> {
         Ok(self.register.read_root().await?.map(|v| v.root))
@@ -320,13 +359,7 @@ impl RootCommitter {
                 let target = st.current.clone().unwrap_or_else(|| unreachable!());
                 (target, st.durable.as_ref().map(|d| d.version), st.epoch)
             };
-            // Everything a published root can reach was pushed before it.
-            let synced = self.writer.sync_all().await;
-            let register_tried = synced.is_ok();
-            let written = match synced {
-                Ok(()) => self.register.write_root(&target, expected).await,
-                Err(e) => Err(e),
-            };
+            let (written, register_tried) = self.store(&target, expected).await;
             let mut gather = false;
             let ended = {
                 let mut st = self.shared.state.lock();

@@ -17,7 +17,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::types::RootRecord;
+use crate::types::{RootRecord, WalId};
 
 /// An opaque token naming one state of a register (the file's sequence, the
 /// object chain's position, an acceptor ballot). Registers create versions;
@@ -125,6 +125,18 @@ pub struct PruneReport {
     pub kept: u64,
 }
 
+/// Bytes of a WAL that the WAL store holds but has not made durable yet,
+/// handed to [`RootRegister::write_root_carrying`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalBytes {
+    /// The WAL.
+    pub wal: WalId,
+    /// Where the bytes start in it.
+    pub offset: u64,
+    /// The bytes, as appended to the WAL store.
+    pub data: bytes::Bytes,
+}
+
 /// Proof that a register's local lock is held; dropping it releases the lock.
 pub struct RootLock(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
 
@@ -191,6 +203,29 @@ pub trait RootRegister: Send + Sync + fmt::Debug {
         root: &RootRecord,
         expected: Option<RootVersion>,
     ) -> Result<RootVersion>;
+
+    /// Like [`write_root`](Self::write_root), for a root that reaches WAL
+    /// bytes the WAL store holds but has not synced: `carried`, every byte
+    /// appended since the WALs' last sync (or since the last root that
+    /// carried them). A register that shares a disk with the WAL store can
+    /// make the root and those bytes durable in one write (one device
+    /// flush instead of two): it stores them with the root and, after a
+    /// crash, writes them back into the WALs before anything reads them
+    /// (when the provider opens). `Ok(Some(version))`: done, with
+    /// `write_root`'s contract, and every carried byte reads back from the
+    /// WAL store after a crash. `Ok(None)`: this register does not carry
+    /// WAL bytes (or not these: a WAL it does not know, too many bytes);
+    /// nothing was written, and the engine syncs the WALs and calls
+    /// `write_root`. The default declines.
+    async fn write_root_carrying(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+        carried: &[WalBytes],
+    ) -> Result<Option<RootVersion>> {
+        let _ = (root, expected, carried);
+        Ok(None)
+    }
 
     /// Takes the local root lock (waits while another process holds it).
     async fn lock_root(&self) -> Result<RootLock>;

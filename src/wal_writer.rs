@@ -34,6 +34,7 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::record::{self, SKIP_RECORD_LEN, WAL_HEADER_LEN, WalKind};
+use crate::root_register::WalBytes;
 use crate::types::{AtomPointer, Format, WalId};
 use crate::wal_resume::Continued;
 use crate::wal_store::{NewWal, WalStore};
@@ -45,6 +46,10 @@ const BACKLOG_BUFFERS: usize = 8;
 const RECORD_SLACK: usize = 4096;
 /// Written but unsynced bytes above which the background writer syncs.
 pub(crate) const RETAIN_LIMIT: u64 = 8 << 20;
+/// Unsynced bytes of a WAL above which commits sync it instead of
+/// carrying its new bytes with the root (what [`WalWriter::carry`] keeps in
+/// memory at most, per WAL).
+pub(crate) const CARRY_RETAIN: u64 = 1 << 20;
 /// Most idle buffers kept for reuse.
 const POOL_MAX: usize = 16;
 
@@ -103,6 +108,9 @@ struct OwnWal {
     written: u64,
     /// Everything below is durable.
     synced: u64,
+    /// Everything below is durable, or carried by a durable root (see
+    /// [`WalWriter::carry`]) until a sync makes it durable here.
+    carried: u64,
     /// No more pushes (rolled over or closing).
     sealed: bool,
     /// Serialises provider writes and syncs of this WAL.
@@ -223,6 +231,15 @@ pub(crate) enum MemoryRead {
     Found(Bytes),
     /// Not one of ours, or already stored by the provider.
     NotHere,
+}
+
+/// What [`WalWriter::carry`] hands to a root register.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// The bytes not yet durable, per WAL in offset order.
+    pub(crate) bytes: Vec<WalBytes>,
+    /// How far each WAL's bytes go.
+    ends: Vec<(WalId, u64)>,
 }
 
 pub(crate) struct WalWriter {
@@ -361,6 +378,7 @@ impl WalWriter {
                 chunks: VecDeque::new(),
                 written: 0,
                 synced: 0,
+                carried: 0,
                 sealed: false,
                 io: Arc::new(tokio::sync::Mutex::new(())),
                 alignment: barrier_alignment.max(1),
@@ -396,6 +414,7 @@ impl WalWriter {
             chunks: VecDeque::new(),
             written: end,
             synced: end,
+            carried: end,
             sealed: false,
             io: Arc::new(tokio::sync::Mutex::new(())),
             alignment,
@@ -585,6 +604,86 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Hands every chunk pushed so far to the store, without a sync, and
+    /// returns the bytes not yet durable (neither synced nor carried by a
+    /// durable root), for a root register to make durable with the root
+    /// ([`RootRegister::write_root_carrying`]). `None` when that is not the
+    /// way: more than `limit` bytes, more than [`CARRY_RETAIN`] kept
+    /// unsynced in a WAL, or a full WAL that a sync must retire; the
+    /// caller then syncs ([`sync_all`](Self::sync_all)). After the root
+    /// is stored, [`carried`](Self::carried) records it.
+    ///
+    /// [`RootRegister::write_root_carrying`]: crate::RootRegister::write_root_carrying
+    pub(crate) async fn carry(&self, limit: usize) -> Result<Option<Carried>> {
+        let ids: Vec<WalId> = {
+            let st = self.state.lock();
+            if st.wals.values().any(|w| w.sealed) {
+                return Ok(None);
+            }
+            st.wals
+                .iter()
+                .filter(|(_, w)| w.carried.max(w.synced) < w.end)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut out = Carried::default();
+        let mut total = 0usize;
+        for id in ids {
+            let Some(io) = self.state.lock().wals.get(&id).map(|w| w.io.clone()) else {
+                continue;
+            };
+            let _g = io.lock().await;
+            let end = {
+                let mut st = self.state.lock();
+                let Some(w) = st.wals.get_mut(&id) else {
+                    continue;
+                };
+                if w.sealed {
+                    return Ok(None);
+                }
+                w.barrier()
+            };
+            self.write_chunks_locked(id).await?;
+            let st = self.state.lock();
+            let Some(w) = st.wals.get(&id) else {
+                continue;
+            };
+            if w.written.saturating_sub(w.synced) > CARRY_RETAIN {
+                return Ok(None);
+            }
+            let from = w.carried.max(w.synced);
+            for (start, chunk) in &w.chunks {
+                let chunk_end = start + chunk.len() as u64;
+                let (lo, hi) = ((*start).max(from), chunk_end.min(end));
+                if lo >= hi {
+                    continue;
+                }
+                total += (hi - lo) as usize;
+                if total > limit {
+                    return Ok(None);
+                }
+                out.bytes.push(WalBytes {
+                    wal: id,
+                    offset: lo,
+                    data: chunk.slice((lo - start) as usize..(hi - start) as usize),
+                });
+            }
+            out.ends.push((id, end));
+        }
+        Ok(Some(out))
+    }
+
+    /// Records that a durable root carries `carried` (see
+    /// [`carry`](Self::carry)).
+    pub(crate) fn carried(&self, carried: &Carried) {
+        let mut st = self.state.lock();
+        for (id, end) in &carried.ends {
+            if let Some(w) = st.wals.get_mut(id) {
+                w.carried = w.carried.max(*end);
+            }
+        }
+    }
+
     /// Looks for the record at `ptr` in memory (unwritten data).
     pub(crate) fn read_memory(&self, ptr: AtomPointer) -> Result<MemoryRead> {
         let st = self.state.lock();
@@ -656,7 +755,7 @@ impl WalWriter {
         let st = self.state.lock();
         st.wals
             .values()
-            .map(|w| w.end.saturating_sub(w.synced))
+            .map(|w| w.end.saturating_sub(w.synced.max(w.carried)))
             .sum()
     }
 }

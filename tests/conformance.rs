@@ -97,6 +97,7 @@ fn s3_store() -> Option<Arc<dyn ObjectStore>> {
 async fn root_register_memory() {
     let fresh = || MemoryBlockProvider::new();
     root_register::compare_and_swap(&fresh()).await;
+    root_register::carrying_is_a_write_or_nothing(&fresh()).await;
     root_register::only_newer_roots(&fresh()).await;
     root_register::pruned_history(&fresh()).await;
     let shared = fresh();
@@ -121,6 +122,7 @@ async fn root_register_files() {
     };
     let (_d1, p) = fresh();
     root_register::compare_and_swap(&p).await;
+    root_register::carrying_is_a_write_or_nothing(&p).await;
     let (_d2, p) = fresh();
     root_register::only_newer_roots(&p).await;
     let (_d3, p) = fresh();
@@ -136,6 +138,7 @@ async fn root_register_files() {
 #[tokio::test(start_paused = true)]
 async fn root_register_simulated_disk() {
     root_register::compare_and_swap(&*SimDisk::new(2).mount()).await;
+    root_register::carrying_is_a_write_or_nothing(&*SimDisk::new(7).mount()).await;
     root_register::only_newer_roots(&*SimDisk::new(3).mount()).await;
     root_register::pruned_history(&*SimDisk::new(6).mount()).await;
     let disk = SimDisk::new(4);
@@ -154,7 +157,9 @@ async fn root_register_simulated_disk() {
 async fn cloud_registers(store: impl Fn() -> Arc<dyn ObjectStore>) {
     let keep = TempDir::new().unwrap();
     let s = store();
-    root_register::compare_and_swap(&cloud_provider(s.clone(), &keep).await).await;
+    let p = cloud_provider(s.clone(), &keep).await;
+    root_register::compare_and_swap(&p).await;
+    root_register::carrying_is_a_write_or_nothing(&p).await;
     let keep2 = TempDir::new().unwrap();
     root_register::only_newer_roots(&cloud_provider(store(), &keep2).await).await;
     let keep3 = TempDir::new().unwrap();

@@ -10,6 +10,7 @@
 //! | [`only_newer_roots`] | a root not newer (by `(term, sequence)`) than the one held is refused |
 //! | [`racing_writers_have_one_winner`] | of two handles writing from the same version, exactly one wins; the loser sees `RootConflict` and the winner's root, and builds on it from `read_root_to_update` |
 //! | [`pruned_history`] | pruning to the last N keeps the current root readable and writable, and the history holds at most what was kept (at least the current root) |
+//! | [`carrying_is_a_write_or_nothing`] | `write_root_carrying` either declines (`Ok(None)`) and changes nothing, or is a `write_root`: the root reads back with the version it returned, and a stale version conflicts |
 //! | [`local_lock_excludes`] | a second `lock_root` waits until the first lock is dropped (registers without a local lock return at once) |
 
 use std::future::Future;
@@ -58,6 +59,35 @@ pub async fn compare_and_swap(register: &dyn RootRegister) {
         .expect("read to update")
         .expect("a root");
     assert_eq!((to_update.root, to_update.version), (root(2, 1), v2));
+}
+
+/// `write_root_carrying` (nothing carried) declines or writes as
+/// `write_root` does.
+pub async fn carrying_is_a_write_or_nothing(register: &dyn RootRegister) {
+    let before = register.read_root().await.expect("read");
+    let expected = before.as_ref().map(|v| v.version);
+    let next = root(before.as_ref().map_or(1, |v| v.root.sequence + 1), 1);
+    let Some(version) = register
+        .write_root_carrying(&next, expected, &[])
+        .await
+        .expect("a carrying write")
+    else {
+        assert_eq!(
+            register.read_root().await.expect("read"),
+            before,
+            "declined, yet changed"
+        );
+        return;
+    };
+    let got = register.read_root().await.expect("read").expect("a root");
+    assert_eq!((got.root, got.version), (next.clone(), version));
+    let later = root(next.sequence + 1, 1);
+    match register.write_root_carrying(&later, expected, &[]).await {
+        Err(Error::RootConflict { .. }) | Ok(None) => {}
+        other => panic!("a carrying write on a stale version: {other:?}"),
+    }
+    let got = register.read_root().await.expect("read").expect("a root");
+    assert_eq!(got.root, next);
 }
 
 /// Roots only move forward by `(term, sequence)`.

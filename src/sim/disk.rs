@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use crate::clock::SeededRng;
 use crate::cluster::{AcceptorState, AcceptorStore};
 use crate::error::{Error, Result};
-use crate::root_register::{RootLock, RootRegister, RootVersion, VersionedRoot};
+use crate::root_register::{RootLock, RootRegister, RootVersion, VersionedRoot, WalBytes};
 use crate::types::{RootRecord, WalId};
 use crate::wal_store::{NewWal, WalInfo, WalStore};
 
@@ -133,6 +133,12 @@ struct State {
     mounts: u64,
     root: Option<RootRecord>,
     root_in_flight: Option<InFlight<Option<RootRecord>>>,
+    /// WAL bytes stored with the root ([`RootRegister::write_root_carrying`]),
+    /// put back into their WALs after a power loss (as a provider does when
+    /// it opens); a WAL's go once a sync makes it durable.
+    carried: Vec<WalBytes>,
+    /// What a root write in flight carries.
+    carried_in_flight: Vec<WalBytes>,
     acceptor: AcceptorState,
     acceptor_in_flight: Option<InFlight<AcceptorState>>,
     config: Option<Bytes>,
@@ -202,7 +208,21 @@ impl SimDisk {
             f.power_loss(rng);
         }
         if let Some(w) = st.root_in_flight.take() {
-            st.root = if rng.f64() < 0.5 { w.before } else { w.after };
+            let done = rng.f64() < 0.5;
+            let carried = std::mem::take(&mut st.carried_in_flight);
+            if done {
+                st.root = w.after;
+                st.carried.extend(carried);
+            } else {
+                st.root = w.before;
+            }
+        }
+        // The carried bytes go back into their WALs.
+        for b in &st.carried {
+            if let Some(f) = st.files.get_mut(&b.wal) {
+                f.write(b.offset, b.data.clone());
+                f.sync(false);
+            }
         }
         if let Some(w) = st.acceptor_in_flight.take() {
             st.acceptor = if rng.f64() < 0.5 { w.before } else { w.after };
@@ -242,6 +262,56 @@ enum Fate {
 }
 
 impl MountedDisk {
+    /// The atomic replace of the root (and what it carries).
+    async fn replace_root(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+        carried: Vec<WalBytes>,
+    ) -> Result<RootVersion> {
+        {
+            let mut st = self.disk.state.lock();
+            self.alive(&st)?;
+            crate::backends::memory::check_cas(st.root.as_ref(), root, expected)?;
+            st.root_in_flight = Some(InFlight {
+                before: st.root.clone(),
+                after: Some(root.clone()),
+            });
+            st.carried_in_flight = carried;
+        }
+        let fate = self.op(false).await;
+        let mut st = self.disk.state.lock();
+        if st.generation != self.generation {
+            return Err(Error::Closed);
+        }
+        let Some(w) = st.root_in_flight.take() else {
+            return Err(Error::Closed);
+        };
+        let carried = std::mem::take(&mut st.carried_in_flight);
+        if st.root != w.before {
+            // Another writer got there first (no lock held): no effect.
+            return Err(Error::RootConflict {
+                expected: expected.map(|v| v.parts().1),
+                found: st.root.as_ref().map(|r| r.sequence),
+            });
+        }
+        match fate? {
+            Fate::Ok => {
+                st.root = w.after;
+                st.carried.extend(carried);
+                Ok(RootVersion::of_root(root))
+            }
+            _ => {
+                // The rename may or may not have happened.
+                if self.disk.rng.f64() < 0.5 {
+                    st.root = w.after;
+                    st.carried.extend(carried);
+                }
+                Err(Self::io_error("replacing space_root".into(), EIO))
+            }
+        }
+    }
+
     /// Waits the operation's latency, then checks the handle is alive and
     /// draws the operation's fate.
     async fn op(&self, may_fill: bool) -> Result<Fate> {
@@ -320,6 +390,9 @@ impl WalStore for MountedDisk {
         let failed = matches!(fate, Fate::Eio);
         // A failed sync: the kernel dropped the dirty pages, reports it once.
         f.sync(failed);
+        if !failed {
+            st.carried.retain(|b| b.wal != wal);
+        }
         if failed {
             return Err(Self::io_error(format!("syncing WAL {wal}"), EIO));
         }
@@ -420,43 +493,23 @@ impl RootRegister for MountedDisk {
         root: &RootRecord,
         expected: Option<RootVersion>,
     ) -> Result<RootVersion> {
-        {
-            let mut st = self.disk.state.lock();
-            self.alive(&st)?;
-            crate::backends::memory::check_cas(st.root.as_ref(), root, expected)?;
-            st.root_in_flight = Some(InFlight {
-                before: st.root.clone(),
-                after: Some(root.clone()),
-            });
+        self.replace_root(root, expected, Vec::new()).await
+    }
+
+    /// Carries the bytes with the root, like a local register sharing the
+    /// disk with the WALs; declines now and then, so that both ways run.
+    async fn write_root_carrying(
+        &self,
+        root: &RootRecord,
+        expected: Option<RootVersion>,
+        carried: &[WalBytes],
+    ) -> Result<Option<RootVersion>> {
+        if self.disk.rng.f64() < 0.25 {
+            return Ok(None);
         }
-        let fate = self.op(false).await;
-        let mut st = self.disk.state.lock();
-        if st.generation != self.generation {
-            return Err(Error::Closed);
-        }
-        let Some(w) = st.root_in_flight.take() else {
-            return Err(Error::Closed);
-        };
-        if st.root != w.before {
-            // Another writer got there first (no lock held): no effect.
-            return Err(Error::RootConflict {
-                expected: expected.map(|v| v.parts().1),
-                found: st.root.as_ref().map(|r| r.sequence),
-            });
-        }
-        match fate? {
-            Fate::Ok => {
-                st.root = w.after;
-                Ok(RootVersion::of_root(root))
-            }
-            _ => {
-                // The rename may or may not have happened.
-                if self.disk.rng.f64() < 0.5 {
-                    st.root = w.after;
-                }
-                Err(Self::io_error("replacing space_root".into(), EIO))
-            }
-        }
+        self.replace_root(root, expected, carried.to_vec())
+            .await
+            .map(Some)
     }
 
     async fn lock_root(&self) -> Result<RootLock> {

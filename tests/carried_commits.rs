@@ -1,0 +1,100 @@
+//! A standalone commit in one flush: the root log record carries the WAL
+//! bytes the root reaches that were not synced (see
+//! `backends/carried_wal.rs`). A power loss may take those bytes from the
+//! WAL; the next opener puts them back from the log.
+//!
+//! The crash is emulated on real files: a copy of the space taken while it
+//! is open (what the page cache shows), whose WAL then loses every byte
+//! the commits wrote (none of them was synced in the WAL).
+
+use std::path::Path;
+
+use protobase::backends::fs::FileBlockProvider;
+use protobase::{AtomPointer, Storage, StorageBuilder};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Commits `n` small atoms one root at a time; what each root reached.
+async fn commit_small(storage: &Storage, n: usize) -> Vec<(AtomPointer, Vec<u8>)> {
+    let mut committed = Vec::new();
+    for i in 0..n {
+        let data = format!("atom {i} of a small commit").into_bytes();
+        let p = storage.push_bytes(&data).await.unwrap();
+        storage.set_root(p).await.unwrap();
+        assert_eq!(storage.unsynced_bytes(), 0, "commit {i} is durable");
+        committed.push((p, data));
+    }
+    committed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_bytes_a_crash_lost_come_back_from_the_root_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (space, image) = (dir.path().join("space"), dir.path().join("image"));
+    let storage = Storage::open(&space).await.unwrap();
+    let committed = commit_small(&storage, 60).await;
+    copy_dir(&space, &image);
+    storage.close().await.unwrap();
+
+    // The power loss: the WAL lost everything written since it was created.
+    let wal = committed[0].0.wal_id;
+    assert!(committed.iter().all(|(p, _)| p.wal_id == wal));
+    let wal_file = image.join(wal.to_string());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal_file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+
+    // A read-only opener cannot repair: it refuses, saying what to do.
+    let refused = FileBlockProvider::open_read_only(&image).unwrap_err();
+    assert!(
+        refused.to_string().contains("open the space writable"),
+        "{refused}"
+    );
+    let reopened = Storage::open(&image).await.unwrap();
+    let root = reopened.read_current_root().await.unwrap().unwrap();
+    assert_eq!(root.pointer, committed.last().unwrap().0);
+    for (p, data) in &committed {
+        assert_eq!(&reopened.get_bytes(*p).await.unwrap()[..], &data[..]);
+    }
+    // The space goes on (the repaired WAL is continued or a new one made).
+    let more = commit_small(&reopened, 3).await;
+    reopened.close().await.unwrap();
+    let again = Storage::open(&image).await.unwrap();
+    for (p, data) in committed.iter().chain(&more) {
+        assert_eq!(&again.get_bytes(*p).await.unwrap()[..], &data[..]);
+    }
+    again.close().await.unwrap();
+    FileBlockProvider::open_read_only(&image).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_space_needs_no_repair_and_the_reference_copy_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).await.unwrap();
+    let committed = commit_small(&storage, 10).await;
+    storage.close().await.unwrap();
+    // `close` synced the WALs: a read-only opener (which repairs nothing)
+    // reads every atom.
+    let reader = StorageBuilder::standalone(dir.path())
+        .read_only(true)
+        .build()
+        .await
+        .unwrap();
+    for (p, data) in &committed {
+        assert_eq!(&reader.get_bytes(*p).await.unwrap()[..], &data[..]);
+    }
+    let copy = std::fs::read(dir.path().join("space_root")).unwrap();
+    let last = reader.read_current_root().await.unwrap().unwrap();
+    assert_eq!(copy, last.to_json());
+}
