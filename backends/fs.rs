@@ -533,6 +533,9 @@ impl RootRegister for FileBlockProvider {
                 return Ok(None);
             }
         }
+        if !super::root_log::carried_fits(root, carried) {
+            return Ok(None);
+        }
         self.store_root(root, expected, carried.to_vec())
             .await
             .map(Some)

@@ -617,6 +617,16 @@ impl RootFiles {
         for (at, len) in carrying {
             let entry: Entry = serde_json::from_slice(&bytes[at..at + len])
                 .map_err(|e| corrupt(&path, format!("a record carrying WAL bytes: {e}")))?;
+            for c in &entry.carried {
+                // Offsets a file can have (pwrite takes an i64).
+                let end = c.at.checked_add(c.data.len() as u64);
+                if end.is_none_or(|e| e > i64::MAX as u64) {
+                    return Err(corrupt(
+                        &path,
+                        format!("WAL bytes carried at {} of {}: out of range", c.at, c.wal),
+                    ));
+                }
+            }
             carried.extend(entry.carried);
         }
         Ok(carried)
@@ -661,16 +671,31 @@ impl RootFiles {
 
 /// A log holding `roots` as records, unpadded (seeds of the `root_log`
 /// fuzz target).
-pub(crate) fn encode_log_for_tests(roots: &[RootRecord]) -> Result<Vec<u8>> {
+/// Each root carries the WAL bytes given with it.
+pub(crate) fn encode_log_for_tests(
+    roots: &[(RootRecord, Vec<crate::root_register::WalBytes>)],
+) -> Result<Vec<u8>> {
     let mut out = KIND.magic.to_vec();
-    for root in roots {
+    for (root, carried) in roots {
         out.extend_from_slice(&encode(&Entry {
             root: root.clone(),
             file: None,
-            carried: Vec::new(),
+            carried: carried.iter().map(CarriedBytes::from).collect(),
         })?);
     }
     Ok(out)
+}
+
+/// Whether a record of `root` carrying `carried` stays within the largest
+/// record (an upper bound of its JSON: base64 is 4 bytes per 3, each piece
+/// names its WAL and offset in under 100 bytes, the `space_root`
+/// fingerprint and the keys in under 200).
+pub(crate) fn carried_fits(root: &RootRecord, carried: &[crate::root_register::WalBytes]) -> bool {
+    let pieces: usize = carried
+        .iter()
+        .map(|b| b.data.len().div_ceil(3) * 4 + 100)
+        .sum();
+    root.to_json().len() + 200 + pieces <= MAX_ENTRY
 }
 
 /// The key of [`Entry::carried`] in a record's JSON.

@@ -741,7 +741,8 @@ pub fn acceptor_log(data: &[u8]) {
 /// A space directory's root files: the input is `space_root.log` (after
 /// byte 0, which picks `space_root`: none, an older native root, a
 /// reference-shaped root, or a torn one), in the directory `dir` (emptied
-/// first). Reading never panics; a log that reads takes the next root,
+/// first). Opening (putting carried WAL bytes back: the WALs are absent)
+/// and reading never panic; a log that opens and reads takes the next root,
 /// which a new reader then finds and `close` copies to `space_root`; a log
 /// that does not read refuses every write and is left as it was.
 #[cfg(feature = "fs")]
@@ -768,7 +769,8 @@ pub fn root_log(dir: &Path, data: &[u8]) {
         std::fs::write(dir.join(ROOT_FILE), c).expect("writing space_root");
     }
     let files = RootFiles::new(dir, true);
-    match files.read() {
+    // As a provider opens the space: carried WAL bytes put back first.
+    match files.put_back_carried().and_then(|_| files.read()) {
         Ok(current) => {
             let (term, Some(sequence)) = current
                 .as_ref()
@@ -999,12 +1001,17 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         #[cfg(feature = "fs")]
         "root_log" => {
-            let log = |roots: &[RootRecord]| {
+            let log = |roots: &[(RootRecord, Vec<crate::root_register::WalBytes>)]| {
                 crate::backends::root_log::encode_log_for_tests(roots).unwrap_or_default()
             };
-            let one = log(std::slice::from_ref(&root));
+            let one = log(&[(root.clone(), Vec::new())]);
             let later = RootRecord::new(AtomPointer::new(wal, 8192), 10, 3, None);
-            let two = log(&[root.clone(), later]);
+            let carried = vec![crate::root_register::WalBytes {
+                wal,
+                offset: 4242,
+                data: bytes::Bytes::from_static(b"carried record bytes"),
+            }];
+            let two = log(&[(root.clone(), carried.clone()), (later, carried)]);
             let mut torn = two.clone();
             torn.truncate(two.len() - 5);
             let mut zeros = two.clone();

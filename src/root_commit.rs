@@ -13,7 +13,11 @@
 //! *flusher* task makes roots durable: it makes every pushed byte durable,
 //! then writes the newest root to the register with a compare-and-swap on
 //! the version it last wrote — one write covering every update published so
-//! far (group commit).
+//! far (group commit). When few pushed bytes are not durable yet, it hands
+//! them to the register with the root instead
+//! ([`RootRegister::write_root_carrying`]): a register sharing a disk with
+//! the WALs (a space directory's root log) makes both durable with one
+//! device flush; the others decline, and the WALs are synced first.
 //!
 //! # Cancellation
 //!

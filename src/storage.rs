@@ -778,7 +778,9 @@ impl Storage {
         self.inner.cache.stats()
     }
 
-    /// Bytes pushed but not yet durable.
+    /// Bytes pushed but not yet durable (neither synced in their WAL nor
+    /// carried by a durable root, see
+    /// [`RootRegister::write_root_carrying`]).
     pub fn unsynced_bytes(&self) -> u64 {
         self.inner.writer.unsynced_bytes()
     }

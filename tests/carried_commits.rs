@@ -106,3 +106,36 @@ async fn a_closed_space_needs_no_repair_and_the_reference_copy_is_exact() {
     let last = reader.read_current_root().await.unwrap().unwrap();
     assert_eq!(copy, last.to_json());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_register_carries_only_small_commits_of_its_own_wals() {
+    use protobase::{RootRegister, WalBytes, WalId, WalStore};
+    let dir = tempfile::tempdir().unwrap();
+    let p = FileBlockProvider::open(dir.path()).unwrap();
+    let wal = p.create_wal().await.unwrap().id;
+    let big = bytes::Bytes::from(vec![7u8; 3 << 10]);
+    p.append(wal, 0, big.clone()).await.unwrap();
+    let root = |seq| RootRecord::new(AtomPointer::new(wal, 0), seq, 0, None);
+    let carry = |offset: u64, data: bytes::Bytes, wal| WalBytes { wal, offset, data };
+    // Too many bytes for one record: declined, nothing written.
+    let declined = p
+        .write_root_carrying(&root(1), None, &[carry(0, big.clone(), wal)])
+        .await
+        .unwrap();
+    assert_eq!(declined, None);
+    assert_eq!(p.read_root().await.unwrap(), None);
+    // A WAL of another store: not this register's to put back.
+    let foreign = WalId(uuid::Uuid::new_v4());
+    let declined = p
+        .write_root_carrying(&root(1), None, &[carry(0, big.slice(..10), foreign)])
+        .await
+        .unwrap();
+    assert_eq!(declined, None);
+    // A small commit of its own WAL is carried.
+    let stored = p
+        .write_root_carrying(&root(1), None, &[carry(0, big.slice(..100), wal)])
+        .await
+        .unwrap();
+    assert!(stored.is_some());
+    assert_eq!(p.read_root().await.unwrap().unwrap().root, root(1));
+}
