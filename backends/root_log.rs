@@ -849,7 +849,7 @@ mod tests {
     use crate::root_register::RootVersion;
     use crate::types::{AtomPointer, WalId};
 
-    fn root(seq: u64) -> RootRecord {
+    pub(super) fn root(seq: u64) -> RootRecord {
         RootRecord::new(
             AtomPointer::new(WalId(uuid::Uuid::from_u128(u128::from(seq))), 32),
             seq,
@@ -1181,19 +1181,12 @@ mod tests {
 
 #[cfg(test)]
 mod carried_tests {
+    use super::tests::root;
     use super::*;
     use crate::root_register::{RootVersion, WalBytes};
-    use crate::types::{AtomPointer, WalId};
+    use crate::types::WalId;
 
-    fn root(seq: u64) -> RootRecord {
-        RootRecord::new(
-            AtomPointer::new(WalId(uuid::Uuid::from_u128(u128::from(seq))), 32),
-            seq,
-            0,
-            Some(format!("w{seq}")),
-        )
-    }
-
+    /// The version a write of root `seq` expects (none for the first).
     fn v(seq: u64) -> Option<RootVersion> {
         (seq > 0).then(|| RootVersion::of_root(&root(seq)))
     }
