@@ -10,13 +10,17 @@
 //! log makes both the root and those bytes durable.
 //!
 //! After a crash the WAL may lack them, so a provider opening the space
-//! writes back the carried bytes a WAL does not hold ([`put_back`]) before
-//! anything reads or continues a WAL; a read-only opener only checks, and
-//! refuses a space that needs it. The log keeps the records that carry
-//! bytes until the WALs holding them are synced: before a log is replaced
-//! (which drops its records), before `space_root` is refreshed or settled
-//! (the reference reads WALs without this repair), the WALs named by its
-//! records are synced ([`sync_wals`]). A WAL that no longer exists was
+//! writes the carried bytes back into the WALs and syncs them
+//! ([`put_back`]) before anything reads or continues a WAL; a read-only
+//! opener only checks, and refuses a space whose WALs lack them. The log
+//! keeps the records that carry bytes until the WALs holding them are
+//! synced: before a log is replaced (which drops its records), before
+//! `space_root` is refreshed or settled (the reference reads WALs without
+//! this repair), the carried bytes of its records are written again and
+//! their WALs synced ([`sync_wals`]). Written again, not just synced: after
+//! a failed writeback the kernel keeps the page in memory as clean and
+//! reports the error once, to whoever syncs first, so a later successful
+//! sync (or bytes that match in the page cache) proves nothing. A WAL that no longer exists was
 //! reclaimed (a WAL's name is made durable when it is created): its bytes
 //! are not needed.
 
@@ -89,19 +93,22 @@ fn open_wal(path: &Path, write: bool) -> Result<Option<File>> {
     }
 }
 
-/// Writes into their WALs the carried bytes a WAL does not hold (a crash
-/// lost them), then syncs the WALs written; how many ranges were written.
+/// Writes the carried bytes into their WALs again and syncs those WALs,
+/// so that they are on disk whatever happened to the pages before (a crash
+/// took them, or a writeback failed and a later sync, whoever made it,
+/// reported success over pages the disk never got: a match in the page
+/// cache proves nothing); how many ranges the WALs lacked.
 /// `writable == false`: only checks, and a WAL lacking carried bytes is an
 /// error (a read-only opener cannot repair the space).
 pub(crate) fn put_back(dir: &Path, carried: &[CarriedBytes], writable: bool) -> Result<usize> {
-    let mut written = 0;
+    let mut lacking = 0;
     for (wal, ranges) in by_wal(carried) {
         let path = wal_file(dir, wal);
         let Some(file) = open_wal(&path, writable)? else {
             continue;
         };
-        let mut dirty = false;
-        for c in ranges {
+        let before = lacking;
+        for c in &ranges {
             let mut found = vec![0u8; c.data.len()];
             let got = read_full_at(&file, &mut found, c.at)
                 .map_err(|e| Error::io(format!("reading WAL {} at {}", path.display(), c.at), e))?;
@@ -117,47 +124,47 @@ pub(crate) fn put_back(dir: &Path, carried: &[CarriedBytes], writable: bool) -> 
                     ),
                 ));
             }
-            file.write_all_at(&c.data, c.at).map_err(|e| {
-                Error::io(
-                    format!(
-                        "writing {} carried bytes back into WAL {} at {}",
-                        c.data.len(),
-                        path.display(),
-                        c.at
-                    ),
-                    e,
-                )
-            })?;
-            dirty = true;
-            written += 1;
+            lacking += 1;
         }
-        if dirty {
-            file.sync_data()
-                .map_err(|e| Error::io(format!("syncing WAL {}", path.display()), e))?;
+        if writable {
+            rewrite_and_sync(&file, &ranges, &path)?;
+        }
+        if lacking > before {
             tracing::warn!(wal = %wal, "put back WAL bytes a crash lost (carried by the root log)");
         }
     }
-    Ok(written)
+    Ok(lacking)
+}
+
+/// Writes `ranges` into `file` at their offsets and syncs it; a failed sync
+/// gets one more round (the kernel may have dropped the pages again).
+fn rewrite_and_sync(file: &File, ranges: &[&CarriedBytes], path: &Path) -> Result<()> {
+    let round = || -> std::io::Result<()> {
+        for c in ranges {
+            file.write_all_at(&c.data, c.at)?;
+        }
+        file.sync_data()
+    };
+    round().or_else(|_| round()).map_err(|e| {
+        Error::io(
+            format!("writing carried bytes back into WAL {}", path.display()),
+            e,
+        )
+    })
 }
 
 /// Makes the WALs holding `carried` durable (so the records carrying them
-/// may go). A WAL whose sync fails gets its carried bytes written again
-/// (the kernel may have dropped them) and one more sync.
+/// may go): the carried ranges are written again, then the WAL synced, so
+/// that the sync covers them even if a writeback of theirs failed before
+/// and its error was reported to someone else (a sync of clean pages
+/// proves nothing).
 pub(crate) fn sync_wals(dir: &Path, carried: &[CarriedBytes]) -> Result<()> {
     for (wal, ranges) in by_wal(carried) {
         let path = wal_file(dir, wal);
         let Some(file) = open_wal(&path, true)? else {
             continue;
         };
-        if file.sync_data().is_ok() {
-            continue;
-        }
-        let again = ranges
-            .into_iter()
-            .try_for_each(|c| file.write_all_at(&c.data, c.at));
-        again
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(format!("syncing WAL {}", path.display()), e))?;
+        rewrite_and_sync(&file, &ranges, &path)?;
     }
     Ok(())
 }

@@ -593,7 +593,11 @@ impl RootFiles {
     fn carried_in(&self, file: &File) -> Result<Vec<CarriedBytes>> {
         let path = self.log_path();
         let bytes = read_log_bytes(file, &path)?;
-        let copy = self.read_copy()?.filter(|c| !c.is_empty());
+        // Only an exact native copy marks a record (its JSON is the
+        // record's root, whole: a prefix of it must not match).
+        let copy = self.read_copy()?.filter(|c| {
+            RootRecord::from_json(c).is_ok_and(|r| r.checksum.is_some() && r.to_json() == *c)
+        });
         let carries = memchr::memmem::Finder::new(CARRIED_KEY);
         let mut carrying: Vec<(usize, usize)> = Vec::new();
         record_log::walk_log(KIND, &bytes, |payload| {
@@ -602,7 +606,8 @@ impl RootFiles {
             let is_copied = copy.as_deref().is_some_and(|c| {
                 payload
                     .strip_prefix(ROOT_KEY)
-                    .is_some_and(|rest| rest.starts_with(c))
+                    .and_then(|rest| rest.strip_prefix(c))
+                    .is_some_and(|after| matches!(after.first(), Some(b',' | b'}')))
             });
             if is_copied {
                 carrying.clear();
@@ -1274,6 +1279,77 @@ mod carried_tests {
         );
         assert!(!b_path.exists());
         assert_eq!(files.read().unwrap(), Some(root(2)));
+    }
+
+    #[test]
+    fn syncing_carried_wals_writes_the_bytes_again_first() {
+        // After a failed writeback the page cache may show the bytes while
+        // the disk lacks them, and a sync of the clean page succeeds: only
+        // writing them again makes the sync cover them. Here the file lacks
+        // them outright, which a sync alone would leave as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_path) = wal(dir.path(), 4, 8, 0);
+        let files = RootFiles::new(dir.path(), true);
+        files
+            .write(&root(1), None, &[bytes(a, 0, b"carried!")])
+            .unwrap();
+        // (The first write refreshed `space_root`, which cut record 1 off:
+        // take the copy away, and the bytes.)
+        std::fs::remove_file(dir.path().join(ROOT_FILE)).unwrap();
+        std::fs::write(&a_path, [0u8; 8]).unwrap();
+        let log = File::open(dir.path().join(ROOT_LOG_FILE)).unwrap();
+        let carried = files.carried_in(&log).unwrap();
+        assert_eq!(carried.len(), 1);
+        carried_wal::sync_wals(dir.path(), &carried).unwrap();
+        assert_eq!(std::fs::read(&a_path).unwrap(), b"carried!");
+        // A writable open writes them back even when the page cache shows
+        // them (nothing lacking, still written and synced).
+        std::fs::write(&a_path, [0u8; 8]).unwrap();
+        assert_eq!(
+            RootFiles::new(dir.path(), true).put_back_carried().unwrap(),
+            1
+        );
+        assert_eq!(std::fs::read(&a_path).unwrap(), b"carried!");
+    }
+
+    #[test]
+    fn only_an_exact_copy_of_a_root_cuts_the_carried_records_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = wal(dir.path(), 5, 64, b'a');
+        let files = RootFiles::new(dir.path(), true);
+        for seq in 1..=3u64 {
+            files
+                .write(
+                    &root(seq),
+                    v(seq - 1),
+                    &[bytes(a, seq * 8, &[seq as u8; 8])],
+                )
+                .unwrap();
+        }
+        let log = File::open(dir.path().join(ROOT_LOG_FILE)).unwrap();
+        let copy_path = dir.path().join(ROOT_FILE);
+        let ats = |files: &RootFiles| -> Vec<u64> {
+            files
+                .carried_in(&log)
+                .unwrap()
+                .iter()
+                .map(|c| c.at)
+                .collect()
+        };
+        // An exact copy of root 2: records 1 and 2 are synced.
+        std::fs::write(&copy_path, root(2).to_json()).unwrap();
+        assert_eq!(ats(&files), [24]);
+        // A prefix of a root's JSON (damaged, or written by hand) marks
+        // nothing: every record counts.
+        for cut in [1, 20, root(3).to_json().len() - 1] {
+            std::fs::write(&copy_path, &root(3).to_json()[..cut]).unwrap();
+            assert_eq!(ats(&files), [8, 16, 24], "a copy cut at {cut}");
+        }
+        // The same root with other whitespace is not a copy this code wrote.
+        let mut spaced = root(3).to_json();
+        spaced.push(b' ');
+        std::fs::write(&copy_path, &spaced).unwrap();
+        assert_eq!(ats(&files), [8, 16, 24]);
     }
 
     #[test]

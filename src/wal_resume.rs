@@ -139,6 +139,15 @@ pub(crate) async fn continue_wal(
         let root_offset = root_at.filter(|p| p.wal_id == w.id).map(|p| p.offset);
         match verify(store, w.id, start_of(&w), root_offset, limit).await {
             Ok(Some((end, fence_to))) => {
+                // What the last writer left may never have been synced (its
+                // commits may have carried their bytes with the root
+                // instead): the writer takes everything below `end` as
+                // durable.
+                if let Err(e) = store.sync(w.id, end).await {
+                    warn!(wal = %w.id, error = %e, "syncing the WAL failed: not continued");
+                    store.close_wal(w.id).await?;
+                    continue;
+                }
                 debug!(wal = %w.id, end, ?fence_to, "continuing WAL");
                 return Ok(Some(Continued {
                     id: w.id,

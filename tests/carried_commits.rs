@@ -139,3 +139,72 @@ async fn the_file_register_carries_only_small_commits_of_its_own_wals() {
     assert!(stored.is_some());
     assert_eq!(p.read_root().await.unwrap().unwrap().root, root(1));
 }
+
+/// A writer that continues a WAL another left (see `wal_resume`) syncs it
+/// first: what the last writer appended may never have been synced (its
+/// small commits carried their bytes in the root log), and the new
+/// writer's carried commits go after it. Without the sync a power loss
+/// can leave a hole of lost bytes below records that are put back, and a
+/// scan of the WAL stops at it.
+#[cfg(feature = "sim")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_wal_is_synced_before_new_records_follow_it() {
+    use protobase::sim::SimDisk;
+    use protobase::{StorageBuilder, StorageConfig, WalStore};
+
+    let config = StorageConfig::default().with_buffer_size(256);
+    let open = |disk: &SimDisk| {
+        StorageBuilder::new()
+            .with_block_provider(disk.mount())
+            .with_config(config.clone())
+            .build()
+    };
+    for seed in 0..16u64 {
+        let disk = SimDisk::new(seed);
+        // The first writer commits once, then appends records it never
+        // commits (pushes past its buffers are written, not synced), and
+        // dies without closing.
+        let first = open(&disk).await.unwrap();
+        let root = first.push_bytes(b"the first root").await.unwrap();
+        first.set_root(root).await.unwrap();
+        for i in 0..32u8 {
+            first.push_bytes(&[i; 200]).await.unwrap();
+        }
+        drop(first);
+        // Its tasks let go of the WAL's lock (they hold the mount a moment
+        // after the storage is dropped).
+        let probe = disk.mount();
+        let mut free = false;
+        for _ in 0..100_000 {
+            if probe.reopen_wal(root.wal_id).await.unwrap().is_some() {
+                probe.close_wal(root.wal_id).await.unwrap();
+                free = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            free,
+            "seed {seed}: the dead writer's WAL lock was never released"
+        );
+        drop(probe);
+        // The next one continues the WAL and commits small roots.
+        let next = open(&disk).await.unwrap();
+        let mut committed = Vec::new();
+        for i in 0..4u8 {
+            let p = next.push_bytes(&[0xC0 | i; 40]).await.unwrap();
+            assert_eq!(p.wal_id, root.wal_id, "seed {seed}: the WAL was continued");
+            next.set_root(p).await.unwrap();
+            committed.push((p, [0xC0 | i; 40]));
+        }
+        drop(next);
+        disk.power_loss();
+        let after = open(&disk).await.unwrap();
+        for (p, data) in &committed {
+            assert_eq!(&after.get_bytes(*p).await.unwrap()[..], data, "seed {seed}");
+        }
+        let report = after.scan_wal(root.wal_id, |_| {}).await.unwrap();
+        assert!(report.corrupt.is_empty(), "seed {seed}: {report:?}");
+        after.close().await.unwrap();
+    }
+}
