@@ -455,15 +455,7 @@ impl RootFiles {
         file.lock_shared().map_err(ctx)?;
         let meta = file.metadata().map_err(ctx)?;
         let result = (|| {
-            if meta.len() > MAX_LOG_FILE {
-                return Err(corrupt(
-                    path,
-                    format!("{} bytes: not a root log", meta.len()),
-                ));
-            }
-            let mut bytes = vec![0u8; meta.len() as usize];
-            let got = read_full_at(&file, &mut bytes, 0).map_err(ctx)?;
-            bytes.truncate(got);
+            let bytes = read_log_bytes(&file, meta.len(), path)?;
             // Only the last record is parsed; the others' framing and
             // checksums are checked.
             let walked =
@@ -476,7 +468,7 @@ impl RootFiles {
             Ok(OpenLog {
                 id: (meta.dev(), meta.ino()),
                 end: walked.end as u64,
-                size: got as u64,
+                size: bytes.len() as u64,
                 tail,
                 durable: 0,
                 name_durable: false,
@@ -592,7 +584,11 @@ impl RootFiles {
     /// refresh, `close`), so those need nothing.
     fn carried_in(&self, file: &File) -> Result<Vec<CarriedBytes>> {
         let path = self.log_path();
-        let bytes = read_log_bytes(file, &path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        let bytes = read_log_bytes(file, len, &path)?;
         // Only an exact native copy marks a record (its JSON is the
         // record's root, whole: a prefix of it must not match).
         let copy = self.read_copy()?.filter(|c| {
@@ -708,10 +704,10 @@ const CARRIED_KEY: &[u8] = b"\"carried\":";
 /// How a record's JSON starts (`Entry::root` is its first field).
 const ROOT_KEY: &[u8] = b"{\"root\":";
 
-/// The whole log file (at most [`MAX_LOG_FILE`] bytes).
-fn read_log_bytes(file: &File, path: &Path) -> Result<Vec<u8>> {
+/// The whole log file of `len` bytes (at most [`MAX_LOG_FILE`]; fewer if
+/// it shrank meanwhile).
+fn read_log_bytes(file: &File, len: u64, path: &Path) -> Result<Vec<u8>> {
     let ctx = |e| Error::io(format!("reading {}", path.display()), e);
-    let len = file.metadata().map_err(ctx)?.len();
     if len > MAX_LOG_FILE {
         return Err(corrupt(path, format!("{len} bytes: not a root log")));
     }

@@ -136,6 +136,11 @@ impl OwnWal {
         }
     }
 
+    /// Everything below is durable: synced, or carried by a durable root.
+    fn durable(&self) -> u64 {
+        self.synced.max(self.carried)
+    }
+
     /// Bytes of sealed chunks the store does not have yet.
     fn pending_bytes(&self) -> usize {
         self.chunks
@@ -622,7 +627,7 @@ impl WalWriter {
             }
             st.wals
                 .iter()
-                .filter(|(_, w)| w.carried.max(w.synced) < w.end)
+                .filter(|(_, w)| w.durable() < w.end)
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -651,7 +656,7 @@ impl WalWriter {
             if w.written.saturating_sub(w.synced) > CARRY_RETAIN {
                 return Ok(None);
             }
-            let from = w.carried.max(w.synced);
+            let from = w.durable();
             for (start, chunk) in &w.chunks {
                 let chunk_end = start + chunk.len() as u64;
                 let (lo, hi) = ((*start).max(from), chunk_end.min(end));
@@ -755,7 +760,7 @@ impl WalWriter {
         let st = self.state.lock();
         st.wals
             .values()
-            .map(|w| w.end.saturating_sub(w.synced.max(w.carried)))
+            .map(|w| w.end.saturating_sub(w.durable()))
             .sum()
     }
 }
