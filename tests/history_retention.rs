@@ -247,6 +247,36 @@ async fn a_stale_reader_finds_the_newest_root_over_a_pruned_stretch() {
     reader.close().await.unwrap();
 }
 
+/// A process that saw an empty chain (its walk starts before position 0)
+/// meets a first position a stale writer re-created after the pruning,
+/// holding a root newer than the next link's: that is the pruned stretch,
+/// not a corrupt chain (simulation seed 16469607: every later read failed
+/// with "does not follow", so no node could commit again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_an_empty_chain_walks_past_a_recreated_first_position() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let staging = tempfile::tempdir().unwrap();
+    let reader = provider(store.clone(), &staging.path().join("r")).await;
+    let stale = provider(store.clone(), &staging.path().join("s")).await;
+    assert!(reader.read_root().await.unwrap().is_none());
+    assert!(stale.read_root().await.unwrap().is_none());
+    let writer = provider(store.clone(), &staging.path().join("w")).await;
+    let mut v = None;
+    for seq in 1..=5 {
+        v = Some(writer.write_root(&root(seq), v).await.unwrap());
+    }
+    // Floor 1: position 0 is deleted, position 1 (sequence 2) kept.
+    let r = writer.prune_history(&RootRetention::last(4)).await.unwrap();
+    assert_eq!((r.removed, r.kept), (1, 4), "{r:?}");
+    let got = stale.write_root(&root(4_000), None).await;
+    assert!(got.is_err(), "a write into a pruned position: {got:?}");
+    assert_eq!(reader.read_root().await.unwrap().unwrap().root.sequence, 5);
+    assert_eq!(stale.read_root().await.unwrap().unwrap().root.sequence, 5);
+    for p in [reader, stale, writer] {
+        p.close().await.unwrap();
+    }
+}
+
 /// A pruning run cut short (the process dies between deletes) loses no
 /// kept root; the next run finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

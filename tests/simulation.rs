@@ -48,7 +48,8 @@
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
 //! seeds elsewhere; `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its
 //! first failing schedule. A failure prints the seed, the schedule and the
-//! check that failed.
+//! check that failed; `PROTOBASE_SIM_VERBOSE=1` adds the end of its trace,
+//! `PROTOBASE_SIM_VERBOSE=all` the whole trace.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -936,7 +937,13 @@ async fn run_traced(s: Schedule) -> (Result<(), String>, Vec<String>) {
     let outcome = run_world(&world, s).await;
     if outcome.is_err() && std::env::var_os("PROTOBASE_SIM_VERBOSE").is_some() {
         let trace = world.rec.trace.lock();
-        let from = trace.len().saturating_sub(80);
+        // `PROTOBASE_SIM_VERBOSE=all`: the whole trace.
+        let all = std::env::var_os("PROTOBASE_SIM_VERBOSE").is_some_and(|v| v == "all");
+        let from = if all {
+            0
+        } else {
+            trace.len().saturating_sub(80)
+        };
         for line in &trace[from..] {
             eprintln!("  | {line}");
         }

@@ -148,8 +148,10 @@ impl Inner {
                         return Ok(best);
                     }
                 }
-                // A stale walk may meet links re-created below the floor.
-                Err((at, _)) if at < floor || from.is_some_and(|f| f < floor) => {}
+                // A stale walk may meet links re-created below the floor
+                // (a walk from no root starts below position 0, so below
+                // any floor but 0).
+                Err((at, _)) if at < floor || from.map_or(floor > 0, |f| f < floor) => {}
                 Err((_, e)) => return Err(e),
             }
             start = self.newest_listed().await?;
