@@ -491,17 +491,8 @@ impl WalStore for FileBlockProvider {
 /// Whether the open `file` is no longer the file at `path` (it was removed,
 /// or replaced by another).
 pub(super) fn unlinked(file: &File, path: &Path) -> Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let ctx = |e| Error::io(format!("checking {}", path.display()), e);
-    let open = file.metadata().map_err(ctx)?;
-    if open.nlink() == 0 {
-        return Ok(true);
-    }
-    match std::fs::metadata(path) {
-        Ok(named) => Ok(named.ino() != open.ino() || named.dev() != open.dev()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(ctx(e)),
-    }
+    super::file_id::unlinked(file, path)
+        .map_err(|e| Error::io(format!("checking {}", path.display()), e))
 }
 
 #[async_trait]

@@ -11,6 +11,8 @@ pub(crate) mod checkpoint_files;
 #[cfg(feature = "cloud")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cloud")))]
 pub mod cloud;
+#[cfg(feature = "fs")]
+pub(crate) mod file_id;
 pub(crate) mod file_io;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]

@@ -37,14 +37,16 @@
 //! appended after the failed record.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::carried_wal::{self, CarriedBytes};
+use super::file_id;
 use super::file_io::{read_full_at, sync_dir};
 use crate::error::{Error, FormatError, Result};
 use crate::record_log::{self, LogKind, RECORD_HEADER};
@@ -117,7 +119,9 @@ struct Entry {
 /// The log as this process last read it.
 #[derive(Debug)]
 struct OpenLog {
-    file: File,
+    /// Shared with the [`FileLock`]s taken on it (no descriptor is
+    /// duplicated per lock).
+    file: Arc<File>,
     /// Device and inode: whether the name still points at this file.
     id: (u64, u64),
     /// Where the last valid record ends.
@@ -160,16 +164,14 @@ pub(crate) struct RootFiles {
 }
 
 /// An OS lock (`flock`) on a file, held until dropped.
-struct FileLock(File);
+struct FileLock(Arc<File>);
 
 impl FileLock {
-    /// Locks `file` exclusively (through a duplicate of its descriptor,
-    /// which shares the lock), waiting for other holders.
-    fn on(file: &File, path: &Path) -> Result<Self> {
-        let ctx = |e| Error::io(format!("locking {}", path.display()), e);
-        let dup = file.try_clone().map_err(ctx)?;
-        dup.lock().map_err(ctx)?;
-        Ok(FileLock(dup))
+    /// Locks `file` exclusively, waiting for other holders.
+    fn on(file: &Arc<File>, path: &Path) -> Result<Self> {
+        file.lock()
+            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        Ok(FileLock(file.clone()))
     }
 }
 
@@ -303,7 +305,11 @@ impl RootFiles {
     fn lock_log(&self, st: &mut State) -> Result<Option<FileLock>> {
         let path = self.log_path();
         for _ in 0..16 {
-            self.catch_up(st)?;
+            // A known log is locked first and checked after (a replaced
+            // one is unlinked): no look at the name before.
+            if st.log.is_none() {
+                self.catch_up(st)?;
+            }
             let Some(log) = st.log.as_ref() else {
                 return Ok(None);
             };
@@ -374,14 +380,30 @@ impl RootFiles {
         Ok(())
     }
 
-    /// `space_root`'s bytes (`None`: no such file).
+    /// `space_root`'s bytes (`None`: no such file). Read without asking
+    /// for its size first (`std::fs::read` stats it: one more system call
+    /// per commit); at most [`MAX_LOG_FILE`] bytes.
     fn read_copy(&self) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
         let path = self.root_path();
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        let ctx = |e| Error::io(format!("reading {}", path.display()), e);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ctx(e)),
+        };
+        let mut bytes = Vec::with_capacity(1024);
+        (&file)
+            .take(MAX_LOG_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(ctx)?;
+        if bytes.len() as u64 > MAX_LOG_FILE {
+            return Err(corrupt(
+                &path,
+                format!("more than {MAX_LOG_FILE} bytes: not a root"),
+            ));
         }
+        Ok(Some(bytes))
     }
 
     /// The current root given `space_root`'s bytes, and whether it is the
@@ -422,7 +444,7 @@ impl RootFiles {
     /// was replaced), else reads the records appended since.
     fn catch_up(&self, st: &mut State) -> Result<()> {
         let path = self.log_path();
-        let meta = match std::fs::metadata(&path) {
+        let named = match file_id::of_path(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 st.log = None;
@@ -431,7 +453,7 @@ impl RootFiles {
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         match st.log.as_mut() {
-            Some(log) if log.id == (meta.dev(), meta.ino()) => {
+            Some(log) if log.id == named.id => {
                 read_new_records(log, &path)?;
                 Ok(())
             }
@@ -445,17 +467,19 @@ impl RootFiles {
     /// Opens and decodes the whole log at `path`.
     fn open_log(&self, path: &Path) -> Result<OpenLog> {
         let ctx = |e| Error::io(format!("opening {}", path.display()), e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(self.writable)
-            .open(path)
-            .map_err(ctx)?;
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(self.writable)
+                .open(path)
+                .map_err(ctx)?,
+        );
         // A log being created or replaced is locked until its name is
         // durable: wait for that (a shared lock lets readers in together).
         file.lock_shared().map_err(ctx)?;
-        let meta = file.metadata().map_err(ctx)?;
+        let meta = file_id::of_file(&file).map_err(ctx)?;
         let result = (|| {
-            let bytes = read_log_bytes(&file, meta.len(), path)?;
+            let bytes = read_log_bytes(&file, meta.len, path)?;
             // Only the last record is parsed; the others' framing and
             // checksums are checked.
             let walked =
@@ -466,13 +490,13 @@ impl RootFiles {
                 .verify_checksum()
                 .map_err(|e| corrupt(path, format!("the last record's root: {e}")))?;
             Ok(OpenLog {
-                id: (meta.dev(), meta.ino()),
+                id: meta.id,
                 end: walked.end as u64,
                 size: bytes.len() as u64,
                 tail,
                 durable: 0,
                 name_durable: false,
-                file: file.try_clone().map_err(ctx)?,
+                file: file.clone(),
             })
         })();
         let _ = file.unlock();
@@ -486,12 +510,14 @@ impl RootFiles {
         let record = encode(entry)?;
         let tmp = self.temporary(ROOT_LOG_FILE);
         let ctx = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| ctx("creating", e))?;
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| ctx("creating", e))?,
+        );
         let remove_tmp = RemoveOnDrop(&tmp);
         let _lock = FileLock::on(&file, &tmp)?;
         let mut bytes = record_log::log_of_record(KIND, &record);
@@ -510,15 +536,15 @@ impl RootFiles {
         }
         drop(remove_tmp);
         sync_dir(&self.dir)?;
-        let meta = file.metadata().map_err(|e| ctx("reading", e))?;
+        let meta = file_id::of_file(&file).map_err(|e| ctx("reading", e))?;
         Ok(Some(OpenLog {
-            id: (meta.dev(), meta.ino()),
+            id: meta.id,
             end,
             size: bytes.len() as u64,
             tail: entry.clone(),
             durable: end,
             name_durable: true,
-            file: file.try_clone().map_err(|e| ctx("opening", e))?,
+            file,
         }))
     }
 
@@ -537,10 +563,7 @@ impl RootFiles {
         let lock = FileLock::on(&log.file, &path)?;
         if !super::fs::unlinked(&lock.0, &path)? {
             let mut probe = OpenLog {
-                file: lock
-                    .0
-                    .try_clone()
-                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+                file: lock.0.clone(),
                 id: log.id,
                 end: at,
                 size: log.size,
@@ -584,10 +607,9 @@ impl RootFiles {
     /// refresh, `close`), so those need nothing.
     fn carried_in(&self, file: &File) -> Result<Vec<CarriedBytes>> {
         let path = self.log_path();
-        let len = file
-            .metadata()
+        let len = file_id::of_file(file)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
+            .len;
         let bytes = read_log_bytes(file, len, &path)?;
         // Only an exact native copy marks a record (its JSON is the
         // record's root, whole: a prefix of it must not match).
@@ -889,7 +911,7 @@ mod tests {
     }
 
     fn ino(dir: &Path) -> u64 {
-        std::fs::metadata(dir.join(ROOT_LOG_FILE)).unwrap().ino()
+        file_id::of_path(&dir.join(ROOT_LOG_FILE)).unwrap().id.1
     }
 
     /// The end of the log's last valid record.
@@ -1368,9 +1390,10 @@ mod carried_tests {
             files
                 .write(&root(seq), v(seq - 1), &[bytes(a, at, &seq.to_le_bytes())])
                 .unwrap();
-            let now = std::fs::metadata(dir.path().join(ROOT_LOG_FILE))
+            let now = file_id::of_path(&dir.path().join(ROOT_LOG_FILE))
                 .unwrap()
-                .ino();
+                .id
+                .1;
             if ino.is_some_and(|i| i != now) {
                 replaced += 1;
                 // The new log carries only its first record's bytes.
