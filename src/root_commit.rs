@@ -57,6 +57,14 @@ const GATHER_YIELDS: usize = 16;
 /// Most WAL bytes a root write carries (see [`RootCommitter::store`]);
 /// more are synced in the WAL first.
 const CARRY_LIMIT: usize = 2 << 10;
+/// How long an idle grant without a lease (and the register's root lock)
+/// stays with this process before it is given back: an update that comes
+/// within it skips acquiring them and reading the register again.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// A grant held longer than this since it was acquired no longer lingers:
+/// it is given back as soon as it is idle, so that other processes (the
+/// register's root lock) and updaters get their turn.
+const LINGER_MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Default)]
 struct State {
@@ -77,6 +85,17 @@ struct State {
     stale: bool,
     /// A flusher task is running.
     flushing: bool,
+    /// Since when the grant has had no holder (it lingers, see [`LINGER`]).
+    idle_since: Option<tokio::time::Instant>,
+    /// When the grant was acquired (see [`LINGER_MAX_HOLD`]).
+    acquired_at: Option<tokio::time::Instant>,
+    /// A task waits to give a lingering grant back.
+    lingering: bool,
+    /// The storage is closing: grants no longer linger.
+    closed: bool,
+    /// Making roots durable failed since the grant was taken: it does not
+    /// linger (a failing disk or store should not keep others waiting).
+    failed: bool,
 }
 
 impl State {
@@ -110,19 +129,42 @@ impl Hold {
     /// Takes a share; the caller has checked that a grant is held.
     fn take(shared: &Arc<Shared>, st: &mut State) -> Hold {
         st.holds += 1;
+        st.idle_since = None;
         Hold {
             shared: Some(shared.clone()),
         }
     }
 
-    /// Gives a share back; the last one takes the grant and lock out.
-    fn give_back(shared: &Shared) -> Option<(Option<Grant>, Option<RootLock>)> {
+    /// Gives a share back; the last one takes the grant and lock out,
+    /// unless they may linger (then `None`, and a task gives them back
+    /// once idle for [`LINGER`]).
+    fn give_back(shared: &Arc<Shared>) -> Option<(Option<Grant>, Option<RootLock>)> {
         let mut st = shared.state.lock();
         st.holds = st.holds.saturating_sub(1);
         if st.holds > 0 {
             return None;
         }
+        // Only a grant without a lease lingers (a leased one could expire
+        // while idle; the strategy reuses those itself if it can), and not
+        // one that may be stale.
+        let linger = !st.stale
+            && !st.failed
+            && !st.closed
+            && st.grant.as_ref().is_some_and(|g| g.expires_at.is_none())
+            && st
+                .acquired_at
+                .is_some_and(|t| t.elapsed() < LINGER_MAX_HOLD)
+            && tokio::runtime::Handle::try_current().is_ok();
+        if linger {
+            st.idle_since = Some(tokio::time::Instant::now());
+            if !st.lingering {
+                st.lingering = true;
+                tokio::spawn(give_back_when_idle(shared.clone()));
+            }
+            return None;
+        }
         st.stale = false;
+        st.failed = false;
         Some((st.grant.take(), st.lock.take()))
     }
 
@@ -163,6 +205,59 @@ impl Drop for Hold {
         shared.idle.notify_waiters();
         if let Some(grant) = grant {
             release_in_background(shared.vote.clone(), grant);
+        }
+    }
+}
+
+/// Gives a lingering grant and root lock back once nothing has held them
+/// for [`LINGER`]; ends early when a holder takes them meanwhile (the next
+/// one to let go starts another).
+async fn give_back_when_idle(shared: Arc<Shared>) {
+    let taken = loop {
+        let wait = {
+            let mut st = shared.state.lock();
+            match st.idle_since {
+                Some(since) if st.holds == 0 && st.grant.is_some() => {
+                    let idle = since.elapsed();
+                    if idle >= LINGER {
+                        st.lingering = false;
+                        st.idle_since = None;
+                        break (st.grant.take(), st.lock.take());
+                    }
+                    LINGER - idle
+                }
+                _ => {
+                    st.lingering = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep(wait).await;
+    };
+    let (grant, lock) = taken;
+    if let Some(g) = grant
+        && let Err(e) = shared.vote.release(&g).await
+    {
+        debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
+    }
+    drop(lock);
+    shared.idle.notify_waiters();
+}
+
+/// A flusher's future ([`RootCommitter::flush`]).
+type Flusher = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A flusher run in a publisher's task; dropped unfinished, it goes on on a
+/// task of its own (a root is never left half-written because its
+/// publisher went away).
+struct Detached(Option<Flusher>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(f);
         }
     }
 }
@@ -321,6 +416,7 @@ impl RootCommitter {
             st.durable = base;
             st.lock = Some(lock);
             st.grant = Some(grant.clone());
+            st.acquired_at = Some(tokio::time::Instant::now());
             pending.grant = None;
             return Ok((Hold::take(&self.shared, &mut st), grant));
         }
@@ -386,6 +482,7 @@ impl RootCommitter {
                         // Only a failed register write can have stored
                         // something this process does not know.
                         st.stale |= register_tried;
+                        st.failed = true;
                         st.failure = Some((st.epoch, Arc::new(e)));
                         st.epoch += 1;
                         st.current = st.durable.as_ref().map(|d| d.root.clone());
@@ -418,6 +515,27 @@ impl RootCommitter {
                 }
             }
         }
+    }
+
+    /// Gives a lingering grant and root lock back now, and keeps later
+    /// ones from lingering (at `close`).
+    pub(crate) async fn let_go(&self) {
+        let (grant, lock) = {
+            let mut st = self.shared.state.lock();
+            st.closed = true;
+            if st.holds > 0 {
+                return;
+            }
+            st.idle_since = None;
+            (st.grant.take(), st.lock.take())
+        };
+        if let Some(g) = grant
+            && let Err(e) = self.vote.release(&g).await
+        {
+            debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
+        }
+        drop(lock);
+        self.shared.idle.notify_waiters();
     }
 
     /// Waits until no flusher runs (every published root is durable or
@@ -559,10 +677,26 @@ impl RootUpdate {
         };
         // Let the next updater in while this root is made durable.
         self.section = None;
-        if let Some(h) = start_flusher {
-            tokio::spawn(c.clone().flush(h));
-        }
-        let res = c.wait_durable(&record, self.epoch).await;
+        // The publisher that starts the flusher runs it in its own task
+        // until its root is durable (no hand-off between tasks for a lone
+        // commit); what remains then, or if this future is dropped, goes on
+        // on a task of its own.
+        let mut flusher = Detached(start_flusher.map(|h| Box::pin(c.clone().flush(h)) as Flusher));
+        let res = {
+            let wait = c.wait_durable(&record, self.epoch);
+            tokio::pin!(wait);
+            loop {
+                let Some(f) = flusher.0.as_mut() else {
+                    break (&mut wait).await;
+                };
+                tokio::select! {
+                    biased;
+                    () = f.as_mut() => flusher.0 = None,
+                    r = &mut wait => break r,
+                }
+            }
+        };
+        drop(flusher);
         if let Some(h) = hold {
             h.finish().await;
         }

@@ -806,6 +806,9 @@ impl Storage {
             note(self.inner.writer.close().await);
             self.inner.roots.drain().await;
         }
+        // The grant and root lock may linger after the last update: other
+        // processes need not wait for that.
+        self.inner.roots.let_go().await;
         if let Some(n) = &self.inner.network {
             note(n.stop().await.map_err(Error::from));
         }

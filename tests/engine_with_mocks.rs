@@ -658,7 +658,19 @@ async fn refused_grant_fails_begin_root_update_and_holds_nothing() {
     storage.close().await.unwrap();
 }
 
-#[tokio::test]
+/// Waits (on the runtime's clock: paused tests advance it) until the
+/// lingering grant is given back.
+async fn until_released(disk: &Shared) {
+    for _ in 0..10_000 {
+        if log(disk).ends_with(&[Event::Release, Event::Unlock]) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the grant was never given back: {:?}", log(disk));
+}
+
+#[tokio::test(start_paused = true)]
 async fn grant_is_released_after_the_root_is_written() {
     let disk = Shared::default();
     let storage = build_with_vote(&disk, vote_mock(&disk, 0, 9, None)).await;
@@ -668,6 +680,8 @@ async fn grant_is_released_after_the_root_is_written() {
     assert!(!log(&disk).contains(&Event::Release));
     let root = update.publish(ptr).await.unwrap();
     assert_eq!(root.term, 9);
+    // A grant without a lease lingers a moment for the next update.
+    until_released(&disk).await;
     let events: Vec<Event> = log(&disk)
         .into_iter()
         .filter(|e| {
@@ -693,6 +707,7 @@ async fn grant_is_released_after_the_root_is_written() {
     // An aborted update releases too, and publishes nothing.
     let update = storage.begin_root_update().await.unwrap();
     update.abort().await;
+    until_released(&disk).await;
     let events = log(&disk);
     assert_eq!(
         events[events.len() - 4..],
@@ -702,6 +717,76 @@ async fn grant_is_released_after_the_root_is_written() {
             Event::Release,
             Event::Unlock
         ]
+    );
+    storage.close().await.unwrap();
+}
+
+/// Updates that follow one another within the linger share one grant and
+/// root lock: the second neither acquires nor reads the register again,
+/// and builds on the first. (Paused time: the linger cannot run out
+/// between them.)
+#[tokio::test(start_paused = true)]
+async fn consecutive_updates_share_one_lingering_grant() {
+    let disk = Shared::default();
+    let storage = build_with_vote(&disk, vote_mock(&disk, 0, 4, None)).await;
+    let a = storage.push_bytes(b"a").await.unwrap();
+    let b = storage.push_bytes(b"b").await.unwrap();
+    storage.set_root(a).await.unwrap();
+    let second = storage.set_root(b).await.unwrap();
+    assert_eq!((second.sequence, second.term), (2, 4));
+    let count = |e: &Event| log(&disk).iter().filter(|x| *x == e).count();
+    assert_eq!(count(&Event::Acquire), 1, "{:?}", log(&disk));
+    assert_eq!(count(&Event::LockRoot), 1, "{:?}", log(&disk));
+    assert_eq!(count(&Event::Release), 0, "{:?}", log(&disk));
+    until_released(&disk).await;
+    assert_eq!((count(&Event::Release), count(&Event::Unlock)), (1, 1));
+    // After the linger the next update acquires afresh.
+    storage.set_root(a).await.unwrap();
+    assert_eq!(count(&Event::Acquire), 2);
+    storage.close().await.unwrap();
+}
+
+/// `close` gives a lingering grant and root lock back at once (another
+/// process may be waiting for the lock).
+#[tokio::test(start_paused = true)]
+async fn close_gives_a_lingering_grant_back_at_once() {
+    let disk = Shared::default();
+    let storage = build_with_vote(&disk, vote_mock(&disk, 0, 2, None)).await;
+    let p = storage.push_bytes(b"x").await.unwrap();
+    storage.set_root(p).await.unwrap();
+    assert!(!log(&disk).contains(&Event::Release));
+    storage.close().await.unwrap();
+    assert!(
+        log(&disk).ends_with(&[Event::Release, Event::Unlock]),
+        "{:?}",
+        log(&disk)
+    );
+}
+
+/// A grant with a lease does not linger (it could expire while idle).
+#[tokio::test]
+async fn a_leased_grant_is_given_back_with_the_last_update() {
+    let disk = Shared::default();
+    let mut v = MockVoteStrategy::new();
+    let d = disk.clone();
+    v.expect_acquire().returning(move || {
+        d.lock().unwrap().log.push(Event::Acquire);
+        let mut g = grant(6, None);
+        g.expires_at = Some(std::time::Instant::now() + Duration::from_secs(3600));
+        Ok(g)
+    });
+    let d = disk.clone();
+    v.expect_release().returning(move |_| {
+        d.lock().unwrap().log.push(Event::Release);
+        Ok(())
+    });
+    let storage = build_with_vote(&disk, v).await;
+    let p = storage.push_bytes(b"x").await.unwrap();
+    storage.set_root(p).await.unwrap();
+    assert!(
+        log(&disk).ends_with(&[Event::Release, Event::Unlock]),
+        "{:?}",
+        log(&disk)
     );
     storage.close().await.unwrap();
 }

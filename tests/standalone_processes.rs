@@ -165,3 +165,43 @@ async fn processes_sharing_a_space_lose_no_acknowledged_root() {
     );
     storage.close().await.unwrap();
 }
+
+/// A writer committing without pause (each commit within the linger of the
+/// grant and root lock it keeps after the one before) still lets another
+/// writer of the space in: a grant lingers only while young. (Within one
+/// process two storages of one directory contend for the same root lock as
+/// two processes do.) The timeout only bounds a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_writer_lets_another_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("space");
+    let busy = StorageBuilder::standalone(&dir).build().await.unwrap();
+    let other = StorageBuilder::standalone(&dir).build().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let p = busy.push_bytes(b"busy").await.unwrap();
+                busy.set_root(p).await.unwrap();
+                n += 1;
+            }
+            busy.close().await.unwrap();
+            n
+        }
+    });
+    // The busy writer is under way.
+    while other.read_current_root().await.unwrap().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let p = other.push_bytes(b"other").await.unwrap();
+    let mine = tokio::time::timeout(std::time::Duration::from_secs(60), other.set_root(p))
+        .await
+        .expect("the other writer never got the root lock")
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n = looping.await.unwrap();
+    assert!(n >= 1 && mine.sequence >= 2, "{n} busy commits, {mine:?}");
+    other.close().await.unwrap();
+}

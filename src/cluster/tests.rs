@@ -576,13 +576,18 @@ fn page_answer_bytes(wal: WalId, offset: u64, data: Bytes) -> Message {
 async fn a_cluster_storage_on_a_patched_network_publishes_through_promises_and_accepts() {
     let accepts = Arc::new(AtomicUsize::new(0));
     let u = accepts.clone();
+    // The peers answer as acceptors do: a promise reports the newest root
+    // accepted (a peer that forgot it could make a chosen root lost, which
+    // no majority of real acceptors can).
+    let newest: Arc<parking_lot::Mutex<Option<AcceptedRoot>>> = Arc::default();
     let mut net = MockNetworkManager::new();
     net.expect_start().returning(|_| Ok(()));
     net.expect_stop().returning(|| Ok(()));
     net.expect_request().returning(move |_, msg, _| match msg {
-        Message::Prepare { term, .. } => Ok(promise(true, term, None)),
-        Message::Accept { term, .. } => {
+        Message::Prepare { term, .. } => Ok(promise(true, term, newest.lock().clone())),
+        Message::Accept { term, root } => {
             u.fetch_add(1, Ordering::SeqCst);
+            *newest.lock() = Some(AcceptedRoot { ballot: term, root });
             Ok(Message::Accepted {
                 term,
                 accepted: true,
