@@ -536,6 +536,7 @@ impl RootCommitter {
         }
         drop(lock);
         self.shared.idle.notify_waiters();
+        self.vote.let_go().await;
     }
 
     /// Waits until no flusher runs (every published root is durable or

@@ -54,8 +54,14 @@ pub trait VoteStrategy: Send + Sync + fmt::Debug {
     /// [`Error::NotGranted`](crate::Error::NotGranted) or
     /// [`Error::Network`](crate::Error::Network)).
     async fn acquire(&self) -> Result<Grant>;
-    /// Gives the grant back.
+    /// Gives the grant back. A strategy may keep it a moment for a quick
+    /// re-acquire by this node (a leader lease); [`let_go`](Self::let_go)
+    /// ends that at once.
     async fn release(&self, grant: &Grant) -> Result<()>;
+    /// Gives back at once a grant kept after [`release`](Self::release)
+    /// (the storage is closing: other nodes need not wait for it). The
+    /// default keeps none.
+    async fn let_go(&self) {}
 }
 
 /// The one-node strategy: the grant is always available (term 0). Mutual

@@ -601,6 +601,7 @@ fn vote_mock(
     latest: Option<RootRecord>,
 ) -> MockVoteStrategy {
     let mut v = MockVoteStrategy::new();
+    v.expect_let_go().returning(|| ());
     if failures > 0 {
         let d = disk.clone();
         v.expect_acquire().times(failures).returning(move || {
@@ -768,6 +769,7 @@ async fn close_gives_a_lingering_grant_back_at_once() {
 async fn a_leased_grant_is_given_back_with_the_last_update() {
     let disk = Shared::default();
     let mut v = MockVoteStrategy::new();
+    v.expect_let_go().returning(|| ());
     let d = disk.clone();
     v.expect_acquire().returning(move || {
         d.lock().unwrap().log.push(Event::Acquire);
@@ -796,6 +798,7 @@ async fn dropped_update_releases_the_grant() {
     let disk = Shared::default();
     let released = Arc::new(tokio::sync::Notify::new());
     let mut v = MockVoteStrategy::new();
+    v.expect_let_go().returning(|| ());
     v.expect_acquire().returning(|| Ok(grant(1, None)));
     let r = released.clone();
     v.expect_release().times(1).returning(move |_| {
@@ -853,6 +856,7 @@ async fn the_newest_root_reported_by_the_voters_is_adopted() {
 async fn failed_root_write_surfaces_and_releases() {
     let disk = Shared::default();
     let mut v = MockVoteStrategy::new();
+    v.expect_let_go().returning(|| ());
     v.expect_acquire().returning(|| Ok(grant(2, None)));
     let d = disk.clone();
     v.expect_release().times(1).returning(move |_| {

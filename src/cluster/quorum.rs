@@ -21,7 +21,12 @@
 //!   round (acquire, which writes back, then release).
 //! - **release**: frees the lease on every voter at once; a crashed holder's
 //!   lease simply expires. A failed prepare releases every voter, also those
-//!   whose grant arrives late.
+//!   whose grant arrives late. A grant given back is first kept for
+//!   [`IDLE_LINGER`]: a next acquire of this node within it reuses it while
+//!   its lease runs (a leader lease, as in multi-Paxos: consecutive updates
+//!   skip the prepare round), building on the root last written under it.
+//!   Safety does not rest on that: a voter that promised a newer ballot
+//!   meanwhile refuses the reused ballot's accepts.
 //!
 //! Leases only make contention rare: safety rests on ballots alone, so skewed
 //! clocks cannot make two holders' roots both acknowledged.
@@ -50,6 +55,27 @@ use crate::vote::{Grant, VoteStrategy};
 const LEASE_USE: f64 = 0.8;
 /// Read rounds that may find a write in flight before a full round runs.
 const READ_ATTEMPTS: u32 = 3;
+/// How long a released grant is kept for this node's next acquire.
+const IDLE_LINGER: Duration = Duration::from_millis(1);
+/// Share of the lease that must be left for a kept grant to be reused (a
+/// fresh prepare renews the lease at the voters).
+const REUSE_LEFT: f64 = 0.25;
+/// A grant older than this is not kept: other nodes waiting for the ballot
+/// get their turn (a node updating without pause would hold it for as long
+/// as its leases last).
+const KEEP_MAX_AGE: Duration = Duration::from_millis(10);
+
+/// The term of the grant this node holds and the root it last established
+/// or wrote under it.
+type Held = Option<(u64, Option<VersionedRoot>)>;
+
+/// A grant given back but kept (see [`IDLE_LINGER`]); `generation` tells a
+/// kept grant from a later one.
+#[derive(Debug, Default)]
+struct Kept {
+    grant: Option<Grant>,
+    generation: u64,
+}
 
 /// Orders accepted roots: ballot first, then sequence.
 fn accepted_key(a: &AcceptedRoot) -> (u64, u64) {
@@ -87,9 +113,11 @@ pub struct QuorumRegister {
     last_round: Mutex<Duration>,
     /// Why the last failed prepare round failed (for errors).
     last_refusals: Mutex<Vec<String>>,
-    /// The grant this node holds (its term) and the version of the root it
-    /// last established or wrote under it: a write's compare.
-    held: Mutex<Option<(u64, Option<RootVersion>)>>,
+    /// The grant this node holds (its term) and the root it last
+    /// established or wrote under it: a write's compare.
+    held: Arc<Mutex<Held>>,
+    /// A grant released but kept for a quick re-acquire.
+    kept: Arc<Mutex<Kept>>,
 }
 
 impl QuorumRegister {
@@ -113,7 +141,8 @@ impl QuorumRegister {
             reported: Mutex::default(),
             last_round: Mutex::default(),
             last_refusals: Mutex::default(),
-            held: Mutex::default(),
+            held: Arc::default(),
+            kept: Arc::default(),
         }
     }
 
@@ -208,7 +237,12 @@ impl QuorumRegister {
         }
         let lease = Duration::from_millis(lease_ms).mul_f64(LEASE_USE);
         debug!(node = %self.me(), term, votes = promised_by.len(), ?newest, "grant acquired");
-        *self.held.lock() = Some((term, newest.as_ref().map(|a| RootVersion::of_root(&a.root))));
+        *self.held.lock() = Some((
+            term,
+            newest
+                .as_ref()
+                .map(|a| VersionedRoot::by_order(a.root.clone())),
+        ));
         Ok(Some(Grant {
             term,
             holder: self.me().to_string(),
@@ -219,20 +253,126 @@ impl QuorumRegister {
 
     /// Frees `term` on every voter (self included).
     async fn release_term(&self, term: u64) {
-        self.acceptor.release(self.me(), term).await;
-        if self.peers.is_empty() {
-            return;
+        self.releaser().release(term).await;
+    }
+
+    fn releaser(&self) -> Releaser {
+        Releaser {
+            acceptor: self.acceptor.clone(),
+            network: self.network.clone(),
+            peers: self.peers.clone(),
+            me: self.me().to_string(),
+            timeout: self.config.read_timeout(),
         }
-        let net = self.network.clone();
-        let peers = self.peers.clone();
-        let msg = Message::Release {
-            term,
-            holder: self.me().to_string(),
+    }
+
+    /// Keeps `grant` for this node's next acquire instead of releasing it,
+    /// when it may be reused; a task releases it after [`IDLE_LINGER`]
+    /// unless it was taken again.
+    fn keep(&self, grant: &Grant) -> bool {
+        if !self.reusable(grant) || tokio::runtime::Handle::try_current().is_err() {
+            return false;
+        }
+        let generation = {
+            let mut kept = self.kept.lock();
+            kept.generation = kept.generation.wrapping_add(1);
+            kept.grant = Some(grant.clone());
+            kept.generation
         };
-        let timeout = self.config.read_timeout();
+        let (kept, held, releaser) = (self.kept.clone(), self.held.clone(), self.releaser());
         tokio::spawn(async move {
-            fan_out(&net, &peers, msg, timeout, |_, _| false).await;
+            tokio::time::sleep(IDLE_LINGER).await;
+            let grant = {
+                let mut k = kept.lock();
+                if k.generation != generation {
+                    return;
+                }
+                k.grant.take()
+            };
+            if let Some(g) = grant {
+                clear_held(&held, g.term);
+                releaser.release(g.term).await;
+            }
         });
+        true
+    }
+
+    /// Whether `grant` may serve another update without a prepare round:
+    /// this node still holds it (no write under it failed), no voter here
+    /// promised a newer ballot, enough of its lease is left and it is young
+    /// (at most [`KEEP_MAX_AGE`]).
+    fn reusable(&self, grant: &Grant) -> bool {
+        let held = self
+            .held
+            .lock()
+            .as_ref()
+            .is_some_and(|(t, _)| *t == grant.term);
+        let lease = Duration::from_millis(self.config.lease_ms);
+        // The grant's lease ran from its prepare round: what is left tells
+        // its age.
+        let left = lease
+            .mul_f64(REUSE_LEFT)
+            .max(lease.mul_f64(LEASE_USE).saturating_sub(KEEP_MAX_AGE));
+        let leased = grant
+            .expires_at
+            .is_some_and(|e| e.saturating_duration_since(self.clock.now()) >= left);
+        held && leased && self.acceptor.snapshot().promised == grant.term
+    }
+
+    /// The kept grant, if it may be reused (building on the root last
+    /// written under it); one that may not is released.
+    async fn reuse_kept(&self) -> Option<Grant> {
+        let g = self.kept.lock().grant.take()?;
+        if self.reusable(&g) {
+            let established = self.held.lock().as_ref().map(|(_, r)| r.clone());
+            if let Some(established) = established {
+                return Some(Grant {
+                    established_root: Some(established),
+                    ..g
+                });
+            }
+        }
+        clear_held(&self.held, g.term);
+        self.release_term(g.term).await;
+        None
+    }
+
+    /// A grant from a prepare round (never a kept one).
+    async fn acquire_fresh(&self) -> Result<Grant> {
+        // A kept grant's ballot is about to be superseded.
+        let kept = self.kept.lock().grant.take();
+        if let Some(g) = kept {
+            clear_held(&self.held, g.term);
+            self.release_term(g.term).await;
+        }
+        let deadline = self.clock.now() + self.config.vote_timeout();
+        let cap = self.config.retry_interval().max(Duration::from_millis(10));
+        let mut backoff = Duration::from_millis(2);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let term = self.next_term()?;
+            let started = self.clock.now();
+            if let Some(grant) = self.prepare_round(term).await? {
+                return Ok(grant);
+            }
+            let now = self.clock.now();
+            let round = now.saturating_duration_since(started);
+            *self.last_round.lock() = round;
+            if now >= deadline {
+                return Err(Error::NoMajority(format!(
+                    "no majority of {} nodes within {} ms ({attempts} attempts; last term {term}: {})",
+                    self.config.cluster_size(),
+                    self.config.vote_timeout_ms,
+                    self.last_refusals.lock().join("; ")
+                )));
+            }
+            // Jittered backoff plus a random part of the last round, so two
+            // candidates waiting on the same silent peer fall out of step.
+            let wait = backoff.mul_f64(0.5 + self.rng.f64()) + self.rng.duration_upto(round);
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
+            backoff = (backoff * 2).min(cap);
+        }
     }
 
     /// Accept phase: `root` under ballot `term` at every node (self
@@ -413,45 +553,27 @@ enum Answer {
 #[async_trait]
 impl VoteStrategy for QuorumRegister {
     async fn acquire(&self) -> Result<Grant> {
-        let deadline = self.clock.now() + self.config.vote_timeout();
-        let cap = self.config.retry_interval().max(Duration::from_millis(10));
-        let mut backoff = Duration::from_millis(2);
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let term = self.next_term()?;
-            let started = self.clock.now();
-            if let Some(grant) = self.prepare_round(term).await? {
-                return Ok(grant);
-            }
-            let now = self.clock.now();
-            let round = now.saturating_duration_since(started);
-            *self.last_round.lock() = round;
-            if now >= deadline {
-                return Err(Error::NoMajority(format!(
-                    "no majority of {} nodes within {} ms ({attempts} attempts; last term {term}: {})",
-                    self.config.cluster_size(),
-                    self.config.vote_timeout_ms,
-                    self.last_refusals.lock().join("; ")
-                )));
-            }
-            // Jittered backoff plus a random part of the last round, so two
-            // candidates waiting on the same silent peer fall out of step.
-            let wait = backoff.mul_f64(0.5 + self.rng.f64()) + self.rng.duration_upto(round);
-            tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
-            backoff = (backoff * 2).min(cap);
+        if let Some(g) = self.reuse_kept().await {
+            return Ok(g);
         }
+        self.acquire_fresh().await
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
-        {
-            let mut held = self.held.lock();
-            if held.is_some_and(|(t, _)| t == grant.term) {
-                *held = None;
-            }
+        if self.keep(grant) {
+            return Ok(());
         }
+        clear_held(&self.held, grant.term);
         self.release_term(grant.term).await;
         Ok(())
+    }
+
+    async fn let_go(&self) {
+        let kept = self.kept.lock().grant.take();
+        if let Some(g) = kept {
+            clear_held(&self.held, g.term);
+            self.release_term(g.term).await;
+        }
     }
 }
 
@@ -467,7 +589,7 @@ impl RootRegister for QuorumRegister {
             tokio::time::sleep(pause * (attempt + 1)).await;
         }
         // Settle it: a full round writes the newest root back.
-        let grant = self.acquire().await?;
+        let grant = self.acquire_fresh().await?;
         self.release_term(grant.term).await;
         Ok(grant.established_root.flatten())
     }
@@ -480,7 +602,20 @@ impl RootRegister for QuorumRegister {
         // Across nodes the compare is the ballot: acceptors refuse it once a
         // newer holder was promised. Within this node, the write must build
         // on what its grant established or last wrote.
-        let held = *self.held.lock();
+        let held = self
+            .held
+            .lock()
+            .as_ref()
+            .map(|(t, r)| (*t, r.as_ref().map(|r| r.version)));
+        // A released grant, even one kept for reuse, writes nothing until
+        // acquired again.
+        let released = self
+            .kept
+            .lock()
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.term == root.term);
+        let held = held.filter(|_| !released);
         match held {
             Some((term, _)) if term != root.term => {
                 return Err(Error::NotGranted(format!(
@@ -502,11 +637,16 @@ impl RootRegister for QuorumRegister {
             }
             Some(_) => {}
         }
-        self.accept_round(root.term, root).await?;
+        if let Err(e) = self.accept_round(root.term, root).await {
+            // Whether it is stored is unknown: the grant serves no other
+            // update (it is not kept for reuse).
+            clear_held(&self.held, root.term);
+            return Err(e);
+        }
         let version = RootVersion::of_root(root);
         let mut held = self.held.lock();
-        if held.is_some_and(|(t, _)| t == root.term) {
-            *held = Some((root.term, Some(version)));
+        if held.as_ref().is_some_and(|(t, _)| *t == root.term) {
+            *held = Some((root.term, Some(VersionedRoot::by_order(root.clone()))));
         }
         Ok(version)
     }
@@ -533,6 +673,46 @@ impl VoteStrategy for QuorumLock {
 
     async fn release(&self, grant: &Grant) -> Result<()> {
         self.0.release(grant).await
+    }
+
+    async fn let_go(&self) {
+        self.0.let_go().await
+    }
+}
+
+/// Forgets the grant of `term` as held.
+fn clear_held(held: &Mutex<Held>, term: u64) {
+    let mut h = held.lock();
+    if h.as_ref().is_some_and(|(t, _)| *t == term) {
+        *h = None;
+    }
+}
+
+/// What releasing a term takes, for tasks that outlive a call.
+struct Releaser {
+    acceptor: Arc<Acceptor>,
+    network: Arc<dyn NetworkManager>,
+    peers: Vec<PeerId>,
+    me: String,
+    timeout: Duration,
+}
+
+impl Releaser {
+    /// Frees `term` on every voter (self included; the peers' messages go
+    /// out on a task of their own).
+    async fn release(self, term: u64) {
+        self.acceptor.release(&self.me, term).await;
+        if self.peers.is_empty() {
+            return;
+        }
+        let msg = Message::Release {
+            term,
+            holder: self.me,
+        };
+        let (net, peers, timeout) = (self.network, self.peers, self.timeout);
+        tokio::spawn(async move {
+            fan_out(&net, &peers, msg, timeout, |_, _| false).await;
+        });
     }
 }
 

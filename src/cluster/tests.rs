@@ -12,7 +12,7 @@ use super::*;
 use crate::clock::{SeededRng, TokioClock};
 use crate::network::{MockNetworkManager, NetworkError, NetworkManager};
 use crate::protocol::{AcceptedRoot, Message, Promise};
-use crate::root_register::RootRegister;
+use crate::root_register::{RootRegister, VersionedRoot};
 use crate::types::{AtomPointer, RootRecord, WalId};
 use crate::vote::VoteStrategy;
 use crate::wal_store::ReadTier;
@@ -636,7 +636,121 @@ async fn a_cluster_without_durable_acceptor_state_is_refused() {
     assert!(err.to_string().contains("acceptor"), "{err}");
 }
 
-#[tokio::test]
+/// Counts of what a patched peer network was asked.
+#[derive(Default)]
+struct Asked {
+    prepares: AtomicUsize,
+    releases: AtomicUsize,
+}
+
+/// Peers that promise and accept everything (but refuse the first
+/// `fail_accepts` accepts as if a newer ballot was promised), counting
+/// requests.
+fn counting_net(asked: Arc<Asked>, fail_accepts: usize) -> MockNetworkManager {
+    let failing = AtomicUsize::new(fail_accepts);
+    let mut net = MockNetworkManager::new();
+    net.expect_request().returning(move |_, msg, _| match msg {
+        Message::Prepare { term, .. } => {
+            asked.prepares.fetch_add(1, Ordering::SeqCst);
+            Ok(promise(true, term, None))
+        }
+        Message::Accept { term, .. } => {
+            let fail = failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            Ok(Message::Accepted {
+                term,
+                accepted: !fail,
+                promised: if fail { term + 10 } else { term },
+            })
+        }
+        Message::Release { .. } => {
+            asked.releases.fetch_add(1, Ordering::SeqCst);
+            Ok(Message::Ack)
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    net
+}
+
+/// A released grant is kept a moment: the next acquire reuses it without
+/// a prepare round and builds on the root last written under it; once the
+/// moment passed it is released to every voter and the next acquire
+/// prepares afresh. (Paused time: the moment passes only when slept.)
+#[tokio::test(start_paused = true)]
+async fn a_kept_grant_serves_the_next_acquire_without_a_prepare() {
+    let asked = Arc::new(Asked::default());
+    let q = quorum(config(3), acceptor().await, counting_net(asked.clone(), 0));
+    let g = q.acquire().await.unwrap();
+    let prepares = asked.prepares.load(Ordering::SeqCst);
+    assert!(prepares >= 1);
+    let v1 = q.write_root(&root(g.term, 1), None).await.unwrap();
+    q.release(&g).await.unwrap();
+    // Released: no write under it until acquired again.
+    assert!(matches!(
+        q.write_root(&root(g.term, 2), Some(v1)).await,
+        Err(Error::NotGranted(_))
+    ));
+    let again = q.acquire().await.unwrap();
+    assert_eq!(again.term, g.term);
+    assert_eq!(
+        asked.prepares.load(Ordering::SeqCst),
+        prepares,
+        "no prepare"
+    );
+    assert_eq!(
+        again.established_root,
+        Some(Some(VersionedRoot::by_order(root(g.term, 1))))
+    );
+    q.write_root(&root(g.term, 2), Some(v1)).await.unwrap();
+    q.release(&again).await.unwrap();
+    assert_eq!(asked.releases.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        asked.releases.load(Ordering::SeqCst),
+        2,
+        "both peers released"
+    );
+    let fresh = q.acquire().await.unwrap();
+    assert!(fresh.term > g.term);
+    assert!(asked.prepares.load(Ordering::SeqCst) > prepares);
+}
+
+/// A grant whose write failed (its outcome unknown, a newer ballot
+/// promised) is not kept: the next acquire prepares afresh.
+#[tokio::test(start_paused = true)]
+async fn a_grant_whose_write_failed_is_not_kept() {
+    let asked = Arc::new(Asked::default());
+    let q = quorum(config(3), acceptor().await, counting_net(asked.clone(), 2));
+    let g = q.acquire().await.unwrap();
+    let prepares = asked.prepares.load(Ordering::SeqCst);
+    assert!(q.write_root(&root(g.term, 1), None).await.is_err());
+    q.release(&g).await.unwrap();
+    let next = q.acquire().await.unwrap();
+    assert!(next.term > g.term, "{} after {}", next.term, g.term);
+    assert!(asked.prepares.load(Ordering::SeqCst) > prepares);
+}
+
+/// `let_go` (a closing storage) releases a kept grant at once.
+#[tokio::test(start_paused = true)]
+async fn let_go_releases_a_kept_grant_at_once() {
+    let asked = Arc::new(Asked::default());
+    let q = quorum(config(3), acceptor().await, counting_net(asked.clone(), 0));
+    let g = q.acquire().await.unwrap();
+    q.release(&g).await.unwrap();
+    q.let_go().await;
+    // The peers' releases go out on a task: let it run (time stays put).
+    for _ in 0..100 {
+        if asked.releases.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(asked.releases.load(Ordering::SeqCst), 2);
+    assert!(q.acceptor().snapshot().promised == g.term);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_one_node_cluster_is_its_own_majority() {
     let mut net = MockNetworkManager::new();
     net.expect_start().returning(|_| Ok(()));
@@ -655,8 +769,9 @@ async fn a_one_node_cluster_is_its_own_majority() {
     let p = storage.push_bytes(b"alone").await.unwrap();
     let r = storage.set_root(p).await.unwrap();
     assert_eq!((r.sequence, r.term), (1, 1));
+    // The next update follows within the grant's linger: the same ballot.
     let r = storage.set_root(p).await.unwrap();
-    assert_eq!((r.sequence, r.term), (2, 2));
+    assert_eq!((r.sequence, r.term), (2, 1));
     assert_eq!(storage.read_current_root().await.unwrap(), Some(r));
     storage.close().await.unwrap();
 }
