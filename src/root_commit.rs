@@ -17,7 +17,17 @@
 //! them to the register with the root instead
 //! ([`RootRegister::write_root_carrying`]): a register sharing a disk with
 //! the WALs (a space directory's root log) makes both durable with one
-//! device flush; the others decline, and the WALs are synced first.
+//! device flush; the others decline, and the WALs are synced first. The
+//! publisher that starts the flusher runs it in its own task until its root
+//! is durable (a lone commit then needs no hand-off between tasks); what is
+//! left of it goes on on a task of its own.
+//!
+//! When the last update lets go, a grant without a lease (and the root
+//! lock) lingers [`LINGER`] for the next update of this process, which then
+//! skips acquiring and reading the register; only while the grant is young
+//! ([`LINGER_MAX_HOLD`]), so that other writers get their turn. Leased
+//! grants are given back to their strategy, which may keep them itself
+//! (the cluster's leader lease); `close` ends both at once.
 //!
 //! # Cancellation
 //!
@@ -26,8 +36,8 @@
 //! synchronously when its future or guard is dropped; the last holder's
 //! release gives the grant back in a spawned task. A publish that is
 //! dropped while its root is being made durable leaves that work to the
-//! flusher, which runs on its own task and holds the grant until it is
-//! done: a root is never left half-written because its caller went away.
+//! flusher, which then goes on on its own task and holds the grant until it
+//! is done: a root is never left half-written because its caller went away.
 //!
 //! # Failures
 //!
