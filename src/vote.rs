@@ -42,8 +42,11 @@ pub struct Grant {
 ///
 /// For any term above 0 at most one node holds a grant; a holder that
 /// crashes loses it when its lease expires; [`release`](Self::release)
-/// frees it at once. Both methods are cancel-safe: a dropped `acquire`
-/// leaves nothing held for longer than the lease.
+/// frees it at once, or keeps it a moment for this node's next `acquire`
+/// (which may then return the same term), and
+/// [`let_go`](Self::let_go) frees a kept one at once. The methods are
+/// cancel-safe: a dropped `acquire` leaves nothing held for longer than the
+/// lease.
 ///
 /// `protobase::conformance::vote` (feature `conformance`) checks this for
 /// any implementation.
