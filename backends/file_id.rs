@@ -25,34 +25,8 @@ pub(crate) struct FileId {
     pub(crate) len: u64,
 }
 
-#[cfg(target_os = "linux")]
-mod imp {
-    use super::*;
-    use rustix::fs::{AtFlags, StatxFlags, makedev, statx};
-
-    fn from(s: rustix::fs::Statx) -> FileId {
-        FileId {
-            id: (makedev(s.stx_dev_major, s.stx_dev_minor), s.stx_ino),
-            links: u64::from(s.stx_nlink),
-            len: s.stx_size,
-        }
-    }
-
-    const MASK: StatxFlags = StatxFlags::INO
-        .union(StatxFlags::NLINK)
-        .union(StatxFlags::SIZE);
-
-    pub(crate) fn of_file(file: &File) -> io::Result<FileId> {
-        Ok(from(statx(file, "", AtFlags::EMPTY_PATH, MASK)?))
-    }
-
-    pub(crate) fn of_path(path: &Path) -> io::Result<FileId> {
-        Ok(from(statx(rustix::fs::CWD, path, AtFlags::empty(), MASK)?))
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod imp {
+/// Through `std` (a stat asking for everything): where `statx` is missing.
+mod with_std {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
@@ -72,6 +46,45 @@ mod imp {
         std::fs::metadata(path).map(from)
     }
 }
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use super::*;
+    use rustix::fs::{AtFlags, StatxFlags, makedev, statx};
+    use rustix::io::Errno;
+
+    const MASK: StatxFlags = StatxFlags::INO
+        .union(StatxFlags::NLINK)
+        .union(StatxFlags::SIZE);
+
+    /// The identity `statx` gave, or `None` where it is not to be trusted
+    /// or had (kernels before 4.11, some seccomp filters, a file system not
+    /// reporting every field asked): `std` answers then.
+    fn from(r: rustix::io::Result<rustix::fs::Statx>) -> Option<io::Result<FileId>> {
+        match r {
+            Ok(s) if s.stx_mask & MASK.bits() == MASK.bits() => Some(Ok(FileId {
+                id: (makedev(s.stx_dev_major, s.stx_dev_minor), s.stx_ino),
+                links: u64::from(s.stx_nlink),
+                len: s.stx_size,
+            })),
+            Ok(_) => None,
+            Err(e) if e == Errno::NOSYS || e == Errno::PERM || e == Errno::INVAL => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    pub(crate) fn of_file(file: &File) -> io::Result<FileId> {
+        from(statx(file, "", AtFlags::EMPTY_PATH, MASK)).unwrap_or_else(|| with_std::of_file(file))
+    }
+
+    pub(crate) fn of_path(path: &Path) -> io::Result<FileId> {
+        from(statx(rustix::fs::CWD, path, AtFlags::empty(), MASK))
+            .unwrap_or_else(|| with_std::of_path(path))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+use with_std as imp;
 
 pub(crate) use imp::{of_file, of_path};
 

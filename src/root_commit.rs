@@ -161,6 +161,9 @@ impl Hold {
             && !st.failed
             && !st.closed
             && st.grant.as_ref().is_some_and(|g| g.expires_at.is_none())
+            // A register without a lock (an object store) may be written
+            // by other processes any time: read it again per update.
+            && st.lock.as_ref().is_some_and(|l| !l.guards_nothing())
             && st
                 .acquired_at
                 .is_some_and(|t| t.elapsed() < LINGER_MAX_HOLD)
@@ -223,6 +226,9 @@ impl Drop for Hold {
 /// for [`LINGER`]; ends early when a holder takes them meanwhile (the next
 /// one to let go starts another).
 async fn give_back_when_idle(shared: Arc<Shared>) {
+    // Should this task end early (its runtime shut down, or no timer to
+    // sleep on), what it was to give back is given back at once.
+    let mut guard = LingerGuard(Some(shared.clone()));
     let taken = loop {
         let wait = {
             let mut st = shared.state.lock();
@@ -244,6 +250,7 @@ async fn give_back_when_idle(shared: Arc<Shared>) {
         };
         tokio::time::sleep(wait).await;
     };
+    guard.0 = None;
     let (grant, lock) = taken;
     if let Some(g) = grant
         && let Err(e) = shared.vote.release(&g).await
@@ -254,21 +261,83 @@ async fn give_back_when_idle(shared: Arc<Shared>) {
     shared.idle.notify_waiters();
 }
 
+/// Dropped with [`give_back_when_idle`] unfinished: gives an idle
+/// lingering grant and lock back at once, and (after a panic: no timer)
+/// keeps grants from lingering again.
+struct LingerGuard(Option<Arc<Shared>>);
+
+impl Drop for LingerGuard {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        let taken = {
+            let mut st = shared.state.lock();
+            st.lingering = false;
+            if std::thread::panicking() {
+                st.closed = true;
+            }
+            if st.holds > 0 {
+                return;
+            }
+            st.idle_since = None;
+            (st.grant.take(), st.lock.take())
+        };
+        let (grant, lock) = taken;
+        drop(lock);
+        shared.idle.notify_waiters();
+        if let Some(g) = grant {
+            release_in_background(shared.vote.clone(), g);
+        }
+    }
+}
+
 /// A flusher's future ([`RootCommitter::flush`]).
 type Flusher = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A flusher run in a publisher's task; dropped unfinished, it goes on on a
 /// task of its own (a root is never left half-written because its
 /// publisher went away).
-struct Detached(Option<Flusher>);
+struct Detached(Option<Flusher>, Option<tokio::runtime::Handle>);
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        // A flusher that panicked is not polled again (its guard has ended
+        // the epoch); one dropped where no runtime is found ends the same
+        // way ([`FlushGuard`]).
+        if let (Some(f), Some(rt)) = (self.0.take(), self.1.take())
+            && !std::thread::panicking()
         {
             rt.spawn(f);
         }
+    }
+}
+
+/// Dropped with a flusher unfinished (its task or runtime went away, or
+/// it panicked): ends the epoch, so that its roots' publishers get an error
+/// instead of waiting for ever, and the next update reads the register
+/// again (a register write may have been cut short).
+struct FlushGuard(Option<Arc<Shared>>);
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        {
+            let mut st = shared.state.lock();
+            let error = Error::io(
+                "making roots durable",
+                std::io::Error::other("the flusher was dropped before it finished"),
+            );
+            st.failure = Some((st.epoch, Arc::new(error)));
+            st.epoch += 1;
+            st.current = st.durable.as_ref().map(|d| d.root.clone());
+            st.stale = true;
+            st.failed = true;
+            st.flushing = false;
+        }
+        shared.bump();
     }
 }
 
@@ -452,6 +521,13 @@ impl RootCommitter {
 
     /// Makes roots durable until none is pending; runs on its own task.
     async fn flush(self: Arc<Self>, _hold: Hold) {
+        let mut guard = FlushGuard(Some(self.shared.clone()));
+        self.flush_rounds().await;
+        guard.0 = None;
+    }
+
+    /// The rounds of [`flush`](Self::flush).
+    async fn flush_rounds(&self) {
         loop {
             let (target, expected, epoch) = {
                 let mut st = self.shared.state.lock();
@@ -534,10 +610,12 @@ impl RootCommitter {
             let mut st = self.shared.state.lock();
             st.closed = true;
             if st.holds > 0 {
-                return;
+                // The last holder gives them back (nothing lingers now).
+                (None, None)
+            } else {
+                st.idle_since = None;
+                (st.grant.take(), st.lock.take())
             }
-            st.idle_since = None;
-            (st.grant.take(), st.lock.take())
         };
         if let Some(g) = grant
             && let Err(e) = self.vote.release(&g).await
@@ -640,7 +718,9 @@ impl RootUpdate {
     /// itself failed, its outcome is unknown: the root may be stored, and
     /// the next update (which reads the register again) may build on it.
     /// Dropping the returned future does not stop the root from becoming
-    /// durable: the commit finishes on its own.
+    /// durable: the commit finishes on its own. While it is pending, the
+    /// future may be making other updates' roots durable too: poll it to
+    /// the end or drop it (one kept but no longer polled holds them up).
     #[tracing::instrument(level = "debug", skip_all, fields(term = self.grant.term, wal = %pointer.wal_id, offset = pointer.offset))]
     pub async fn publish(self, pointer: AtomPointer) -> Result<RootRecord> {
         let start = std::time::Instant::now();
@@ -692,7 +772,10 @@ impl RootUpdate {
         // until its root is durable (no hand-off between tasks for a lone
         // commit); what remains then, or if this future is dropped, goes on
         // on a task of its own.
-        let mut flusher = Detached(start_flusher.map(|h| Box::pin(c.clone().flush(h)) as Flusher));
+        let mut flusher = Detached(
+            start_flusher.map(|h| Box::pin(c.clone().flush(h)) as Flusher),
+            tokio::runtime::Handle::try_current().ok(),
+        );
         let res = {
             let wait = c.wait_durable(&record, self.epoch);
             tokio::pin!(wait);

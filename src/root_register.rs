@@ -150,6 +150,11 @@ impl RootLock {
     pub fn none() -> Self {
         RootLock::new(())
     }
+
+    /// Whether this is [`RootLock::none`].
+    pub fn guards_nothing(&self) -> bool {
+        self.0.is::<()>()
+    }
 }
 
 impl fmt::Debug for RootLock {

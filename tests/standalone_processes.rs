@@ -205,3 +205,38 @@ async fn a_busy_writer_lets_another_in() {
     assert!(n >= 1 && mine.sequence >= 2, "{n} busy commits, {mine:?}");
     other.close().await.unwrap();
 }
+
+/// A storage on a runtime without timers (a grant's linger cannot sleep)
+/// does not keep the root lock: another writer of the space gets in. The
+/// channel's timeout only bounds a hang.
+#[test]
+fn a_runtime_without_timers_keeps_no_root_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("space");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let a = StorageBuilder::standalone(&dir).build().await.unwrap();
+            let b = StorageBuilder::standalone(&dir).build().await.unwrap();
+            let p = a.push_bytes(b"a").await.unwrap();
+            a.set_root(p).await.unwrap();
+            // Let the linger's task run (and fail to sleep).
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let p = b.push_bytes(b"b").await.unwrap();
+            let root = b.set_root(p).await.unwrap();
+            b.close().await.unwrap();
+            a.close().await.unwrap();
+            root.sequence
+        });
+        let _ = done.send(got);
+    });
+    let sequence = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the second writer never got the root lock");
+    assert_eq!(sequence, 2);
+}

@@ -118,6 +118,8 @@ pub struct QuorumRegister {
     held: Arc<Mutex<Held>>,
     /// A grant released but kept for a quick re-acquire.
     kept: Arc<Mutex<Kept>>,
+    /// [`VoteStrategy::let_go`] was called: nothing is kept any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl QuorumRegister {
@@ -143,6 +145,7 @@ impl QuorumRegister {
             last_refusals: Mutex::default(),
             held: Arc::default(),
             kept: Arc::default(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -270,7 +273,10 @@ impl QuorumRegister {
     /// when it may be reused; a task releases it after [`IDLE_LINGER`]
     /// unless it was taken again.
     fn keep(&self, grant: &Grant) -> bool {
-        if !self.reusable(grant) || tokio::runtime::Handle::try_current().is_err() {
+        if self.closing.load(std::sync::atomic::Ordering::Acquire)
+            || !self.reusable(grant)
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return false;
         }
         let generation = {
@@ -324,7 +330,12 @@ impl QuorumRegister {
     async fn reuse_kept(&self) -> Option<Grant> {
         let g = self.kept.lock().grant.take()?;
         if self.reusable(&g) {
-            let established = self.held.lock().as_ref().map(|(_, r)| r.clone());
+            let established = self
+                .held
+                .lock()
+                .as_ref()
+                .filter(|(t, _)| *t == g.term)
+                .map(|(_, r)| r.clone());
             if let Some(established) = established {
                 return Some(Grant {
                     established_root: Some(established),
@@ -569,6 +580,8 @@ impl VoteStrategy for QuorumRegister {
     }
 
     async fn let_go(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
         let kept = self.kept.lock().grant.take();
         if let Some(g) = kept {
             clear_held(&self.held, g.term);
@@ -671,8 +684,13 @@ impl VoteStrategy for QuorumLock {
         Ok(g)
     }
 
+    /// Releases at once (nothing kept: the register it serialises is
+    /// written elsewhere, so a failed write there would not keep this
+    /// node's ballot from being reused).
     async fn release(&self, grant: &Grant) -> Result<()> {
-        self.0.release(grant).await
+        clear_held(&self.0.held, grant.term);
+        self.0.release_term(grant.term).await;
+        Ok(())
     }
 
     async fn let_go(&self) {

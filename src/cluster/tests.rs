@@ -748,6 +748,17 @@ async fn let_go_releases_a_kept_grant_at_once() {
     }
     assert_eq!(asked.releases.load(Ordering::SeqCst), 2);
     assert!(q.acceptor().snapshot().promised == g.term);
+    // Once let go, nothing is kept any more (the storage is closing).
+    let h = q.acquire().await.unwrap();
+    assert!(h.term > g.term);
+    q.release(&h).await.unwrap();
+    for _ in 0..100 {
+        if asked.releases.load(Ordering::SeqCst) == 4 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(asked.releases.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test(start_paused = true)]
