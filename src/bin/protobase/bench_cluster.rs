@@ -375,6 +375,9 @@ async fn measure_vote_acquire(
         Arc::new(protobase::clock::TokioClock),
         protobase::clock::SeededRng::new(1),
     );
+    // A prepare round each time: a released grant is not kept for reuse
+    // (the key measures acquiring, not the leader lease).
+    vote.let_go().await;
     paired(ping, n, || async {
         let t = Instant::now();
         let g = vote.acquire().await?;
