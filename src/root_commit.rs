@@ -23,9 +23,9 @@
 //! left of it goes on on a task of its own.
 //!
 //! When the last update lets go, a grant without a lease (and the root
-//! lock) lingers [`LINGER`] for the next update of this process, which then
+//! lock) lingers `LINGER` (1 ms) for the next update of this process, which then
 //! skips acquiring and reading the register; only while the grant is young
-//! ([`LINGER_MAX_HOLD`]), so that other writers get their turn. Leased
+//! (`LINGER_MAX_HOLD`, 10 ms), so that other writers get their turn. Leased
 //! grants are given back to their strategy, which may keep them itself
 //! (the cluster's leader lease); `close` ends both at once.
 //!

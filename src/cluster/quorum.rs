@@ -22,7 +22,7 @@
 //! - **release**: frees the lease on every voter at once; a crashed holder's
 //!   lease simply expires. A failed prepare releases every voter, also those
 //!   whose grant arrives late. A grant given back is first kept for
-//!   [`IDLE_LINGER`]: a next acquire of this node within it reuses it while
+//!   `IDLE_LINGER` (1 ms): a next acquire of this node within it reuses it while
 //!   its lease runs (a leader lease, as in multi-Paxos: consecutive updates
 //!   skip the prepare round), building on the root last written under it.
 //!   Safety does not rest on that: a voter that promised a newer ballot
