@@ -112,6 +112,25 @@ impl State {
     fn durable_seq(&self) -> Option<u64> {
         self.durable.as_ref().map(|d| d.root.sequence)
     }
+
+    /// Takes the grant and the root lock out (to give them back).
+    fn take_out(&mut self) -> (Option<Grant>, Option<RootLock>) {
+        self.idle_since = None;
+        (self.grant.take(), self.lock.take())
+    }
+
+    /// Ends the epoch after a failed flush: its published but not durable
+    /// roots are abandoned (their publishers get `error`), and the next
+    /// update acquires the grant again if the register may hold a root
+    /// this process does not know (`maybe_stored`).
+    fn abandon(&mut self, error: Error, maybe_stored: bool) {
+        self.stale |= maybe_stored;
+        self.failed = true;
+        self.failure = Some((self.epoch, Arc::new(error)));
+        self.epoch += 1;
+        self.current = self.durable.as_ref().map(|d| d.root.clone());
+        self.flushing = false;
+    }
 }
 
 /// State shared with the guards and the flusher.
@@ -127,6 +146,33 @@ struct Shared {
 impl Shared {
     fn bump(&self) {
         self.progress.bump();
+    }
+
+    /// Gives a grant back (waiting for the strategy; should this future be
+    /// dropped, the release finishes on its own), then the root lock.
+    async fn hand_back(&self, (grant, lock): (Option<Grant>, Option<RootLock>)) {
+        if let Some(g) = grant {
+            let mut pending = PendingGrant {
+                vote: self.vote.clone(),
+                grant: Some(g.clone()),
+            };
+            if let Err(e) = self.vote.release(&g).await {
+                debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
+            }
+            pending.grant = None;
+        }
+        drop(lock);
+        self.idle.notify_waiters();
+    }
+
+    /// Gives the root lock back now, and the grant without waiting for
+    /// the strategy (from a `Drop`).
+    fn hand_back_now(&self, (grant, lock): (Option<Grant>, Option<RootLock>)) {
+        drop(lock);
+        self.idle.notify_waiters();
+        if let Some(g) = grant {
+            release_in_background(self.vote.clone(), g);
+        }
     }
 }
 
@@ -178,7 +224,7 @@ impl Hold {
         }
         st.stale = false;
         st.failed = false;
-        Some((st.grant.take(), st.lock.take()))
+        Some(st.take_out())
     }
 
     /// Gives the share back; the last one releases the grant (waiting for
@@ -187,22 +233,9 @@ impl Hold {
         let Some(shared) = self.shared.take() else {
             return;
         };
-        let Some((grant, lock)) = Self::give_back(&shared) else {
-            return;
-        };
-        if let Some(g) = grant {
-            // Should this future be dropped, the release finishes on its own.
-            let mut pending = PendingGrant {
-                vote: shared.vote.clone(),
-                grant: Some(g.clone()),
-            };
-            if let Err(e) = shared.vote.release(&g).await {
-                debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
-            }
-            pending.grant = None;
+        if let Some(taken) = Self::give_back(&shared) {
+            shared.hand_back(taken).await;
         }
-        drop(lock);
-        shared.idle.notify_waiters();
     }
 }
 
@@ -211,13 +244,8 @@ impl Drop for Hold {
         let Some(shared) = self.shared.take() else {
             return;
         };
-        let Some((grant, lock)) = Self::give_back(&shared) else {
-            return;
-        };
-        drop(lock);
-        shared.idle.notify_waiters();
-        if let Some(grant) = grant {
-            release_in_background(shared.vote.clone(), grant);
+        if let Some(taken) = Self::give_back(&shared) {
+            shared.hand_back_now(taken);
         }
     }
 }
@@ -237,8 +265,7 @@ async fn give_back_when_idle(shared: Arc<Shared>) {
                     let idle = since.elapsed();
                     if idle >= LINGER {
                         st.lingering = false;
-                        st.idle_since = None;
-                        break (st.grant.take(), st.lock.take());
+                        break st.take_out();
                     }
                     LINGER - idle
                 }
@@ -251,14 +278,7 @@ async fn give_back_when_idle(shared: Arc<Shared>) {
         tokio::time::sleep(wait).await;
     };
     guard.0 = None;
-    let (grant, lock) = taken;
-    if let Some(g) = grant
-        && let Err(e) = shared.vote.release(&g).await
-    {
-        debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
-    }
-    drop(lock);
-    shared.idle.notify_waiters();
+    shared.hand_back(taken).await;
 }
 
 /// Dropped with [`give_back_when_idle`] unfinished: gives an idle
@@ -280,15 +300,9 @@ impl Drop for LingerGuard {
             if st.holds > 0 {
                 return;
             }
-            st.idle_since = None;
-            (st.grant.take(), st.lock.take())
+            st.take_out()
         };
-        let (grant, lock) = taken;
-        drop(lock);
-        shared.idle.notify_waiters();
-        if let Some(g) = grant {
-            release_in_background(shared.vote.clone(), g);
-        }
+        shared.hand_back_now(taken);
     }
 }
 
@@ -324,19 +338,12 @@ impl Drop for FlushGuard {
         let Some(shared) = self.0.take() else {
             return;
         };
-        {
-            let mut st = shared.state.lock();
-            let error = Error::io(
-                "making roots durable",
-                std::io::Error::other("the flusher was dropped before it finished"),
-            );
-            st.failure = Some((st.epoch, Arc::new(error)));
-            st.epoch += 1;
-            st.current = st.durable.as_ref().map(|d| d.root.clone());
-            st.stale = true;
-            st.failed = true;
-            st.flushing = false;
-        }
+        let error = Error::io(
+            "making roots durable",
+            std::io::Error::other("the flusher was dropped before it finished"),
+        );
+        // A register write may have been cut short.
+        shared.state.lock().abandon(error, true);
         shared.bump();
     }
 }
@@ -567,12 +574,7 @@ impl RootCommitter {
                         debug!(error = %e, root = ?target, "making roots durable failed");
                         // Only a failed register write can have stored
                         // something this process does not know.
-                        st.stale |= register_tried;
-                        st.failed = true;
-                        st.failure = Some((st.epoch, Arc::new(e)));
-                        st.epoch += 1;
-                        st.current = st.durable.as_ref().map(|d| d.root.clone());
-                        st.flushing = false;
+                        st.abandon(e, register_tried);
                         true
                     }
                 }
@@ -606,24 +608,17 @@ impl RootCommitter {
     /// Gives a lingering grant and root lock back now, and keeps later
     /// ones from lingering (at `close`).
     pub(crate) async fn let_go(&self) {
-        let (grant, lock) = {
+        let taken = {
             let mut st = self.shared.state.lock();
             st.closed = true;
             if st.holds > 0 {
                 // The last holder gives them back (nothing lingers now).
                 (None, None)
             } else {
-                st.idle_since = None;
-                (st.grant.take(), st.lock.take())
+                st.take_out()
             }
         };
-        if let Some(g) = grant
-            && let Err(e) = self.vote.release(&g).await
-        {
-            debug!(error = %e, term = g.term, "releasing grant failed; its lease will expire");
-        }
-        drop(lock);
-        self.shared.idle.notify_waiters();
+        self.shared.hand_back(taken).await;
         self.vote.let_go().await;
     }
 

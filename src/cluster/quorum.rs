@@ -259,8 +259,23 @@ impl QuorumRegister {
         self.releaser().release(term).await;
     }
 
+    /// Forgets the grant of `term` as held and frees it on every voter.
+    async fn release_held(&self, term: u64) {
+        self.releaser().release_held(term).await;
+    }
+
+    /// Releases the kept grant, if any (its ballot is about to be
+    /// superseded, or nothing is kept any more).
+    async fn release_kept(&self) {
+        let kept = self.kept.lock().grant.take();
+        if let Some(g) = kept {
+            self.release_held(g.term).await;
+        }
+    }
+
     fn releaser(&self) -> Releaser {
         Releaser {
+            held: self.held.clone(),
             acceptor: self.acceptor.clone(),
             network: self.network.clone(),
             peers: self.peers.clone(),
@@ -285,7 +300,7 @@ impl QuorumRegister {
             kept.grant = Some(grant.clone());
             kept.generation
         };
-        let (kept, held, releaser) = (self.kept.clone(), self.held.clone(), self.releaser());
+        let (kept, releaser) = (self.kept.clone(), self.releaser());
         tokio::spawn(async move {
             tokio::time::sleep(IDLE_LINGER).await;
             let grant = {
@@ -296,8 +311,7 @@ impl QuorumRegister {
                 k.grant.take()
             };
             if let Some(g) = grant {
-                clear_held(&held, g.term);
-                releaser.release(g.term).await;
+                releaser.release_held(g.term).await;
             }
         });
         true
@@ -343,19 +357,14 @@ impl QuorumRegister {
                 });
             }
         }
-        clear_held(&self.held, g.term);
-        self.release_term(g.term).await;
+        self.release_held(g.term).await;
         None
     }
 
     /// A grant from a prepare round (never a kept one).
     async fn acquire_fresh(&self) -> Result<Grant> {
         // A kept grant's ballot is about to be superseded.
-        let kept = self.kept.lock().grant.take();
-        if let Some(g) = kept {
-            clear_held(&self.held, g.term);
-            self.release_term(g.term).await;
-        }
+        self.release_kept().await;
         let deadline = self.clock.now() + self.config.vote_timeout();
         let cap = self.config.retry_interval().max(Duration::from_millis(10));
         let mut backoff = Duration::from_millis(2);
@@ -574,19 +583,14 @@ impl VoteStrategy for QuorumRegister {
         if self.keep(grant) {
             return Ok(());
         }
-        clear_held(&self.held, grant.term);
-        self.release_term(grant.term).await;
+        self.release_held(grant.term).await;
         Ok(())
     }
 
     async fn let_go(&self) {
         self.closing
             .store(true, std::sync::atomic::Ordering::Release);
-        let kept = self.kept.lock().grant.take();
-        if let Some(g) = kept {
-            clear_held(&self.held, g.term);
-            self.release_term(g.term).await;
-        }
+        self.release_kept().await;
     }
 }
 
@@ -603,7 +607,7 @@ impl RootRegister for QuorumRegister {
         }
         // Settle it: a full round writes the newest root back.
         let grant = self.acquire_fresh().await?;
-        self.release_term(grant.term).await;
+        self.release_held(grant.term).await;
         Ok(grant.established_root.flatten())
     }
 
@@ -688,8 +692,7 @@ impl VoteStrategy for QuorumLock {
     /// written elsewhere, so a failed write there would not keep this
     /// node's ballot from being reused).
     async fn release(&self, grant: &Grant) -> Result<()> {
-        clear_held(&self.0.held, grant.term);
-        self.0.release_term(grant.term).await;
+        self.0.release_held(grant.term).await;
         Ok(())
     }
 
@@ -708,6 +711,7 @@ fn clear_held(held: &Mutex<Held>, term: u64) {
 
 /// What releasing a term takes, for tasks that outlive a call.
 struct Releaser {
+    held: Arc<Mutex<Held>>,
     acceptor: Arc<Acceptor>,
     network: Arc<dyn NetworkManager>,
     peers: Vec<PeerId>,
@@ -716,6 +720,12 @@ struct Releaser {
 }
 
 impl Releaser {
+    /// Forgets the grant of `term` as held, then frees it.
+    async fn release_held(self, term: u64) {
+        clear_held(&self.held, term);
+        self.release(term).await;
+    }
+
     /// Frees `term` on every voter (self included; the peers' messages go
     /// out on a task of their own).
     async fn release(self, term: u64) {
