@@ -1,18 +1,18 @@
-//! An outbound TCP connection carrying many requests at once: a writer task
-//! sends frames, a reader task hands each response to the request waiting
-//! for its id.
+//! An outbound TCP connection carrying many requests at once: requests go
+//! out through its [`FrameWriter`], a reader task hands each response to the
+//! request waiting for its id.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::BufReader;
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tracing::{debug, trace, warn};
 
-use super::{IO_BUFFER, ReadEnd, WriteEnd};
+use super::frame_writer::FrameWriter;
+use super::{IO_BUFFER, ReadEnd};
 use crate::network::{NetworkError, PeerId};
 use crate::protocol::Message;
 use crate::transports::common::LinkConnection;
@@ -23,14 +23,14 @@ pub(super) type PeerSlot = crate::transports::common::PeerSlot<Arc<Conn>>;
 
 type Pending = HashMap<u64, oneshot::Sender<Result<Message, NetworkError>>>;
 
-/// An outbound connection: requests go out through the writer task,
-/// responses are matched by the reader task.
+/// An outbound connection: requests go out through its writer, responses
+/// are matched by the reader task.
 pub(crate) struct Conn {
     run_id: u64,
     peer: PeerId,
     /// `None` once closed.
     pending: Mutex<Option<Pending>>,
-    frames: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    writer: Arc<FrameWriter>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -44,13 +44,13 @@ impl LinkConnection for Arc<Conn> {
 }
 
 impl Conn {
-    /// An open connection of run `run_id` whose writer reads `frames`.
-    pub(super) fn new(run_id: u64, peer: PeerId, frames: mpsc::Sender<Vec<u8>>) -> Arc<Self> {
+    /// An open connection of run `run_id` writing through `writer`.
+    pub(super) fn new(run_id: u64, peer: PeerId, writer: Arc<FrameWriter>) -> Arc<Self> {
         Arc::new(Conn {
             run_id,
             peer,
             pending: Mutex::new(Some(HashMap::new())),
-            frames: Mutex::new(Some(frames)),
+            writer,
             tasks: Mutex::new(Vec::new()),
         })
     }
@@ -87,10 +87,6 @@ impl Conn {
         }
     }
 
-    fn sender(&self) -> Option<mpsc::Sender<Vec<u8>>> {
-        self.frames.lock().clone()
-    }
-
     /// Keeps `task` (a writer or reader) to abort when the connection
     /// closes.
     pub(super) fn adopt(&self, task: AbortHandle) {
@@ -105,7 +101,7 @@ impl Conn {
     /// writer and reader tasks end.
     pub(super) fn close(&self, reason: &str) {
         let pending = self.pending.lock().take();
-        self.frames.lock().take();
+        self.writer.close(reason);
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
@@ -132,8 +128,14 @@ impl Conn {
             conn: self,
             request_id,
         };
-        let sender = self.sender().ok_or_else(closed)?;
-        sender.send(frame).await.map_err(|_| closed())?;
+        if let Err(why) = self.writer.send(frame).await {
+            // A failed write breaks the stream for every request on it.
+            self.close(&why);
+            return Err(NetworkError::Unreachable {
+                peer: self.peer.clone(),
+                reason: why,
+            });
+        }
         rx.await.unwrap_or_else(|_| Err(closed()))
     }
 }
@@ -149,22 +151,6 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.conn.forget(self.request_id);
     }
-}
-
-/// Writes queued frames, batching those already waiting into one flush.
-pub(super) async fn write_loop(
-    writer: WriteEnd,
-    mut frames: mpsc::Receiver<Vec<u8>>,
-) -> io::Result<()> {
-    let mut writer = BufWriter::with_capacity(IO_BUFFER, writer);
-    while let Some(frame) = frames.recv().await {
-        writer.write_all(&frame).await?;
-        while let Ok(frame) = frames.try_recv() {
-            writer.write_all(&frame).await?;
-        }
-        writer.flush().await?;
-    }
-    Ok(())
 }
 
 /// Reader task of an outbound connection.

@@ -81,6 +81,7 @@
 //! compared in constant time, and the messages are small and fixed in shape.
 
 mod config;
+mod frame_writer;
 mod link;
 mod psk;
 mod server;
@@ -98,10 +99,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use self::link::{Conn, PeerSlot, read_responses, write_loop};
+use self::frame_writer::FrameWriter;
+use self::link::{Conn, PeerSlot, read_responses};
 use super::common::Binding;
 use super::node::{Node, Run, Transport, forward_network_manager};
 use crate::network::{NetworkError, PeerId};
@@ -118,7 +119,8 @@ pub const MIN_PSK_BYTES: usize = 16;
 type ReadEnd = Box<dyn AsyncRead + Send + Unpin>;
 type WriteEnd = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Frames waiting for a connection's writer task.
+/// Frames waiting for a connection's writer task (a sender waits for room
+/// beyond that).
 const WRITE_QUEUE: usize = 256;
 /// Requests one inbound connection may have in its handler at once; reading
 /// pauses (backpressure) beyond that.
@@ -352,11 +354,11 @@ impl Tcp {
             dir = "out",
         );
         debug!(parent: &span, "connected");
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let conn = Conn::new(run.id, slot.id.clone(), tx);
+        let writer = Arc::new(FrameWriter::new(writer));
+        let conn = Conn::new(run.id, slot.id.clone(), Arc::clone(&writer));
         let writer_conn = Arc::clone(&conn);
         let writer_task = async move {
-            if let Err(e) = write_loop(writer, rx).await {
+            if let Err(e) = writer.run().await {
                 debug!(error = %e, "write failed; closing");
                 writer_conn.close(&format!("write failed: {e}"));
             }

@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, warn};
 
-use super::link::write_loop;
+use super::frame_writer::FrameWriter;
 use super::{
     IO_BUFFER, MAX_IN_FLIGHT_PER_CONNECTION, MAX_INBOUND_CONNECTIONS, Tcp, TcpNode, TcpRun,
-    WRITE_QUEUE,
 };
 use crate::transports::admission::{HandshakeGate, Pending};
-use crate::transports::common::answer;
+use crate::transports::common::{answer, poll_once};
 use crate::wire::{self, WireError};
 
 /// Accepts connections until the run ends.
@@ -63,10 +62,13 @@ async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, 
     tracing::Span::current().record("peer", peer.as_str());
     debug!("authenticated");
     node.saw(&peer);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let writer_task = async move {
-        if let Err(e) = write_loop(writer, rx).await {
-            debug!(error = %e, "write failed");
+    let writer = Arc::new(FrameWriter::new(writer));
+    let writer_task = {
+        let writer = Arc::clone(&writer);
+        async move {
+            if let Err(e) = writer.run().await {
+                debug!(error = %e, "write failed");
+            }
         }
     };
     let Some(writer_handle) = run
@@ -85,18 +87,22 @@ async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, 
         match wire::read_frame(&mut reader, max_frame_bytes).await {
             Ok(envelope) => {
                 let handler = run.handler();
-                let tx = tx.clone();
+                let writer = Arc::clone(&writer);
                 let from = peer.clone();
                 let call = async move {
                     let frame = answer(handler, from, envelope, max_frame_bytes).await;
-                    let _ = tx.send(frame).await;
+                    let _ = writer.send(frame).await;
                     drop(permit);
                 };
-                if run
-                    .tasks
-                    .spawn(call.instrument(tracing::Span::current()))
-                    .is_none()
-                {
+                let mut call = Box::pin(call.instrument(tracing::Span::current()));
+                // A request answered without waiting (a heartbeat, a page
+                // read with a blocking call) is answered from this task, with
+                // no hand-off to another; one that waits goes on on a task of
+                // its own, so that the connection's other requests proceed.
+                if poll_once(call.as_mut()).await.is_ready() {
+                    continue;
+                }
+                if run.tasks.spawn(call).is_none() {
                     break;
                 }
             }
@@ -114,5 +120,6 @@ async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, 
             }
         }
     }
+    writer.close("connection ended");
     writer_handle.abort();
 }
