@@ -57,7 +57,7 @@ const SMALL_READ: u64 = 2 << 20;
 pub struct FileBlockProvider {
     dir: PathBuf,
     read_only: bool,
-    files: RwLock<HashMap<WalId, Arc<File>>>,
+    files: RwLock<HashMap<WalId, Arc<File>, foldhash::fast::RandomState>>,
     lock_file: Option<Arc<File>>,
     /// Held from a `lock_root` call until its lock is released: the OS
     /// lock belongs to the shared open file, so two calls on one provider

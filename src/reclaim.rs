@@ -175,7 +175,7 @@ struct GateState {
     /// Reads running per WAL (entries stay at zero: a read costs one
     /// lookup and no allocation; WAL ids are random, a fast hash is fine).
     reading: HashMap<WalId, usize, foldhash::fast::RandomState>,
-    retiring: HashSet<WalId>,
+    retiring: HashSet<WalId, foldhash::fast::RandomState>,
 }
 
 impl GateState {
