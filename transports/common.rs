@@ -363,15 +363,6 @@ where
     }
 }
 
-/// Polls `fut` once: `Ready` with its output if it finished, `Pending` if
-/// it waits (then whoever polls it next, e.g. a task it is spawned on,
-/// takes over).
-pub(crate) async fn poll_once<F: std::future::Future + ?Sized>(
-    mut fut: std::pin::Pin<&mut F>,
-) -> std::task::Poll<F::Output> {
-    std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await
-}
-
 /// Calls the handler for one request and encodes its answer (`None` is
 /// answered with `Ack`).
 pub(crate) async fn answer(

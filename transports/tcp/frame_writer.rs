@@ -88,6 +88,7 @@ impl FrameWriter {
                         Some(io) if idle => match write_now(io, &frame) {
                             Ok(Written::All) => return Ok(()),
                             Ok(Written::Unflushed) => st.unflushed = true,
+                            Ok(Written::Part(0)) => st.queued.push_back(frame),
                             Ok(Written::Part(n)) => st.queued.push_back(frame[n..].to_vec()),
                             Err(e) => {
                                 let why = format!("write failed: {e}");
@@ -144,6 +145,9 @@ impl FrameWriter {
                 if st.queued.is_empty() && !st.unflushed {
                     None
                 } else {
+                    // Only this task takes the write end out; it is back
+                    // here unless closed (checked above).
+                    debug_assert!(st.io.is_some(), "a second writer task");
                     st.unflushed = false;
                     let batch = std::mem::take(&mut st.queued);
                     st.io.take().map(|io| (io, batch))

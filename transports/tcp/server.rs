@@ -15,7 +15,7 @@ use super::{
     IO_BUFFER, MAX_IN_FLIGHT_PER_CONNECTION, MAX_INBOUND_CONNECTIONS, Tcp, TcpNode, TcpRun,
 };
 use crate::transports::admission::{HandshakeGate, Pending};
-use crate::transports::common::{answer, poll_once};
+use crate::transports::common::answer;
 use crate::wire::{self, WireError};
 
 /// Accepts connections until the run ends.
@@ -94,15 +94,13 @@ async fn serve_inbound(node: Arc<TcpNode>, run: Arc<TcpRun>, stream: TcpStream, 
                     let _ = writer.send(frame).await;
                     drop(permit);
                 };
-                let mut call = Box::pin(call.instrument(tracing::Span::current()));
-                // A request answered without waiting (a heartbeat, a page
-                // read with a blocking call) is answered from this task, with
-                // no hand-off to another; one that waits goes on on a task of
-                // its own, so that the connection's other requests proceed.
-                if poll_once(call.as_mut()).await.is_ready() {
-                    continue;
-                }
-                if run.tasks.spawn(call).is_none() {
+                // On a task of its own: a handler that blocks (an fsync) or
+                // panics holds up or ends only its own request.
+                if run
+                    .tasks
+                    .spawn(call.instrument(tracing::Span::current()))
+                    .is_none()
+                {
                     break;
                 }
             }

@@ -292,3 +292,46 @@ async fn malformed_frames_after_authentication_close_only_that_connection() {
     assert_eq!(counter.0.load(Ordering::SeqCst), 1);
     node.stop().await.unwrap();
 }
+
+/// Echoes requests, but panics on a heartbeat of sequence 666 (a handler
+/// with a bug).
+#[derive(Debug, Default)]
+struct PanicsOn666;
+
+#[async_trait]
+impl MessageHandler for PanicsOn666 {
+    async fn handle(&self, _from: PeerId, message: Message) -> Option<Message> {
+        if matches!(
+            message,
+            Message::Heartbeat {
+                root_sequence: 666,
+                ..
+            }
+        ) {
+            panic!("a handler bug (expected by this test)");
+        }
+        Some(message)
+    }
+}
+
+/// A handler that panics costs only its own request: the connection goes
+/// on answering the requests behind it (they are not left unanswered on a
+/// half-open connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_costs_only_its_own_request() {
+    let config = TcpConfig::new("n1", "127.0.0.1:0", KEY)
+        .with_peer("n0", "127.0.0.1:9")
+        .with_max_frame_bytes(64 * 1024);
+    let node = TcpNetworkManager::new(config).unwrap();
+    node.start(Arc::new(PanicsOn666)).await.unwrap();
+    let mut stream = authenticated(node.local_addr().unwrap()).await;
+    stream.write_all(&heartbeat_frame(666)).await.unwrap();
+    stream.write_all(&heartbeat_frame(7)).await.unwrap();
+    let response =
+        tokio::time::timeout(Duration::from_secs(10), wire::read_frame(&mut stream, 1024))
+            .await
+            .expect("the request behind the panicking one was answered")
+            .unwrap();
+    assert_eq!(response.request_id, 7);
+    node.stop().await.unwrap();
+}
