@@ -70,44 +70,57 @@ impl FrameWriter {
     /// the writer task. Cancel safe: the frame is sent whole or not at all
     /// (only the wait for room in the queue awaits). Fails once the writer
     /// closed (the reason).
-    pub(super) async fn send(&self, frame: Vec<u8>) -> Result<(), String> {
-        let mut frame = Some(frame);
+    pub(super) async fn send(&self, mut frame: Vec<u8>) -> Result<(), String> {
         loop {
+            frame = match self.try_send(frame)? {
+                None => return Ok(()),
+                Some(full) => full,
+            };
+            // Registered before the queue is checked again, so that no
+            // wake-up is lost.
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut st = self.state.lock();
-                if let Some(why) = &st.closed {
-                    return Err(why.clone());
-                }
-                if st.queued.len() < self.limit {
-                    let frame = frame.take().unwrap_or_default();
-                    let idle = st.queued.is_empty() && !st.unflushed;
-                    match st.io.as_mut() {
-                        Some(io) if idle => match write_now(io, &frame) {
-                            Ok(Written::All) => return Ok(()),
-                            Ok(Written::Unflushed) => st.unflushed = true,
-                            Ok(Written::Part(0)) => st.queued.push_back(frame),
-                            Ok(Written::Part(n)) => st.queued.push_back(frame[n..].to_vec()),
-                            Err(e) => {
-                                let why = format!("write failed: {e}");
-                                st.closed = Some(why.clone());
-                                st.io = None;
-                                drop(st);
-                                self.wake_all();
-                                return Err(why);
-                            }
-                        },
-                        _ => st.queued.push_back(frame),
-                    }
-                    drop(st);
-                    self.work.notify_one();
-                    return Ok(());
-                }
+            if self.full() {
+                room.await;
             }
-            room.await;
         }
+    }
+
+    /// Writes or queues `frame`, or gives it back when the queue is full.
+    fn try_send(&self, frame: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        let mut st = self.state.lock();
+        if let Some(why) = &st.closed {
+            return Err(why.clone());
+        }
+        if st.queued.len() >= self.limit {
+            return Ok(Some(frame));
+        }
+        let idle = st.queued.is_empty() && !st.unflushed;
+        match st.io.as_mut() {
+            Some(io) if idle => match write_now(io, &frame) {
+                Ok(Written::All) => return Ok(None),
+                Ok(Written::Unflushed) => st.unflushed = true,
+                Ok(Written::Part(0)) => st.queued.push_back(frame),
+                Ok(Written::Part(n)) => st.queued.push_back(frame[n..].to_vec()),
+                Err(e) => {
+                    drop(st);
+                    let why = format!("write failed: {e}");
+                    self.close(&why);
+                    return Err(why);
+                }
+            },
+            _ => st.queued.push_back(frame),
+        }
+        drop(st);
+        self.work.notify_one();
+        Ok(None)
+    }
+
+    /// Whether a sender must wait for room (not once closed).
+    fn full(&self) -> bool {
+        let st = self.state.lock();
+        st.closed.is_none() && st.queued.len() >= self.limit
     }
 
     /// Closes the writer: queued frames are dropped, later sends fail with
@@ -158,19 +171,15 @@ impl FrameWriter {
                 continue;
             };
             self.room.notify_waiters();
-            let written = write_batch(&mut io, batch, &mut buf).await;
-            let mut st = self.state.lock();
-            match written {
-                Ok(()) if st.closed.is_none() => st.io = Some(io),
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    st.closed = Some(format!("write failed: {e}"));
-                    st.queued.clear();
-                    drop(st);
-                    self.wake_all();
-                    return Err(e);
-                }
+            if let Err(e) = write_batch(&mut io, batch, &mut buf).await {
+                self.close(&format!("write failed: {e}"));
+                return Err(e);
             }
+            let mut st = self.state.lock();
+            if st.closed.is_some() {
+                return Ok(());
+            }
+            st.io = Some(io);
         }
     }
 }
