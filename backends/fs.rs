@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use super::file_io::{blocking, read_full_at, sync_dir};
+use super::file_io::{blocking, read_cached_at, read_full_at, sync_dir};
 use crate::block_provider::{
     NewWal, RootLock, RootRegister, RootVersion, VersionedRoot, WalInfo, WalStore,
 };
@@ -51,6 +51,55 @@ const LOCK_FILE: &str = "space_root.lock";
 const CONFIG_FILE: &str = "space.config";
 /// Reads up to this size skip the `fstat` that bounds larger ones.
 const SMALL_READ: u64 = 2 << 20;
+
+/// Largest read tried in place from the page cache (larger ones copy long
+/// enough to hold up the worker's other tasks).
+const INLINE_READ: u64 = 256 << 10;
+
+/// Reads `len` bytes of `wal` at `offset` from `file` with `read_at` (which
+/// reads up to a buffer's length, fewer only at the end of the file, or
+/// gives up with `None`): the bytes there (fewer at the end of the WAL),
+/// [`Error::OffsetOutOfRange`] at or past its end, `None` if `read_at` gave
+/// up.
+fn read_wal(
+    file: &File,
+    wal: WalId,
+    offset: u64,
+    len: u64,
+    read_at: impl FnOnce(&File, &mut [u8], u64) -> Option<std::io::Result<usize>>,
+) -> Result<Option<Bytes>> {
+    let ctx = |e| Error::io(format!("reading WAL {wal} at {offset}"), e);
+    // No fstat on the hot path (small reads): a read at or past the end
+    // returns 0. Large reads are bounded by the file size first, so a huge
+    // `len` never allocates more than the file holds.
+    let n = if len <= SMALL_READ {
+        len
+    } else {
+        let size = file.metadata().map_err(ctx)?.len();
+        len.min(size.saturating_sub(offset))
+    } as usize;
+    let mut buf = vec![0u8; n];
+    // Offsets past i64::MAX cannot name a byte of any file (the OS refuses
+    // them with EINVAL): they are out of range, not I/O errors.
+    let got = if i64::try_from(offset).is_ok() {
+        match read_at(file, &mut buf, offset) {
+            None => return Ok(None),
+            Some(r) => r.map_err(ctx)?,
+        }
+    } else {
+        0
+    };
+    if got == 0 && n > 0 {
+        let size = file.metadata().map_err(ctx)?.len();
+        return Err(Error::OffsetOutOfRange {
+            wal,
+            offset,
+            len: size,
+        });
+    }
+    buf.truncate(got);
+    Ok(Some(Bytes::from(buf)))
+}
 
 /// A space directory on the local filesystem.
 #[derive(Debug)]
@@ -282,35 +331,25 @@ impl WalStore for FileBlockProvider {
     async fn read(&self, wal: WalId, offset: u64, len: u64) -> Result<Bytes> {
         self.check_open()?;
         let file = self.handle(wal)?;
+        // Cached bytes are copied in place; the disk is waited for on the
+        // blocking path.
+        if len <= INLINE_READ
+            && let Some(bytes) = read_wal(&file, wal, offset, len, |f, buf, at| {
+                read_cached_at(f, buf, at).map(Ok)
+            })?
+        {
+            return Ok(bytes);
+        }
         blocking(move || {
-            let ctx = |e| Error::io(format!("reading WAL {wal} at {offset}"), e);
-            // No fstat on the hot path (small reads): a read at or past the
-            // end returns 0. Large reads are bounded by the file size first,
-            // so a huge `len` never allocates more than the file holds.
-            let n = if len <= SMALL_READ {
-                len
-            } else {
-                let size = file.metadata().map_err(ctx)?.len();
-                len.min(size.saturating_sub(offset))
-            } as usize;
-            let mut buf = vec![0u8; n];
-            // Offsets past i64::MAX cannot name a byte of any file (the OS
-            // refuses them with EINVAL): they are out of range, not I/O errors.
-            let got = if i64::try_from(offset).is_ok() {
-                read_full_at(&file, &mut buf, offset).map_err(ctx)?
-            } else {
-                0
-            };
-            if got == 0 && n > 0 {
-                let size = file.metadata().map_err(ctx)?.len();
-                return Err(Error::OffsetOutOfRange {
-                    wal,
-                    offset,
-                    len: size,
-                });
-            }
-            buf.truncate(got);
-            Ok(Bytes::from(buf))
+            read_wal(&file, wal, offset, len, |f, buf, at| {
+                Some(read_full_at(f, buf, at))
+            })?
+            .ok_or_else(|| {
+                Error::io(
+                    format!("reading WAL {wal} at {offset}"),
+                    std::io::Error::other("a blocking read gave up"),
+                )
+            })
         })
         .await
     }

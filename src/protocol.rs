@@ -87,6 +87,7 @@ pub enum Message {
         /// First byte.
         offset: u64,
         /// The bytes.
+        #[serde(default, deserialize_with = "crate::wire::shared::option_bytes")]
         data: Option<Bytes>,
     },
     /// Liveness and root progress.
@@ -125,6 +126,7 @@ pub enum Message {
         /// Record format.
         format: Format,
         /// Payload.
+        #[serde(deserialize_with = "crate::wire::shared::bytes")]
         data: Bytes,
         /// Make the record durable before answering.
         sync: bool,
@@ -145,6 +147,7 @@ pub enum Message {
         /// Its format.
         format: Format,
         /// Its payload.
+        #[serde(deserialize_with = "crate::wire::shared::bytes")]
         data: Bytes,
     },
     /// A client asks for the current root (a linearizable read in a cluster).

@@ -37,6 +37,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::{Envelope, PROTOCOL_VERSION};
 
+mod extent;
+pub(crate) mod shared;
+
 /// Default largest frame body accepted or sent: 32 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
@@ -180,14 +183,19 @@ pub fn encode_frame(envelope: &Envelope, max_frame_bytes: usize) -> Result<Vec<u
 
 /// Decodes a frame body (the bytes after the header) into an [`Envelope`],
 /// checking that it speaks [`PROTOCOL_VERSION`] and fills the body exactly.
+/// Byte fields are copied out of `body`; [`decode_body_shared`] shares them.
 pub fn decode_body(body: &[u8]) -> Result<Envelope, WireError> {
-    let mut de = rmp_serde::Deserializer::new(io::Cursor::new(body));
+    let mut de = rmp_serde::Deserializer::from_read_ref(body);
     de.set_max_depth(MAX_NESTING);
     let envelope = Envelope::deserialize(&mut de).map_err(|e| WireError::Decode {
         reason: e.to_string(),
     })?;
-    let used = de.position();
-    let extra = (body.len() as u64).saturating_sub(used);
+    // The borrowing reader reports no position: where the value ends is
+    // measured on its markers.
+    let used = extent::value_len(body).ok_or_else(|| WireError::Decode {
+        reason: "the body is not one whole MessagePack value".into(),
+    })?;
+    let extra = body.len().saturating_sub(used) as u64;
     if extra > 0 {
         return Err(WireError::TrailingBytes { extra });
     }
@@ -198,6 +206,12 @@ pub fn decode_body(body: &[u8]) -> Result<Envelope, WireError> {
         });
     }
     Ok(envelope)
+}
+
+/// [`decode_body`], with a page (or any byte field that is most of the body)
+/// sharing `body`'s buffer instead of being copied out of it.
+pub fn decode_body_shared(body: &bytes::Bytes) -> Result<Envelope, WireError> {
+    shared::with_source(body, || decode_body(body))
 }
 
 /// Decodes the frame at the start of `input`, returning the envelope and the
@@ -260,7 +274,7 @@ where
             });
         }
     }
-    decode_body(&body)
+    decode_body_shared(&body.freeze())
 }
 
 /// Encodes `envelope` and writes it to `writer` as one frame (not flushed).
@@ -387,6 +401,51 @@ mod tests {
             assert_eq!(decoded, env);
             assert_eq!(used, frame.len());
         }
+    }
+
+    #[test]
+    fn a_page_shares_the_frame_body_small_fields_are_copied() {
+        let body = |message| {
+            let frame = encode_frame(&envelope(3, message), MAX).unwrap();
+            Bytes::copy_from_slice(&frame[FRAME_HEADER_LEN..])
+        };
+        let inside = |body: &Bytes, data: &Bytes| body.as_ptr_range().contains(&data.as_ptr());
+        let page = Bytes::from(vec![0xab; 70_000]);
+        let wal = WalId::new_random();
+        let big = body(Message::PageResponse {
+            wal,
+            offset: 7,
+            data: Some(page.clone()),
+        });
+        let Message::PageResponse { data: Some(d), .. } = decode_body_shared(&big).unwrap().message
+        else {
+            panic!("not a page");
+        };
+        assert_eq!(d, page);
+        assert!(inside(&big, &d), "the page was copied");
+        // The same body decoded from a plain slice is copied.
+        let Message::PageResponse { data: Some(d), .. } = decode_body(&big).unwrap().message else {
+            panic!("not a page");
+        };
+        assert!(!inside(&big, &d));
+        // A field that is a small part of its body is copied: it must not
+        // pin the frame.
+        let small = body(Message::ClientRecord {
+            format: crate::types::Format::Raw,
+            data: Bytes::from_static(b"tiny"),
+        });
+        let Message::ClientRecord { data, .. } = decode_body_shared(&small).unwrap().message else {
+            panic!("not a record");
+        };
+        assert_eq!(&data[..], b"tiny");
+        assert!(!inside(&small, &data));
+        // Shared decoding checks bodies like the other: padding is refused.
+        let mut padded = big.to_vec();
+        padded.extend_from_slice(&[0xc0, 0xc0]);
+        assert!(matches!(
+            decode_body_shared(&Bytes::from(padded)),
+            Err(WireError::TrailingBytes { extra: 2 })
+        ));
     }
 
     #[test]
