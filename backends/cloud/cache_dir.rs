@@ -355,6 +355,14 @@ impl SlotCache {
     /// to stay within the budget). Errors are logged, never returned: the
     /// cache is an optimisation.
     pub fn insert(&self, key: &str, data: &Bytes) {
+        self.insert_unpersisted(key, data);
+        self.persist_index();
+    }
+
+    /// [`insert`](Self::insert) without writing the index: a writer of
+    /// many entries persists once after them ([`persist_index`](Self::persist_index)).
+    /// Until then a restart does not know the entry (its file is an orphan).
+    pub(crate) fn insert_unpersisted(&self, key: &str, data: &Bytes) {
         let size = data.len() as u64;
         if !self.fits(size) {
             return;
@@ -410,6 +418,10 @@ impl SlotCache {
                 let _ = std::fs::remove_file(&path);
             }
         }
+    }
+
+    /// Writes the index (errors are logged: the cache is an optimisation).
+    pub(crate) fn persist_index(&self) {
         if let Err(e) = self.persist() {
             tracing::warn!("{e}");
         }
