@@ -124,8 +124,9 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// Wire frames: [`wire::decode_frame`], [`wire::decode_header`],
-/// [`wire::decode_body`]; a decoded envelope re-encodes to a frame that
-/// decodes to the same envelope.
+/// [`wire::decode_body`] (and [`wire::decode_body_shared`], which must agree
+/// with it); a decoded envelope re-encodes to a frame that decodes to the
+/// same envelope.
 pub fn wire(data: &[u8]) {
     const MAX: usize = 1 << 20;
     if let Some(h) = data.first_chunk::<{ wire::FRAME_HEADER_LEN }>() {
@@ -141,9 +142,16 @@ pub fn wire(data: &[u8]) {
         }
         Err(e) => assert!(e.is_malformed(), "{e}"),
     }
-    match wire::decode_body(data) {
-        Ok(env) => round_trip_envelope(&env),
-        Err(e) => assert!(e.is_malformed(), "{e}"),
+    // Decoding with byte fields shared from the body must agree with the
+    // copying decoder on every input.
+    let shared = wire::decode_body_shared(&Bytes::copy_from_slice(data));
+    match (wire::decode_body(data), shared) {
+        (Ok(env), Ok(again)) => {
+            assert_eq!(env, again);
+            round_trip_envelope(&env);
+        }
+        (Err(e), Err(_)) => assert!(e.is_malformed(), "{e}"),
+        (plain, shared) => panic!("plain and shared decoding disagree: {plain:?} / {shared:?}"),
     }
 }
 
