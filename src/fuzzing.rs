@@ -812,10 +812,77 @@ pub fn root_log(dir: &Path, data: &[u8]) {
     }
 }
 
+/// One message of every member-protocol kind (a small page), for seeds and
+/// round-trip tests.
+pub fn sample_messages(wal: WalId, root: &RootRecord) -> Vec<crate::protocol::Message> {
+    use crate::protocol::{AcceptedRoot, Message, NodeStatus, Promise};
+    vec![
+        Message::Prepare {
+            term: 5,
+            lease_ms: 3000,
+        },
+        Message::Promise(Promise {
+            granted: true,
+            promised: 5,
+            accepted: Some(AcceptedRoot {
+                ballot: 4,
+                root: root.clone(),
+            }),
+            lease_ms: 3000,
+        }),
+        Message::Accept {
+            term: 5,
+            root: root.clone(),
+        },
+        Message::Accepted {
+            term: 5,
+            accepted: true,
+            promised: 5,
+        },
+        Message::QueryAccepted,
+        Message::AcceptedValue(None),
+        Message::PageRequest {
+            wal,
+            offset: 1 << 40,
+            len: 65536,
+        },
+        Message::PageResponse {
+            wal,
+            offset: 7,
+            data: Some(Bytes::from_static(b"page bytes")),
+        },
+        Message::PageResponse {
+            wal,
+            offset: 7,
+            data: None,
+        },
+        Message::Heartbeat {
+            node: "n1".into(),
+            root_sequence: 10,
+            term: 4,
+        },
+        Message::Release {
+            term: 4,
+            holder: "n1".into(),
+        },
+        Message::Ack,
+        Message::Error {
+            message: "nope".into(),
+        },
+        Message::StatusRequest,
+        Message::Status(NodeStatus {
+            node: "n1".into(),
+            term: 2,
+            root: Some(root.clone()),
+            version: "0.1.0".into(),
+        }),
+    ]
+}
+
 /// Inputs to start each target's corpus from: valid encodings of every
 /// message, record layout, header, root and configuration shape.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
-    use crate::protocol::{AcceptedRoot, Message, NodeStatus, PROTOCOL_VERSION, Promise};
+    use crate::protocol::{AcceptedRoot, PROTOCOL_VERSION};
 
     let wal = WalId(uuid::Uuid::from_u128(
         0x8ee7_4877_149a_46a7_a291_f4a7_a50f_f71d,
@@ -830,67 +897,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     reference.extend_from_slice(br#"{"a":1}"#);
     match target {
         "wire" => {
-            let messages = vec![
-                Message::Prepare {
-                    term: 5,
-                    lease_ms: 3000,
-                },
-                Message::Promise(Promise {
-                    granted: true,
-                    promised: 5,
-                    accepted: Some(AcceptedRoot {
-                        ballot: 4,
-                        root: root.clone(),
-                    }),
-                    lease_ms: 3000,
-                }),
-                Message::Accept {
-                    term: 5,
-                    root: root.clone(),
-                },
-                Message::Accepted {
-                    term: 5,
-                    accepted: true,
-                    promised: 5,
-                },
-                Message::QueryAccepted,
-                Message::AcceptedValue(None),
-                Message::PageRequest {
-                    wal,
-                    offset: 1 << 40,
-                    len: 65536,
-                },
-                Message::PageResponse {
-                    wal,
-                    offset: 7,
-                    data: Some(Bytes::from_static(b"page bytes")),
-                },
-                Message::PageResponse {
-                    wal,
-                    offset: 7,
-                    data: None,
-                },
-                Message::Heartbeat {
-                    node: "n1".into(),
-                    root_sequence: 10,
-                    term: 4,
-                },
-                Message::Release {
-                    term: 4,
-                    holder: "n1".into(),
-                },
-                Message::Ack,
-                Message::Error {
-                    message: "nope".into(),
-                },
-                Message::StatusRequest,
-                Message::Status(NodeStatus {
-                    node: "n1".into(),
-                    term: 2,
-                    root: Some(root.clone()),
-                    version: "0.1.0".into(),
-                }),
-            ];
+            let messages = sample_messages(wal, &root);
             messages
                 .into_iter()
                 .enumerate()

@@ -326,70 +326,25 @@ mod tests {
 
     fn every_message() -> Vec<Message> {
         let wal = WalId::new_random();
-        vec![
-            Message::Prepare {
-                term: 5,
-                lease_ms: 3000,
-            },
-            Message::Promise(Promise {
-                granted: true,
-                promised: 5,
-                accepted: Some(AcceptedRoot {
-                    ballot: 4,
-                    root: root(),
-                }),
-                lease_ms: 3000,
-            }),
+        let mut all = crate::fuzzing::sample_messages(wal, &root());
+        all.extend([
             Message::Promise(Promise {
                 granted: false,
                 promised: 6,
                 accepted: None,
                 lease_ms: 0,
             }),
-            Message::Accept {
-                term: 5,
-                root: root(),
-            },
-            Message::Accepted {
-                term: 5,
-                accepted: true,
-                promised: 5,
-            },
-            Message::QueryAccepted,
-            Message::AcceptedValue(None),
             Message::AcceptedValue(Some(AcceptedRoot {
                 ballot: u64::MAX,
                 root: root(),
             })),
-            Message::PageRequest {
-                wal,
-                offset: 1 << 40,
-                len: 65536,
-            },
             Message::PageResponse {
                 wal,
                 offset: 7,
                 data: Some(Bytes::from(vec![0xab; 70_000])),
             },
-            Message::PageResponse {
-                wal,
-                offset: 7,
-                data: None,
-            },
-            Message::Heartbeat {
-                node: "n1".into(),
-                root_sequence: 10,
-                term: 4,
-            },
-            Message::Release {
-                term: 4,
-                holder: "n1".into(),
-            },
-            Message::Ack,
-            Message::Error {
-                message: "nope".into(),
-            },
-        ]
+        ]);
+        all
     }
 
     #[test]
