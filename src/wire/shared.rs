@@ -46,13 +46,10 @@ fn share_or_copy(bytes: &[u8]) -> Bytes {
             && bytes.len().saturating_mul(2) >= src.len()
             && !bytes.is_empty()
         {
-            let (start, end) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
-            let (b_start, b_end) = (
-                bytes.as_ptr() as usize,
-                bytes.as_ptr() as usize + bytes.len(),
-            );
-            if start <= b_start && b_end <= end {
-                return src.slice(b_start - start..b_end - start);
+            // `slice_ref` panics on bytes outside the source: checked first.
+            let (within, inner) = (src.as_ptr_range(), bytes.as_ptr_range());
+            if within.start <= inner.start && inner.end <= within.end {
+                return src.slice_ref(bytes);
             }
         }
         Bytes::copy_from_slice(bytes)
