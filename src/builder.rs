@@ -565,6 +565,7 @@ impl StorageBuilder {
         // Clients (`protobase put/get/root --connect`) are served by the
         // outermost handler, from the storage built below.
         let own_acceptor = acceptor.clone();
+        let inherited = acceptor.snapshot().promised;
         let handler = ClusterHandler::new(acceptor.clone(), wals.clone());
         let clients = Arc::new(ClientHandler::new(Arc::new(CacheAwareHandler::new(
             cache.clone(),
@@ -572,6 +573,7 @@ impl StorageBuilder {
             Arc::new(handler),
         ))));
         network.start(clients.clone()).await?;
+        let forward_nonce = rng.fork();
         let quorum = Arc::new(QuorumRegister::new(
             cluster.clone(),
             acceptor,
@@ -604,6 +606,10 @@ impl StorageBuilder {
         }
         let retries = cluster.max_retries;
         let heartbeat = std::time::Duration::from_millis(cluster.heartbeat_ms);
+        // A forwarded root waits at most for the holder's turn at the
+        // critical section (a vote) and its root write (a round).
+        let forward_timeout = cluster.vote_timeout() + cluster.read_timeout();
+        let nonce = forward_nonce.u64();
         let peers = Arc::new(PeerTier::new(
             network.clone(),
             cluster,
@@ -622,6 +628,7 @@ impl StorageBuilder {
             quorum,
             Some(network),
         )
+        .with_forwarding(nonce, forward_timeout, inherited)
         .with_acceptor(own_acceptor);
         clients.attach(&storage);
         Ok(storage)

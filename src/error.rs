@@ -247,6 +247,19 @@ pub enum Error {
         #[source]
         source: std::sync::Arc<Error>,
     },
+    /// A blind root write handed to the node holding the grant (see
+    /// [`crate::root_forward`]) got no answer saying whether it was
+    /// published: the outcome is unknown (the root may still be stored).
+    #[error("root handed to {holder} (term {term}) has an unknown outcome: {source}")]
+    ForwardFailed {
+        /// The node it was handed to.
+        holder: String,
+        /// The grant's term it named.
+        term: u64,
+        /// Why no answer came.
+        #[source]
+        source: Box<Error>,
+    },
     /// A WAL cannot be removed: a writer (of this process or another)
     /// holds it, or it may still gain records.
     #[error("WAL {wal} is in use: {why}")]
@@ -391,6 +404,7 @@ impl Error {
             Error::NotGranted(_) => ErrorKind::Fenced,
             Error::Closed | Error::ReadOnly => ErrorKind::Closed,
             Error::CommitFailed { source, .. } => source.kind(),
+            Error::ForwardFailed { source, .. } => source.kind(),
             Error::Rejected { source, .. } => source.kind(),
             Error::Backend { kind, .. } => *kind,
             Error::Io { .. } | Error::Network(_) | Error::NoMajority(_) => ErrorKind::Unavailable,

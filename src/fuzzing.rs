@@ -876,6 +876,16 @@ pub fn sample_messages(wal: WalId, root: &RootRecord) -> Vec<crate::protocol::Me
             root: Some(root.clone()),
             version: "0.1.0".into(),
         }),
+        Message::ForwardRoot {
+            pointer: root.pointer,
+            term: 3,
+            nonce: 0x5EED,
+            id: 17,
+        },
+        Message::ForwardedRoot(root.clone()),
+        Message::ForwardRefused {
+            reason: "not the holder of term 3".into(),
+        },
     ]
 }
 

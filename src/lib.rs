@@ -75,6 +75,7 @@ pub mod record;
 mod record_log;
 pub mod retry;
 pub mod root_commit;
+pub mod root_forward;
 pub mod root_register;
 pub mod scan;
 mod signal;

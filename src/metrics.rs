@@ -32,6 +32,7 @@
 //! | `protobase_cache_misses_total` | counter | `tier` | cache misses |
 //! | `protobase_vote_round_seconds` | histogram | `phase` (`prepare`, `accept`, `read`), `outcome` (`ok`, `failed`) | one round to the cluster's acceptors |
 //! | `protobase_grants_total` | counter | — | exclusive grants obtained by this node |
+//! | `protobase_root_forwards_total` | counter | `outcome` (`ok`, `refused`, `unknown`) | blind root writes handed to the grant's holder ([`crate::root_forward`]) |
 //! | `protobase_term` | gauge | — | the newest term this node's acceptor promised |
 //! | `protobase_peer_fetch_seconds` | histogram | `outcome` (`ok`, `not_found`, `error`) | a WAL piece read from peers |
 //! | `protobase_peer_fetch_bytes_total` | counter | — | bytes read from peers |
@@ -88,6 +89,8 @@ pub const CACHE_MISSES: &str = "protobase_cache_misses_total";
 pub const VOTE_ROUND_SECONDS: &str = "protobase_vote_round_seconds";
 /// `protobase_grants_total`.
 pub const GRANTS: &str = "protobase_grants_total";
+/// `protobase_root_forwards_total`.
+pub const ROOT_FORWARDS: &str = "protobase_root_forwards_total";
 /// `protobase_term`.
 pub const TERM: &str = "protobase_term";
 /// `protobase_peer_fetch_seconds`.
@@ -165,6 +168,11 @@ pub fn describe() {
         "One round to the cluster's acceptors, by phase and outcome"
     );
     describe_counter!(GRANTS, Count, "Exclusive grants obtained by this node");
+    describe_counter!(
+        ROOT_FORWARDS,
+        Count,
+        "Blind root writes handed to the grant's holder, by outcome"
+    );
     describe_gauge!(TERM, Count, "Newest term this node's acceptor promised");
     describe_histogram!(PEER_FETCH_SECONDS, Seconds, "A WAL piece read from peers");
     describe_counter!(PEER_FETCH_BYTES, Bytes, "Bytes read from peers");

@@ -183,6 +183,29 @@ pub enum Message {
     ReclaimKeep(Vec<(WalId, String)>),
     /// Answer to [`Message::ClientListWals`]: `(wal, length)` pairs.
     ClientWals(Vec<(WalId, u64)>),
+    /// A member hands a blind root write to the node holding the grant of
+    /// `term` (see [`crate::root_forward`]): the atom is in the sender's
+    /// WAL, durable before this is sent; the root names the sender as its
+    /// writer.
+    ForwardRoot {
+        /// The new root's atom.
+        pointer: AtomPointer,
+        /// The grant the holder must publish under (and hold right now).
+        term: u64,
+        /// The sending process's incarnation (random per start).
+        nonce: u64,
+        /// The sending process's number for this forward (never reused by
+        /// one incarnation): a duplicate is refused.
+        id: u64,
+    },
+    /// Answer to [`Message::ForwardRoot`]: the durable new root.
+    ForwardedRoot(RootRecord),
+    /// Answer to [`Message::ForwardRoot`]: nothing was published (the
+    /// receiver does not hold the term, or the forward is a duplicate).
+    ForwardRefused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What a conditional publish ([`Message::ClientPublish`]) expects the

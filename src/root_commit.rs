@@ -444,6 +444,22 @@ impl RootCommitter {
         (self.register.write_root(target, expected).await, true)
     }
 
+    /// The strategy that hands out grants.
+    pub(crate) fn vote(&self) -> &Arc<dyn VoteStrategy> {
+        &self.vote
+    }
+
+    /// The id roots published here name as their writer.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Makes every byte pushed so far durable (what a root handed to
+    /// another node reaches).
+    pub(crate) async fn sync_pushed(&self) -> Result<()> {
+        self.writer.sync_all().await
+    }
+
     /// The newest durable root: a linearizable read of the register.
     pub(crate) async fn read_current(&self) -> Result<Option<RootRecord>> {
         Ok(self.register.read_root().await?.map(|v| v.root))
@@ -716,11 +732,22 @@ impl RootUpdate {
     /// durable: the commit finishes on its own. While it is pending, the
     /// future may be making other updates' roots durable too: poll it to
     /// the end or drop it (one kept but no longer polled holds them up).
-    #[tracing::instrument(level = "debug", skip_all, fields(term = self.grant.term, wal = %pointer.wal_id, offset = pointer.offset))]
     pub async fn publish(self, pointer: AtomPointer) -> Result<RootRecord> {
+        self.publish_as(pointer, None).await
+    }
+
+    /// [`publish`](Self::publish) of a root whose atom another member wrote
+    /// (`writer`: the root names it, as its WAL holds the bytes), or this
+    /// node's (`None`).
+    #[tracing::instrument(level = "debug", skip_all, fields(term = self.grant.term, wal = %pointer.wal_id, offset = pointer.offset))]
+    pub(crate) async fn publish_as(
+        self,
+        pointer: AtomPointer,
+        writer: Option<String>,
+    ) -> Result<RootRecord> {
         let start = std::time::Instant::now();
         let metrics = self.committer.as_ref().map(|c| c.metrics.clone());
-        let r = self.publish_unmetered(pointer).await;
+        let r = self.publish_unmetered(pointer, writer).await;
         if let Some(m) = metrics {
             m.seconds.record(crate::metrics::since(start));
             match &r {
@@ -731,7 +758,11 @@ impl RootUpdate {
         r
     }
 
-    async fn publish_unmetered(mut self, pointer: AtomPointer) -> Result<RootRecord> {
+    async fn publish_unmetered(
+        mut self,
+        pointer: AtomPointer,
+        writer: Option<String>,
+    ) -> Result<RootRecord> {
         let Some(c) = self.committer.take() else {
             return Err(Error::Closed);
         };
@@ -754,7 +785,8 @@ impl RootUpdate {
                     Error::invalid("root", "sequence space exhausted (u64::MAX roots)")
                 })?,
             };
-            let record = RootRecord::new(pointer, sequence, term, Some(c.node_id.clone()));
+            let writer = writer.unwrap_or_else(|| c.node_id.clone());
+            let record = RootRecord::new(pointer, sequence, term, Some(writer));
             st.current = Some(record.clone());
             let start = !st.flushing;
             st.flushing = true;

@@ -53,6 +53,9 @@ struct Inner {
     /// The root a read-only storage opened at (a checkpoint's, a retained
     /// one): what it reads as the current root.
     pinned: std::sync::OnceLock<RootRecord>,
+    /// Blind root writes handed to the grant's holder and taken from
+    /// members (cluster variants; see [`crate::root_forward`]).
+    forwarding: Option<crate::root_forward::Forwarding>,
 }
 
 /// Something a [`Storage`] asks when its readiness is checked (the cloud
@@ -190,6 +193,7 @@ impl Storage {
                 acceptor: None,
                 gate: Arc::default(),
                 pinned: std::sync::OnceLock::new(),
+                forwarding: None,
             }),
         }
     }
@@ -229,6 +233,54 @@ impl Storage {
             .set(root)
             .map_err(|_| Error::invalid("builder", "the storage is pinned to a root already"))?;
         Ok(self)
+    }
+
+    /// Hands blind root writes to the grant's holder and publishes those
+    /// members hand here (the builder, cluster variants whose register is
+    /// the quorum): `nonce` tells this process from earlier ones of the
+    /// node, `timeout` bounds the wait for the holder's answer, and
+    /// `inherited` is what the node's acceptor had promised when this
+    /// process started.
+    pub(crate) fn with_forwarding(
+        mut self,
+        nonce: u64,
+        timeout: std::time::Duration,
+        inherited: u64,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.forwarding = Some(crate::root_forward::Forwarding::new(
+                nonce, timeout, inherited,
+            ));
+        }
+        self
+    }
+
+    /// Publishes a root a member forwarded (see [`crate::root_forward`]):
+    /// the answer to its [`Message::ForwardRoot`](crate::protocol::Message::ForwardRoot).
+    pub(crate) async fn serve_forward(
+        &self,
+        from: &crate::network::PeerId,
+        pointer: AtomPointer,
+        term: u64,
+        nonce: u64,
+        id: u64,
+    ) -> crate::protocol::Message {
+        use crate::protocol::Message;
+        if let Err(e) = self.check_writable() {
+            // It may have served a copy before it closed.
+            return Message::Error {
+                message: e.to_string(),
+            };
+        }
+        match &self.inner.forwarding {
+            Some(f) => {
+                f.serve(&self.inner.roots, from, pointer, term, nonce, id)
+                    .await
+            }
+            None => Message::ForwardRefused {
+                reason: "this node takes no forwarded roots".into(),
+            },
+        }
     }
 
     /// Keeps the node's acceptor (the builder, cluster variants).
@@ -624,8 +676,22 @@ impl Storage {
     }
 
     /// Publishes `pointer` as the new root, whatever the current one is.
+    ///
+    /// On a cluster member that does not hold the grant while another node
+    /// does, the root is handed to that node, which publishes it with its
+    /// own updates (see [`crate::root_forward`]); the bytes it reaches are
+    /// made durable here first. An error then may be
+    /// [`Error::ForwardFailed`]: no answer came, and the root may still be
+    /// published (as when a register write fails).
     #[tracing::instrument(level = "debug", skip_all, fields(wal = %pointer.wal_id, offset = pointer.offset))]
     pub async fn set_root(&self, pointer: AtomPointer) -> Result<RootRecord> {
+        self.check_writable()?;
+        if let (Some(f), Some(network)) = (&self.inner.forwarding, &self.inner.network)
+            && let crate::root_forward::Sent::Done(r) =
+                f.send(&self.inner.roots, network, pointer).await
+        {
+            return Self::count("commit", r);
+        }
         Self::count(
             "commit",
             self.begin_root_update().await?.publish(pointer).await,

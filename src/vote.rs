@@ -65,6 +65,29 @@ pub trait VoteStrategy: Send + Sync + fmt::Debug {
     /// (the storage is closing: other nodes need not wait for it). The
     /// default keeps none.
     async fn let_go(&self) {}
+
+    /// The node holding a grant right now as far as this node can tell,
+    /// with the grant's term: a blind root write may be handed to it
+    /// instead of taking the grant here ([`crate::root_forward`]), and it
+    /// publishes a root handed to it only under that very term. The default
+    /// knows none.
+    ///
+    /// A strategy that reports `(node, term)` promises that `node` had
+    /// obtained the grant of `term` before the report (not merely asked
+    /// for it), that no grant of any node obtained later can be followed by
+    /// a root written under `term`, and that a term passed to
+    /// [`fence`](Self::fence), or one this process may have reported before
+    /// it started, is never reported again.
+    fn holder(&self) -> Option<(String, u64)> {
+        None
+    }
+
+    /// A root handed to the holder of `term` has an unknown outcome: from
+    /// now on [`holder`](Self::holder) reports only newer terms, so that
+    /// the root, should it still arrive, cannot be published after a later
+    /// root of this process. The default keeps nothing (it reports no
+    /// holder).
+    fn fence(&self, _term: u64) {}
 }
 
 /// The one-node strategy: the grant is always available (term 0). Mutual

@@ -28,16 +28,20 @@
 //! member sending out-of-range terms, unbounded leases, forged roots and
 //! releases of other nodes' grants.
 //!
-//! Clients on every node publish roots (each naming the root it builds on)
-//! and read the current root, and every operation is recorded with logical
-//! invocation and return times. After the faults heal and every node is
-//! back, each node must publish within a bounded (virtual) time. Then:
+//! Clients on every node publish roots (each naming the root it builds on;
+//! in some schedules part of them blind, through `set_root`, which a
+//! cluster member hands to the grant's holder) and read the current root,
+//! and every operation is recorded with logical invocation and return
+//! times. After the faults heal and every node is back, each node must
+//! publish within a bounded (virtual) time. Then:
 //!
-//! 1. the history is linearizable for a register with compare-and-swap
-//!    (`protobase::sim::linearizable`; cancelled or failed publishes may or
-//!    may not have taken effect);
-//! 2. every acknowledged root is on the chain the final root reaches, and
-//!    every atom of that chain reads back;
+//! 1. the history is linearizable for a register with compare-and-swap and
+//!    blind writes (`protobase::sim::linearizable`; cancelled or failed
+//!    publishes may or may not have taken effect, but only before their
+//!    client's next acknowledged publish returned);
+//! 2. every acknowledged root is on the chain the final root reaches (with
+//!    blind writes, which skip roots: its atoms read back), and every atom
+//!    of that chain reads back;
 //! 3. the liveness bound above held;
 //! 4. nothing panicked, in any task of the world (a peer's bytes, a fault
 //!    or a cancellation must never panic a node, even where the rest of
@@ -46,7 +50,9 @@
 //! `PROTOBASE_SIM_SCHEDULES=N` runs N schedules (default 2 000, a quarter
 //! per variant, each variant in its own test so they run in parallel);
 //! `PROTOBASE_SIM_SEED=S` replays one; `PROTOBASE_SIM_BASE=B` starts the
-//! seeds elsewhere; `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its
+//! seeds elsewhere (each variant's seeds come in blocks of 2^20: B below
+//! that is an offset inside the block, each further 2^20 moves to the
+//! variant's next block); `PROTOBASE_SIM_FAIL_FAST=1` stops a variant at its
 //! first failing schedule. A failure prints the seed, the schedule and the
 //! check that failed; `PROTOBASE_SIM_VERBOSE=1` adds the end of its trace,
 //! `PROTOBASE_SIM_VERBOSE=all` the whole trace.
@@ -108,8 +114,10 @@ impl Variant {
             }
     }
 
+    /// The variant of a seed: blocks of 2^20 seeds take turns (see
+    /// [`Variant::base`]), so a seed names its variant wherever it is.
     fn of_seed(seed: u64) -> Variant {
-        match seed.wrapping_sub(BASE_SEED) >> 20 {
+        match (seed.wrapping_sub(BASE_SEED) >> 20) % 4 {
             0 => Variant::Standalone,
             1 => Variant::Cluster,
             2 => Variant::Cloud,
@@ -149,6 +157,10 @@ struct Schedule {
     /// chain, pruning through a random live node every 20-120 ms while the
     /// clients run (stale writers and readers meet pruned positions).
     prune: Option<u64>,
+    /// Share of the clients' publishes that are blind
+    /// ([`Storage::set_root`], which a cluster member hands to the grant's
+    /// holder) instead of compare-and-swap updates.
+    blind: f64,
     read_timeout_ms: u64,
     lease_ms: u64,
     clients: usize,
@@ -282,6 +294,11 @@ impl Schedule {
         let inherited = (!variant.clustered() && later.u8(..4) == 0)
             .then(|| (later.u64(1..10), later.u64(1..50)));
         let prune = (variant.cloud() && later.bool()).then(|| later.u64(1..=3));
+        let blind = if later.u8(..3) == 0 {
+            0.3 + later.f64() * 0.7
+        } else {
+            0.0
+        };
         Schedule {
             seed,
             variant,
@@ -290,6 +307,7 @@ impl Schedule {
             confused,
             inherited,
             prune,
+            blind,
             read_timeout_ms: [40, 80, 160][rng.usize(..3)],
             lease_ms: [150, 300, 600][rng.usize(..3)],
             clients: rng.usize(1..=2),
@@ -651,6 +669,7 @@ impl World {
         client: &str,
         n: u32,
         cancel_after: Option<Duration>,
+        blind: bool,
         pending: &mut Option<Pending>,
     ) -> bool {
         let Some(storage) = self.storage(i) else {
@@ -679,6 +698,11 @@ impl World {
                 data
             }
         };
+        if blind {
+            return self
+                .blind_write(&storage, client, n, data, cancel_after, pending)
+                .await;
+        }
         let invoked = self.rec.tick();
         let update = match tokio::time::timeout(OP_TIMEOUT, storage.begin_root_update()).await {
             Ok(Ok(u)) => u,
@@ -710,7 +734,60 @@ impl World {
         let outcome = tokio::time::timeout(cancel_after.unwrap_or(OP_TIMEOUT), publish)
             .await
             .ok();
-        let (returned, what) = match outcome {
+        let what = format!("write {ptr} on {from:?}");
+        let kind = OpKind::Write {
+            from: from_id,
+            to: to_id,
+        };
+        self.record(client, what, kind, invoked, outcome, pending)
+    }
+
+    /// A blind publish ([`Storage::set_root`]) of `data` by `client`; its
+    /// entry names the newest acknowledged root as the one before (the
+    /// final chain then still leads through acknowledged roots).
+    async fn blind_write(
+        &self,
+        storage: &Storage,
+        client: &str,
+        n: u32,
+        data: AtomPointer,
+        cancel_after: Option<Duration>,
+        pending: &mut Option<Pending>,
+    ) -> bool {
+        let prev = self.rec.acked.lock().last().map(|r| r.pointer);
+        let entry = Entry {
+            client: client.into(),
+            n,
+            prev,
+            data,
+        };
+        let Ok(Ok(ptr)) =
+            tokio::time::timeout(OP_TIMEOUT, storage.push_atom(&entry, AtomFormat::Json)).await
+        else {
+            return false;
+        };
+        let to = self.rec.id(Some(ptr));
+        let invoked = self.rec.tick();
+        let outcome =
+            tokio::time::timeout(cancel_after.unwrap_or(OP_TIMEOUT), storage.set_root(ptr))
+                .await
+                .ok();
+        let what = format!("blind write {ptr}");
+        self.record(client, what, OpKind::Set { to }, invoked, outcome, pending)
+    }
+
+    /// Records a publish's outcome (`None`: cancelled); whether it was
+    /// acknowledged.
+    fn record(
+        &self,
+        client: &str,
+        what: String,
+        kind: OpKind,
+        invoked: u64,
+        outcome: Option<protobase::Result<RootRecord>>,
+        pending: &mut Option<Pending>,
+    ) -> bool {
+        let (returned, result) = match outcome {
             Some(Ok(root)) => {
                 self.rec.acked.lock().push(root.clone());
                 (Some(self.rec.tick()), format!("ok {root:?}"))
@@ -718,16 +795,13 @@ impl World {
             Some(Err(e)) => (None, format!("failed: {e}")),
             None => (None, "cancelled".into()),
         };
-        self.rec
-            .note(format!("{client} write {ptr} on {from:?}: {what}"));
+        self.rec.note(format!("{client} {what}: {result}"));
         self.rec.ops.lock().push(Op {
             client: client.into(),
-            kind: OpKind::Write {
-                from: from_id,
-                to: to_id,
-            },
+            kind,
             invoked,
             returned,
+            deadline: None,
         });
         if returned.is_some() {
             *pending = None;
@@ -760,6 +834,7 @@ impl World {
                     },
                     invoked,
                     returned: Some(returned),
+                    deadline: None,
                 });
                 root
             }
@@ -1017,12 +1092,15 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             clients.push(tokio::spawn(async move {
                 let name = format!("n{i}c{c}");
                 let mut rng = fastrand::Rng::with_seed(w.s.seed ^ ((i * 16 + c) as u64 + 1));
+                // (Its own generator: the other draws stay as they were.)
+                let mut blinds = fastrand::Rng::with_seed(w.s.seed ^ 0xB11D ^ (i * 16 + c) as u64);
                 let mut pending = None;
                 for n in 0..w.s.ops as u32 {
                     if rng.u8(..10) < 6 {
                         let cancel = (rng.f64() < w.s.cancel)
                             .then(|| Duration::from_micros(rng.u64(0..20_000)));
-                        w.write(i, &name, n, cancel, &mut pending).await;
+                        let blind = blinds.f64() < w.s.blind;
+                        w.write(i, &name, n, cancel, blind, &mut pending).await;
                     } else {
                         w.read(i, &name).await;
                     }
@@ -1065,7 +1143,7 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
         let mut n = 100;
         let mut pending = None;
         while !world
-            .write(i, &format!("final-n{i}"), n, None, &mut pending)
+            .write(i, &format!("final-n{i}"), n, None, false, &mut pending)
             .await
         {
             if started.elapsed() > bound {
@@ -1091,8 +1169,10 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
                 .map_err(|e| format!("uploads after healing: {e}"))?;
         }
     }
-    // 1. Linearizability.
-    let history = world.rec.ops.lock().clone();
+    // 1. Linearizability; a write whose outcome is unknown took effect (if
+    // ever) before its client's next write returned.
+    let mut history = world.rec.ops.lock().clone();
+    with_deadlines(&mut history);
     let initial = *world.initial.lock();
     linearizable::check(initial, &history).map_err(|e| format!("linearizability: {e}"))?;
     // 2. Every acknowledged root is on the final chain, and its atoms read.
@@ -1120,16 +1200,30 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
             return Err("a cycle in the chain".into());
         }
     }
-    for r in world.rec.acked.lock().iter() {
-        if !chain.contains(&r.pointer) {
+    let acked = world.rec.acked.lock().clone();
+    for r in &acked {
+        if chain.contains(&r.pointer) {
+            continue;
+        }
+        // A blind write replaces whatever is current: the roots it skipped
+        // are off the chain, but their atoms were acknowledged and read.
+        if s.blind == 0.0 {
             return Err(format!("acknowledged root {r:?} is not on the final chain"));
         }
+        let entry: Entry = reader
+            .get_atom(r.pointer)
+            .await
+            .map_err(|e| format!("atom of acknowledged root {r:?}: {e}"))?;
+        reader
+            .get_atom::<Data>(entry.data)
+            .await
+            .map_err(|e| format!("data atom of acknowledged root {r:?}: {e}"))?;
     }
     if std::env::var_os("PROTOBASE_SIM_VERBOSE").is_some() {
         let ops = world.rec.ops.lock();
         let writes = ops
             .iter()
-            .filter(|o| matches!(o.kind, OpKind::Write { .. }))
+            .filter(|o| !matches!(o.kind, OpKind::Read { .. }))
             .count();
         eprintln!(
             "seed {} {:?} x{}{}{}{}: {} ops ({} writes, {} acked, {} unknown), chain {}, virtual {:?}",
@@ -1153,6 +1247,25 @@ async fn run_world(world: &Arc<World>, s: Schedule) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Gives every write of unknown outcome the deadline its client's next
+/// acknowledged write sets: a process's later write is never overtaken by
+/// its earlier one (for a write forwarded to the grant's holder, see
+/// `protobase::root_forward`).
+fn with_deadlines(history: &mut [Op]) {
+    let mut next_ack: HashMap<String, u64> = HashMap::new();
+    for op in history.iter_mut().rev() {
+        if matches!(op.kind, OpKind::Read { .. }) {
+            continue;
+        }
+        match op.returned {
+            Some(r) => {
+                next_ack.insert(op.client.clone(), r);
+            }
+            None => op.deadline = next_ack.get(&op.client).copied(),
+        }
+    }
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
@@ -1238,7 +1351,13 @@ fn schedules_of(variant: Variant) {
         Some(_) => return,
         None => {
             let n = env_u64("PROTOBASE_SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES) / 4;
-            let base = variant.base() + env_u64("PROTOBASE_SIM_BASE").unwrap_or(0);
+            // Every 2^20 of the offset is a whole turn of the four
+            // variants' seed blocks, so that each variant runs its own
+            // schedules (an offset of 16,000,000 once ran cloud-cluster
+            // schedules under every name); the rest is an offset inside
+            // the variant's block.
+            let offset = env_u64("PROTOBASE_SIM_BASE").unwrap_or(0);
+            let base = variant.base() + (offset >> 20) * (4 << 20) + (offset & ((1 << 20) - 1));
             (base..base + n.max(1)).collect()
         }
     };

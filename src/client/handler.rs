@@ -149,6 +149,23 @@ impl MessageHandler for ClientHandler {
                 },
             });
         }
+        if let Message::ForwardRoot {
+            pointer,
+            term,
+            nonce,
+            id,
+        } = message
+        {
+            // A member's blind root write for this node's grant. Without
+            // the storage its outcome is unknown (a copy may have been
+            // served before it closed).
+            return Some(match self.storage() {
+                Some(s) => s.serve_forward(&from, pointer, term, nonce, id).await,
+                None => Message::Error {
+                    message: "this node is starting or stopping".into(),
+                },
+            });
+        }
         self.inner.handle(from, message).await
     }
 }

@@ -95,6 +95,8 @@ pub struct Acceptor {
     clock: Arc<dyn Clock>,
     state: tokio::sync::Mutex<State>,
     snapshot: Mutex<AcceptorSnapshot>,
+    /// The lease of the state, readable without waiting for a decision.
+    lease: Mutex<Option<Lease>>,
 }
 
 /// Result of an accept.
@@ -142,6 +144,7 @@ impl Acceptor {
             clock,
             state: tokio::sync::Mutex::new(state),
             snapshot: Mutex::new(snapshot),
+            lease: Mutex::new(None),
         }))
     }
 
@@ -161,6 +164,25 @@ impl Acceptor {
             promised: st.promised,
             accepted: st.accepted.clone(),
         };
+        *self.lease.lock() = st.lease.clone();
+    }
+
+    /// The node this acceptor knows to hold a grant now, with its term: its
+    /// lease here is running, and this acceptor has accepted a root under
+    /// that very ballot (so the holder's prepare round had finished: it
+    /// writes only once it holds the grant). A root handed to it for that
+    /// term cannot be stored after a later grant of any node at a majority
+    /// (see [`crate::root_forward`]).
+    pub fn leader(&self) -> Option<(PeerId, u64)> {
+        let lease = self.lease.lock().clone()?;
+        if lease.expires <= self.clock.now() {
+            return None;
+        }
+        let snap = self.snapshot.lock();
+        snap.accepted
+            .as_ref()
+            .filter(|a| a.ballot == lease.term && snap.promised == lease.term)
+            .map(|_| (lease.holder, lease.term))
     }
 
     /// Prepare: promises `term` to `from` (the authenticated sender) with a
@@ -215,6 +237,7 @@ impl Acceptor {
             .is_some_and(|l| l.holder == from && l.term == term)
         {
             st.lease = None;
+            self.publish(&st);
         }
     }
 

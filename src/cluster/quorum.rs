@@ -120,6 +120,11 @@ pub struct QuorumRegister {
     kept: Arc<Mutex<Kept>>,
     /// [`VoteStrategy::let_go`] was called: nothing is kept any more.
     closing: std::sync::atomic::AtomicBool,
+    /// [`VoteStrategy::holder`] reports terms above this only: what this
+    /// node's acceptor had promised when this register was made (every term
+    /// an earlier process of this node may have reported), raised by
+    /// [`VoteStrategy::fence`].
+    forward_floor: std::sync::atomic::AtomicU64,
 }
 
 impl QuorumRegister {
@@ -133,6 +138,7 @@ impl QuorumRegister {
         rng: SeededRng,
     ) -> Self {
         let peers = config.peers().map(|p| p.id.clone()).collect();
+        let forward_floor = acceptor.snapshot().promised.into();
         QuorumRegister {
             config,
             acceptor,
@@ -146,6 +152,7 @@ impl QuorumRegister {
             held: Arc::default(),
             kept: Arc::default(),
             closing: std::sync::atomic::AtomicBool::new(false),
+            forward_floor,
         }
     }
 
@@ -591,6 +598,22 @@ impl VoteStrategy for QuorumRegister {
         self.closing
             .store(true, std::sync::atomic::Ordering::Release);
         self.release_kept().await;
+    }
+
+    /// The holder this node's acceptor knows ([`Acceptor::leader`]: its
+    /// lease runs here and a root was accepted here under its ballot, so its
+    /// prepare round had reached a majority: any later grant at a majority
+    /// refuses that ballot's accepts), for terms above the floor only.
+    fn holder(&self) -> Option<(String, u64)> {
+        let floor = self
+            .forward_floor
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.acceptor.leader().filter(|(_, term)| *term > floor)
+    }
+
+    fn fence(&self, term: u64) {
+        self.forward_floor
+            .fetch_max(term, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

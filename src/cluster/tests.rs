@@ -897,3 +897,37 @@ async fn a_hostile_members_prepare_blocks_others_at_most_one_lease() {
         Some(root(g.term, 1))
     );
 }
+
+/// The holder a blind write may be handed to (`crate::root_forward`): only
+/// one that wrote under its ballot here (its prepare round had finished),
+/// while its lease runs, above the terms promised before this process
+/// started, and never a fenced term.
+#[tokio::test(start_paused = true)]
+async fn a_holder_is_named_only_once_it_wrote_and_never_under_a_fenced_term() {
+    let acc = acceptor().await;
+    let q = quorum(config(3), acc.clone(), MockNetworkManager::new());
+    assert_eq!(q.holder(), None);
+    assert!(acc.prepare("b", 3, 1_000).await.unwrap().granted);
+    assert_eq!(q.holder(), None, "promised, but b may not hold it yet");
+    assert_eq!(
+        acc.accept("b", 3, &root(3, 1)).await.unwrap(),
+        AcceptOutcome::Accepted
+    );
+    assert_eq!(q.holder(), Some(("b".to_string(), 3)));
+    // A process started now: an earlier one may have forwarded under 3.
+    let later = quorum(config(3), acc.clone(), MockNetworkManager::new());
+    assert_eq!(later.holder(), None);
+    // The lease ended.
+    tokio::time::advance(Duration::from_millis(1_001)).await;
+    assert_eq!(q.holder(), None);
+    // A newer grant of b, then fenced.
+    assert!(acc.prepare("b", 4, 1_000).await.unwrap().granted);
+    acc.accept("b", 4, &root(4, 2)).await.unwrap();
+    assert_eq!(later.holder(), Some(("b".to_string(), 4)));
+    later.fence(4);
+    assert_eq!(later.holder(), None);
+    // Released: nobody holds it.
+    assert_eq!(q.holder(), Some(("b".to_string(), 4)));
+    acc.release("b", 4).await;
+    assert_eq!(q.holder(), None);
+}
