@@ -58,7 +58,7 @@ use parking_lot::Mutex;
 use tracing::debug;
 
 use crate::error::{Error, Result};
-use crate::network::{NetworkManager, PeerId};
+use crate::network::{NetworkError, NetworkManager, PeerId};
 use crate::protocol::Message;
 use crate::root_commit::RootCommitter;
 use crate::types::{AtomPointer, RootRecord};
@@ -162,7 +162,10 @@ impl Forwarding {
                         counted("ok");
                         Sent::Done(Ok(root))
                     }
-                    Err(why) => unknown(Error::invalid("forwarded root", why)),
+                    Err(reason) => unknown(Error::Network(NetworkError::Protocol {
+                        peer: holder.clone(),
+                        reason,
+                    })),
                 }
             }
             Ok(Message::ForwardRefused { reason }) => {
@@ -172,10 +175,10 @@ impl Forwarding {
                 Sent::Not
             }
             Ok(Message::Error { message }) => unknown(Error::NotGranted(message)),
-            Ok(other) => unknown(Error::invalid(
-                "forwarded root",
-                format!("unexpected answer {other:?}"),
-            )),
+            Ok(other) => unknown(Error::Network(NetworkError::Protocol {
+                peer: holder.clone(),
+                reason: format!("unexpected answer to a forwarded root: {other:?}"),
+            })),
             Err(e) => unknown(Error::Network(e)),
         }
     }
