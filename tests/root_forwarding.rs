@@ -50,6 +50,24 @@ impl protobase::MessageHandler for Silent {
     }
 }
 
+/// The members a, b and c.
+async fn three(hub: &InProcessHub) -> (Storage, Storage, Storage) {
+    (
+        member(hub, "a").await,
+        member(hub, "b").await,
+        member(hub, "c").await,
+    )
+}
+
+/// `s.set_root(p)` on a task of its own.
+fn set_root_in_task(
+    s: &Storage,
+    p: protobase::AtomPointer,
+) -> tokio::task::JoinHandle<protobase::Result<RootRecord>> {
+    let s = s.clone();
+    tokio::spawn(async move { s.set_root(p).await })
+}
+
 /// Lets every task run until it waits.
 async fn settle() {
     tokio::time::sleep(Duration::from_micros(1)).await;
@@ -68,17 +86,10 @@ async fn a_holds(a: &Storage) -> (RootRecord, protobase::RootUpdate) {
 #[tokio::test(start_paused = true)]
 async fn a_members_blind_write_is_published_under_the_holders_grant() {
     let hub = InProcessHub::new(1);
-    let (a, b, c) = (
-        member(&hub, "a").await,
-        member(&hub, "b").await,
-        member(&hub, "c").await,
-    );
+    let (a, b, c) = three(&hub).await;
     let (r0, u) = a_holds(&a).await;
     let pb = b.push_bytes(b"from b").await.unwrap();
-    let sent = tokio::spawn({
-        let b = b.clone();
-        async move { b.set_root(pb).await }
-    });
+    let sent = set_root_in_task(&b, pb);
     settle().await;
     u.abort().await;
     let rb = sent.await.unwrap().unwrap();
@@ -174,17 +185,10 @@ async fn a_copy_or_a_forward_for_another_term_publishes_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_forward_without_an_answer_is_never_published_after_a_later_commit() {
     let hub = InProcessHub::new(3);
-    let (a, b, c) = (
-        member(&hub, "a").await,
-        member(&hub, "b").await,
-        member(&hub, "c").await,
-    );
+    let (a, b, c) = three(&hub).await;
     let (r0, u) = a_holds(&a).await;
     let first = b.push_bytes(b"first").await.unwrap();
-    let dropped = tokio::spawn({
-        let b = b.clone();
-        async move { b.set_root(first).await }
-    });
+    let dropped = set_root_in_task(&b, first);
     settle().await;
     dropped.abort();
     assert!(dropped.await.unwrap_err().is_cancelled());
@@ -193,10 +197,7 @@ async fn a_forward_without_an_answer_is_never_published_after_a_later_commit() {
     let u = a.begin_root_update().await.unwrap();
     assert_eq!(u.term(), r0.term);
     let second = b.push_bytes(b"second").await.unwrap();
-    let next = tokio::spawn({
-        let b = b.clone();
-        async move { b.set_root(second).await }
-    });
+    let next = set_root_in_task(&b, second);
     settle().await;
     u.abort().await;
     let r2 = next.await.unwrap().unwrap();
@@ -219,11 +220,7 @@ async fn a_forward_without_an_answer_is_never_published_after_a_later_commit() {
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_holder_gives_an_unknown_outcome() {
     let hub = InProcessHub::new(4);
-    let (a, b, c) = (
-        member(&hub, "a").await,
-        member(&hub, "b").await,
-        member(&hub, "c").await,
-    );
+    let (a, b, c) = three(&hub).await;
     let (r0, u) = a_holds(&a).await;
     hub.cut("a", "b");
     let p = b.push_bytes(b"cut off").await.unwrap();
