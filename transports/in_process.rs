@@ -303,6 +303,7 @@ impl InProcessHub {
         InProcessNetwork {
             hub: Arc::clone(&self.hub),
             id,
+            started: Arc::default(),
         }
     }
 
@@ -450,10 +451,17 @@ impl fmt::Debug for InProcessHub {
 
 /// One node of an [`InProcessHub`]: a [`NetworkManager`] whose peers are all
 /// the hub's other nodes. Cheap to clone (a handle).
+///
+/// A handle belongs to the run it started: once its node is killed, it
+/// sends nothing more, also after the node was restarted and started
+/// through another handle (a process that lost power does not speak for
+/// the node's next one).
 #[derive(Clone)]
 pub struct InProcessNetwork {
     hub: Arc<Hub>,
     id: PeerId,
+    /// The run this handle started (its cancel signal identifies it).
+    started: Arc<Mutex<Option<Arc<Cancel>>>>,
 }
 
 impl fmt::Debug for InProcessNetwork {
@@ -635,6 +643,12 @@ impl InProcessNetwork {
             let Some(run) = &me.run else {
                 return Err(NetworkError::Stopped);
             };
+            if let Some(mine) = &*self.started.lock()
+                && !Arc::ptr_eq(mine, &run.cancel)
+            {
+                // The node was killed since this handle started.
+                return Err(NetworkError::Stopped);
+            }
             if *peer == self.id || !state.nodes.contains_key(peer) {
                 return Err(NetworkError::UnknownPeer(peer.clone()));
             }
@@ -706,6 +720,9 @@ impl NetworkManager for InProcessNetwork {
         match &mut node.run {
             Some(run) => run.handler = handler,
             None => node.run = Some(Run::new(handler)),
+        }
+        if let Some(run) = &node.run {
+            *self.started.lock() = Some(run.cancel.clone());
         }
         Ok(())
     }
