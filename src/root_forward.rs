@@ -88,6 +88,19 @@ pub(crate) struct Forwarding {
     seen: Mutex<Seen>,
 }
 
+/// One forwarded root, as [`Message::ForwardRoot`] carries it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forward {
+    /// The new root's atom.
+    pub(crate) pointer: AtomPointer,
+    /// The grant it must be published under.
+    pub(crate) term: u64,
+    /// The sending process's incarnation.
+    pub(crate) nonce: u64,
+    /// The sending process's number for it.
+    pub(crate) id: u64,
+}
+
 /// What a forward to the holder came to.
 pub(crate) enum Sent {
     /// Not forwarded (no holder known, or the holder refused it: nothing
@@ -184,17 +197,19 @@ impl Forwarding {
     }
 
     /// Publishes a root `from` forwarded (see the [module docs](self)):
-    /// only under the grant of `term`, held now, and once per forward.
-    #[allow(clippy::too_many_arguments)]
+    /// only under the grant of its term, held now, and once per forward.
     pub(crate) async fn serve(
         &self,
         roots: &Arc<RootCommitter>,
         from: &PeerId,
-        pointer: AtomPointer,
-        term: u64,
-        nonce: u64,
-        id: u64,
+        forward: Forward,
     ) -> Message {
+        let Forward {
+            pointer,
+            term,
+            nonce,
+            id,
+        } = forward;
         let refuse = |reason: String| {
             debug!(%from, term, %reason, "forward refused");
             Message::ForwardRefused { reason }

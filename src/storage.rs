@@ -260,10 +260,7 @@ impl Storage {
     pub(crate) async fn serve_forward(
         &self,
         from: &crate::network::PeerId,
-        pointer: AtomPointer,
-        term: u64,
-        nonce: u64,
-        id: u64,
+        forward: crate::root_forward::Forward,
     ) -> crate::protocol::Message {
         use crate::protocol::Message;
         if let Err(e) = self.check_writable() {
@@ -273,10 +270,7 @@ impl Storage {
             };
         }
         match &self.inner.forwarding {
-            Some(f) => {
-                f.serve(&self.inner.roots, from, pointer, term, nonce, id)
-                    .await
-            }
+            Some(f) => f.serve(&self.inner.roots, from, forward).await,
             None => Message::ForwardRefused {
                 reason: "this node takes no forwarded roots".into(),
             },

@@ -159,8 +159,14 @@ impl MessageHandler for ClientHandler {
             // A member's blind root write for this node's grant. Without
             // the storage its outcome is unknown (a copy may have been
             // served before it closed).
+            let forward = crate::root_forward::Forward {
+                pointer,
+                term,
+                nonce,
+                id,
+            };
             return Some(match self.storage() {
-                Some(s) => s.serve_forward(&from, pointer, term, nonce, id).await,
+                Some(s) => s.serve_forward(&from, forward).await,
                 None => Message::Error {
                     message: "this node is starting or stopping".into(),
                 },
