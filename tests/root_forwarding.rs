@@ -14,7 +14,10 @@ use std::time::Duration;
 use protobase::cluster::{ClusterConfig, MemoryAcceptorStore, PeerAddress};
 use protobase::protocol::Message;
 use protobase::transports::InProcessHub;
-use protobase::{Error, NetworkManager, RootRecord, Storage, StorageBuilder};
+use protobase::{Error, NetworkManager, RootRecord, Storage};
+
+#[path = "support/members.rs"]
+mod members;
 
 const IDS: [&str; 3] = ["a", "b", "c"];
 
@@ -30,14 +33,7 @@ async fn member_with(hub: &InProcessHub, id: &str, acceptor: Arc<MemoryAcceptorS
         .with_retry_interval_ms(20)
         .with_lease_ms(1_000)
         .with_heartbeat_ms(0);
-    StorageBuilder::in_memory()
-        .cluster(config)
-        .with_network_manager(Arc::new(hub.node(id)))
-        .with_acceptor_store(acceptor)
-        .rng_seed(u64::from(id.as_bytes()[0]))
-        .build()
-        .await
-        .unwrap()
+    members::in_memory_member(hub, config, acceptor).await
 }
 
 /// Answers nothing (a member that only sends).

@@ -3,6 +3,8 @@
 
 #[path = "support/history.rs"]
 mod history;
+#[path = "support/members.rs"]
+mod members;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -246,14 +248,7 @@ async fn member(
     lease_ms: u64,
     acceptor: Arc<dyn AcceptorStore>,
 ) -> Storage {
-    StorageBuilder::in_memory()
-        .cluster(member_config(id, ids, lease_ms))
-        .with_network_manager(Arc::new(hub.node(id)))
-        .with_acceptor_store(acceptor)
-        .rng_seed(u64::from(id.as_bytes()[0]))
-        .build()
-        .await
-        .unwrap()
+    members::in_memory_member(hub, member_config(id, ids, lease_ms), acceptor).await
 }
 
 /// An acceptor store whose saves take `delay` once armed.
